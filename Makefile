@@ -1,0 +1,94 @@
+# mim -- SimMIM masked image modeling as a Unix toolkit.
+#   make            build libmim and every tool into $(BUILD)
+#   make test       install missing Debian packages, build, run the test suite
+#   make asan       the whole test suite under AddressSanitizer + UBSan
+#   make demo       pretrain on real photos and render reconstructions
+#   make fuzz       libFuzzer targets (clang) into $(BUILD)/fuzz
+#   make install    PREFIX=/usr/local DESTDIR=
+include config.mk
+
+BUILD ?= build
+ifeq ($(SANITIZE),1)
+BUILD    := build/asan
+OPT      := -O1 -fno-omit-frame-pointer
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+endif
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lvips -larchive -ljansson -lopenblas -lglib-2.0 -lgobject-2.0)
+ALL_CFLAGS  = $(CFLAGS) $(SANFLAGS) -Iinclude -Icmd $(PKG_CFLAGS) -MMD -MP -D_GNU_SOURCE
+LDLIBS      = $(PKG_LIBS) -lm -lpthread
+
+LIBSRC  := $(sort $(wildcard lib/*.c lib/*/*.c))
+CMDSRC  := $(sort $(wildcard cmd/mim-*.c))
+CLISRC  := cmd/cli.c
+TESTSRC := $(sort $(wildcard tests/unit/test_*.c))
+FUZZSRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+
+LIBOBJ  := $(LIBSRC:%.c=$(BUILD)/obj/%.o)
+CLIOBJ  := $(CLISRC:%.c=$(BUILD)/obj/%.o)
+LIBA    := $(BUILD)/lib/libmim.a
+BINS    := $(CMDSRC:cmd/%.c=$(BUILD)/bin/%)
+TESTS   := $(TESTSRC:tests/unit/%.c=$(BUILD)/tests/%)
+MANS    := $(wildcard man/*.[1-9])
+
+.PHONY: all test check asan demo fuzz bench install clean deps
+all: $(BINS) $(TESTS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(LIBA): $(LIBOBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && $(AR) rcs $@ $(LIBOBJ)
+
+$(BUILD)/bin/%: $(BUILD)/obj/cmd/%.o $(CLIOBJ) $(LIBA)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $< $(CLIOBJ) $(LIBA) $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIBA)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
+
+deps:
+	@scripts/deps.sh build test
+
+test check: deps
+	@$(MAKE) --no-print-directory all
+	@MIM_BUILD=$(BUILD) tests/run.sh
+
+asan:
+	@scripts/deps.sh build test
+	@$(MAKE) --no-print-directory SANITIZE=1 all
+	@MIM_BUILD=build/asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 MIM_SANITIZE=1 tests/run.sh
+
+demo:
+	@scripts/deps.sh build demo
+	@$(MAKE) --no-print-directory all
+	@MIM_BUILD=$(BUILD) examples/demo.sh
+
+bench:
+	@$(MAKE) --no-print-directory all
+	@MIM_BUILD=$(BUILD) bench/run.sh
+
+FUZZ_CFLAGS = -g -O1 -std=c11 -Iinclude $(PKG_CFLAGS) -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined
+fuzz: $(FUZZSRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIBSRC)
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(LIBSRC) $(LDLIBS)
+
+install: $(BINS) $(LIBA)
+	mkdir -p $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/mim
+	mkdir -p $(DESTDIR)$(MANPREFIX)/man1 $(DESTDIR)$(MANPREFIX)/man5 $(DESTDIR)$(MANPREFIX)/man7
+	cp -f $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	cp -f $(LIBA) $(DESTDIR)$(PREFIX)/lib/
+	cp -f include/mim.h $(DESTDIR)$(PREFIX)/include/
+	cp -f include/mim/*.h $(DESTDIR)$(PREFIX)/include/mim/
+	for m in $(MANS); do s=$${m##*.}; cp -f $$m $(DESTDIR)$(MANPREFIX)/man$$s/; done
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

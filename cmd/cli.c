@@ -1,0 +1,149 @@
+/* cli.c -- shared tool helpers (see cli.h). Only tools link this; the
+ * library itself never prints or exits. */
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+const char *argv0 = "mim";
+
+void
+cli_init(int argc, char **argv)
+{
+	(void)argc;
+	if (argv[0]) {
+		const char *s = strrchr(argv[0], '/');
+		argv0 = s ? s + 1 : argv[0];
+	}
+	signal(SIGPIPE, SIG_IGN);
+}
+
+static void
+vmsg(const char *fmt, va_list ap)
+{
+	fprintf(stderr, "%s: ", argv0);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
+void
+die(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vmsg(fmt, ap);
+	va_end(ap);
+	exit(1);
+}
+
+void
+die_lib(void)
+{
+	die("%s", mim_errmsg());
+}
+
+void
+warn(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vmsg(fmt, ap);
+	va_end(ap);
+}
+
+void
+usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vmsg(fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "Try '%s --help' for more information.\n", argv0);
+	exit(2);
+}
+
+long long
+cli_int(const char *flag, const char *s, long long min, long long max)
+{
+	char *end;
+
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (!*s || *end || errno)
+		usage_error("%s: '%s' is not an integer", flag, s);
+	if (v < min || v > max)
+		usage_error("%s: %s is out of range [%lld, %lld]", flag, s, min, max);
+	return v;
+}
+
+double
+cli_double(const char *flag, const char *s, double min, double max)
+{
+	char *end;
+
+	errno = 0;
+	double v = strtod(s, &end);
+	if (!*s || *end || errno || !isfinite(v))
+		usage_error("%s: '%s' is not a number", flag, s);
+	if (v < min || v > max)
+		usage_error("%s: %s is out of range [%g, %g]", flag, s, min, max);
+	return v;
+}
+
+int
+cli_doubles(const char *flag, const char *s, double *v, int max)
+{
+	int n = 0;
+	char *dup = strdup(s), *save = NULL;
+
+	if (!dup)
+		die("out of memory");
+	for (char *tok = strtok_r(dup, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (n == max)
+			usage_error("%s: more than %d values in '%s'", flag, max, s);
+		v[n++] = cli_double(flag, tok, -HUGE_VAL, HUGE_VAL);
+	}
+	free(dup);
+	if (n == 0)
+		usage_error("%s: no values in '%s'", flag, s);
+	return n;
+}
+
+void
+cli_stdout_not_tty(void)
+{
+	if (isatty(STDOUT_FILENO))
+		usage_error("refusing to write binary frames to a terminal (pipe into a tool or redirect to a file)");
+}
+
+void
+cli_put(const struct mim_frame *f)
+{
+	if (mim_write_frame(STDOUT_FILENO, f) < 0) {
+		if (errno == EPIPE)
+			exit(0);
+		die("<stdout>: %s", mim_errmsg());
+	}
+}
+
+void
+cli_exit(int status)
+{
+	if (fflush(stdout) == EOF || ferror(stdout)) {
+		if (errno != EPIPE) {
+			warn("<stdout>: write error: %s", strerror(errno));
+			status = 1;
+		}
+	}
+	exit(status);
+}

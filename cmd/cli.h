@@ -1,0 +1,38 @@
+/* cli.h -- what every mim tool shares: messages, exit codes, flag values.
+ * Exit status: 0 ok, 1 runtime failure, 2 usage error. Messages go to
+ * stderr as "prog: subject: reason"; stdout carries frames only. */
+#ifndef MIM_CLI_H
+#define MIM_CLI_H
+
+#include <stdint.h>
+#include "mim.h"
+
+extern const char *argv0;
+
+/* Set argv0 from argv[0]; ignore SIGPIPE so a closed downstream pipe shows
+ * up as EPIPE, which the write helpers turn into a quiet exit. */
+void cli_init(int argc, char **argv);
+/* Print "prog: msg" (printf-style) and exit 1. */
+void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+/* Print "prog: <library error message>" and exit 1. */
+void die_lib(void) __attribute__((noreturn));
+/* Print "prog: msg" and carry on. */
+void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Print "prog: msg" and "usage..." hint and exit 2. */
+void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/* Parse a flag value or exit 2 naming the flag. */
+long long cli_int(const char *flag, const char *s, long long min, long long max);
+double cli_double(const char *flag, const char *s, double min, double max);
+/* Parse "a,b,c" into up to max doubles; returns the count, or exits 2. */
+int cli_doubles(const char *flag, const char *s, double *v, int max);
+
+/* Refuse to write binary frames to a terminal (as gzip does). */
+void cli_stdout_not_tty(void);
+/* Write a frame to stdout; on EPIPE exit 0 quietly (the reader is done),
+ * on any other error die. */
+void cli_put(const struct mim_frame *f);
+/* Check stdout for a late write error (full disk), then exit(status). */
+void cli_exit(int status) __attribute__((noreturn));
+
+#endif

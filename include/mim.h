@@ -1,0 +1,8 @@
+/* mim.h -- the public API of libmim: SimMIM masked image modeling in C.
+ * One header per part of the library; this one includes them all. */
+#ifndef MIM_H
+#define MIM_H
+
+#include "mim/stream.h"
+
+#endif

@@ -1,0 +1,73 @@
+# t-mim-info.sh -- mim-info on Python-written files, pipes, malformed input.
+. "$MIM_TOP/tests/lib.sh"
+
+# a file written by Python (independent writer) is read by mim
+$PY - "$T/py.safetensors" <<'PYEOF'
+import sys, numpy as np, st
+st.save(sys.argv[1], {"image": np.arange(24, dtype=np.float32).reshape(2,3,2,2),
+                      "mask": np.array([[1,0],[0,1]], np.uint8),
+                      "label": np.array([3,7], np.int64)}, {"mim.keys": '["a","b"]'})
+PYEOF
+expect_ok 'reads a file written by Python' 'mim-info "$T/py.safetensors" > "$T/info"'
+check 'names, dtypes and shapes' 'grep -q "image F32  \[2,3,2,2\]" "$T/info" && grep -q "mask  U8   \[2,2\]" "$T/info" && grep -q "label I64  \[2\]" "$T/info"'
+check 'statistics' 'grep "image" "$T/info" | grep -q "min 0 .*max 23 .*mean 11.5"'
+check 'metadata' 'grep -q "meta mim.keys = \[\"a\",\"b\"\]" "$T/info"'
+
+# a stream written by mim is read by the NumPy reader, frame by frame
+"$MIM_TOP/$MIM_BUILD/tests/test_stream" --emit "$T/two.mim"
+check 'NumPy reads frames written by mim' '$PY - "$T/two.mim" <<PYEOF
+import sys, numpy as np, st
+fr = list(st.read_frames(open(sys.argv[1], "rb")))
+assert len(fr) == 2
+t, m = fr[1]
+assert t["t_F32"].shape == (2, 3, 2) and t["t_I64"].dtype == np.int64
+assert m["mim.batch"] == "1" and t["scalar"].shape == ()
+assert float(t["t_F32"][0, 0, 0]) == -1.0, t["t_F32"]
+PYEOF'
+
+# multi-frame stream from a pipe, and --json
+expect_ok 'multi-frame stream on a pipe' 'cat "$T/two.mim" "$T/two.mim" | mim-info > "$T/info2"'
+check 'four frames reported' 'test "$(grep -c "^<stdin>: frame" "$T/info2")" = 4'
+expect_ok 'json output' 'mim-info --json "$T/two.mim" > "$T/j"'
+check 'json parses, one object per frame' '$PY -c "
+import json,sys; L=[json.loads(l) for l in open(sys.argv[1])]
+assert len(L)==2 and L[1][\"frame\"]==1 and L[0][\"metadata\"][\"mim.batch\"]==\"0\"
+t={x[\"name\"]:x for x in L[0][\"tensors\"]}; assert t[\"t_U8\"][\"shape\"]==[2,3,1]
+" "$T/j"'
+
+# malformed input: exit 1, a message, nothing on stdout
+mk() { $PY -c "
+import struct,sys
+h=sys.argv[1].encode(); d=int(sys.argv[2])
+sys.stdout.buffer.write(struct.pack('<Q', int(sys.argv[3]) if len(sys.argv)>3 else len(h)) + h + b'x'*d)" "$@"; }
+mk '{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}' 8 > "$T/good"
+check 'hand-made frame is valid' 'mim-info "$T/good" >/dev/null'
+head -c 5 "$T/good" > "$T/b1"
+expect_fail 'truncated length' 1 'mim-info "$T/b1"'
+head -c 20 "$T/good" > "$T/b2"
+expect_fail 'truncated header' 1 'mim-info "$T/b2"'
+head -c $(( $(wc -c < "$T/good") - 1 )) "$T/good" > "$T/b3"
+expect_fail 'truncated data' 1 'mim-info "$T/b3"'
+expect_fail 'truncated data on a pipe' 1 'cat "$T/b3" | mim-info'
+mk '{}' 0 200000000 > "$T/b4"
+expect_fail 'header length over the cap' 1 'mim-info "$T/b4"'
+expect_fail 'header length over the pipe cap' 1 'cat "$T/b4" | mim-info'
+mk '{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]' 8 > "$T/b5"
+expect_fail 'bad JSON' 1 'mim-info "$T/b5"'
+mk '{"a":{"dtype":"Q32","shape":[2],"data_offsets":[0,8]}}' 8 > "$T/b6"
+expect_fail 'unknown dtype' 1 'mim-info "$T/b6"'
+mk '{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}' 8 > "$T/b7"
+expect_fail 'overlapping offsets' 1 'mim-info "$T/b7"'
+mk '{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}' 8 > "$T/b8"
+expect_fail 'gapped offsets' 1 'mim-info "$T/b8"'
+mk '{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}' 8 > "$T/b9"
+expect_fail 'duplicate names' 1 'mim-info "$T/b9"'
+mk '{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}' 8 > "$T/b10"
+expect_fail 'shape/offset mismatch' 1 'mim-info "$T/b10"'
+cat "$T/good" > "$T/b11"; echo junk >> "$T/b11"
+check 'garbage after a good frame: frame 0 shown, then exit 1' '! mim-info "$T/b11" > "$T/o11" 2> "$T/e11" && grep -q "frame 0" "$T/o11" && grep -q "^mim-info: .*frame 1: truncated" "$T/e11"'
+check 'message names input and frame' 'mim-info "$T/b7" 2>&1 | grep -q "^mim-info: .*/b7: frame 0: tensor .b.: offsets overlap$"'
+expect_fail 'missing file' 1 'mim-info "$T/nonexistent"'
+expect_fail 'directory' 1 'mim-info "$T"'
+expect_fail 'unknown flag' 2 'mim-info --frobnicate'
+check 'help' 'mim-info --help | grep -q "usage: mim-info"'

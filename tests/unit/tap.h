@@ -1,0 +1,59 @@
+/* tap.h -- tiny test helpers for the C unit tests: each check prints
+ * "ok - ..." or "not ok - ..."; tap_done() returns the exit status. */
+#ifndef MIM_TAP_H
+#define MIM_TAP_H
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static int tap_failed;
+
+static inline void __attribute__((format(printf, 2, 3)))
+tap(int cond, const char *fmt, ...)
+{
+	va_list ap;
+
+	printf(cond ? "ok - " : "not ok - ");
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+	fflush(stdout);
+	if (!cond)
+		tap_failed++;
+}
+
+static inline int
+tap_done(void)
+{
+	return tap_failed ? 1 : 0;
+}
+
+/* max relative error of a vs b, relative to max|b| (scale-free). */
+static inline double
+maxrel(const float *a, const float *b, size_t n)
+{
+	double m = 0, s = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		double d = fabs((double)a[i] - b[i]);
+		if (d > m)
+			m = d;
+		if (fabs(b[i]) > s)
+			s = fabs(b[i]);
+	}
+	return s > 0 ? m / s : m;
+}
+
+/* xorshift rng for test data, uniform in [-1,1) */
+static unsigned long long tap_rng = 88172645463325252ULL;
+static inline float
+frand(void)
+{
+	tap_rng ^= tap_rng << 13;
+	tap_rng ^= tap_rng >> 7;
+	tap_rng ^= tap_rng << 17;
+	return (float)((tap_rng >> 11) * (1.0 / 9007199254740992.0)) * 2 - 1;
+}
+#endif
