@@ -4,5 +4,7 @@
 #define MIM_H
 
 #include "mim/stream.h"
+#include "mim/gemm.h"
+#include "mim/model.h"
 
 #endif

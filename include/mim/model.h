@@ -1,0 +1,117 @@
+/* mim/model.h -- SimMIM models (ViT and Swin encoders, the linear
+ * prediction head, the losses) as flat parameter arenas with official
+ * state_dict names. See reference/simmim.md in the design notes, and
+ * mim-ckpt(1) for the checkpoint format.
+ *
+ * CONTRACT shared by lib/model/*.c, mim-encode, mim-head, mim-loss,
+ * mim-step and mim-ckpt. Extend it; do not change what is here without
+ * updating every user. */
+#ifndef MIM_MODEL_H
+#define MIM_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mim/stream.h"
+
+enum mim_arch { MIM_ARCH_VIT, MIM_ARCH_SWIN };
+#define MIM_MAXSTAGE 8
+
+/* The model, exactly the keys of __metadata__["mim.config"] (JSON). */
+struct mim_config {
+	enum mim_arch arch;		/* "model": "vit" | "swin" */
+	int img_size, in_chans, patch_size, embed_dim;
+	double mlp_ratio;
+	int qkv_bias;
+	double drop_path_rate, layer_norm_eps;
+	int encoder_stride;
+	/* ViT */
+	int depth, num_heads;
+	double init_values;
+	int use_abs_pos_emb, use_rel_pos_bias, use_shared_rel_pos_bias, use_mean_pooling;
+	/* Swin */
+	int nstages, depths[MIM_MAXSTAGE], num_heads_s[MIM_MAXSTAGE];	/* JSON "depths", "num_heads" */
+	int window_size, ape, patch_norm;
+};
+
+/* Defaults of the official configs (issue text / reference §8). */
+void mim_config_default(struct mim_config *c, enum mim_arch arch);
+/* Parse JSON: "model" picks the defaults, then every key present
+ * overrides; unknown keys, wrong types and impossible sizes are errors. */
+int mim_config_parse(struct mim_config *c, const char *json);
+/* The config as compact JSON (malloc'd), every key written. */
+char *mim_config_json(const struct mim_config *c);
+/* Presets: vit-tiny vit-small vit-base vit-large swin-tiny swin-small
+ * swin-base swin-large (and the micro configs of the golden tests). */
+int mim_config_preset(struct mim_config *c, const char *name);
+/* Check sizes (image divisible, windows divide stages...). 0 / -1. */
+int mim_config_check(const struct mim_config *c);
+/* Channels of the encoder output (num_features). */
+int mim_config_features(const struct mim_config *c);
+
+/* One parameter in the flat arena. */
+struct mim_param {
+	char *name;		/* official state_dict name, e.g. "encoder.norm.weight" */
+	int ndim;
+	int64_t shape[4];
+	size_t off, numel;	/* offset into w / g, in floats */
+	int decay;		/* 1 if in the official weight-decay group (§7.1) */
+};
+
+struct mim_model {
+	struct mim_config cfg;
+	int np;
+	struct mim_param *p;	/* in official state_dict order */
+	size_t nw;		/* total parameters */
+	float *w;		/* parameters, nw floats */
+	float *g;		/* gradients, nw floats (allocated by mim_model_grad) */
+	void *priv;		/* activations, plans: the architecture's own */
+};
+
+/* A model of this config with zeroed weights; NULL on error. */
+struct mim_model *mim_model_new(const struct mim_config *c);
+void mim_model_free(struct mim_model *m);
+/* The official initialisation, deterministic in seed. */
+int mim_model_init(struct mim_model *m, uint64_t seed);
+/* The parameter called name, or NULL. */
+struct mim_param *mim_model_param(const struct mim_model *m, const char *name);
+/* Copy weights in by official name (F32, F16, BF16, F64 accepted). Every
+ * parameter must be present with its shape; known buffers
+ * (relative_position_index, attn_mask) are checked or ignored; other extra
+ * names are an error unless allow_extra (training state, "opt.*"). */
+int mim_model_load(struct mim_model *m, const struct mim_frame *sd, int allow_extra);
+/* Config from f's mim.config, then the weights: the model of a checkpoint. */
+struct mim_model *mim_model_from_frame(const struct mim_frame *f);
+struct mim_model *mim_model_open(const char *path);
+/* The state dict (parameters, official names, F32) plus mim.config. */
+struct mim_frame *mim_model_to_frame(const struct mim_model *m);
+
+/* ---- computation ---------------------------------------------------------
+ * img (B,3,H,W) normalised; mask (B,H/p,W/p) u8, 1 = masked, or NULL;
+ * latent (B,C,H/s,W/s); pred (B,3,H,W). */
+
+enum mim_loss_kind { MIM_LOSS_L1, MIM_LOSS_L2, MIM_LOSS_SMOOTH_L1 };
+enum mim_loss_region { MIM_REGION_MASKED, MIM_REGION_ALL };
+struct mim_lossopt {
+	enum mim_loss_kind kind;
+	enum mim_loss_region region;
+	double beta;		/* smooth-l1 threshold, default 1.0 */
+};
+
+/* Encoder forward (inference: no drop path). */
+int mim_encode(struct mim_model *m, int B, const float *img, const uint8_t *mask,
+    float *latent);
+/* Prediction head: 1x1 conv + pixel shuffle. */
+int mim_head(struct mim_model *m, int B, const float *latent, float *pred);
+/* The official loss; if dpred is not NULL it receives d loss / d pred. */
+double mim_loss(const struct mim_lossopt *o, int B, int H, int W, int p,
+    const float *img, const uint8_t *mask, const float *pred, float *dpred);
+/* One training forward and backward: m->g (allocated on first use) is
+ * overwritten with d loss / d w for every parameter; *loss gets the loss.
+ * Drop path (cfg.drop_path_rate) is drawn from seed, so a step is a pure
+ * function of (weights, batch, seed). */
+int mim_model_grad(struct mim_model *m, int B, const float *img,
+    const uint8_t *mask, const struct mim_lossopt *o, uint64_t seed,
+    double *loss);
+
+#endif
