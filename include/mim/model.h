@@ -3,7 +3,7 @@
  * state_dict names. See reference/simmim.md in the design notes, and
  * mim-ckpt(1) for the checkpoint format.
  *
- * CONTRACT shared by lib/model/*.c, mim-encode, mim-head, mim-loss,
+ * CONTRACT shared by lib/model/, mim-encode, mim-head, mim-loss,
  * mim-step and mim-ckpt. Extend it; do not change what is here without
  * updating every user. */
 #ifndef MIM_MODEL_H
