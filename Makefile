@@ -43,9 +43,12 @@ $(LIBA): $(LIBOBJ)
 	@mkdir -p $(@D)
 	rm -f $@ && $(AR) rcs $@ $(LIBOBJ)
 
+# a tool is cmd/mim-X.c plus, if present, the sources in cmd/X/ (subcommands)
 $(BUILD)/bin/%: $(BUILD)/obj/cmd/%.o $(CLIOBJ) $(LIBA)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $< $(CLIOBJ) $(LIBA) $(LDLIBS)
+	$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $(filter %.o,$^) $(LIBA) $(LDLIBS)
+.SECONDEXPANSION:
+$(BINS): $$(patsubst %.c,$(BUILD)/obj/%.o,$$(wildcard cmd/$$(patsubst mim-%,%,$$(notdir $$@))/*.c))
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIBA)
 	@mkdir -p $(@D)
