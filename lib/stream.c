@@ -934,3 +934,47 @@ mim_load(const char *path)
 	mim_reader_close(r);
 	return f;
 }
+
+struct mim_frame *
+mim_load_header(const char *path)
+{
+	struct mim_reader *r = mim_reader_open(path);
+	struct mim_frame *f = NULL;
+	struct entry *ent = NULL;
+	unsigned char lenb[8];
+	char *hdr = NULL;
+	int64_t dl;
+
+	if (!r)
+		return NULL;
+	if (need(r, lenb, 8, "header length") < 0)
+		goto fail;
+	uint64_t hn = 0;
+	for (int i = 7; i >= 0; i--)
+		hn = hn << 8 | lenb[i];
+	if (hn > r->hdrcap || (r->fsize >= 0 && (int64_t)hn > r->fsize - 8)) {
+		mim_seterr("header length %llu too large", (unsigned long long)hn);
+		goto fail;
+	}
+	if (!(hdr = mim_malloc((size_t)hn + 1)) || need(r, hdr, (size_t)hn, "header") < 0)
+		goto fail;
+	if (frame_from_header(hdr, (size_t)hn, &f, &dl, &ent) < 0)
+		goto fail;
+	if (r->fsize >= 0 && dl != r->fsize - 8 - (int64_t)hn) {
+		mim_seterr("data is %lld bytes, header says %lld",
+		    (long long)(r->fsize - 8 - (int64_t)hn), (long long)dl);
+		mim_frame_free(f);
+		f = NULL;
+		goto fail;
+	}
+	free(ent);
+	free(hdr);
+	mim_reader_close(r);
+	return f;
+fail:
+	mim_preferr("%s", path);
+	free(ent);
+	free(hdr);
+	mim_reader_close(r);
+	return NULL;
+}

@@ -139,5 +139,9 @@ int mim_write_frame(int fd, const struct mim_frame *f);
 int mim_save(const char *path, const struct mim_frame *f);
 /* Read a file holding exactly one frame (a .safetensors file). */
 struct mim_frame *mim_load(const char *path);
+/* Read only the header of the file's first frame: a frame with the
+ * tensors' names, dtypes and shapes (data NULL) and the metadata. For
+ * looking at a checkpoint's mim.config without loading its weights. */
+struct mim_frame *mim_load_header(const char *path);
 
 #endif

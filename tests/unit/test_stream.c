@@ -212,6 +212,10 @@ roundtrip(void)
 	c = mim_load(path);
 	tap(c && same(a, c), "load of a saved file");
 	mim_frame_free(c);
+	c = mim_load_header(path);
+	tap(c && c->n == a->n && c->t[0].data == NULL && mim_meta_get(c, "mim.batch") &&
+	    strcmp(mim_meta_get(c, "mim.batch"), "3") == 0, "header-only load");
+	mim_frame_free(c);
 	unlink(path);
 	free(b);
 	mim_frame_free(a);
