@@ -6,5 +6,6 @@
 #include "mim/stream.h"
 #include "mim/gemm.h"
 #include "mim/model.h"
+#include "mim/view.h"
 
 #endif
