@@ -1,0 +1,190 @@
+/* mim/optim.h -- SimMIM optimisation (reference/simmim.md §7): AdamW with
+ * the official two parameter groups, global-norm gradient clipping, the
+ * learning-rate schedules and batch scaling, and the training state with
+ * its checkpoint (what mim-step(1) runs and resumes).
+ *
+ * Float arithmetic follows PyTorch 1.13 (torch.optim.AdamW single-tensor
+ * path, torch.nn.utils.clip_grad_norm_) operation by operation in float32,
+ * so one step agrees with PyTorch to rounding. Everything here is
+ * deterministic: the same inputs and thread count give the same bytes. */
+#ifndef MIM_OPTIM_H
+#define MIM_OPTIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mim/model.h"
+#include "mim/stream.h"
+
+/* ---- AdamW (lib/optim/adamw.c) ------------------------------------------ */
+
+struct mim_adamw {
+	double beta1, beta2, eps;
+	double weight_decay;	/* of the decay group; the other group has 0 */
+};
+/* The official settings: betas (0.9, 0.999), eps 1e-8, weight decay 0.05. */
+void mim_adamw_default(struct mim_adamw *o);
+
+/* One AdamW update of n floats in place, exactly torch.optim.AdamW:
+ *   w *= 1 - lr*wd;  m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g*g;
+ *   w -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)
+ * t is the 1-based number of this update (torch's state['step']). */
+void mim_adamw_update(float *w, float *m, float *v, const float *g, size_t n,
+    double lr, double wd, const struct mim_adamw *o, int64_t t);
+
+/* AdamW over a whole model: w, g, exp_avg and exp_avg_sq share the layout
+ * of the model arena (mod->nw floats). A parameter whose decay flag is set
+ * (struct mim_param.decay, the official no-decay rules of §7.1) gets
+ * o->weight_decay, every other parameter none. Runs on the thread pool. */
+void mim_adamw_step(const struct mim_adamw *o, const struct mim_model *mod,
+    float *w, const float *g, float *exp_avg, float *exp_avg_sq, double lr,
+    int64_t t);
+
+/* ---- gradient clipping (lib/optim/clip.c) ------------------------------- */
+
+/* The global L2 norm of the gradient as clip_grad_norm_ computes it: the
+ * norm of the per-parameter norms, rounded to float. NaN or Inf when any
+ * gradient element is. */
+float mim_grad_norm(const struct mim_param *p, int np, const float *g);
+/* clip_grad_norm_: coef = max_norm / (norm + 1e-6); when coef < 1 every
+ * gradient is multiplied by it. max_norm <= 0 turns clipping off. Returns
+ * the norm before clipping (what the official code logs). */
+float mim_clip_grad(const struct mim_param *p, int np, float *g,
+    double max_norm);
+
+/* ---- learning-rate schedules (lib/optim/sched.c) ------------------------ */
+
+enum mim_sched_kind { MIM_SCHED_COSINE, MIM_SCHED_MULTISTEP, MIM_SCHED_CONSTANT };
+#define MIM_MAXMILESTONE 64
+
+/* All lrs absolute (already scaled by mim_lr_scale if wanted); all times
+ * in optimizer steps. */
+struct mim_sched {
+	enum mim_sched_kind kind;
+	double lr, warmup_lr, min_lr;	/* min_lr: cosine only */
+	int64_t steps, warmup_steps;	/* total steps (cosine length), warmup */
+	int nmilestones;		/* multistep: lr *= gamma at each */
+	int64_t milestones[MIM_MAXMILESTONE];
+	double gamma;
+	int official;		/* 1: timm 0.4.12 semantics, see mim_sched_lr */
+};
+
+/* "cosine" "multistep" "constant" -> kind, or -1. */
+int mim_sched_parse(const char *name);
+const char *mim_sched_name(enum mim_sched_kind k);
+/* Check the settings (lrs >= 0 and finite, warmup <= steps, milestones
+ * ascending and >= warmup). 0, or -1 with the error set. */
+int mim_sched_check(const struct mim_sched *s);
+/* The learning rate of optimizer step g (0-based).
+ * Clean (official = 0): linear warmup from warmup_lr over warmup_steps
+ * (lr(g) = warmup_lr + g*(lr-warmup_lr)/W), then cosine from lr to min_lr
+ * over the remaining steps - warmup_steps (min_lr from then on), or lr
+ * times gamma^(milestones <= g), or lr.
+ * Official (timm 0.4.12, as SimMIM calls it): the same warmup ramp, but the
+ * cosine runs over all `steps` from t = 0, not shifted by the warmup (a
+ * jump at t = W), and the step g uses the value at t = g-1: steps 0 and 1
+ * both get warmup_lr (or lr when there is no warmup). */
+double mim_sched_lr(const struct mim_sched *s, int64_t g);
+
+/* The official linear scaling of main_simmim.py: lr * batch * world / 512,
+ * times accum when accum > 1 (for BASE_LR, WARMUP_LR and MIN_LR alike). */
+double mim_lr_scale(double lr, int batch, int world, int accum);
+
+/* ---- training state (lib/train/) ---------------------------------------- */
+
+/* Everything that defines the optimisation; must not change on resume. */
+struct mim_trainopt {
+	struct mim_adamw adamw;
+	struct mim_sched sched;
+	double clip_grad;	/* max global L2 norm; 0 = off (official 5.0) */
+	int accum;		/* micro-batches per optimizer step (>= 1) */
+	uint64_t seed;		/* drop path seeds derive from (seed, batch index) */
+	struct mim_lossopt loss;
+	int batch;		/* images per micro-batch (the lr scaling used it) */
+	double base_lr;		/* the --base-lr that sched.lr was scaled from, or 0 */
+};
+/* Official defaults: AdamW as above, cosine, clip 5.0, accum 1, seed 0,
+ * l1 on masked pixels. Learning rates and steps are left 0. */
+void mim_trainopt_default(struct mim_trainopt *o);
+
+/* What one optimizer step did. */
+struct mim_stepinfo {
+	int64_t step;		/* the step's 0-based index */
+	double loss;		/* mean loss over its micro-batches */
+	double lr;		/* the learning rate applied */
+	double grad_norm;	/* global norm before clipping */
+	int nonfinite;		/* loss or gradient was NaN/Inf: nothing applied */
+};
+
+struct mim_train {
+	struct mim_model *model;
+	struct mim_trainopt o;
+	float *exp_avg, *exp_avg_sq;	/* AdamW moments, model->nw floats each */
+	float *acc;		/* gradient sum over micro-batches (accum > 1) */
+	int64_t step;		/* optimizer steps done */
+	int64_t batches;	/* input batches consumed by those steps (and by
+				 * skipped non-finite steps): the data position */
+	int nmicro;		/* micro-batches in acc so far */
+	double loss_sum;
+	/* Called once per optimizer step between backward (accumulation done)
+	 * and clipping, with the gradient and the step's loss: the place for a
+	 * data-parallel all-reduce (average over ranks). 0 or -1. */
+	int (*reduce)(void *ctx, float *g, size_t n, double *loss);
+	void *reduce_ctx;
+	int rank;		/* mixed into the drop path seeds */
+};
+
+/* A training state for m (not owned) with zero moments at step 0, or NULL.
+ * Checks o (schedule, accum >= 1, clip >= 0, batch >= 1). */
+struct mim_train *mim_train_new(struct mim_model *m, const struct mim_trainopt *o);
+void mim_train_free(struct mim_train *t);
+
+/* The drop path seed of input batch `index` (splitmix64 of seed, index
+ * and rank): a step is a pure function of the state and its batches. */
+uint64_t mim_train_seed(uint64_t seed, int64_t index, int rank);
+
+/* Feed one micro-batch (img (B,3,H,W), mask (B,H/p,W/p), B == o.batch):
+ * forward and backward; once o.accum micro-batches are in, the reduce
+ * hook, clipping and the AdamW update at mim_sched_lr(step). Returns 1 when
+ * a step was taken or rejected (info filled; info->nonfinite set when the
+ * loss or gradient was not finite: then the weights and moments are
+ * untouched, the micro-batches count as consumed, and the step is not
+ * counted), 0 when more micro-batches are needed, -1 on error. */
+int mim_train_batch(struct mim_train *t, int B, const float *img,
+    const uint8_t *mask, struct mim_stepinfo *info);
+/* Drop a partly accumulated step (its batches are not consumed). */
+void mim_train_discard(struct mim_train *t);
+
+/* ---- training checkpoint (lib/train/ckpt.c) ------------------------------
+ * One safetensors frame: the model's state dict and mim.config exactly as
+ * mim_model_to_frame writes them, the moments as F32 tensors
+ * "opt.exp_avg.<param>" and "opt.exp_avg_sq.<param>", and metadata, each a
+ * JSON string:
+ *   mim.train.step     optimizer steps done, e.g. "120"
+ *   mim.train.batches  input batches consumed (the data position)
+ *   mim.train.optim    {"name":"adamw","betas":[..],"eps":..,
+ *                       "weight_decay":..,"clip_grad":..,"accum":..}
+ *   mim.train.sched    {"name":..,"lr":..,"warmup_lr":..,"min_lr":..,
+ *                       "steps":..,"warmup_steps":..,"milestones":[..],
+ *                       "gamma":..,"official":..,"base_lr":..,"batch":..}
+ *   mim.train.loss     {"loss":"l1"|"l2"|"smooth_l1","region":..,"beta":..}
+ *   mim.train.rng      {"seed":..,"drop_path":"splitmix64(seed,batch,rank)"}
+ * The file depends only on the state (no times, no paths), so equal
+ * states give equal bytes. */
+
+#define MIM_TRAIN_PREFIX "opt."
+
+/* Save atomically (mim_save: temp file, fsync, rename). 0 or -1. */
+int mim_train_save(const struct mim_train *t, const char *path);
+/* 1 if f carries training state (mim.train.step), else 0. */
+int mim_train_is_ckpt(const struct mim_frame *f);
+/* Restore step, data position and moments from a training checkpoint
+ * whose model weights are already loaded into t->model. The settings
+ * stored in f must equal t->o: a differing one is an error naming the key
+ * and both values. 0 or -1. */
+int mim_train_restore(struct mim_train *t, const struct mim_frame *f);
+/* The settings of o as they are stored (malloc'd JSON); key is "optim",
+ * "sched", "loss" or "rng". NULL on error. */
+char *mim_train_setting(const struct mim_trainopt *o, const char *key);
+
+#endif

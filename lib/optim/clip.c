@@ -1,0 +1,72 @@
+/* clip.c -- global L2-norm gradient clipping, as
+ * torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm) in PyTorch
+ * 1.13, which the official loop calls with CLIP_GRAD 5.0 (reference §7.4):
+ *
+ *   norms = [torch.norm(p.grad, 2) for p in parameters]     float each
+ *   total = torch.norm(torch.stack(norms), 2)                float
+ *   clip_coef = max_norm / (total + 1e-6)    (= reciprocal(total+1e-6)*max_norm)
+ *   grads *= clamp(clip_coef, max=1)
+ *
+ * Sums of squares are taken in double (PyTorch accumulates in float with
+ * its own blocking; the difference is a rounding of the norm). */
+#include <math.h>
+#include <stdlib.h>
+
+#include "mim/gemm.h"
+#include "mim/optim.h"
+
+struct normjob {
+	const struct mim_param *p;
+	const float *g;
+	float *out;
+};
+
+static void
+param_norm(void *ctx, int k)
+{
+	const struct normjob *j = ctx;
+	const float *x = j->g + j->p[k].off;
+	double s = 0;
+
+	for (size_t i = 0; i < j->p[k].numel; i++)
+		s += (double)x[i] * x[i];
+	j->out[k] = (float)sqrt(s);
+}
+
+float
+mim_grad_norm(const struct mim_param *p, int np, const float *g)
+{
+	float small[256], *norms = small;
+
+	if (np > 256 && !(norms = mim_malloc((size_t)np * sizeof *norms))) {
+		/* no memory for the per-parameter norms: one pass in double */
+		double s = 0;
+		for (int k = 0; k < np; k++)
+			for (size_t i = 0; i < p[k].numel; i++)
+				s += (double)g[p[k].off + i] * g[p[k].off + i];
+		return (float)sqrt(s);
+	}
+	struct normjob j = {p, g, norms};
+	mim_parallel(np, param_norm, &j);
+	double s = 0;
+	for (int k = 0; k < np; k++)
+		s += (double)norms[k] * norms[k];
+	if (norms != small)
+		free(norms);
+	return (float)sqrt(s);
+}
+
+float
+mim_clip_grad(const struct mim_param *p, int np, float *g, double max_norm)
+{
+	float total = mim_grad_norm(p, np, g);
+
+	if (!(max_norm > 0) || !isfinite(total))
+		return total;
+	float coef = (1.0f / (total + 1e-6f)) * (float)max_norm;
+	if (coef < 1.0f)
+		for (int k = 0; k < np; k++)
+			for (size_t i = 0; i < p[k].numel; i++)
+				g[p[k].off + i] *= coef;
+	return total;
+}

@@ -1,0 +1,170 @@
+/* train.c -- one SimMIM training step (reference §7.4), in the order of the
+ * official loop:
+ *
+ *   for each of the accum micro-batches:
+ *       loss, grad = mim_model_grad(batch)        forward, loss, backward
+ *       acc += grad / accum                       (loss / ACC in the official code)
+ *   reduce hook (data-parallel all-reduce goes here)
+ *   norm = clip_grad_norm_(acc, clip_grad)
+ *   AdamW step at lr = mim_sched_lr(step)
+ *
+ * Differences from the official loop, deliberate and documented in
+ * mim-step(1): with accumulation the official code clips the running sum
+ * after every micro-batch and counts scheduler time in micro-batches; here
+ * the sum is clipped once per step and time counts optimizer steps.
+ *
+ * Drop path randomness comes from mim_train_seed(seed, batch index, rank),
+ * so a step depends only on the state and its batches: a resumed run
+ * repeats an uninterrupted one exactly. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mim/optim.h"
+
+void
+mim_trainopt_default(struct mim_trainopt *o)
+{
+	memset(o, 0, sizeof *o);
+	mim_adamw_default(&o->adamw);
+	o->sched.kind = MIM_SCHED_COSINE;
+	o->sched.gamma = 0.1;
+	o->clip_grad = 5.0;
+	o->accum = 1;
+	o->loss.kind = MIM_LOSS_L1;
+	o->loss.region = MIM_REGION_MASKED;
+	o->loss.beta = 1.0;
+	o->batch = 1;
+}
+
+static uint64_t
+splitmix64(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ULL;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+uint64_t
+mim_train_seed(uint64_t seed, int64_t index, int rank)
+{
+	return splitmix64(splitmix64(splitmix64(seed) ^ (uint64_t)index) ^ (uint64_t)rank);
+}
+
+static int
+check_opt(const struct mim_trainopt *o)
+{
+	if (mim_sched_check(&o->sched) < 0)
+		return mim_preferr("schedule");
+	if (o->accum < 1)
+		return mim_seterr("accum must be >= 1");
+	if (o->batch < 1)
+		return mim_seterr("batch must be >= 1");
+	if (!(isfinite(o->clip_grad) && o->clip_grad >= 0))
+		return mim_seterr("clip_grad must be >= 0");
+	const struct mim_adamw *a = &o->adamw;
+	if (!(a->beta1 >= 0 && a->beta1 < 1 && a->beta2 >= 0 && a->beta2 < 1))
+		return mim_seterr("AdamW betas must be in [0, 1)");
+	if (!(isfinite(a->eps) && a->eps > 0))
+		return mim_seterr("AdamW eps must be > 0");
+	if (!(isfinite(a->weight_decay) && a->weight_decay >= 0))
+		return mim_seterr("weight decay must be >= 0");
+	return 0;
+}
+
+struct mim_train *
+mim_train_new(struct mim_model *m, const struct mim_trainopt *o)
+{
+	if (check_opt(o) < 0)
+		return NULL;
+	struct mim_train *t = mim_calloc(1, sizeof *t);
+	if (!t)
+		return NULL;
+	t->model = m;
+	t->o = *o;
+	t->exp_avg = mim_calloc(m->nw, sizeof(float));
+	t->exp_avg_sq = mim_calloc(m->nw, sizeof(float));
+	if (o->accum > 1)
+		t->acc = mim_calloc(m->nw, sizeof(float));
+	if (!t->exp_avg || !t->exp_avg_sq || (o->accum > 1 && !t->acc)) {
+		mim_train_free(t);
+		return NULL;
+	}
+	return t;
+}
+
+void
+mim_train_free(struct mim_train *t)
+{
+	if (!t)
+		return;
+	free(t->exp_avg);
+	free(t->exp_avg_sq);
+	free(t->acc);
+	free(t);
+}
+
+void
+mim_train_discard(struct mim_train *t)
+{
+	t->nmicro = 0;
+	t->loss_sum = 0;
+}
+
+/* clip, AdamW: the end of a step whose gradient is in g */
+static int
+finish(struct mim_train *t, float *g, struct mim_stepinfo *info)
+{
+	struct mim_model *m = t->model;
+	double loss = t->loss_sum / t->o.accum;
+	int64_t used = t->o.accum;
+
+	t->nmicro = 0;
+	t->loss_sum = 0;
+	if (t->reduce && t->reduce(t->reduce_ctx, g, m->nw, &loss) < 0)
+		return mim_preferr("step %lld: reduce", (long long)t->step);
+	memset(info, 0, sizeof *info);
+	info->step = t->step;
+	info->loss = loss;
+	info->lr = mim_sched_lr(&t->o.sched, t->step);
+	info->grad_norm = mim_clip_grad(m->p, m->np, g, t->o.clip_grad);
+	t->batches += used;
+	if (!isfinite(info->loss) || !isfinite(info->grad_norm)) {
+		info->nonfinite = 1;
+		return 1;
+	}
+	mim_adamw_step(&t->o.adamw, m, m->w, g, t->exp_avg, t->exp_avg_sq,
+	    info->lr, t->step + 1);
+	t->step++;
+	return 1;
+}
+
+int
+mim_train_batch(struct mim_train *t, int B, const float *img,
+    const uint8_t *mask, struct mim_stepinfo *info)
+{
+	struct mim_model *m = t->model;
+	double loss;
+
+	if (B != t->o.batch)
+		return mim_seterr("batch of %d images, the run uses %d", B, t->o.batch);
+	uint64_t seed = mim_train_seed(t->o.seed, t->batches + t->nmicro, t->rank);
+	if (mim_model_grad(m, B, img, mask, &t->o.loss, seed, &loss) < 0)
+		return -1;
+	t->loss_sum += loss;
+	t->nmicro++;
+	if (t->o.accum == 1)
+		return finish(t, m->g, info);
+	/* acc = sum of grad/accum over the micro-batches, in their order */
+	const float inv = 1.0f / (float)t->o.accum;
+	if (t->nmicro == 1)
+		for (size_t i = 0; i < m->nw; i++)
+			t->acc[i] = m->g[i] * inv;
+	else
+		for (size_t i = 0; i < m->nw; i++)
+			t->acc[i] += m->g[i] * inv;
+	if (t->nmicro < t->o.accum)
+		return 0;
+	return finish(t, t->acc, info);
+}
