@@ -8,5 +8,6 @@
 #include "mim/model.h"
 #include "mim/optim.h"
 #include "mim/view.h"
+#include "mim/mask.h"
 
 #endif
