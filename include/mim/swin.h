@@ -1,0 +1,84 @@
+/* mim/swin.h -- the Swin-specific kernels: (shifted) window partition as a
+ * token permutation, LayerNorm fused with that permutation, the relative
+ * position index and bias, the shifted-window -100 mask, batched window
+ * attention, and patch merging. The model is lib/model/swin.c.
+ *
+ * Dims: B batch, H W map size in tokens, L = H*W tokens per image, C
+ * channels, ws window size, N = ws*ws tokens per window, nW = L/N windows
+ * per image, Bw = B*nW windows, nH heads, D = C/nH head dim.
+ *
+ * Window order: token t of the partitioned map (the official
+ * window_partition(roll(x, (-s,-s)))) is t = w*N + p, window w = wh*(W/ws)+ww
+ * row-major, p = ph*ws+pw row-major inside it. Forward kernels overwrite
+ * their outputs; backward kernels ACCUMULATE (+=) into parameter gradients
+ * and into dx of the residual stream, and overwrite intermediate buffers
+ * where the comment says so. */
+#ifndef MIM_SWIN_H
+#define MIM_SWIN_H
+
+#include <stddef.h>
+
+/* ---- lib/kern/window.c --------------------------------------------------- */
+
+/* idx (L): image token (row-major) of window-order token t after
+ * roll(-shift,-shift); a permutation of [0,L). ws must divide H and W. */
+void window_index(int *idx, int H, int W, int ws, int shift);
+/* idx (N,N): relative position index, (hp-hq+ws-1)*(2ws-1) + (wp-wq+ws-1). */
+void window_relidx(int *idx, int ws);
+/* mask (nW,N,N): -100 where tokens p, q of window w lie in different roll
+ * regions (slices (0,-ws), (-ws,-s), (-s,) of each axis), else 0. */
+void window_mask(float *mask, int H, int W, int ws, int shift);
+
+/* out[b,t] = x[b,idx[t]] * kept[b] / keep: (B,L,C) <- (B,L,C). kept (B)
+ * 0/1 per sample, or NULL for a plain gather (keep unused then). idx NULL
+ * is the identity. Also the backward of window_reverse_add's y. */
+void window_gather(float *out, const float *x, const int *idx, const float *kept,
+    float keep, int B, int L, int C);
+/* out[b,idx[t]] = x[b,idx[t]] + drop_path(y[b,t] + bias): window reverse,
+ * roll back, and the residual add in one pass. drop_path(v) = v / keep *
+ * kept[b] (timm's DropPath) if kept is not NULL, else v. bias (C) may be
+ * NULL, out may be x, idx NULL is the identity (a plain residual add). */
+void window_reverse_add(float *out, const float *x, const float *y, const float *bias,
+    const float *kept, float keep, const int *idx, int B, int L, int C);
+
+/* LayerNorm of the gathered rows: out[b,t] = LN(x[b,idx[t]]) * w + b_,
+ * biased variance, rstd = 1/sqrt(var+eps). mean, rstd (B*L) by output row.
+ * idx NULL means the identity (a plain LayerNorm). */
+void window_ln_forward(float *out, float *mean, float *rstd, const float *x,
+    const float *w, const float *b, const int *idx, int B, int L, int C, float eps);
+/* Accumulates dx (scattered through idx), dw, db. */
+void window_ln_backward(float *dx, float *dw, float *db, const float *dout,
+    const float *x, const float *w, const float *mean, const float *rstd,
+    const int *idx, int B, int L, int C);
+
+/* ---- lib/kern/winattn.c -------------------------------------------------- */
+
+/* bias (nH,N,N) = table[idx[p,q], h]; table ((2ws-1)^2, nH). */
+void winattn_bias(float *bias, const float *table, const int *idx, int nH, int N);
+/* dtable[idx[p,q], h] += sum over windows w of datt[w,h,p,q]: the bias
+ * gradient from the logit gradients datt (Bw,nH,N,N). Deterministic. */
+void winattn_bias_backward(float *dtable, const float *datt, const int *idx,
+    int Bw, int nH, int N);
+
+/* Window attention, batched over windows and heads:
+ *   qkv (Bw,N,3C): rows [q | k | v], each head-major (head h at h*D);
+ *   a = softmax((q*D^-0.5) @ k^T + bias[h] + mask[w % nW]);  out = a @ v
+ * out (Bw,N,C) heads concatenated; att (Bw,nH,N,N) the probabilities (kept
+ * for backward). mask (nW,N,N) or NULL. The (window, head) pairs are spread
+ * over the thread pool, each with its own small single-threaded products. */
+void winattn_forward(float *out, float *att, const float *qkv, const float *bias,
+    const float *mask, int Bw, int nW, int N, int nH, int D);
+/* Backward. Overwrites dqkv (Bw,N,3C) and datt (Bw,nH,N,N) (the logit
+ * gradients, to pass to winattn_bias_backward). */
+void winattn_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
+    const float *att, int Bw, int N, int nH, int D);
+
+/* ---- lib/kern/patchmerge.c ----------------------------------------------- */
+
+/* out (B,H/2*W/2,4C): row (i,j) = [x(2i,2j), x(2i+1,2j), x(2i,2j+1),
+ * x(2i+1,2j+1)], the official concatenation order; x (B,H*W,C). */
+void patchmerge_forward(float *out, const float *x, int B, int H, int W, int C);
+/* dx += the scatter of dout. */
+void patchmerge_backward(float *dx, const float *dout, int B, int H, int W, int C);
+
+#endif
