@@ -44,6 +44,8 @@ char *mim_config_json(const struct mim_config *c);
 /* Presets: vit-tiny vit-small vit-base vit-large swin-tiny swin-small
  * swin-base swin-large (and the micro configs of the golden tests). */
 int mim_config_preset(struct mim_config *c, const char *name);
+/* Name of preset i (0, 1, ...), NULL past the last: for help texts. */
+const char *mim_config_preset_name(int i);
 /* Check sizes (image divisible, windows divide stages...). 0 / -1. */
 int mim_config_check(const struct mim_config *c);
 /* Channels of the encoder output (num_features). */
@@ -66,6 +68,7 @@ struct mim_model {
 	float *w;		/* parameters, nw floats */
 	float *g;		/* gradients, nw floats (allocated by mim_model_grad) */
 	void *priv;		/* activations, plans: the architecture's own */
+	void *work;		/* buffers of the head and loss (lib/model/model.c) */
 };
 
 /* A model of this config with zeroed weights; NULL on error. */
@@ -101,6 +104,16 @@ struct mim_lossopt {
 /* Encoder forward (inference: no drop path). */
 int mim_encode(struct mim_model *m, int B, const float *img, const uint8_t *mask,
     float *latent);
+/* Intermediate features, for linear probes and feature extraction.
+ * Layers are numbered 1..mim_model_nlayers(m) (ViT: blocks; Swin: stages);
+ * layer 0 is the encoder output itself (what mim_encode gives). Layer K of
+ * the ViT is the output of block K, without the final LayerNorm, patch
+ * tokens only. mim_layer_shape gives (C,h,w) of one sample's feature map;
+ * mim_encode_layer writes (B,C,h,w) into out. */
+int mim_model_nlayers(const struct mim_model *m);
+int mim_layer_shape(const struct mim_model *m, int layer, int64_t chw[3]);
+int mim_encode_layer(struct mim_model *m, int B, const float *img,
+    const uint8_t *mask, int layer, float *out);
 /* Prediction head: 1x1 conv + pixel shuffle. */
 int mim_head(struct mim_model *m, int B, const float *latent, float *pred);
 /* The official loss; if dpred is not NULL it receives d loss / d pred. */

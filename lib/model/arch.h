@@ -1,0 +1,193 @@
+/* arch.h -- the internal interface between the generic model code and one
+ * encoder architecture. Not installed; only the files of lib/model/ include it.
+ *
+ * WHO DOES WHAT
+ *
+ *   model.c (generic)                   <arch>.c (vit.c, swin.c)
+ *   ---------------------------------   ----------------------------------
+ *   struct mim_model, the flat arena    the encoder's parameter list, in
+ *   m->w / m->g, the parameter table,   the official state_dict order
+ *   weight-decay flags (official rule,  (ops->params, with mim_addp)
+ *   reference §7.1, from ops->skip),
+ *   the decoder parameters, decoder     the encoder's official init
+ *   init, load / save by name,          (ops->init)
+ *   head (head.c), loss (loss.c),       encoder forward / backward, its
+ *   mim_model_grad, mim_encode          activations and plans (m->priv)
+ *
+ * ADDING AN ARCHITECTURE: write lib/model/<arch>.c defining one
+ * `const struct mim_arch_ops mim_<arch>_ops` and add one row to the table
+ * `archs[]` in model.c (indexed by enum mim_arch). Nothing else.
+ *
+ * LIFE OF A MODEL
+ *
+ *   mim_model_new(cfg):  m->cfg = *cfg (already checked by
+ *       mim_config_check); ops->params(m) registers the encoder parameters
+ *       with mim_addp(); model.c appends "decoder.0.weight" (O,F,1,1) and
+ *       "decoder.0.bias" (O), O = encoder_stride^2 * 3,
+ *       F = mim_config_features(cfg); computes every decay flag; allocates
+ *       m->w (zeroed, 64-byte aligned). m->g stays NULL.
+ *   mim_model_init(m, seed): ops->init(m, seed) fills the encoder
+ *       parameters; model.c fills the decoder (PyTorch's default Conv2d
+ *       init, U(+-1/sqrt(F)) for weight and bias).
+ *   mim_encode / mim_encode_layer: ops->forward(train = 0).
+ *   mim_model_grad: model.c allocates m->g if NULL and zeroes it, calls
+ *       ops->forward(train = 1, layer = 0) to get the latent, runs the
+ *       head and the loss and their backward (decoder gradients), then
+ *       ops->backward(m, dlatent), which ADDS d loss / d w of every
+ *       encoder parameter into m->g (m->g + p->off, same layout as m->w).
+ *   mim_model_free: ops->free(m) releases m->priv (may be called on a
+ *       model whose params() failed half-way, or that never ran).
+ *
+ * Every hook returns 0 (or a count) on success and -1 with mim_seterr() on
+ * failure; none prints or exits. Hooks may assume m->cfg passed
+ * mim_config_check and cfg.arch is theirs.
+ *
+ * LAYOUTS (row-major, PyTorch's conventions)
+ *   img    (B, in_chans, H, W), H = W = cfg.img_size, normalised
+ *   mask   (B, H/p, W/p) uint8, 1 = masked, p = cfg.patch_size; NULL means
+ *          nothing masked (the mask token never enters)
+ *   latent (B, F, H/s, W/s), s = cfg.encoder_stride, F = features
+ *
+ * THREADS AND SPEED: every matrix product goes through mim_gemm /
+ * mim_gemm_batch (include/mim/gemm.h); elementwise loops through
+ * mim_parallel. Results must not depend on scheduling: never let the thread
+ * that happens to run a job decide an order of float additions. The
+ * kernels of include/mim/kern.h follow this and are shared by all
+ * architectures (layernorm, linear, gelu, softmax, attention with additive
+ * bias and window mask, residual with layer scale and drop path, mask
+ * token, patch embedding). */
+#ifndef MIM_MODEL_ARCH_H
+#define MIM_MODEL_ARCH_H
+
+#include <stdint.h>
+
+#include "mim/model.h"
+#include "mim/stream.h"
+
+struct mim_arch_ops {
+	const char *name;	/* the "model" key: "vit", "swin" */
+
+	/* Register every ENCODER parameter with mim_addp(), in the order of
+	 * the official module's named_parameters() (= its state_dict order
+	 * without the buffers): names start with "encoder.". May allocate
+	 * m->priv. Shapes exactly as PyTorch's (a Conv2d weight is 4-D). */
+	int (*params)(struct mim_model *m);
+
+	/* The official no_weight_decay() set and no_weight_decay_keywords()
+	 * list of the SimMIM wrapper, full names ("encoder.cls_token"),
+	 * NULL-terminated; either may be NULL. model.c applies the official
+	 * rule: no decay if ndim == 1, or the name ends in ".bias", or it is
+	 * in skip, or it CONTAINS one of skip_kw (plain substring test; for
+	 * Swin the keyword never matches a real name, and that quirk is
+	 * official, reference §7.1). */
+	const char *const *skip;
+	const char *const *skip_kw;
+
+	/* A tensor of a state dict that is not a parameter: return 0 if t is
+	 * not a buffer this architecture knows (the loader then treats it as
+	 * unexpected), 1 if it is one and its contents are right (or need not
+	 * be checked), -1 with an error if it is one and wrong. Buffers are
+	 * never required. NULL: no buffers. */
+	int (*buffer_check)(const struct mim_model *m, const struct mim_tensor *t);
+
+	/* Add the official persistent buffers (relative_position_index I64,
+	 * attn_mask F32...) to a state-dict frame, so that PyTorch's
+	 * load_state_dict(strict=True) takes our files. NULL: none. */
+	int (*buffers_add)(const struct mim_model *m, struct mim_frame *f);
+
+	/* The official initialisation of the encoder parameters, a
+	 * deterministic function of seed (use struct mim_rng below). The
+	 * parameters are zero on entry. */
+	int (*init)(struct mim_model *m, uint64_t seed);
+
+	/* Encoder forward. layer 0: the encoder output, written as the
+	 * latent (B,F,H/s,W/s). layer K in 1..nlayers(m): the features of
+	 * intermediate layer K, (B,C,h,w) as layer_shape() says (ViT: block
+	 * K's output, patch tokens, no final norm; Swin: define and document
+	 * it in swin.c, e.g. stage K's output before its patch merging).
+	 * train = 1 (only with layer 0): keep what backward needs in m->priv
+	 * and apply drop path, drawn from seed per block and sample with
+	 * mim_droppath(); train = 0: inference, no drop path, seed unused.
+	 * B may change between calls: re-plan buffers when it does (plan
+	 * once per batch size, reuse across calls). */
+	int (*forward)(struct mim_model *m, int B, const float *img,
+	    const uint8_t *mask, int layer, int train, uint64_t seed, float *out);
+
+	/* Backward of the last forward(train = 1): dlatent has the latent's
+	 * shape. ADD the gradient of every encoder parameter into m->g
+	 * (zeroed by the caller). dlatent is read only. */
+	int (*backward)(struct mim_model *m, const float *dlatent);
+
+	/* Number of intermediate layers for forward(layer = K). */
+	int (*nlayers)(const struct mim_model *m);
+	/* (C,h,w) of one sample's output of forward(layer); layer 0 gives
+	 * (F, H/s, W/s). -1 if layer is out of range. */
+	int (*layer_shape)(const struct mim_model *m, int layer, int64_t chw[3]);
+
+	/* Release m->priv (and set it NULL). */
+	void (*free)(struct mim_model *m);
+};
+
+extern const struct mim_arch_ops mim_vit_ops;
+extern const struct mim_arch_ops mim_swin_ops;
+
+/* ---- helpers for the hooks (model.c) ------------------------------------ */
+
+/* Append parameter fmt... with ndim dims (d0..d3; unused ones ignored) to
+ * the table. Returns its index into m->p (stable), or -1. Only valid
+ * inside ops->params (the arena is allocated afterwards). */
+int mim_addp(struct mim_model *m, int ndim, int64_t d0, int64_t d1, int64_t d2,
+    int64_t d3, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+/* Weights and gradients of parameter index i (m->g may be NULL). */
+static inline float *
+mim_pw(const struct mim_model *m, int i)
+{
+	return i < 0 ? (float *)0 : m->w + m->p[i].off;
+}
+static inline float *
+mim_pg(const struct mim_model *m, int i)
+{
+	return i < 0 || !m->g ? (float *)0 : m->g + m->p[i].off;
+}
+
+/* ---- deterministic random numbers --------------------------------------- */
+
+/* A small PRNG (xoshiro256** seeded through splitmix64). Streams with
+ * different `stream` numbers are independent for the same seed; use one
+ * stream per purpose (init of the encoder, init of the decoder, ...). */
+struct mim_rng {
+	uint64_t s[4];
+	double spare;		/* second Box-Muller normal, if have_spare */
+	int have_spare;
+};
+void mim_rng_seed(struct mim_rng *r, uint64_t seed, uint64_t stream);
+uint64_t mim_rng_u64(struct mim_rng *r);
+double mim_rng_uniform(struct mim_rng *r);	/* [0,1), 53 bits */
+double mim_rng_normal(struct mim_rng *r);	/* N(0,1) */
+
+/* Fill w[0..n) in order:
+ *   trunc_normal: N(mean, std^2) restricted to [a, b] (rejection; timm's
+ *     trunc_normal_(t, mean, std, a, b) has this distribution; for the
+ *     SimMIM ViT a = -std, b = std, "truncated at +-1 sigma"; timm's
+ *     default a = -2, b = 2 is absolute)
+ *   uniform: U(lo, hi)  (PyTorch's default Conv2d / Linear init is
+ *     U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias)
+ *   const: v */
+void mim_init_trunc_normal(struct mim_rng *r, float *w, size_t n, double mean,
+    double std, double a, double b);
+void mim_init_uniform(struct mim_rng *r, float *w, size_t n, double lo, double hi);
+void mim_init_const(float *w, size_t n, float v);
+
+/* ---- drop path (timm DropPath, per sample) -------------------------------
+ * The rate of block i of n is torch.linspace(0, rate, n)[i] (float32).
+ * For one block: keep = 1 - rate_i, and sample b is kept iff
+ * floor(keep + u) = 1, u a float32 uniform in [0,1) that is a pure function
+ * of (seed, block, b) -- independent of threads and of the batch size.
+ * A kept branch is multiplied by 1/keep (the kernels compute
+ * (branch / keep) * kept, timm's x.div(keep_prob) * random_tensor).
+ * mim_droppath fills kept[0..B) with 0 or 1 and returns keep (1.0 and all
+ * ones when rate_i is 0). */
+double mim_droppath_rate(double rate, int i, int n);
+float mim_droppath(float *kept, int B, double rate_i, uint64_t seed, int block);
+
+#endif

@@ -1,0 +1,392 @@
+/* model.c -- the generic part of a SimMIM model: the parameter table in
+ * official state_dict order, the flat arena of weights (m->w) and
+ * gradients (m->g), the official weight-decay flags, loading and saving by
+ * official name, and the dispatch to the encoder architecture (arch.h).
+ *
+ * A state dict is a frame: one tensor per parameter under its official
+ * name (F32 when we write it; F32, F16, BF16 or F64 accepted on load), the
+ * official buffers (relative_position_index, attn_mask) optionally, and
+ * __metadata__["mim.config"] = the config JSON with every key. */
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arch.h"
+
+static void work_free(struct mim_model *m);
+
+/* One row per enum mim_arch. A NULL row: that encoder is not built in. */
+static const struct mim_arch_ops *const archs[] = {
+	[MIM_ARCH_VIT] = &mim_vit_ops,
+	[MIM_ARCH_SWIN] = NULL,
+};
+
+static const struct mim_arch_ops *
+ops_of(const struct mim_model *m)
+{
+	return archs[m->cfg.arch];
+}
+
+/* ---- the parameter table ------------------------------------------------ */
+
+int
+mim_addp(struct mim_model *m, int ndim, int64_t d0, int64_t d1, int64_t d2,
+    int64_t d3, const char *fmt, ...)
+{
+	char name[256];
+	va_list ap;
+	int64_t d[4] = {d0, d1, d2, d3};
+
+	va_start(ap, fmt);
+	vsnprintf(name, sizeof name, fmt, ap);
+	va_end(ap);
+	if (ndim < 1 || ndim > 4)
+		return mim_seterr("parameter '%s': bad rank %d", name, ndim);
+	struct mim_param *np = mim_realloc(m->p, (size_t)(m->np + 1) * sizeof *np);
+	if (!np)
+		return -1;
+	m->p = np;
+	struct mim_param *p = &m->p[m->np];
+	memset(p, 0, sizeof *p);
+	if (!(p->name = mim_strdup(name)))
+		return -1;
+	p->ndim = ndim;
+	p->numel = 1;
+	for (int i = 0; i < ndim; i++) {
+		if (d[i] < 1 || d[i] > (int64_t)1 << 31)
+			return mim_seterr("parameter '%s': bad dimension %lld", name, (long long)d[i]);
+		p->shape[i] = d[i];
+		p->numel *= (size_t)d[i];
+	}
+	p->off = m->nw;
+	m->nw += p->numel;
+	return m->np++;
+}
+
+static int
+ends_with(const char *s, const char *suf)
+{
+	size_t n = strlen(s), k = strlen(suf);
+	return n >= k && strcmp(s + n - k, suf) == 0;
+}
+
+static int
+in_list(const char *const *list, const char *name, int substring)
+{
+	for (; list && *list; list++)
+		if (substring ? strstr(name, *list) != NULL : strcmp(name, *list) == 0)
+			return 1;
+	return 0;
+}
+
+/* the official rule, optimizer.py get_pretrain_param_groups (§7.1) */
+static void
+set_decay(struct mim_model *m)
+{
+	const struct mim_arch_ops *o = ops_of(m);
+
+	for (int i = 0; i < m->np; i++) {
+		struct mim_param *p = &m->p[i];
+		p->decay = !(p->ndim == 1 || ends_with(p->name, ".bias") ||
+		    in_list(o->skip, p->name, 0) || in_list(o->skip_kw, p->name, 1));
+	}
+}
+
+struct mim_model *
+mim_model_new(const struct mim_config *c)
+{
+	if (mim_config_check(c) < 0)
+		return NULL;
+	if ((unsigned)c->arch >= sizeof archs / sizeof archs[0] || !archs[c->arch]) {
+		mim_seterr("model \"%s\" is not built into this libmim",
+		    c->arch == MIM_ARCH_SWIN ? "swin" : "?");
+		return NULL;
+	}
+	struct mim_model *m = mim_calloc(1, sizeof *m);
+	if (!m)
+		return NULL;
+	m->cfg = *c;
+	const struct mim_arch_ops *o = ops_of(m);
+	if (o->params(m) < 0)
+		goto fail;
+	int F = mim_config_features(c), s = c->encoder_stride;
+	if (mim_addp(m, 4, (int64_t)s * s * 3, F, 1, 1, "decoder.0.weight") < 0 ||
+	    mim_addp(m, 1, (int64_t)s * s * 3, 0, 0, 0, "decoder.0.bias") < 0)
+		goto fail;
+	set_decay(m);
+	size_t bytes = (m->nw * sizeof(float) + 63) & ~(size_t)63;
+	if (!(m->w = aligned_alloc(64, bytes))) {
+		mim_seterr("out of memory (%zu parameters)", m->nw);
+		goto fail;
+	}
+	memset(m->w, 0, bytes);
+	return m;
+fail:
+	mim_model_free(m);
+	return NULL;
+}
+
+void
+mim_model_free(struct mim_model *m)
+{
+	if (!m)
+		return;
+	if (ops_of(m) && ops_of(m)->free)
+		ops_of(m)->free(m);
+	work_free(m);
+	for (int i = 0; i < m->np; i++)
+		free(m->p[i].name);
+	free(m->p);
+	free(m->w);
+	free(m->g);
+	free(m);
+}
+
+int
+mim_model_init(struct mim_model *m, uint64_t seed)
+{
+	memset(m->w, 0, m->nw * sizeof(float));
+	if (ops_of(m)->init(m, seed) < 0)
+		return -1;
+	/* the decoder keeps PyTorch's default Conv2d init (reference §5):
+	 * kaiming_uniform_(a=sqrt(5)) = U(+-1/sqrt(fan_in)), bias the same */
+	struct mim_param *w = mim_model_param(m, "decoder.0.weight");
+	struct mim_param *b = mim_model_param(m, "decoder.0.bias");
+	double bound = 1.0 / sqrt((double)w->shape[1]);
+	struct mim_rng r;
+	mim_rng_seed(&r, seed, 2);
+	mim_init_uniform(&r, m->w + w->off, w->numel, -bound, bound);
+	mim_init_uniform(&r, m->w + b->off, b->numel, -bound, bound);
+	return 0;
+}
+
+struct mim_param *
+mim_model_param(const struct mim_model *m, const char *name)
+{
+	for (int i = 0; i < m->np; i++)
+		if (strcmp(m->p[i].name, name) == 0)
+			return &m->p[i];
+	return NULL;
+}
+
+/* ---- state dicts ---------------------------------------------------------- */
+
+static int
+float_dtype(enum mim_dtype t)
+{
+	return t == MIM_F32 || t == MIM_F16 || t == MIM_BF16 || t == MIM_F64;
+}
+
+static void
+convert(float *dst, const struct mim_tensor *t, size_t n)
+{
+	const unsigned char *s = t->data;
+
+	switch (t->dtype) {
+	case MIM_F32:
+		memcpy(dst, s, n * 4);
+		break;
+	case MIM_F64:
+		for (size_t i = 0; i < n; i++) {
+			double v;
+			memcpy(&v, s + 8 * i, 8);
+			dst[i] = (float)v;
+		}
+		break;
+	case MIM_F16:
+	case MIM_BF16:
+		for (size_t i = 0; i < n; i++) {
+			uint16_t h;
+			memcpy(&h, s + 2 * i, 2);
+			dst[i] = t->dtype == MIM_F16 ? mim_f16_to_f32(h) : mim_bf16_to_f32(h);
+		}
+		break;
+	default:
+		break;
+	}
+}
+
+int
+mim_model_load(struct mim_model *m, const struct mim_frame *sd, int allow_extra)
+{
+	const struct mim_arch_ops *o = ops_of(m);
+	char got[160], want[160];
+	int missing = 0;
+	const char *first = NULL;
+
+	/* validate everything before touching m->w */
+	for (int i = 0; i < m->np; i++) {
+		const struct mim_param *p = &m->p[i];
+		const struct mim_tensor *t = mim_frame_get(sd, p->name);
+		if (!t) {
+			if (!missing++)
+				first = p->name;
+			continue;
+		}
+		if (!float_dtype(t->dtype))
+			return mim_seterr("tensor '%s': dtype %s, want a float type (F32, F16, BF16, F64)",
+			    p->name, mim_dtype_name(t->dtype));
+		int same = t->ndim == p->ndim;
+		for (int d = 0; same && d < p->ndim; d++)
+			same = t->shape[d] == p->shape[d];
+		if (!same)
+			return mim_seterr("tensor '%s': shape %s, but mim.config wants %s",
+			    p->name, mim_shape_str(got, sizeof got, t->ndim, t->shape),
+			    mim_shape_str(want, sizeof want, p->ndim, p->shape));
+	}
+	if (missing == 1)
+		return mim_seterr("missing tensor '%s' (weights do not match mim.config)", first);
+	if (missing)
+		return mim_seterr("missing tensor '%s' and %d more (weights do not match mim.config)",
+		    first, missing - 1);
+	for (int i = 0; i < sd->n; i++) {
+		const struct mim_tensor *t = &sd->t[i];
+		if (mim_model_param(m, t->name))
+			continue;
+		int rc = o->buffer_check ? o->buffer_check(m, t) : 0;
+		if (rc < 0)
+			return -1;
+		if (rc > 0)
+			continue;
+		if (allow_extra && strncmp(t->name, "opt.", 4) == 0)
+			continue;
+		return mim_seterr("unexpected tensor '%s' (not a parameter of this %s model; weights do not match mim.config?)",
+		    t->name, o->name);
+	}
+	for (int i = 0; i < m->np; i++) {
+		const struct mim_param *p = &m->p[i];
+		convert(m->w + p->off, mim_frame_get(sd, p->name), p->numel);
+	}
+	return 0;
+}
+
+struct mim_model *
+mim_model_from_frame(const struct mim_frame *f)
+{
+	const char *js = mim_meta_get(f, "mim.config");
+	struct mim_config c;
+
+	if (!js) {
+		mim_seterr("no \"mim.config\" in __metadata__: not a mim checkpoint (mim-ckpt import converts official ones)");
+		return NULL;
+	}
+	if (mim_config_parse(&c, js) < 0) {
+		mim_preferr("mim.config");
+		return NULL;
+	}
+	struct mim_model *m = mim_model_new(&c);
+	if (!m)
+		return NULL;
+	if (mim_model_load(m, f, 1) < 0) {
+		mim_model_free(m);
+		return NULL;
+	}
+	return m;
+}
+
+struct mim_model *
+mim_model_open(const char *path)
+{
+	struct mim_frame *f = mim_load(path);
+
+	if (!f)
+		return NULL;
+	struct mim_model *m = mim_model_from_frame(f);
+	mim_frame_free(f);
+	if (!m)
+		mim_preferr("%s", path);
+	return m;
+}
+
+struct mim_frame *
+mim_model_to_frame(const struct mim_model *m)
+{
+	struct mim_frame *f = mim_frame_new();
+	char *js = f ? mim_config_json(&m->cfg) : NULL;
+
+	if (!js || mim_meta_set(f, "mim.config", js) < 0)
+		goto fail;
+	for (int i = 0; i < m->np; i++) {
+		const struct mim_param *p = &m->p[i];
+		if (!mim_frame_add(f, p->name, MIM_F32, p->ndim, p->shape, m->w + p->off))
+			goto fail;
+	}
+	if (ops_of(m)->buffers_add && ops_of(m)->buffers_add(m, f) < 0)
+		goto fail;
+	free(js);
+	return f;
+fail:
+	free(js);
+	mim_frame_free(f);
+	return NULL;
+}
+
+/* ---- computation: dispatch ------------------------------------------------ */
+
+static int
+check_B(int B)
+{
+	if (B < 1 || B > 1 << 20)
+		return mim_seterr("batch size %d is out of range", B);
+	return 0;
+}
+
+int
+mim_model_nlayers(const struct mim_model *m)
+{
+	return ops_of(m)->nlayers(m);
+}
+
+int
+mim_layer_shape(const struct mim_model *m, int layer, int64_t chw[3])
+{
+	if (layer < 0 || layer > mim_model_nlayers(m))
+		return mim_seterr("layer %d is out of range [0, %d]", layer, mim_model_nlayers(m));
+	return ops_of(m)->layer_shape(m, layer, chw);
+}
+
+int
+mim_encode_layer(struct mim_model *m, int B, const float *img, const uint8_t *mask,
+    int layer, float *out)
+{
+	if (check_B(B) < 0)
+		return -1;
+	if (layer < 0 || layer > mim_model_nlayers(m))
+		return mim_seterr("layer %d is out of range [0, %d]", layer, mim_model_nlayers(m));
+	if (!ops_of(m)->forward)
+		return mim_seterr("%s: this libmim has no forward pass", ops_of(m)->name);
+	return ops_of(m)->forward(m, B, img, mask, layer, 0, 0, out);
+}
+
+int
+mim_encode(struct mim_model *m, int B, const float *img, const uint8_t *mask,
+    float *latent)
+{
+	return mim_encode_layer(m, B, img, mask, 0, latent);
+}
+
+/* ---- training: forward, loss, backward ------------------------------------ */
+
+/* buffers of mim_model_grad, planned per batch size */
+struct work {
+	int B;
+	float *latent, *pred, *dpred, *dlatent;
+};
+
+static void
+work_free(struct mim_model *m)
+{
+	struct work *w = m->work;
+
+	if (!w)
+		return;
+	free(w->latent);
+	free(w->pred);
+	free(w->dpred);
+	free(w->dlatent);
+	free(w);
+	m->work = NULL;
+}
