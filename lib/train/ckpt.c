@@ -15,12 +15,11 @@
  *     mim.train.rng          JSON: the seed the drop path seeds derive from
  *
  * All metadata values are JSON texts (numbers as JSON numbers, doubles
- * with 17 significant digits so they read back exactly). The frame
+ * in the fewest digits that read back exactly). The frame
  * holds nothing else (no time, host or path), so a resumed run that
  * reaches the same state writes the same bytes. mim_model_load(...,
  * allow_extra=1) skips the opt.* tensors; mim-ckpt export drops them. */
 #include <errno.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,57 +31,67 @@ static const char *region_names[] = {"masked", "all"};
 static const char *setting_keys[] = {"optim", "sched", "loss", "rng"};
 #define NSETTING 4
 
-static json_t *
-settings_json(const struct mim_trainopt *o, const char *key)
+/* x in the fewest digits that read back exactly (%.17g would write 0.05
+ * as 0.050000000000000003) */
+static void
+fmt_num(char *buf, size_t n, double x)
 {
-	if (strcmp(key, "optim") == 0)
-		return json_pack("{s:s, s:[f,f], s:f, s:f, s:f, s:i}",
-		    "name", "adamw",
-		    "betas", o->adamw.beta1, o->adamw.beta2,
-		    "eps", o->adamw.eps,
-		    "weight_decay", o->adamw.weight_decay,
-		    "clip_grad", o->clip_grad,
-		    "accum", o->accum);
-	if (strcmp(key, "sched") == 0) {
-		const struct mim_sched *s = &o->sched;
-		json_t *ms = json_array();
-		for (int i = 0; i < s->nmilestones; i++)
-			json_array_append_new(ms, json_integer(s->milestones[i]));
-		return json_pack("{s:s, s:f, s:f, s:f, s:I, s:I, s:o, s:f, s:b, s:o, s:i}",
-		    "name", mim_sched_name(s->kind),
-		    "lr", s->lr, "warmup_lr", s->warmup_lr, "min_lr", s->min_lr,
-		    "steps", (json_int_t)s->steps,
-		    "warmup_steps", (json_int_t)s->warmup_steps,
-		    "milestones", ms, "gamma", s->gamma, "official", s->official,
-		    "base_lr", o->base_lr > 0 ? json_real(o->base_lr) : json_null(),
-		    "batch", o->batch);
+	for (int prec = 1; prec <= 17; prec++) {
+		snprintf(buf, n, "%.*g", prec, x);
+		if (strtod(buf, NULL) == x)
+			break;
 	}
-	if (strcmp(key, "loss") == 0)
-		return json_pack("{s:s, s:s, s:f}",
-		    "loss", (unsigned)o->loss.kind < 3 ? loss_names[o->loss.kind] : "?",
-		    "region", (unsigned)o->loss.region < 2 ? region_names[o->loss.region] : "?",
-		    "beta", o->loss.beta);
-	if (strcmp(key, "rng") == 0)
-		return json_pack("{s:I, s:s}", "seed", (json_int_t)o->seed,
-		    "drop_path", "splitmix64(seed,batch,rank)");
-	return NULL;
+	if (!strpbrk(buf, ".eEn"))	/* a JSON real keeps a point: 5.0 */
+		strncat(buf, ".0", n - strlen(buf) - 1);
 }
 
+/* JSON written by hand, for short exact numbers */
 char *
 mim_train_setting(const struct mim_trainopt *o, const char *key)
 {
-	json_t *j = settings_json(o, key);
-	char *s = NULL;
+	char a[40], b[40], c[40], d[40], e[40], out[2048];
+	const struct mim_sched *s = &o->sched;
 
-	if (!j) {
+	if (strcmp(key, "optim") == 0) {
+		fmt_num(a, sizeof a, o->adamw.beta1);
+		fmt_num(b, sizeof b, o->adamw.beta2);
+		fmt_num(c, sizeof c, o->adamw.eps);
+		fmt_num(d, sizeof d, o->adamw.weight_decay);
+		fmt_num(e, sizeof e, o->clip_grad);
+		snprintf(out, sizeof out, "{\"name\":\"adamw\",\"betas\":[%s,%s],\"eps\":%s,"
+		    "\"weight_decay\":%s,\"clip_grad\":%s,\"accum\":%d}", a, b, c, d, e, o->accum);
+	} else if (strcmp(key, "sched") == 0) {
+		char ms[MIM_MAXMILESTONE * 21 + 2] = "", g[40], bl[40];
+		for (int i = 0; i < s->nmilestones; i++)
+			snprintf(ms + strlen(ms), sizeof ms - strlen(ms), "%s%lld",
+			    i ? "," : "", (long long)s->milestones[i]);
+		fmt_num(a, sizeof a, s->lr);
+		fmt_num(b, sizeof b, s->warmup_lr);
+		fmt_num(c, sizeof c, s->min_lr);
+		fmt_num(g, sizeof g, s->gamma);
+		if (o->base_lr > 0)
+			fmt_num(bl, sizeof bl, o->base_lr);
+		else
+			snprintf(bl, sizeof bl, "null");
+		snprintf(out, sizeof out, "{\"name\":\"%s\",\"lr\":%s,\"warmup_lr\":%s,"
+		    "\"min_lr\":%s,\"steps\":%lld,\"warmup_steps\":%lld,\"milestones\":[%s],"
+		    "\"gamma\":%s,\"official\":%s,\"base_lr\":%s,\"batch\":%d}",
+		    mim_sched_name(s->kind), a, b, c, (long long)s->steps,
+		    (long long)s->warmup_steps, ms, g, s->official ? "true" : "false", bl,
+		    o->batch);
+	} else if (strcmp(key, "loss") == 0) {
+		fmt_num(a, sizeof a, o->loss.beta);
+		snprintf(out, sizeof out, "{\"loss\":\"%s\",\"region\":\"%s\",\"beta\":%s}",
+		    (unsigned)o->loss.kind < 3 ? loss_names[o->loss.kind] : "?",
+		    (unsigned)o->loss.region < 2 ? region_names[o->loss.region] : "?", a);
+	} else if (strcmp(key, "rng") == 0) {
+		snprintf(out, sizeof out, "{\"seed\":%llu,\"drop_path\":\"splitmix64(seed,batch,rank)\"}",
+		    (unsigned long long)o->seed);
+	} else {
 		mim_seterr("no training setting '%s'", key);
 		return NULL;
 	}
-	s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
-	json_decref(j);
-	if (!s)
-		mim_seterr("out of memory");
-	return s;
+	return mim_strdup(out);
 }
 
 static int

@@ -20,6 +20,18 @@ eps 1e-8), applied in the order of main_simmim.py::train_one_epoch.
         / vit_ref.py doing forward and backward; --lr a number or a comma
         list (one per step); writes as opt, plus grad.<name> and loss of
         the first step and metadata losses
+  step_ref.py data OUT [--img S] [--patch P] [--batch B] [--frames N] [--seed S]
+                 [--nan K]
+        a stream of N frames: image F32 [B,3,S,S] ~ N(0,1), mask U8
+        [B,S/P,S/P] (60% of 8x8-pixel cells); --nan K puts a NaN in frame K
+  step_ref.py golden GOLDEN INIT CKPT DATA
+        from an official golden file (shared/golden/<model>.s7.b2): a mim
+        checkpoint CKPT with its weights (mim.config taken from INIT, made by
+        mim-ckpt init --preset <model>) and a one-frame stream DATA with its
+        batch (mask as U8)
+  step_ref.py golden-cmp GOLDEN CKPT [--what step|final] [--tol T]
+        compare a checkpoint after the step(s) with the official step/*,
+        step/exp_avg/*, step/exp_avg_sq/* (or train/final/*)
   step_ref.py cmp A B [--tol T] [--prefix P]
         compare the tensors of B (all, or those starting with P) with the
         same names in A: print the worst max relative error (relative to
@@ -31,9 +43,17 @@ import os
 import sys
 
 import numpy as np
-import torch
 
 import st
+
+torch = None     # imported by the modes that need it (cmp and data do not)
+
+
+def need_torch():
+    global torch
+    import torch as t
+    torch = t
+    torch.set_num_threads(int(os.environ.get("MIM_THREADS", "1")))
 
 SKIP = {"swin": {"encoder.absolute_pos_embed", "encoder.mask_token"},
         "vit": {"encoder.pos_embed", "encoder.cls_token"}}
@@ -200,6 +220,67 @@ def full(argv):
     return 0
 
 
+def data(argv):
+    out = argv[0]
+    o = parse(argv[1:], img=32, patch=4, batch=2, frames=4, seed=0, nan=-1)
+    rng = np.random.default_rng(o["seed"])
+    S, P, B = o["img"], o["patch"], o["batch"]
+    cell = max(8 // P, 1)
+    n = S // P // cell
+    with open(out, "wb") as f:
+        for k in range(o["frames"]):
+            img = rng.standard_normal((B, 3, S, S)).astype(np.float32)
+            if k == o["nan"]:
+                img[0, 0, 0, 0] = np.nan
+            mask = np.zeros((B, n * n), np.uint8)
+            for b in range(B):
+                mask[b, rng.permutation(n * n)[:int(np.ceil(n * n * 0.6))]] = 1
+            mask = mask.reshape(B, n, n).repeat(cell, 1).repeat(cell, 2)
+            f.write(st.frame_bytes({"image": img, "mask": mask}, {"mim.batch": str(k)}))
+    return 0
+
+
+def golden(argv):
+    gold, init, ckpt, dat = argv[:4]
+    t, _ = st.load(gold + ".safetensors")
+    w, _ = st.load(gold + ".weights.safetensors")
+    _, imeta = st.load(init)
+    params = {k[len("param/"):]: np.array(v) for k, v in t.items() if k.startswith("param/")}
+    assert set(params) <= set(w)
+    st.save(ckpt, params, {"mim.config": imeta["mim.config"]})
+    with open(dat, "wb") as f:
+        f.write(st.frame_bytes({"image": np.array(t["input/images"]),
+                                "mask": np.array(t["input/mask"]).astype(np.uint8)}))
+    return 0
+
+
+def golden_cmp(argv):
+    gold, ckpt = argv[:2]
+    o = parse(argv[2:], what="step", tol=1e-5)
+    t, _ = st.load(gold + ".safetensors")
+    c, _ = st.load(ckpt)
+    if o["what"] == "step":
+        pairs = [("step/", ""), ("step/exp_avg/", "opt.exp_avg."),
+                 ("step/exp_avg_sq/", "opt.exp_avg_sq.")]
+    else:
+        pairs = [("train/final/", "")]
+    worst, wname, n = 0.0, "", 0
+    for gp, cp in pairs:
+        for k, v in t.items():
+            if not k.startswith(gp) or "/" in k[len(gp):]:
+                continue
+            name = cp + k[len(gp):]
+            a = np.asarray(c[name], np.float64)
+            b = np.asarray(v, np.float64)
+            s = np.abs(b).max()
+            e = np.abs(a - b).max() / s if s > 0 else np.abs(a - b).max()
+            n += 1
+            if e > worst or not np.isfinite(e):
+                worst, wname = e, name
+    print("%d tensors, worst max relative error %.3g (%s)" % (n, worst, wname))
+    return 0 if n > 0 and worst <= o["tol"] else 1
+
+
 def cmp(argv):
     a, b = argv[:2]
     o = parse(argv[2:], tol=1e-5, prefix="")
@@ -228,8 +309,10 @@ def cmp(argv):
 
 
 def main(argv):
-    torch.set_num_threads(int(os.environ.get("MIM_THREADS", "1")))
-    modes = {"adamw": lambda a: adamw(a[0]), "opt": opt, "full": full, "cmp": cmp}
+    if argv and argv[0] in ("adamw", "opt", "full"):
+        need_torch()
+    modes = {"adamw": lambda a: adamw(a[0]), "opt": opt, "full": full, "cmp": cmp,
+             "data": data, "golden": golden, "golden-cmp": golden_cmp}
     if argv and argv[0] in modes:
         return modes[argv[0]](argv[1:])
     sys.stderr.write(__doc__)
