@@ -11,7 +11,8 @@ state_dict names, so it loads the official weights and its dumps load into mim.
                                  random batch, written to OUT (safetensors):
                                  weights (official names), input/image (F32),
                                  input/mask (U8), out/latent, out/pred,
-                                 out/loss, grad/<name>; __metadata__ mim.config
+                                 out/loss, out/grad_latent, grad/<name>;
+                                 __metadata__ mim.config
       --config JSON   mim.config keys (model swin, img_size, patch_size,
                       embed_dim, depths, num_heads, window_size, ...)
       --preset NAME   swin-tiny | swin-small | swin-base | swin-large
@@ -20,6 +21,10 @@ state_dict names, so it loads the official weights and its dumps load into mim.
                       token random values (init has 1/0 there), so their
                       gradients are a stronger test
       --weights FILE  take the weights from a mim checkpoint instead
+      --double        compute in float64 (weights and inputs are float32
+                      values; results are rounded to float32 at the end):
+                      the exact value a float32 implementation is judged
+                      against. Without it, PyTorch's float32 result.
 
 Not the official code: every line is written from the reference text.
 """
@@ -290,6 +295,7 @@ def maxrel(a, b):
 def step(model, img, mask):
     model.zero_grad()
     z, pred, loss = model(img, mask)
+    z.retain_grad()
     loss.backward()
     return z, pred, loss
 
@@ -331,7 +337,7 @@ def golden(d):
 
 def parse_args(argv):
     o = dict(config={}, batch=2, seed=0, mask_patch=None, ratio=0.6, perturb=False,
-             weights=None)
+             weights=None, double=False)
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -349,6 +355,8 @@ def parse_args(argv):
             o["ratio"] = float(argv[i + 1]); i += 1
         elif a == "--perturb":
             o["perturb"] = True
+        elif a == "--double":
+            o["double"] = True
         elif a == "--weights":
             o["weights"] = argv[i + 1]; i += 1
         else:
@@ -405,21 +413,29 @@ def gen(out, argv):
     res = S // P
     mp = o["mask_patch"] or min(32, S // 2)
     mask = torch.from_numpy(random_mask(g, B, res, max(mp // P, 1), o["ratio"]))
-    z, pred, loss = step(model, img, mask)
     tens = dict(params_np(model))
     tens["input/image"] = img.numpy()
     tens["input/mask"] = mask.numpy()
-    tens["out/latent"] = z.detach().numpy()
-    tens["out/pred"] = pred.detach().numpy()
+    if o["double"]:
+        model = model.double()
+        img = img.double()
+    z, pred, loss = step(model, img, mask)
+
+    def f32(t):
+        return t.detach().float().numpy()
+    tens["out/latent"] = f32(z)
+    tens["out/pred"] = f32(pred)
     tens["out/loss"] = np.array(loss.item(), np.float32)
+    tens["out/grad_latent"] = f32(z.grad)
     for k, p in model.named_parameters():
-        tens["grad/" + k] = p.grad.numpy()
+        tens["grad/" + k] = f32(p.grad)
     mc = {"model": "swin", "img_size": S, "in_chans": c["in_chans"], "patch_size": P,
           "embed_dim": c["embed_dim"], "depths": c["depths"], "num_heads": c["num_heads"],
           "window_size": c["window_size"], "mlp_ratio": c["mlp_ratio"],
           "qkv_bias": bool(c["qkv_bias"]), "layer_norm_eps": c["layer_norm_eps"],
           "encoder_stride": c["encoder_stride"], "drop_path_rate": 0.0}
-    st.save(out, tens, {"mim.config": json.dumps(mc), "swin_ref.seed": str(o["seed"])})
+    st.save(out, tens, {"mim.config": json.dumps(mc), "swin_ref.seed": str(o["seed"]),
+                        "swin_ref.dtype": "float64" if o["double"] else "float32"})
     n = sum(p.numel() for p in model.parameters())
     print("%s: %d parameters, loss %.6f" % (out, n, loss.item()), file=sys.stderr)
     return 0
