@@ -150,6 +150,18 @@ mim_pg(const struct mim_model *m, int i)
 	return i < 0 || !m->g ? (float *)0 : m->g + m->p[i].off;
 }
 
+/* ---- the prediction head (head.c), used by model.c ----------------------- */
+
+/* floats of scratch (dec, (B,O,hw)) the head needs for a batch of B */
+size_t mim_head_scratch(const struct mim_model *m, int B);
+/* latent (B,F,h,w) -> pred (B,3,H,W); dec: mim_head_scratch floats */
+void mim_head_forward(const struct mim_model *m, int B, const float *latent,
+    float *pred, float *dec);
+/* decoder gradients += into m->g; dlatent (B,F,h,w) OVERWRITTEN (or NULL);
+ * ddec: mim_head_scratch floats of scratch */
+void mim_head_backward(struct mim_model *m, int B, const float *latent,
+    const float *dpred, float *ddec, float *dlatent);
+
 /* ---- deterministic random numbers --------------------------------------- */
 
 /* A small PRNG (xoshiro256** seeded through splitmix64). Streams with

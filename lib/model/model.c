@@ -368,12 +368,12 @@ mim_encode(struct mim_model *m, int B, const float *img, const uint8_t *mask,
 	return mim_encode_layer(m, B, img, mask, 0, latent);
 }
 
-/* ---- training: forward, loss, backward ------------------------------------ */
+/* ---- head and training: forward, loss, backward ----------------------------- */
 
-/* buffers of mim_model_grad, planned per batch size */
+/* buffers of mim_head and mim_model_grad, planned per batch size */
 struct work {
-	int B;
-	float *latent, *pred, *dpred, *dlatent;
+	int B, grad;
+	float *latent, *pred, *dpred, *dlatent, *dec;
 };
 
 static void
@@ -387,6 +387,89 @@ work_free(struct mim_model *m)
 	free(w->pred);
 	free(w->dpred);
 	free(w->dlatent);
+	free(w->dec);
 	free(w);
 	m->work = NULL;
+}
+
+static float *
+falloc(size_t n)
+{
+	float *p = aligned_alloc(64, ((n ? n : 1) * sizeof(float) + 63) & ~(size_t)63);
+	if (!p)
+		mim_seterr("out of memory (%zu floats)", n);
+	return p;
+}
+
+static struct work *
+work_plan(struct mim_model *m, int B, int grad)
+{
+	struct work *w = m->work;
+
+	if (w && w->B == B && (w->grad || !grad))
+		return w;
+	work_free(m);
+	if (!(w = mim_calloc(1, sizeof *w)))
+		return NULL;
+	m->work = w;
+	w->B = B;
+	w->grad = grad;
+	if (!(w->dec = falloc(mim_head_scratch(m, B))))
+		goto fail;
+	if (grad) {
+		int64_t chw[3];
+		ops_of(m)->layer_shape(m, 0, chw);
+		size_t nl = (size_t)B * chw[0] * chw[1] * chw[2];
+		size_t np = (size_t)B * 3 * m->cfg.img_size * m->cfg.img_size;
+		if (!(w->latent = falloc(nl)) || !(w->dlatent = falloc(nl)) ||
+		    !(w->pred = falloc(np)) || !(w->dpred = falloc(np)))
+			goto fail;
+	}
+	return w;
+fail:
+	work_free(m);
+	return NULL;
+}
+
+int
+mim_head(struct mim_model *m, int B, const float *latent, float *pred)
+{
+	struct work *w;
+
+	if (check_B(B) < 0 || !(w = work_plan(m, B, 0)))
+		return -1;
+	mim_head_forward(m, B, latent, pred, w->dec);
+	return 0;
+}
+
+int
+mim_model_grad(struct mim_model *m, int B, const float *img, const uint8_t *mask,
+    const struct mim_lossopt *o, uint64_t seed, double *loss)
+{
+	const struct mim_arch_ops *ops = ops_of(m);
+	struct work *w;
+
+	if (check_B(B) < 0)
+		return -1;
+	if (!ops->forward || !ops->backward)
+		return mim_seterr("%s: this libmim has no training pass", ops->name);
+	if (!m->g) {
+		size_t bytes = (m->nw * sizeof(float) + 63) & ~(size_t)63;
+		if (!(m->g = aligned_alloc(64, bytes)))
+			return mim_seterr("out of memory (gradients of %zu parameters)", m->nw);
+	}
+	if (!(w = work_plan(m, B, 1)))
+		return -1;
+	memset(m->g, 0, m->nw * sizeof(float));
+	if (ops->forward(m, B, img, mask, 0, 1, seed, w->latent) < 0)
+		return -1;
+	mim_head_forward(m, B, w->latent, w->pred, w->dec);
+	int H = m->cfg.img_size;
+	double l = mim_loss(o, B, H, H, m->cfg.patch_size, img, mask, w->pred, w->dpred);
+	if (isnan(l))
+		return mim_seterr("loss is not a number");
+	if (loss)
+		*loss = l;
+	mim_head_backward(m, B, w->latent, w->dpred, w->dec, w->dlatent);
+	return ops->backward(m, w->dlatent);
 }

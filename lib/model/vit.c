@@ -24,6 +24,7 @@
 
 #include "arch.h"
 #include "mim/gemm.h"
+#include "mim/kern.h"
 
 struct vblock {		/* parameter indices of one block (-1: absent) */
 	int g1, g2, n1w, n1b, qb, vb, table, qkvw, projw, projb, n2w, n2b,
@@ -301,16 +302,334 @@ vit_free(struct mim_model *m)
 	m->priv = NULL;
 }
 
-/* ---- forward and backward -------------------------------------------------- */
+/* ---- activations -------------------------------------------------------------
+ * Planned once per (batch size, threads, mode) and reused. Training keeps
+ * one set of saved activations per block; inference keeps one set and
+ * runs the residual stream in place. */
+
+struct vlayer {
+	float *x;		/* (B,N,C) block input */
+	float *mean1, *rstd1;	/* (B*N) norm1 statistics */
+	float *qkv;		/* (B,N,3C) q scaled and biased, k, v biased */
+	float *P;		/* (B,Hh,N,N) attention probabilities (training) */
+	float *att;		/* (B,N,C) attention output before proj */
+	float *y;		/* (B,N,C) proj output */
+	float *x1;		/* (B,N,C) after the attention residual */
+	float *mean2, *rstd2;	/* (B*N) norm2 statistics */
+	float *h, *a;		/* (B,N,F) fc1 output, GELU output */
+	float *m;		/* (B,N,C) fc2 output */
+};
 
 struct vplan {
-	int B;
+	int B, nthreads, train;
+	float *mem;
+	struct vlayer *lay;
+	float *cols;		/* (B*T, Ci*P*P) im2col of the image */
+	float *rbias;		/* (Hh,N,N) shared relative position bias */
+	float *bbias;		/* (Hh,N,N) per-block bias (use_rel_pos_bias) */
+	float *ln;		/* (B,N,C) LayerNorm output scratch */
+	float *work;		/* attention scratch */
+	float *xL;		/* (B,N,C) output of the last block */
+	float *meanf, *rstdf;	/* (B*N) final norm statistics */
+	float *kept;		/* (2L,B) drop path: block i's two branches */
+	float *keep;		/* (2L) */
+	uint8_t *mask;		/* (B,T) the training forward's mask */
+	int masked;		/* ... if it had one */
+	/* backward */
+	float *dres, *dln, *dsm, *datt, *dhq, *dbias, *dbb, *dpe;
 };
 
 static void
 plan_free(struct vplan *p)
 {
+	if (!p)
+		return;
+	free(p->mem);
+	free(p->lay);
+	free(p->mask);
 	free(p);
+}
+
+/* Carve n floats (64-byte aligned) out of the plan's memory; with base
+ * NULL only count. */
+static float *
+carve(float *base, size_t *off, size_t n)
+{
+	float *p = base ? base + *off : NULL;
+	*off += (n + 15) & ~(size_t)15;
+	return p;
+}
+
+static int
+plan(struct mim_model *m, int B, int train)
+{
+	struct vit *v = V(m);
+	struct vplan *p = v->plan;
+	int nt = mim_threads();
+
+	if (p && p->B == B && p->nthreads == nt && (p->train || !train))
+		return 0;
+	plan_free(p);
+	v->plan = NULL;
+	if (!(p = mim_calloc(1, sizeof *p)))
+		return -1;
+	p->B = B;
+	p->nthreads = nt;
+	p->train = train;
+	int nl = train ? v->L : 1;
+	if (!(p->lay = mim_calloc((size_t)nl, sizeof *p->lay)) ||
+	    (train && !(p->mask = mim_malloc((size_t)B * v->T)))) {
+		plan_free(p);
+		return -1;
+	}
+	size_t BN = (size_t)B * v->N, C = (size_t)v->C, F = (size_t)v->F;
+	size_t NN = (size_t)v->N * v->N, K = (size_t)m->cfg.in_chans * v->P * v->P;
+	size_t HF = F > 3 * C ? F : 3 * C;
+	for (int pass = 0; pass < 2; pass++) {
+		float *base = pass ? p->mem : NULL;
+		size_t off = 0;
+		p->cols = carve(base, &off, (size_t)B * v->T * K);
+		p->rbias = carve(base, &off, v->Hh * NN);
+		p->bbias = carve(base, &off, m->cfg.use_rel_pos_bias ? v->Hh * NN : 0);
+		p->ln = carve(base, &off, BN * C);
+		p->work = carve(base, &off, attention_work(v->N));
+		p->xL = carve(base, &off, BN * C);
+		p->meanf = carve(base, &off, BN);
+		p->rstdf = carve(base, &off, BN);
+		p->kept = carve(base, &off, 2 * (size_t)v->L * B);
+		p->keep = carve(base, &off, 2 * (size_t)v->L);
+		for (int l = 0; l < nl; l++) {
+			struct vlayer *y = &p->lay[l];
+			y->x = carve(base, &off, BN * C);
+			y->mean1 = carve(base, &off, BN);
+			y->rstd1 = carve(base, &off, BN);
+			y->qkv = carve(base, &off, BN * 3 * C);
+			y->P = train ? carve(base, &off, (size_t)B * v->Hh * NN) : NULL;
+			y->att = carve(base, &off, BN * C);
+			y->y = carve(base, &off, BN * C);
+			y->x1 = train ? carve(base, &off, BN * C) : y->x;
+			y->mean2 = carve(base, &off, BN);
+			y->rstd2 = carve(base, &off, BN);
+			y->h = carve(base, &off, BN * F);
+			y->a = train ? carve(base, &off, BN * F) : y->h;
+			y->m = train ? carve(base, &off, BN * C) : y->y;
+		}
+		if (train) {
+			p->dres = carve(base, &off, BN * C);
+			p->dln = carve(base, &off, BN * C);
+			p->dsm = carve(base, &off, BN * C);
+			p->datt = carve(base, &off, BN * C);
+			p->dhq = carve(base, &off, BN * HF);
+			p->dbias = carve(base, &off, v->Hh * NN);
+			p->dbb = carve(base, &off, m->cfg.use_rel_pos_bias ? v->Hh * NN : 0);
+			p->dpe = carve(base, &off, (size_t)B * v->T * C);
+		}
+		if (!pass) {
+			if (!(p->mem = aligned_alloc(64, off * sizeof(float)))) {
+				mim_seterr("out of memory planning a batch of %d (%.1f GB of activations)",
+				    B, (double)off * 4 / 1e9);
+				plan_free(p);
+				return -1;
+			}
+		}
+	}
+	v->plan = p;
+	return 0;
+}
+
+/* ---- forward ---------------------------------------------------------------- */
+
+static void
+copy_rows(float *dst, const float *src, int B, size_t stride, int C)
+{
+	for (int b = 0; b < B; b++)
+		memcpy(dst + (size_t)b * stride, src, (size_t)C * sizeof(float));
+}
+
+static int
+vit_forward(struct mim_model *m, int B, const float *img, const uint8_t *mask,
+    int layer, int train, uint64_t seed, float *out)
+{
+	struct vit *v = V(m);
+	const struct mim_config *c = &m->cfg;
+
+	if (plan(m, B, train) < 0)
+		return -1;
+	struct vplan *p = v->plan;
+	int N = v->N, C = v->C, F = v->F, Hh = v->Hh, BN = B * N;
+	float eps = (float)c->layer_norm_eps;
+	float scale = (float)(1.0 / sqrt((double)v->D));	/* head_dim ** -0.5 */
+	int last = layer > 0 ? layer : v->L;
+
+	if (train) {
+		p->masked = mask != NULL;
+		if (mask)
+			memcpy(p->mask, mask, (size_t)B * v->T);
+	}
+	/* embedding: patches behind a cls row per sample, mask token, cls */
+	float *X = p->lay[0].x;
+	patch_embed_forward(X + C, C, (size_t)N * C, p->cols, img, mim_pw(m, v->pew),
+	    mim_pw(m, v->peb), B, c->in_chans, c->img_size, c->img_size, v->P, C);
+	mask_token_forward(X + C, C, (size_t)N * C, mask, mim_pw(m, v->mtok), B, v->T, C);
+	copy_rows(X, mim_pw(m, v->cls), B, (size_t)N * C, C);
+	if (v->pos >= 0) {
+		const float *pe = mim_pw(m, v->pos);
+		for (size_t b = 0; b < (size_t)B; b++)
+			for (size_t i = 0; i < (size_t)N * C; i++)
+				X[b * N * C + i] += pe[i];
+	}
+	if (v->table >= 0)
+		relpos_forward(p->rbias, mim_pw(m, v->table), v->index, N, Hh);
+
+	for (int l = 0; l < last; l++) {
+		const struct vblock *b = &v->blk[l];
+		struct vlayer *y = &p->lay[train ? l : 0];
+		float *x = train ? y->x : X;
+		/* attention branch */
+		layernorm_forward(p->ln, y->mean1, y->rstd1, x, mim_pw(m, b->n1w),
+		    mim_pw(m, b->n1b), BN, C, eps);
+		linear_forward(y->qkv, p->ln, mim_pw(m, b->qkvw), NULL, BN, C, 3 * C);
+		const float *bias = v->table >= 0 ? p->rbias : NULL;
+		if (b->table >= 0) {
+			relpos_forward(p->bbias, mim_pw(m, b->table), v->index, N, Hh);
+			if (bias) {	/* both biases: their sum */
+				for (size_t e = 0; e < (size_t)Hh * N * N; e++)
+					p->bbias[e] += p->rbias[e];
+			}
+			bias = p->bbias;
+		}
+		attention_forward(y->att, y->P, y->qkv, mim_pw(m, b->qb), mim_pw(m, b->vb),
+		    bias, NULL, 1, B, N, C, Hh, scale, p->work);
+		linear_forward(y->y, y->att, mim_pw(m, b->projw), mim_pw(m, b->projb), BN, C, C);
+		/* drop path: the block's DropPath module draws anew on each call */
+		float *k1 = NULL, *k2 = NULL, keep = 1;
+		double rate = mim_droppath_rate(c->drop_path_rate, l, v->L);
+		if (train && rate > 0) {
+			k1 = p->kept + (size_t)(2 * l) * B;
+			k2 = k1 + B;
+			keep = p->keep[2 * l] = mim_droppath(k1, B, rate, seed, 2 * l);
+			p->keep[2 * l + 1] = mim_droppath(k2, B, rate, seed, 2 * l + 1);
+		}
+		residual_forward(y->x1, x, y->y, mim_pw(m, b->g1), k1, keep, B, N, C);
+		/* MLP branch */
+		layernorm_forward(p->ln, y->mean2, y->rstd2, y->x1, mim_pw(m, b->n2w),
+		    mim_pw(m, b->n2b), BN, C, eps);
+		linear_forward(y->h, p->ln, mim_pw(m, b->fc1w), mim_pw(m, b->fc1b), BN, C, F);
+		gelu_forward(y->a, y->h, (size_t)BN * F);
+		linear_forward(y->m, y->a, mim_pw(m, b->fc2w), mim_pw(m, b->fc2b), BN, F, C);
+		float *xo = !train ? X : l + 1 < v->L ? p->lay[l + 1].x : p->xL;
+		residual_forward(xo, y->x1, y->m, mim_pw(m, b->g2), k2, keep, B, N, C);
+	}
+	float *xL = train ? p->xL : X;
+	if (layer > 0) {	/* block `layer`'s output, patch tokens */
+		transpose_forward(out, xL + C, C, (size_t)N * C, B, v->T, C);
+		return 0;
+	}
+	const float *fin = xL;
+	if (v->nw >= 0) {
+		layernorm_forward(p->ln, p->meanf, p->rstdf, xL, mim_pw(m, v->nw),
+		    mim_pw(m, v->nb), BN, C, eps);
+		fin = p->ln;
+	}
+	transpose_forward(out, fin + C, C, (size_t)N * C, B, v->T, C);
+	return 0;
+}
+
+/* ---- backward --------------------------------------------------------------- */
+
+static int
+vit_backward(struct mim_model *m, const float *dlatent)
+{
+	struct vit *v = V(m);
+	struct vplan *p = v->plan;
+	const struct mim_config *c = &m->cfg;
+
+	if (!p || !p->train)
+		return mim_seterr("vit: backward without a training forward");
+	int B = p->B, N = v->N, C = v->C, F = v->F, Hh = v->Hh, BN = B * N;
+	size_t NN = (size_t)N * N;
+	float eps = (float)c->layer_norm_eps;
+	float scale = (float)(1.0 / sqrt((double)v->D));
+	float *dres = p->dres;
+
+	/* latent -> the final norm's output gradient (cls rows: zero) */
+	float *dfin = v->nw >= 0 ? p->dln : dres;
+	for (int b = 0; b < B; b++)
+		memset(dfin + (size_t)b * N * C, 0, (size_t)C * sizeof(float));
+	transpose_backward(dfin + C, C, (size_t)N * C, dlatent, B, v->T, C);
+	if (v->nw >= 0) {
+		memset(dres, 0, (size_t)BN * C * sizeof(float));
+		layernorm_backward(dres, mim_pg(m, v->nw), mim_pg(m, v->nb), p->dln, p->xL,
+		    mim_pw(m, v->nw), p->meanf, p->rstdf, BN, C);
+	}
+	if (v->table >= 0)
+		memset(p->dbias, 0, (size_t)Hh * NN * sizeof(float));
+
+	for (int l = v->L - 1; l >= 0; l--) {
+		const struct vblock *b = &v->blk[l];
+		struct vlayer *y = &p->lay[l];
+		double rate = mim_droppath_rate(c->drop_path_rate, l, v->L);
+		float *k1 = NULL, *k2 = NULL, keep = 1;
+		if (rate > 0) {
+			k1 = p->kept + (size_t)(2 * l) * B;
+			k2 = k1 + B;
+			keep = p->keep[2 * l];
+		}
+		/* x_out = x1 + dp(gamma_2 * m): dres is d x_out, and stays d x1 */
+		residual_backward(p->dsm, mim_pg(m, b->g2), dres, y->m, mim_pw(m, b->g2),
+		    k2, keep, B, N, C);
+		linear_backward(p->dhq, mim_pg(m, b->fc2w), mim_pg(m, b->fc2b), p->dsm, y->a,
+		    mim_pw(m, b->fc2w), BN, F, C);
+		gelu_backward(p->dhq, p->dhq, y->h, (size_t)BN * F);
+		layernorm_forward(p->ln, NULL, NULL, y->x1, mim_pw(m, b->n2w),
+		    mim_pw(m, b->n2b), BN, C, eps);	/* norm2 output again */
+		linear_backward(p->dln, mim_pg(m, b->fc1w), mim_pg(m, b->fc1b), p->dhq, p->ln,
+		    mim_pw(m, b->fc1w), BN, C, F);
+		layernorm_backward(dres, mim_pg(m, b->n2w), mim_pg(m, b->n2b), p->dln, y->x1,
+		    mim_pw(m, b->n2w), y->mean2, y->rstd2, BN, C);
+		/* x1 = x + dp(gamma_1 * y): dres is d x1, and stays d x */
+		residual_backward(p->dsm, mim_pg(m, b->g1), dres, y->y, mim_pw(m, b->g1),
+		    k1, keep, B, N, C);
+		linear_backward(p->datt, mim_pg(m, b->projw), mim_pg(m, b->projb), p->dsm,
+		    y->att, mim_pw(m, b->projw), BN, C, C);
+		attention_backward(p->dhq, mim_pg(m, b->qb), mim_pg(m, b->vb), y->P, p->datt,
+		    y->qkv, B, N, C, Hh, scale, p->work);
+		/* y->P now holds dS, the gradient of every additive bias */
+		if (v->table >= 0)
+			attention_dbias(p->dbias, y->P, B, Hh, N);
+		if (b->table >= 0) {
+			memset(p->dbb, 0, (size_t)Hh * NN * sizeof(float));
+			attention_dbias(p->dbb, y->P, B, Hh, N);
+			relpos_backward(mim_pg(m, b->table), p->dbb, v->index, N, Hh);
+		}
+		layernorm_forward(p->ln, NULL, NULL, y->x, mim_pw(m, b->n1w),
+		    mim_pw(m, b->n1b), BN, C, eps);	/* norm1 output again */
+		linear_backward(p->dln, mim_pg(m, b->qkvw), NULL, p->dhq, p->ln,
+		    mim_pw(m, b->qkvw), BN, C, 3 * C);
+		layernorm_backward(dres, mim_pg(m, b->n1w), mim_pg(m, b->n1b), p->dln, y->x,
+		    mim_pw(m, b->n1w), y->mean1, y->rstd1, BN, C);
+	}
+	if (v->table >= 0)
+		relpos_backward(mim_pg(m, v->table), p->dbias, v->index, N, Hh);
+	/* embedding: pos_embed, cls token, mask token, patch embedding */
+	if (v->pos >= 0)
+		for (int b = 0; b < B; b++) {
+			float *dp = mim_pg(m, v->pos);
+			const float *d = dres + (size_t)b * N * C;
+			for (size_t i = 0; i < (size_t)N * C; i++)
+				dp[i] += d[i];
+		}
+	for (int b = 0; b < B; b++) {
+		float *dc = mim_pg(m, v->cls);
+		const float *d = dres + (size_t)b * N * C;
+		for (int i = 0; i < C; i++)
+			dc[i] += d[i];
+	}
+	mask_token_backward(p->dpe, mim_pg(m, v->mtok), dres + C, C, (size_t)N * C,
+	    p->masked ? p->mask : NULL, B, v->T, C);
+	patch_embed_backward(mim_pg(m, v->pew), mim_pg(m, v->peb), p->dpe, C,
+	    (size_t)v->T * C, p->cols, B, c->in_chans, c->img_size, c->img_size, v->P, C);
+	return 0;
 }
 
 const struct mim_arch_ops mim_vit_ops = {
@@ -321,8 +640,8 @@ const struct mim_arch_ops mim_vit_ops = {
 	.buffer_check = vit_buffer_check,
 	.buffers_add = vit_buffers_add,
 	.init = vit_init,
-	.forward = NULL,
-	.backward = NULL,
+	.forward = vit_forward,
+	.backward = vit_backward,
 	.nlayers = vit_nlayers,
 	.layer_shape = vit_layer_shape,
 	.free = vit_free,

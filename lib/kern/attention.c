@@ -1,0 +1,135 @@
+/* attention.c -- the core of multi-head self-attention, one parallel job
+ * per (sample, head), every product through mim_gemm:
+ *
+ *   q = (q + q_bias) * scale,  v = v + v_bias      in place in qkv
+ *   S = q @ k^T (+ bias[h]) (+ mask[b % nW])       (N,N)
+ *   P = softmax(S)                                 kept for backward
+ *   out[:, h*D:(h+1)*D] = P @ v
+ *
+ * Backward (dO = dout's columns of head h):
+ *   dv = P^T @ dO;  dP = dO @ v^T;  dS = P * (dP - rowsum(P * dP))
+ *   dq_raw = scale * dS @ k;  dk = dS^T @ q_scaled
+ *   dq_bias += sum dq_raw;  dv_bias += sum dv
+ * dS replaces P; it is the gradient of any additive term of S. */
+
+#include "mim/kern.h"
+#include "kern_int.h"
+
+size_t
+attention_work(int N)
+{
+	return (size_t)mim_threads() * N * N;
+}
+
+struct at {
+	float *out, *P, *qkv, *work, *dqkv;
+	const float *qb, *vb, *bias, *mask, *dout, *cqkv;
+	int nW, B, N, C, Hh, D;
+	float scale;
+};
+
+static void
+fwd_job(void *p, int i)
+{
+	const struct at *j = p;
+	int b = i / j->Hh, h = i % j->Hh, N = j->N, C = j->C, D = j->D;
+	size_t NN = (size_t)N * N;
+	float *q = j->qkv + (size_t)b * N * 3 * C + (size_t)h * D, *k = q + C, *v = q + 2 * C;
+	float *S = j->P ? j->P + (size_t)i * NN : j->work + (size_t)mim_thread_index() * NN;
+
+	for (int n = 0; n < N; n++) {
+		float *qr = q + (size_t)n * 3 * C, *vr = v + (size_t)n * 3 * C;
+		for (int d = 0; d < D; d++) {
+			float x = j->qb ? qr[d] + j->qb[h * D + d] : qr[d];
+			qr[d] = x * j->scale;
+		}
+		if (j->vb)
+			for (int d = 0; d < D; d++)
+				vr[d] += j->vb[h * D + d];
+	}
+	mim_gemm(0, 1, N, N, D, 1.0f, q, 3 * C, k, 3 * C, 0.0f, S, N);
+	if (j->bias) {
+		const float *bh = j->bias + (size_t)h * NN;
+		for (size_t e = 0; e < NN; e++)
+			S[e] += bh[e];
+	}
+	if (j->mask) {
+		const float *mw = j->mask + (size_t)(b % j->nW) * NN;
+		for (size_t e = 0; e < NN; e++)
+			S[e] += mw[e];
+	}
+	softmax_rows(S, N, N);
+	mim_gemm(0, 0, N, D, N, 1.0f, S, N, v, 3 * C, 0.0f,
+	    j->out + (size_t)b * N * C + (size_t)h * D, C);
+}
+
+void
+attention_forward(float *out, float *P, float *qkv, const float *q_bias,
+    const float *v_bias, const float *bias, const float *mask, int nW, int B,
+    int N, int C, int Hh, float scale, float *work)
+{
+	struct at j = {.out = out, .P = P, .qkv = qkv, .work = work, .qb = q_bias,
+	    .vb = v_bias, .bias = bias, .mask = mask, .nW = nW > 0 ? nW : 1, .B = B,
+	    .N = N, .C = C, .Hh = Hh, .D = C / Hh, .scale = scale};
+	mim_parallel(B * Hh, fwd_job, &j);
+}
+
+static void
+bwd_job(void *p, int i)
+{
+	const struct at *j = p;
+	int b = i / j->Hh, h = i % j->Hh, N = j->N, C = j->C, D = j->D;
+	size_t NN = (size_t)N * N, off = (size_t)b * N * 3 * C + (size_t)h * D;
+	const float *q = j->cqkv + off, *k = q + C, *v = q + 2 * C;
+	const float *dO = j->dout + (size_t)b * N * C + (size_t)h * D;
+	float *dq = j->dqkv + off, *dk = dq + C, *dv = dq + 2 * C;
+	float *P = j->P + (size_t)i * NN, *dP = j->work + (size_t)mim_thread_index() * NN;
+
+	mim_gemm(1, 0, N, D, N, 1.0f, P, N, dO, C, 0.0f, dv, 3 * C);
+	mim_gemm(0, 1, N, N, D, 1.0f, dO, C, v, 3 * C, 0.0f, dP, N);
+	softmax_rows_backward(dP, P, N, N);
+	memcpy(P, dP, NN * sizeof(float));
+	mim_gemm(0, 0, N, D, N, j->scale, P, N, k, 3 * C, 0.0f, dq, 3 * C);
+	mim_gemm(1, 0, N, D, N, 1.0f, P, N, q, 3 * C, 0.0f, dk, 3 * C);
+}
+
+void
+attention_backward(float *dqkv, float *dq_bias, float *dv_bias, float *P,
+    const float *dout, const float *qkv, int B, int N, int C, int Hh,
+    float scale, float *work)
+{
+	struct at j = {.P = P, .work = work, .dqkv = dqkv, .dout = dout, .cqkv = qkv,
+	    .B = B, .N = N, .C = C, .Hh = Hh, .D = C / Hh, .scale = scale};
+	mim_parallel(B * Hh, bwd_job, &j);
+	if (dq_bias)
+		kern_colsum(dq_bias, dqkv, (size_t)B * N, C, (size_t)3 * C);
+	if (dv_bias)
+		kern_colsum(dv_bias, dqkv + 2 * C, (size_t)B * N, C, (size_t)3 * C);
+}
+
+struct db {
+	float *dbias;
+	const float *dS;
+	int B, Hh;
+	size_t NN;
+};
+
+static void
+dbias_chunk(void *p, size_t lo, size_t hi)
+{
+	const struct db *j = p;
+	size_t HNN = (size_t)j->Hh * j->NN;
+
+	for (int b = 0; b < j->B; b++) {
+		const float *s = j->dS + (size_t)b * HNN;
+		for (size_t e = lo; e < hi; e++)
+			j->dbias[e] += s[e];
+	}
+}
+
+void
+attention_dbias(float *dbias, const float *dS, int B, int Hh, int N)
+{
+	struct db j = {dbias, dS, B, Hh, (size_t)N * N};
+	kern_for((size_t)Hh * N * N, 4096, dbias_chunk, &j);
+}

@@ -1,0 +1,119 @@
+/* loss.c -- the SimMIM reconstruction loss (models/simmim.py, reference §6):
+ *
+ *   M    = mask upsampled by p (nearest) to (B,1,H,W); all ones for
+ *          region "all"
+ *   loss = sum_{b,c,y,x} f(img - pred) * M / (sum(M) + 1e-5) / 3
+ *
+ * f = |d| (l1, the official one), d^2 (l2, F.mse_loss), or smooth-l1
+ * (F.smooth_l1_loss: 0.5 d^2 / beta where |d| < beta, else |d| - beta/2).
+ * So the loss is the mean error per masked pixel and channel over the
+ * whole batch (not per sample), and 0 when nothing is masked. Sums are in
+ * double, one job per (sample, channel), added in order. */
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "arch.h"
+#include "mim/gemm.h"
+
+struct lj {
+	const struct mim_lossopt *o;
+	int H, W, p, mw;
+	const float *img, *pred;
+	const uint8_t *mask;
+	float *dpred;
+	double *part;
+	float g;	/* d loss / d f per pixel: 1 / (sum(M) + 1e-5) / 3 */
+	int pass;
+};
+
+static double
+f_of(const struct mim_lossopt *o, double d)
+{
+	double a = fabs(d);
+	switch (o->kind) {
+	case MIM_LOSS_L2:
+		return d * d;
+	case MIM_LOSS_SMOOTH_L1:
+		if (o->beta > 0 && a < o->beta)
+			return 0.5 * d * d / o->beta;
+		return a - 0.5 * (o->beta > 0 ? o->beta : 0);
+	default:
+		return a;
+	}
+}
+
+/* d f / d pred, with d = img - pred */
+static float
+df_of(const struct mim_lossopt *o, float d)
+{
+	float s = d > 0 ? -1.0f : d < 0 ? 1.0f : 0.0f;	/* sign(pred - img) */
+	switch (o->kind) {
+	case MIM_LOSS_L2:
+		return -2.0f * d;
+	case MIM_LOSS_SMOOTH_L1:
+		if (o->beta > 0 && fabsf(d) < o->beta)
+			return -d / (float)o->beta;
+		return s;
+	default:
+		return s;
+	}
+}
+
+static void
+job(void *p, int i)
+{
+	const struct lj *j = p;
+	int b = i / 3, H = j->H, W = j->W;
+	size_t plane = (size_t)H * W, base = (size_t)i * plane;
+	double s = 0;
+
+	for (int y = 0; y < H; y++) {
+		const uint8_t *mrow = j->mask ? j->mask + ((size_t)b * (H / j->p) + y / j->p) * j->mw : NULL;
+		for (int x = 0; x < W; x++) {
+			size_t e = base + (size_t)y * W + x;
+			int on = j->o->region == MIM_REGION_ALL || (mrow && mrow[x / j->p]);
+			float d = j->img[e] - j->pred[e];
+			if (j->pass == 0) {
+				if (on)
+					s += f_of(j->o, d);
+			} else {
+				j->dpred[e] = on ? df_of(j->o, d) * j->g : 0.0f;
+			}
+		}
+	}
+	if (j->pass == 0)
+		j->part[i] = s;
+}
+
+double
+mim_loss(const struct mim_lossopt *o, int B, int H, int W, int p,
+    const float *img, const uint8_t *mask, const float *pred, float *dpred)
+{
+	struct lj j = {o, H, W, p, W / p, img, pred, mask, dpred, NULL, 0, 0};
+	double count, sum = 0;
+
+	/* sum(M): pixels of the one-channel mask */
+	if (o->region == MIM_REGION_ALL) {
+		count = (double)B * H * W;
+	} else {
+		size_t n = 0, cells = (size_t)B * (H / p) * (W / p);
+		for (size_t k = 0; mask && k < cells; k++)
+			n += mask[k] != 0;
+		count = (double)n * p * p;
+	}
+	if (!(j.part = malloc((size_t)B * 3 * sizeof *j.part)))
+		return NAN;
+	mim_parallel(B * 3, job, &j);
+	for (int i = 0; i < B * 3; i++)
+		sum += j.part[i];
+	free(j.part);
+	/* official: (loss * M).sum() / (M.sum() + 1e-5) / in_chans, float32 */
+	float denom = (float)(count + 1e-5);
+	if (dpred) {
+		j.g = (1.0f / 3.0f) / denom;
+		j.pass = 1;
+		mim_parallel(B * 3, job, &j);
+	}
+	return sum / denom / 3.0;
+}

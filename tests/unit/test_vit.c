@@ -1,0 +1,122 @@
+/* test_vit.c -- the ViT forward and backward against the official code:
+ * the golden micro-vit step (shared/golden, one official training step of
+ * VisionTransformerForSimMIM + SimMIM on CPU): latent, prediction, loss and
+ * every parameter gradient; then the intermediate-layer features against
+ * the official block activations, inference vs training forward, and
+ * determinism. */
+#include <math.h>
+#include <string.h>
+
+#include "mim.h"
+#include "tap.h"
+
+#define TOL 1e-4
+
+static const char *
+golden(const char *f)
+{
+	static char buf[512];
+	const char *d = getenv("MIM_GOLDEN");
+	snprintf(buf, sizeof buf, "%s/%s", d ? d : "/work/shared/golden", f);
+	return buf;
+}
+
+int
+main(void)
+{
+	struct mim_frame *g = mim_load(golden("micro-vit.s7.b2.safetensors"));
+	struct mim_frame *wf = mim_load(golden("micro-vit.s7.b2.weights.safetensors"));
+	struct mim_config c;
+	if (!g || !wf) {
+		tap(0, "golden files: %s", mim_errmsg());
+		return tap_done();
+	}
+	mim_config_preset(&c, "micro-vit");
+	struct mim_model *m = mim_model_new(&c);
+	tap(m && mim_model_load(m, wf, 0) == 0, "micro-vit with the official weights");
+	struct mim_tensor *img = mim_frame_get(g, "input/images"), *mk = mim_frame_get(g, "input/mask");
+	int B = (int)img->shape[0];
+	size_t cells = (size_t)mim_tensor_numel(mk);
+	uint8_t *mask = malloc(cells);
+	for (size_t i = 0; i < cells; i++)
+		mask[i] = mim_tensor_get(mk, (int64_t)i) != 0;
+	const float *x = img->data;
+
+	/* inference forward: latent and prediction */
+	struct mim_tensor *z = mim_frame_get(g, "out/z"), *xr = mim_frame_get(g, "out/x_rec");
+	float *lat = malloc(z->nbytes), *pred = malloc(xr->nbytes);
+	tap(mim_encode(m, B, x, mask, lat) == 0, "mim_encode");
+	double e = maxrel(lat, z->data, z->nbytes / 4);
+	tap(e < TOL, "latent vs official: max rel err %.2e", e);
+	tap(mim_head(m, B, lat, pred) == 0, "mim_head");
+	e = maxrel(pred, xr->data, xr->nbytes / 4);
+	tap(e < TOL, "pred vs official: max rel err %.2e", e);
+	struct mim_lossopt lo = {MIM_LOSS_L1, MIM_REGION_MASKED, 1.0};
+	double L = mim_loss(&lo, B, 32, 32, 4, x, mask, pred, NULL);
+	double Lg = *(float *)mim_frame_get(g, "out/loss")->data;
+	tap(fabs(L - Lg) / Lg < TOL, "loss %.8f vs official %.8f: rel err %.2e", L, Lg, fabs(L - Lg) / Lg);
+
+	/* intermediate layers: official block outputs, patch tokens */
+	for (int k = 1; k <= 2; k++) {
+		char nm[64];
+		snprintf(nm, sizeof nm, "act/encoder.blocks.%d", k - 1);
+		struct mim_tensor *a = mim_frame_get(g, nm);
+		int64_t chw[3];
+		mim_layer_shape(m, k, chw);
+		float *f = malloc((size_t)B * chw[0] * chw[1] * chw[2] * 4);
+		float *ref = malloc((size_t)B * 64 * 32 * 4);
+		const float *ad = a->data;	/* (B,65,32) -> (B,32,8,8) */
+		for (int b = 0; b < B; b++)
+			for (int t = 0; t < 64; t++)
+				for (int ch = 0; ch < 32; ch++)
+					ref[((size_t)b * 32 + ch) * 64 + t] = ad[((size_t)b * 65 + 1 + t) * 32 + ch];
+		tap(mim_encode_layer(m, B, x, mask, k, f) == 0 && chw[0] == 32 && chw[1] == 8,
+		    "layer %d features", k);
+		e = maxrel(f, ref, (size_t)B * 64 * 32);
+		tap(e < TOL, "layer %d vs official block %d output: max rel err %.2e", k, k - 1, e);
+		free(f);
+		free(ref);
+	}
+
+	/* training step: loss and every parameter gradient */
+	double Lt;
+	tap(mim_model_grad(m, B, x, mask, &lo, 7, &Lt) == 0, "mim_model_grad (%s)", mim_errmsg());
+	tap(Lt == L, "training loss equals the inference loss bit for bit (%.9g)", Lt);
+	double worst = 0;
+	const char *wname = "";
+	for (int i = 0; i < m->np; i++) {
+		char nm[200];
+		snprintf(nm, sizeof nm, "grad/%s", m->p[i].name);
+		struct mim_tensor *t = mim_frame_get(g, nm);
+		if (!t) {
+			tap(0, "no official gradient for %s", m->p[i].name);
+			continue;
+		}
+		e = maxrel(m->g + m->p[i].off, t->data, m->p[i].numel);
+		if (e > worst) {
+			worst = e;
+			wname = m->p[i].name;
+		}
+		if (e >= TOL)
+			tap(0, "gradient %s: max rel err %.2e", m->p[i].name, e);
+	}
+	tap(worst < TOL, "all %d parameter gradients vs official: worst max rel err %.2e (%s)", m->np,
+	    worst, wname);
+	float *g1 = malloc(m->nw * 4);
+	memcpy(g1, m->g, m->nw * 4);
+	mim_model_grad(m, B, x, mask, &lo, 7, &Lt);
+	tap(memcmp(g1, m->g, m->nw * 4) == 0, "a second step gives the same bytes (gradients overwritten)");
+	/* encode after training still gives the same latent */
+	float *lat2 = malloc(z->nbytes);
+	mim_encode(m, B, x, mask, lat2);
+	tap(memcmp(lat, lat2, z->nbytes) == 0, "encode after a training step: same bytes");
+	free(g1);
+	free(lat2);
+	free(lat);
+	free(pred);
+	free(mask);
+	mim_model_free(m);
+	mim_frame_free(g);
+	mim_frame_free(wf);
+	return tap_done();
+}
