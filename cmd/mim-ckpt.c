@@ -22,6 +22,9 @@ struct subcmd {
 static const struct subcmd subcmds[] = {
 	{"init", ckpt_init, "create a checkpoint with the official initialisation"},
 	{"info", ckpt_info, "print a checkpoint's config and parameter counts"},
+	{"import", ckpt_import, "read a PyTorch checkpoint (.pth, no Python needed)"},
+	{"export", ckpt_export, "strip training state; the encoder for fine-tuning"},
+	{"diff", ckpt_diff, "compare two checkpoints tensor by tensor"},
 };
 
 static void

@@ -130,12 +130,13 @@ struct mim_frame *mim_ckpt_load(const char *path, struct mim_ckpt_info *info);
 
 /* ---- the model's config from a state dict (lib/ckpt/infer.c) ------------- */
 
-/* Infer the SimMIM config from names and shapes. Returns 0 and fills c when
- * every size that shapes the weights is determined; note receives what
- * was inferred and what was left at its default. -1 with the error set
- * (what is ambiguous or missing) otherwise. */
-int mim_ckpt_infer(const struct mim_frame *sd, struct mim_config *c, char *note,
-    size_t n);
+/* Infer the SimMIM config of a state dict from its names and shapes. hint
+ * (JSON object text, or NULL) gives keys the weights cannot tell or that
+ * should win over them. Returns 0 and fills c when every size is
+ * determined; note receives the config and what was left at its default.
+ * -1 with the error set (what is ambiguous or contradictory) otherwise. */
+int mim_ckpt_infer(const struct mim_frame *sd, const char *hint, struct mim_config *c,
+    char *note, size_t n);
 
 /* ---- export (lib/ckpt/export.c) ------------------------------------------ */
 

@@ -192,3 +192,253 @@ done:
 	free(tmp);
 	return rc;
 }
+
+/* ---- export ------------------------------------------------------------------ */
+
+static int
+is_float(enum mim_dtype t)
+{
+	return t == MIM_F32 || t == MIM_F16 || t == MIM_BF16 || t == MIM_F64;
+}
+
+/* Element i of a float tensor as float. */
+static float
+fget(const struct mim_tensor *t, int64_t i)
+{
+	return (float)mim_tensor_get(t, i);
+}
+
+/* Add tensor t to out under name, converted to dtype (float tensors only;
+ * -1 keeps it). */
+static int
+put(struct mim_frame *out, const char *name, const struct mim_tensor *t, int dtype)
+{
+	if (dtype < 0 || !is_float(t->dtype) || (int)t->dtype == dtype)
+		return mim_frame_add(out, name, t->dtype, t->ndim, t->shape, t->data) ? 0 : -1;
+	struct mim_tensor *d = mim_frame_add(out, name, (enum mim_dtype)dtype, t->ndim, t->shape, NULL);
+	if (!d)
+		return -1;
+	int64_t n = mim_tensor_numel(t);
+	for (int64_t i = 0; i < n; i++) {
+		float v = fget(t, i);
+		switch (dtype) {
+		case MIM_F32: ((float *)d->data)[i] = v; break;
+		case MIM_F16: ((uint16_t *)d->data)[i] = mim_f32_to_f16(v); break;
+		case MIM_BF16: ((uint16_t *)d->data)[i] = mim_f32_to_bf16(v); break;
+		default: return mim_seterr("cannot convert to %s", mim_dtype_name((enum mim_dtype)dtype));
+		}
+	}
+	return 0;
+}
+
+/* A relative position table (rows, nH) as F32, resampled from an S x S
+ * grid (+ extra rows kept as they are) to D x D. */
+static struct mim_tensor *
+resize_table(struct mim_frame *tmp, const char *name, const struct mim_tensor *t, int extra, int D)
+{
+	int64_t rows = t->shape[0], nH = t->shape[1];
+	int S = (int)llround(sqrt((double)(rows - extra)));
+
+	if (t->ndim != 2 || rows - extra != (int64_t)S * S || S % 2 == 0 || !is_float(t->dtype)) {
+		mim_seterr("tensor '%s': not a relative position table of (2w-1)^2%s rows", name,
+		    extra ? " + 3" : "");
+		return NULL;
+	}
+	int64_t sh[2] = {(int64_t)D * D + extra, nH};
+	float *src = mim_malloc((size_t)(rows * nH) * sizeof *src);
+	struct mim_tensor *d = src ? mim_frame_add(tmp, name, MIM_F32, 2, sh, NULL) : NULL;
+	if (!d) {
+		free(src);
+		return NULL;
+	}
+	for (int64_t i = 0; i < rows * nH; i++)
+		src[i] = fget(t, i);
+	int rc = mim_relpos_resize(src, S, (int)nH, d->data, D);
+	if (rc == 0 && extra)
+		memcpy((float *)d->data + (int64_t)D * D * nH, src + (int64_t)S * S * nH,
+		    (size_t)(extra * nH) * sizeof(float));
+	free(src);
+	if (rc < 0) {
+		mim_preferr("tensor '%s'", name);
+		return NULL;
+	}
+	return d;
+}
+
+static int
+has_suffix(const char *s, const char *suf)
+{
+	size_t a = strlen(s), b = strlen(suf);
+	return a >= b && strcmp(s + a - b, suf) == 0;
+}
+
+#define NOTE(...) do { if (k < n) k += (size_t)snprintf(note + k, n - k, __VA_ARGS__); } while (0)
+
+struct mim_frame *
+mim_ckpt_export(const struct mim_frame *ckpt, const struct mim_export_opt *o, char *note, size_t n)
+{
+	struct mim_config c, ft;
+	struct mim_frame *out = mim_frame_new(), *tmp = mim_frame_new();
+	size_t k = 0;
+	int nopt = 0, nmeta = 0, ntab = 0, ndrop = 0, S = 0, D = 0;
+	char scratch[1];
+
+	if (!note) {
+		note = scratch;
+		n = sizeof scratch;
+	}
+	note[0] = 0;
+	if (!out || !tmp)
+		goto fail;
+	const char *js = mim_meta_get(ckpt, "mim.config");
+	if (js ? mim_config_parse(&c, js) < 0 : mim_ckpt_infer(ckpt, NULL, &c, NULL, 0) < 0) {
+		mim_preferr(js ? "mim.config" : "no mim.config, and the weights do not tell");
+		goto fail;
+	}
+	for (int i = 0; i < ckpt->nmeta; i++) {
+		if (strncmp(ckpt->mkey[i], "mim.train.", 10) == 0) {
+			nmeta++;
+			continue;
+		}
+		if (o->finetune && strcmp(ckpt->mkey[i], "mim.config") == 0)
+			continue;
+		if (mim_meta_set(out, ckpt->mkey[i], ckpt->mval[i]) < 0)
+			goto fail;
+	}
+	if (!o->finetune) {
+		for (int i = 0; i < ckpt->n; i++) {
+			const struct mim_tensor *t = &ckpt->t[i];
+			if (strncmp(t->name, "opt.", 4) == 0) {
+				nopt++;
+				continue;
+			}
+			if (put(out, t->name, t, o->dtype) < 0)
+				goto fail;
+		}
+		NOTE("model only: %d tensors; dropped %d opt.* tensors and %d mim.train.* keys",
+		    out->n, nopt, nmeta);
+		mim_frame_free(tmp);
+		return out;
+	}
+
+	/* the fine-tuning model: the image size and window asked for */
+	ft = c;
+	if (o->img_size)
+		ft.img_size = o->img_size;
+	if (o->window_size) {
+		if (c.arch != MIM_ARCH_SWIN) {
+			mim_seterr("a window size is for Swin models, this is a ViT");
+			goto fail;
+		}
+		ft.window_size = o->window_size;
+	}
+	if (c.arch == MIM_ARCH_VIT) {
+		ft.use_rel_pos_bias = 1;
+		ft.use_shared_rel_pos_bias = 0;
+		ft.use_mean_pooling = !o->keep_norm;
+	}
+	if (mim_config_check(&ft) < 0) {
+		mim_preferr("fine-tuning model");
+		goto fail;
+	}
+	int enc = 0;
+	for (int i = 0; i < ckpt->n && !enc; i++)
+		enc = strncmp(ckpt->t[i].name, "encoder.", 8) == 0;
+	const struct mim_tensor *shared = NULL;
+	int grid = ft.img_size / ft.patch_size;
+	for (int i = 0; i < ckpt->n; i++) {
+		const struct mim_tensor *t = &ckpt->t[i];
+		const char *name = t->name;
+		if (strncmp(name, "opt.", 4) == 0) {
+			nopt++;
+			continue;
+		}
+		if (enc) {
+			if (strncmp(name, "encoder.", 8) != 0) {
+				ndrop++;
+				continue;
+			}
+			name += 8;
+		}
+		if (strcmp(name, "mask_token") == 0 || strstr(name, "relative_position_index") ||
+		    strstr(name, "relative_coords_table") || strstr(name, "attn_mask")) {
+			ndrop++;
+			continue;
+		}
+		if (c.arch == MIM_ARCH_VIT) {
+			if (strcmp(name, "rel_pos_bias.relative_position_bias_table") == 0) {
+				shared = t;
+				continue;
+			}
+			if (!o->keep_norm && strncmp(name, "norm.", 5) == 0) {
+				ndrop++;
+				continue;
+			}
+			if (has_suffix(name, ".attn.relative_position_bias_table")) {
+				int side = 2 * grid - 1;
+				if (t->ndim == 2 && t->shape[0] != (int64_t)side * side + 3) {
+					S = (int)llround(sqrt((double)(t->shape[0] - 3)));
+					D = side;
+					if (!(t = resize_table(tmp, name, t, 3, side)))
+						goto fail;
+					ntab++;
+				}
+			}
+		} else if (has_suffix(name, ".attn.relative_position_bias_table")) {
+			int s, b, len = 0;
+			if (sscanf(name, "layers.%d.blocks.%d.attn.relative_position_bias_table%n", &s, &b,
+			    &len) != 2 || name[len] || s < 0 || s >= ft.nstages) {
+				mim_seterr("tensor '%s': not a table of a Swin block", t->name);
+				goto fail;
+			}
+			int res = grid >> s, w = res <= ft.window_size ? res : ft.window_size;
+			int side = 2 * w - 1;
+			if (t->ndim == 2 && t->shape[0] != (int64_t)side * side) {
+				S = (int)llround(sqrt((double)t->shape[0]));
+				D = side;
+				if (!(t = resize_table(tmp, name, t, 0, side)))
+					goto fail;
+				ntab++;
+			}
+		}
+		if (put(out, name, t, o->dtype) < 0)
+			goto fail;
+	}
+	if (c.arch == MIM_ARCH_VIT && shared) {
+		/* the shared table, into every block (resampled once if the grid changed) */
+		int side = 2 * grid - 1;
+		const struct mim_tensor *t = shared;
+		if (t->ndim == 2 && t->shape[0] != (int64_t)side * side + 3) {
+			S = (int)llround(sqrt((double)(t->shape[0] - 3)));
+			D = side;
+			if (!(t = resize_table(tmp, "rel_pos_bias.relative_position_bias_table", t, 3, side)))
+				goto fail;
+			ntab += ft.depth;
+		}
+		for (int i = 0; i < ft.depth; i++) {
+			char nm[96];
+			snprintf(nm, sizeof nm, "blocks.%d.attn.relative_position_bias_table", i);
+			if (put(out, nm, t, o->dtype) < 0)
+				goto fail;
+		}
+	}
+	char *fj = mim_config_json(&ft);
+	if (!fj || mim_meta_set(out, "mim.finetune", fj) < 0) {
+		free(fj);
+		goto fail;
+	}
+	free(fj);
+	NOTE("fine-tuning encoder: %d tensors; dropped %d (decoder, mask_token, buffers) and %d "
+	    "opt.* tensors", out->n, ndrop, nopt);
+	if (c.arch == MIM_ARCH_VIT)
+		NOTE("; shared relative position table copied into %d blocks%s", shared ? ft.depth : 0,
+		    o->keep_norm ? "" : "; final norm dropped");
+	if (ntab)
+		NOTE("; %d tables resampled %dx%d -> %dx%d", ntab, S, S, D, D);
+	mim_frame_free(tmp);
+	return out;
+fail:
+	mim_frame_free(out);
+	mim_frame_free(tmp);
+	return NULL;
+}

@@ -8,16 +8,19 @@
                               the official fine-tune procedure, which uses
                               scipy's interp2d (committed; needs scipy < 1.14)
   pth_ref.py hostile DIR      malformed torch.save files (made at test time)
-  pth_ref.py official CKPT.safetensors OUT.pth [--legacy]
-                              a training checkpoint in the official SimMIM
+  pth_ref.py official CKPT.safetensors OUT
+                              training checkpoints in the official SimMIM
                               layout (utils.py save_checkpoint): {'model',
                               'optimizer', 'lr_scheduler', 'max_accuracy',
                               'epoch', 'config'} with the model's state dict
-                              (official buffers included) taken from CKPT
-  pth_ref.py resize CKPT.safetensors OUT.safetensors WINDOW|IMG
+                              (official buffers included) taken from CKPT, as
+                              OUT.pth (zip) and OUT.legacy.pth, and that state
+                              dict written directly as OUT.state.safetensors
+  pth_ref.py resize CKPT.safetensors OUT.safetensors IMG [WINDOW]
                               the official pretrain->finetune remap of CKPT's
-                              state dict (Swin: to window WINDOW; ViT: to image
-                              size IMG), written with its buffers dropped
+                              state dict for a fine-tuning model of image size
+                              IMG (and Swin window WINDOW), written without the
+                              keys the fine-tuning model ignores
 """
 import argparse
 import collections
@@ -352,7 +355,7 @@ def official_state(frame, cfg):
     return out
 
 
-def official(src, dst, legacy):
+def official(src, out):
     tensors, meta = st.load(src)
     cfg = json.loads(meta["mim.config"])
     sd = official_state({k: v for k, v in tensors.items() if not k.startswith("opt.")}, cfg)
@@ -370,12 +373,13 @@ def official(src, dst, legacy):
              "noise_range_t": None, "t_in_epochs": False}
     ckpt = {"model": sd, "optimizer": opt.state_dict(), "lr_scheduler": sched,
             "max_accuracy": 0.0, "epoch": 99, "config": config}
-    torch.save(ckpt, dst, _use_new_zipfile_serialization=not legacy)
+    torch.save(ckpt, out + ".pth")
+    torch.save(ckpt, out + ".legacy.pth", _use_new_zipfile_serialization=False)
     # the state written directly, for mim-ckpt diff
-    save_state(dst + ".state.safetensors", sd)
+    save_state(out + ".state.safetensors", sd)
 
 
-def resize(src, dst, target):
+def resize(src, dst, img, window):
     tensors, meta = st.load(src)
     cfg = json.loads(meta["mim.config"])
     sd = collections.OrderedDict((k[len("encoder."):], torch.from_numpy(np.array(v)))
@@ -383,19 +387,19 @@ def resize(src, dst, target):
     sd.pop("mask_token", None)
     out = collections.OrderedDict()
     if cfg["model"] == "swin":
-        res0 = cfg["img_size"] // cfg["patch_size"]
+        res0 = img // cfg["patch_size"]
         for k, v in sd.items():
             if "relative_position_index" in k or "attn_mask" in k:
                 continue
             if k.endswith("relative_position_bias_table"):
                 s = int(k.split(".")[1])
-                ws = min(target, res0 >> s) if (res0 >> s) <= target else target
+                ws = (res0 >> s) if (res0 >> s) <= window else window
                 D = 2 * ws - 1
                 if v.shape[0] != D * D:
                     v = torch.from_numpy(official_resize(v.numpy(), D))
             out[k] = v
     else:
-        P = target // cfg["patch_size"]
+        P = img // cfg["patch_size"]
         shared = sd.pop("rel_pos_bias.relative_position_bias_table")
         sd.pop("rel_pos_bias.relative_position_index", None)
         depth = cfg["depth"]
@@ -419,9 +423,9 @@ def main():
     elif cmd == "hostile":
         hostile(sys.argv[2])
     elif cmd == "official":
-        official(sys.argv[2], sys.argv[3], "--legacy" in sys.argv[4:])
+        official(sys.argv[2], sys.argv[3])
     elif cmd == "resize":
-        resize(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        resize(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]) if len(sys.argv) > 5 else 0)
     else:
         sys.exit(__doc__)
 
