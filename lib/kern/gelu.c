@@ -1,5 +1,5 @@
 /* gelu.c -- the exact GELU of nn.GELU(): x * Phi(x), Phi the standard
- * normal CDF = (1 + erf(x/sqrt2))/2, with our own vectorisable erf (a few
+ * normal CDF = (1 + erf(x/sqrt2))/2, with our own vectorised erf (a few
  * ulp; kern_int.h). gelu'(x) = Phi(x) + x * exp(-x^2/2) / sqrt(2 pi). */
 
 #include "mim/kern.h"
@@ -10,15 +10,28 @@ struct gl {
 	const float *inp, *dout;
 };
 
+static inline v8f
+gelu8(v8f x)
+{
+	return x * vncdf(x);
+}
+
+static inline v8f
+dgelu8(v8f x, v8f dy)
+{
+	return dy * (vncdf(x) + x * vnpdf(x));
+}
+
 static void
 fwd(void *p, size_t lo, size_t hi)
 {
 	const struct gl *j = p;
-	const float *x = j->inp;
-	float *y = j->out;
+	size_t i = lo;
 
-	for (size_t i = lo; i < hi; i++)
-		y[i] = x[i] * kern_ncdf(x[i]);
+	for (; i + 8 <= hi; i += 8)
+		vstore(j->out + i, gelu8(vload(j->inp + i)));
+	if (i < hi)
+		vstore_n(j->out + i, gelu8(vload_n(j->inp + i, (int)(hi - i), 0)), (int)(hi - i));
 }
 
 void
@@ -32,13 +45,13 @@ static void
 bwd(void *p, size_t lo, size_t hi)
 {
 	const struct gl *j = p;
-	const float *x = j->inp, *dy = j->dout;
-	float *dx = j->out;
+	size_t i = lo;
 
-	for (size_t i = lo; i < hi; i++) {
-		float v = x[i];
-		float pdf = 0.398942280401432678f * kern_exp(-0.5f * v * v);
-		dx[i] = dy[i] * (kern_ncdf(v) + v * pdf);
+	for (; i + 8 <= hi; i += 8)
+		vstore(j->out + i, dgelu8(vload(j->inp + i), vload(j->dout + i)));
+	if (i < hi) {
+		int n = (int)(hi - i);
+		vstore_n(j->out + i, dgelu8(vload_n(j->inp + i, n, 0), vload_n(j->dout + i, n, 0)), n);
 	}
 }
 
@@ -52,5 +65,5 @@ gelu_backward(float *dinp, const float *dout, const float *inp, size_t n)
 float
 gelu_erf(float x)
 {
-	return kern_erf(x);
+	return verf(vdup(x))[0];
 }

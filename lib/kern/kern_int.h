@@ -23,84 +23,170 @@ void kern_for(size_t n, size_t grain, void (*fn)(void *ctx, size_t lo, size_t hi
  * not depend on threads. */
 void kern_colsum(float *acc, const float *x, size_t R, int C, size_t ld);
 
-/* exp(x) for x in [-87, 88], within 2 ulp (Cody-Waite reduction, Cephes'
- * polynomial); branch-free so loops over it vectorise. */
-static inline float
-kern_exp(float x)
+/* ---- vector math ---------------------------------------------------------
+ * GCC/Clang generic vectors of 8 floats (one AVX register; lowered to
+ * what the target has). The transcendental loops (GELU, softmax) use them
+ * so that they are vectorised at -O2 without fast-math: every lane does
+ * exactly the scalar IEEE operations below, so results do not depend on
+ * where a loop starts or how it is split. A tail shorter than 8 is padded
+ * (vload_n / vstore_n) and goes through the same code. */
+
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+static inline v8f
+vdup(float x)
 {
-	x = x < -87.0f ? -87.0f : x;
-	x = x > 88.0f ? 88.0f : x;
-	float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;	/* round */
-	float r = x - n * 0.693359375f;
-	r = r - n * -2.12194440e-4f;
-	float p = 1.9875691500e-4f;
-	p = p * r + 1.3981999507e-3f;
-	p = p * r + 8.3334519073e-3f;
-	p = p * r + 4.1665795894e-2f;
-	p = p * r + 1.6666665459e-1f;
-	p = p * r + 5.0000001201e-1f;
-	p = p * r * r + r + 1.0f;
-	int32_t e = ((int32_t)n + 127) << 23;
-	float s;
-	memcpy(&s, &e, 4);
-	return p * s;
+	return (v8f){x, x, x, x, x, x, x, x};
+}
+
+static inline v8f
+vload(const float *p)
+{
+	v8f v;
+	memcpy(&v, p, sizeof v);
+	return v;
+}
+
+static inline void
+vstore(float *p, v8f v)
+{
+	memcpy(p, &v, sizeof v);
+}
+
+/* n < 8 elements, the rest of the vector filled with pad */
+static inline v8f
+vload_n(const float *p, int n, float pad)
+{
+	v8f v = vdup(pad);
+	for (int i = 0; i < n; i++)
+		v[i] = p[i];
+	return v;
+}
+
+static inline void
+vstore_n(float *p, v8f v, int n)
+{
+	for (int i = 0; i < n; i++)
+		p[i] = v[i];
+}
+
+/* lanes of a where cond (a v8i of -1 / 0), else b */
+static inline v8f
+vsel(v8i cond, v8f a, v8f b)
+{
+	return (v8f)(((v8i)a & cond) | ((v8i)b & ~cond));
+}
+
+static inline v8f
+vabs(v8f x)
+{
+	return (v8f)((v8i)x & 0x7fffffff);
+}
+
+/* exp(x) for x in [-87, 88] (clamped), within 2 ulp: Cody-Waite reduction
+ * by ln 2 and Cephes' degree-6 polynomial, 2^n built in the exponent. */
+static inline v8f
+vexp(v8f x)
+{
+	x = vsel(x < vdup(-87.0f), vdup(-87.0f), x);
+	x = vsel(x > vdup(88.0f), vdup(88.0f), x);
+	v8f n = (x * vdup(1.44269504088896341f) + vdup(12582912.0f)) - vdup(12582912.0f);
+	v8f r = x - n * vdup(0.693359375f);
+	r = r - n * vdup(-2.12194440e-4f);
+	v8f p = vdup(1.9875691500e-4f);
+	p = p * r + vdup(1.3981999507e-3f);
+	p = p * r + vdup(8.3334519073e-3f);
+	p = p * r + vdup(4.1665795894e-2f);
+	p = p * r + vdup(1.6666665459e-1f);
+	p = p * r + vdup(5.0000001201e-1f);
+	p = p * r * r + r + vdup(1.0f);
+	v8i e = (__builtin_convertvector(n, v8i) + 127) << 23;
+	return p * (v8f)e;
+}
+
+/* x*x = sq + lo exactly (Veltkamp split, no fma needed; |x| < 1e18) */
+static inline void
+vsquare(v8f x, v8f *sq, v8f *lo)
+{
+	v8f c = vdup(4097.0f) * x, hi = c - (c - x), l = x - hi;
+	*sq = x * x;
+	*lo = ((hi * hi - *sq) + vdup(2.0f) * hi * l) + l * l;
 }
 
 /* erfc(a) for a >= 0.85: exp(-a^2) * Q(1/(1+a)), Q a degree-9 fit of
- * erfcx on [0.85, 9.5] (relative error 2e-7 in float); 0 beyond 9.5. */
-static inline float
-kern_erfc_big(float a)
+ * erfcx on [0.85, 9.5] (relative error 2e-7 in float); 0 beyond 9.5.
+ * sq + sqlo = a^2 to twice float precision, so that the rounding of a^2
+ * costs no relative accuracy in the tail. */
+static inline v8f
+verfc_big(v8f a, v8f sq, v8f sqlo)
 {
-	float t = 1.0f / (1.0f + a);
-	float q = 7.708181417e-01f;
-	q = q * t + -1.335549300e+00f;
-	q = q * t + -3.278658016e-01f;
-	q = q * t + 2.380689977e+00f;
-	q = q * t + -1.837985056e+00f;
-	q = q * t + 5.464004805e-03f;
-	q = q * t + 2.372374490e-01f;
-	q = q * t + 5.684477412e-01f;
-	q = q * t + 5.639641058e-01f;
-	q = q * t + 5.096665150e-06f;
-	float e = kern_exp(-(a < 9.5f ? a * a : 90.25f));
-	return a < 9.5f ? q * e : 0.0f;
+	v8f t = vdup(1.0f) / (vdup(1.0f) + a);
+	v8f q = vdup(7.708181417e-01f);
+	q = q * t + vdup(-1.335549300e+00f);
+	q = q * t + vdup(-3.278658016e-01f);
+	q = q * t + vdup(2.380689977e+00f);
+	q = q * t + vdup(-1.837985056e+00f);
+	q = q * t + vdup(5.464004805e-03f);
+	q = q * t + vdup(2.372374490e-01f);
+	q = q * t + vdup(5.684477412e-01f);
+	q = q * t + vdup(5.639641058e-01f);
+	q = q * t + vdup(5.096665150e-06f);
+	v8i in = a < vdup(9.5f);
+	v8f e = vexp(-vsel(in, sq, vdup(90.25f))) * (vdup(1.0f) - sqlo);
+	return vsel(in, q * e, vdup(0.0f));
 }
 
-/* erf(z) for |z| < 0.85: z * P(z^2), P a degree-6 fit (1.3e-7 relative). */
-static inline float
-kern_erf_small(float z)
+/* erf(z) for |z| < 0.85: z * P(z^2), P a degree-6 fit (1.3e-7 relative) */
+static inline v8f
+verf_small(v8f z)
 {
-	float u = z * z;
-	float p = 8.955261692e-05f;
-	p = p * u + -8.268684433e-04f;
-	p = p * u + 5.211164721e-03f;
-	p = p * u + -2.686313615e-02f;
-	p = p * u + 1.128375744e-01f;
-	p = p * u + -3.761263746e-01f;
-	p = p * u + 1.128379167e+00f;
+	v8f u = z * z;
+	v8f p = vdup(8.955261692e-05f);
+	p = p * u + vdup(-8.268684433e-04f);
+	p = p * u + vdup(5.211164721e-03f);
+	p = p * u + vdup(-2.686313615e-02f);
+	p = p * u + vdup(1.128375744e-01f);
+	p = p * u + vdup(-3.761263746e-01f);
+	p = p * u + vdup(1.128379167e+00f);
 	return z * p;
 }
 
-/* erf(z), float, within a few ulp over the whole line. */
-static inline float
-kern_erf(float z)
+/* erf(z) within a few ulp on the whole line */
+static inline v8f
+verf(v8f z)
 {
-	float a = z < 0 ? -z : z;
-	float big = 1.0f - kern_erfc_big(a < 0.85f ? 0.85f : a);
-	big = z < 0 ? -big : big;
-	return a < 0.85f ? kern_erf_small(z) : big;
+	v8f a = vabs(z);
+	v8i small = a < vdup(0.85f);
+	v8f ab = vsel(small, vdup(0.85f), a), sq, lo;
+	vsquare(ab, &sq, &lo);
+	v8f big = vdup(1.0f) - verfc_big(ab, sq, lo);
+	big = vsel(z < vdup(0.0f), -big, big);
+	return vsel(small, verf_small(z), big);
 }
 
-/* Phi(x) = (1 + erf(x/sqrt2)) / 2, the standard normal CDF. For x < 0 it
- * is computed as erfc(|x|/sqrt2)/2, without cancellation. */
-static inline float
-kern_ncdf(float x)
+/* Phi(x) = (1 + erf(x/sqrt2))/2, the standard normal CDF. For x < 0 it is
+ * erfc(|x|/sqrt2)/2, without cancellation; the exponent x^2/2 is taken
+ * from x itself, not from the rounded x/sqrt2. */
+static inline v8f
+vncdf(v8f x)
 {
-	float z = x * 0.70710678118654752f, a = z < 0 ? -z : z;
-	float small = 0.5f + 0.5f * kern_erf_small(z);
-	float c = 0.5f * kern_erfc_big(a < 0.85f ? 0.85f : a);
-	float big = z < 0 ? c : 1.0f - c;
-	return a < 0.85f ? small : big;
+	v8f z = x * vdup(0.70710678118654752f), a = vabs(z);
+	v8i small = a < vdup(0.85f);
+	v8f xb = vsel(small, vdup(1.2020815f), x), sq, lo;	/* 0.85 sqrt2 */
+	vsquare(xb, &sq, &lo);
+	v8f c = vdup(0.5f) * verfc_big(vsel(small, vdup(0.85f), a), vdup(0.5f) * sq, vdup(0.5f) * lo);
+	v8f big = vsel(z < vdup(0.0f), c, vdup(1.0f) - c);
+	return vsel(small, vdup(0.5f) + vdup(0.5f) * verf_small(z), big);
+}
+
+/* the standard normal density exp(-x^2/2)/sqrt(2 pi) */
+static inline v8f
+vnpdf(v8f x)
+{
+	v8f sq, lo;
+	vsquare(x, &sq, &lo);
+	return vdup(0.398942280401432678f) * vexp(vdup(-0.5f) * sq) * (vdup(1.0f) - vdup(0.5f) * lo);
 }
 
 #endif

@@ -9,16 +9,39 @@ void
 softmax_rows(float *x, int R, int C)
 {
 	for (int r = 0; r < R; r++) {
-		float *v = x + (size_t)r * C, mx = v[0], s = 0;
-		for (int c = 1; c < C; c++)
-			mx = v[c] > mx ? v[c] : mx;
-		for (int c = 0; c < C; c++) {
-			v[c] = kern_exp(v[c] - mx);
-			s += v[c];
+		float *v = x + (size_t)r * C;
+		int c, n = C % 8;
+		v8f m8 = vdup(v[0]);
+		for (c = 0; c + 8 <= C; c += 8) {
+			v8f t = vload(v + c);
+			m8 = vsel(t > m8, t, m8);
 		}
-		float inv = 1.0f / s;
-		for (int c = 0; c < C; c++)
-			v[c] *= inv;
+		if (n) {
+			v8f t = vload_n(v + c, n, v[0]);
+			m8 = vsel(t > m8, t, m8);
+		}
+		float mx = m8[0];
+		for (int i = 1; i < 8; i++)
+			mx = m8[i] > mx ? m8[i] : mx;
+		v8f s8 = vdup(0), mxv = vdup(mx);
+		for (c = 0; c + 8 <= C; c += 8) {
+			v8f e = vexp(vload(v + c) - mxv);
+			vstore(v + c, e);
+			s8 += e;
+		}
+		if (n) {
+			v8f e = vexp(vload_n(v + c, n, mx) - mxv);
+			vstore_n(v + c, e, n);
+			for (int i = n; i < 8; i++)
+				e[i] = 0;
+			s8 += e;
+		}
+		float s = ((s8[0] + s8[1]) + (s8[2] + s8[3])) + ((s8[4] + s8[5]) + (s8[6] + s8[7]));
+		v8f inv = vdup(1.0f / s);
+		for (c = 0; c + 8 <= C; c += 8)
+			vstore(v + c, vload(v + c) * inv);
+		if (n)
+			vstore_n(v + c, vload_n(v + c, n, 0) * inv, n);
 	}
 }
 
@@ -28,12 +51,17 @@ softmax_rows_backward(float *d, const float *p, int R, int C)
 	for (int r = 0; r < R; r++) {
 		float *dv = d + (size_t)r * C;
 		const float *pv = p + (size_t)r * C;
-		double s = 0;
-		for (int c = 0; c < C; c++)
-			s += (double)pv[c] * dv[c];
-		float sf = (float)s;
-		for (int c = 0; c < C; c++)
-			dv[c] = pv[c] * (dv[c] - sf);
+		int c, n = C % 8;
+		v8f s8 = vdup(0);
+		for (c = 0; c + 8 <= C; c += 8)
+			s8 += vload(pv + c) * vload(dv + c);
+		if (n)
+			s8 += vload_n(pv + c, n, 0) * vload_n(dv + c, n, 0);
+		v8f sf = vdup(((s8[0] + s8[1]) + (s8[2] + s8[3])) + ((s8[4] + s8[5]) + (s8[6] + s8[7])));
+		for (c = 0; c + 8 <= C; c += 8)
+			vstore(dv + c, vload(pv + c) * (vload(dv + c) - sf));
+		if (n)
+			vstore_n(dv + c, vload_n(pv + c, n, 0) * (vload_n(dv + c, n, 0) - sf), n);
 	}
 }
 
