@@ -21,9 +21,45 @@ golden(const char *f)
 	return buf;
 }
 
-int
-main(void)
+/* --pipeline CKPT: the in-process twin of mim-encode | mim-head | mim-loss
+ * (stdin to stdout), for tests/cmd/t-mim-encode.sh to compare bytes with */
+static int
+pipeline(const char *ckpt)
 {
+	struct mim_model *m = mim_model_open(ckpt);
+	struct mim_reader *r = mim_reader_open("-");
+	struct mim_frame *f;
+	struct mim_lossopt lo = {MIM_LOSS_L1, MIM_REGION_MASKED, 1.0};
+
+	if (!m || !r)
+		return fprintf(stderr, "%s\n", mim_errmsg()), 1;
+	while (mim_read_frame(r, &f) > 0) {
+		struct mim_tensor *img = mim_frame_get(f, "image"), *mk = mim_frame_get(f, "mask");
+		int B = (int)img->shape[0], S = m->cfg.img_size, p = S / (int)mk->shape[1];
+		const float *x = img->data;	/* the data stays; the structs may move */
+		const uint8_t *mask = mk->data;
+		int64_t chw[3], ls[4], ps[4] = {B, 3, S, S};
+		mim_layer_shape(m, 0, chw);
+		ls[0] = B, ls[1] = chw[0], ls[2] = chw[1], ls[3] = chw[2];
+		float *lat = mim_frame_add(f, "latent", MIM_F32, 4, ls, NULL)->data;
+		mim_encode(m, B, x, mask, lat);
+		float *pred = mim_frame_add(f, "pred", MIM_F32, 4, ps, NULL)->data;
+		mim_head(m, B, lat, pred);
+		float l = (float)mim_loss(&lo, B, S, S, p, x, mask, pred, NULL);
+		mim_frame_add(f, "loss", MIM_F32, 0, NULL, &l);
+		mim_write_frame(1, f);
+		mim_frame_free(f);
+	}
+	mim_reader_close(r);
+	mim_model_free(m);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	if (argc == 3 && strcmp(argv[1], "--pipeline") == 0)
+		return pipeline(argv[2]);
 	struct mim_frame *g = mim_load(golden("micro-vit.s7.b2.safetensors"));
 	struct mim_frame *wf = mim_load(golden("micro-vit.s7.b2.weights.safetensors"));
 	struct mim_config c;

@@ -1,0 +1,155 @@
+/* mim-encode -- the SimMIM encoder over a stream: reads frames with
+ * `image` (B,3,H,W) and an optional `mask` (B,H/p,W/p), adds `latent`
+ * (B,C,H/s,W/s): the encoder output with the mask token at masked patches.
+ * --layer K and --pool mean give intermediate and pooled features. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char usage_text[] =
+"usage: mim-encode --ckpt FILE [--layer K] [--pool mean] [--threads N] [FILE...]\n"
+"Run the encoder of checkpoint FILE on every frame of the mim streams FILE...\n"
+"(stdin when none): reads 'image' F32 [B,3,H,W] (H = W = the model's\n"
+"img_size) and 'mask' [B,H/p,W/p] if present (1 = masked; none: nothing\n"
+"masked), adds 'latent' F32 [B,C,H/s,W/s] and passes everything else on.\n"
+"  -c, --ckpt FILE    the model checkpoint (mim-ckpt(1))\n"
+"  -l, --layer K      features of layer K instead (ViT: block K's output,\n"
+"                     no final norm; Swin: stage K), K >= 1; 0 = output\n"
+"  -p, --pool mean    average over positions: 'latent' is [B,C]\n"
+"  -t, --threads N    threads (default MIM_THREADS or all CPUs)\n"
+"  -h, --help         this help\n";
+
+/* The frame's mask as bytes (B,h,w), or NULL if it has none. */
+static uint8_t *
+get_mask(const struct mim_frame *f, int B, int h, int w, const char *where)
+{
+	struct mim_tensor *t = mim_frame_get(f, "mask");
+	char got[128];
+
+	if (!t)
+		return NULL;
+	if (t->dtype != MIM_U8 && t->dtype != MIM_BOOL && t->dtype != MIM_I64 &&
+	    t->dtype != MIM_I32 && t->dtype != MIM_I8)
+		die("%s: tensor 'mask': dtype %s, want U8", where, mim_dtype_name(t->dtype));
+	if (t->ndim != 3 || t->shape[0] != B || t->shape[1] != h || t->shape[2] != w)
+		die("%s: tensor 'mask': shape %s, want [%d,%d,%d] (image / model patch size)", where,
+		    mim_shape_str(got, sizeof got, t->ndim, t->shape), B, h, w);
+	size_t n = (size_t)B * h * w;
+	uint8_t *m = malloc(n ? n : 1);
+	if (!m)
+		die("out of memory");
+	for (size_t i = 0; i < n; i++)
+		m[i] = t->dtype == MIM_U8 || t->dtype == MIM_BOOL ? ((uint8_t *)t->data)[i] != 0 :
+		    mim_tensor_get(t, (int64_t)i) != 0;
+	return m;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"ckpt", required_argument, NULL, 'c'},
+		{"layer", required_argument, NULL, 'l'},
+		{"pool", required_argument, NULL, 'p'},
+		{"threads", required_argument, NULL, 't'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	const char *ckpt = NULL;
+	int layer = 0, pool = 0, c;
+
+	cli_init(argc, argv);
+	while ((c = getopt_long(argc, argv, "c:l:p:t:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': ckpt = optarg; break;
+		case 'l': layer = (int)cli_int("--layer", optarg, 0, 100000); break;
+		case 'p':
+			if (strcmp(optarg, "mean") != 0)
+				usage_error("--pool: '%s' is not a pooling (only 'mean')", optarg);
+			pool = 1;
+			break;
+		case 't': mim_set_threads((int)cli_int("--threads", optarg, 1, 1024)); break;
+		case 'h': fputs(usage_text, stdout); return 0;
+		default: usage_error("unknown option");
+		}
+	}
+	if (!ckpt)
+		usage_error("--ckpt FILE is required");
+	cli_stdout_not_tty();
+	struct mim_model *m = mim_model_open(ckpt);
+	if (!m)
+		die("%s", mim_errmsg());
+	if (layer > mim_model_nlayers(m))
+		usage_error("--layer %d: the model has %d layers", layer, mim_model_nlayers(m));
+	const struct mim_config *cf = &m->cfg;
+	int S = cf->img_size, gp = S / cf->patch_size;
+	int64_t chw[3];
+	mim_layer_shape(m, layer, chw);
+	char meta[64] = "";
+	if (layer || pool)
+		snprintf(meta, sizeof meta, "layer %d%s", layer, pool ? ", pool mean" : "");
+
+	char *stdin_only[] = {"-", NULL};
+	char **files = optind < argc ? argv + optind : stdin_only;
+	for (; *files; files++) {
+		struct mim_reader *r = mim_reader_open(*files);
+		struct mim_frame *f;
+		int rc;
+		if (!r)
+			die("%s", mim_errmsg());
+		while ((rc = mim_read_frame(r, &f)) > 0) {
+			char where[300], got[128];
+			snprintf(where, sizeof where, "%s: frame %ld", mim_reader_name(r),
+			    mim_reader_count(r) - 1);
+			struct mim_tensor *img = mim_frame_get(f, "image");
+			if (!img)
+				die("%s: no tensor 'image'", where);
+			if (img->dtype != MIM_F32)
+				die("%s: tensor 'image': dtype %s, want F32", where, mim_dtype_name(img->dtype));
+			if (img->ndim != 4 || img->shape[0] < 1 || img->shape[0] > 1 << 20 ||
+			    img->shape[1] != cf->in_chans || img->shape[2] != S || img->shape[3] != S)
+				die("%s: tensor 'image': shape %s, want [B,%d,%d,%d] (the checkpoint's img_size)",
+				    where, mim_shape_str(got, sizeof got, img->ndim, img->shape),
+				    cf->in_chans, S, S);
+			int B = (int)img->shape[0];
+			uint8_t *mask = get_mask(f, B, gp, gp, where);
+			size_t per = (size_t)(chw[0] * chw[1] * chw[2]);
+			float *lat = malloc((size_t)B * per * sizeof(float));
+			if (!lat)
+				die("out of memory");
+			if (mim_encode_layer(m, B, img->data, mask, layer, lat) < 0)
+				die("%s: %s", where, mim_errmsg());
+			if (pool) {
+				/* mean over positions, in double, into the front of lat */
+				size_t hw = (size_t)(chw[1] * chw[2]);
+				for (size_t bc = 0; bc < (size_t)B * chw[0]; bc++) {
+					double s = 0;
+					for (size_t t = 0; t < hw; t++)
+						s += lat[bc * hw + t];
+					lat[bc] = (float)(s / (double)hw);
+				}
+				int64_t sh[2] = {B, chw[0]};
+				if (!mim_frame_add(f, "latent", MIM_F32, 2, sh, lat))
+					die("%s", mim_errmsg());
+				free(lat);
+			} else {
+				int64_t sh[4] = {B, chw[0], chw[1], chw[2]};
+				if (!mim_frame_take(f, "latent", MIM_F32, 4, sh, lat))
+					die("%s", mim_errmsg());
+			}
+			if (*meta && mim_meta_set(f, "mim.latent", meta) < 0)
+				die("%s", mim_errmsg());
+			free(mask);
+			cli_put(f);
+			mim_frame_free(f);
+		}
+		if (rc < 0)
+			die("%s", mim_errmsg());
+		mim_reader_close(r);
+	}
+	mim_model_free(m);
+	cli_exit(0);
+}

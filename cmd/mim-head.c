@@ -1,0 +1,93 @@
+/* mim-head -- the SimMIM prediction head over a stream: reads frames with
+ * `latent` (B,C,h,w), adds `pred` (B,3,h*s,w*s): a 1x1 convolution to
+ * s*s*3 channels and a pixel shuffle by the encoder stride s. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char usage_text[] =
+"usage: mim-head --ckpt FILE [--threads N] [FILE...]\n"
+"Run the prediction head (decoder) of checkpoint FILE on every frame of the\n"
+"mim streams FILE... (stdin when none): reads 'latent' F32 [B,C,h,w] as\n"
+"mim-encode(1) writes it, adds 'pred' F32 [B,3,h*s,w*s] (s = encoder\n"
+"stride), the reconstruction in normalised pixel space, and passes\n"
+"everything else on.\n"
+"  -c, --ckpt FILE    the model checkpoint (mim-ckpt(1))\n"
+"  -t, --threads N    threads (default MIM_THREADS or all CPUs)\n"
+"  -h, --help         this help\n";
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"ckpt", required_argument, NULL, 'c'},
+		{"threads", required_argument, NULL, 't'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	const char *ckpt = NULL;
+	int c;
+
+	cli_init(argc, argv);
+	while ((c = getopt_long(argc, argv, "c:t:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': ckpt = optarg; break;
+		case 't': mim_set_threads((int)cli_int("--threads", optarg, 1, 1024)); break;
+		case 'h': fputs(usage_text, stdout); return 0;
+		default: usage_error("unknown option");
+		}
+	}
+	if (!ckpt)
+		usage_error("--ckpt FILE is required");
+	cli_stdout_not_tty();
+	struct mim_model *m = mim_model_open(ckpt);
+	if (!m)
+		die("%s", mim_errmsg());
+	int64_t chw[3];
+	mim_layer_shape(m, 0, chw);
+	int S = m->cfg.img_size;
+
+	char *stdin_only[] = {"-", NULL};
+	char **files = optind < argc ? argv + optind : stdin_only;
+	for (; *files; files++) {
+		struct mim_reader *r = mim_reader_open(*files);
+		struct mim_frame *f;
+		int rc;
+		if (!r)
+			die("%s", mim_errmsg());
+		while ((rc = mim_read_frame(r, &f)) > 0) {
+			char where[300], got[128];
+			snprintf(where, sizeof where, "%s: frame %ld", mim_reader_name(r),
+			    mim_reader_count(r) - 1);
+			struct mim_tensor *t = mim_frame_get(f, "latent");
+			if (!t)
+				die("%s: no tensor 'latent' (run mim-encode first)", where);
+			if (t->dtype != MIM_F32)
+				die("%s: tensor 'latent': dtype %s, want F32", where, mim_dtype_name(t->dtype));
+			if (t->ndim != 4 || t->shape[0] < 1 || t->shape[0] > 1 << 20 ||
+			    t->shape[1] != chw[0] || t->shape[2] != chw[1] || t->shape[3] != chw[2])
+				die("%s: tensor 'latent': shape %s, want [B,%lld,%lld,%lld] (the encoder output of this checkpoint)",
+				    where, mim_shape_str(got, sizeof got, t->ndim, t->shape),
+				    (long long)chw[0], (long long)chw[1], (long long)chw[2]);
+			int B = (int)t->shape[0];
+			int64_t sh[4] = {B, 3, S, S};
+			float *pred = malloc((size_t)B * 3 * S * S * sizeof(float));
+			if (!pred)
+				die("out of memory");
+			if (mim_head(m, B, t->data, pred) < 0)
+				die("%s: %s", where, mim_errmsg());
+			if (!mim_frame_take(f, "pred", MIM_F32, 4, sh, pred))
+				die("%s", mim_errmsg());
+			cli_put(f);
+			mim_frame_free(f);
+		}
+		if (rc < 0)
+			die("%s", mim_errmsg());
+		mim_reader_close(r);
+	}
+	mim_model_free(m);
+	cli_exit(0);
+}
