@@ -1,7 +1,9 @@
 /* mim/swin.h -- the Swin-specific kernels: (shifted) window partition as a
  * token permutation, LayerNorm fused with that permutation, the relative
- * position index and bias, the shifted-window -100 mask, batched window
- * attention, and patch merging. The model is lib/model/swin.c.
+ * position index, the shifted-window -100 mask, and patch merging. The
+ * window attention itself is the shared attention_forward of mim/kern.h
+ * (batched over windows x heads, bias and mask). The model is
+ * lib/model/swin.c.
  *
  * Dims: B batch, H W map size in tokens, L = H*W tokens per image, C
  * channels, ws window size, N = ws*ws tokens per window, nW = L/N windows
@@ -17,6 +19,7 @@
 #define MIM_SWIN_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* ---- lib/kern/window.c --------------------------------------------------- */
 
@@ -24,7 +27,7 @@
  * roll(-shift,-shift); a permutation of [0,L). ws must divide H and W. */
 void window_index(int *idx, int H, int W, int ws, int shift);
 /* idx (N,N): relative position index, (hp-hq+ws-1)*(2ws-1) + (wp-wq+ws-1). */
-void window_relidx(int *idx, int ws);
+void window_relidx(int64_t *idx, int ws);
 /* mask (nW,N,N): -100 where tokens p, q of window w lie in different roll
  * regions (slices (0,-ws), (-ws,-s), (-s,) of each axis), else 0. */
 void window_mask(float *mask, int H, int W, int ws, int shift);
@@ -50,28 +53,6 @@ void window_ln_forward(float *out, float *mean, float *rstd, const float *x,
 void window_ln_backward(float *dx, float *dw, float *db, const float *dout,
     const float *x, const float *w, const float *mean, const float *rstd,
     const int *idx, int B, int L, int C);
-
-/* ---- lib/kern/winattn.c -------------------------------------------------- */
-
-/* bias (nH,N,N) = table[idx[p,q], h]; table ((2ws-1)^2, nH). */
-void winattn_bias(float *bias, const float *table, const int *idx, int nH, int N);
-/* dtable[idx[p,q], h] += sum over windows w of datt[w,h,p,q]: the bias
- * gradient from the logit gradients datt (Bw,nH,N,N). Deterministic. */
-void winattn_bias_backward(float *dtable, const float *datt, const int *idx,
-    int Bw, int nH, int N);
-
-/* Window attention, batched over windows and heads:
- *   qkv (Bw,N,3C): rows [q | k | v], each head-major (head h at h*D);
- *   a = softmax((q*D^-0.5) @ k^T + bias[h] + mask[w % nW]);  out = a @ v
- * out (Bw,N,C) heads concatenated; att (Bw,nH,N,N) the probabilities (kept
- * for backward). mask (nW,N,N) or NULL. The (window, head) pairs are spread
- * over the thread pool, each with its own small single-threaded products. */
-void winattn_forward(float *out, float *att, const float *qkv, const float *bias,
-    const float *mask, int Bw, int nW, int N, int nH, int D);
-/* Backward. Overwrites dqkv (Bw,N,3C) and datt (Bw,nH,N,N) (the logit
- * gradients, to pass to winattn_bias_backward). */
-void winattn_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
-    const float *att, int Bw, int N, int nH, int D);
 
 /* ---- lib/kern/patchmerge.c ----------------------------------------------- */
 

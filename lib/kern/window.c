@@ -34,7 +34,7 @@ window_index(int *idx, int H, int W, int ws, int shift)
 }
 
 void
-window_relidx(int *idx, int ws)
+window_relidx(int64_t *idx, int ws)
 {
 	int N = ws * ws;
 

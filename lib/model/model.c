@@ -21,7 +21,7 @@ static void work_free(struct mim_model *m);
 /* One row per enum mim_arch. A NULL row: that encoder is not built in. */
 static const struct mim_arch_ops *const archs[] = {
 	[MIM_ARCH_VIT] = &mim_vit_ops,
-	[MIM_ARCH_SWIN] = NULL,
+	[MIM_ARCH_SWIN] = &mim_swin_ops,
 };
 
 static const struct mim_arch_ops *

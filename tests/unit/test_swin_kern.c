@@ -1,13 +1,15 @@
 /* test_swin_kern.c -- the Swin kernels (include/mim/swin.h): window geometry
  * against known official values, the permutation kernels, LayerNorm through
- * a window index, window attention against a naive double implementation,
- * and every backward against double central finite differences of
- * L = sum(out * g) for a fixed random g. */
+ * a window index, the shared attention kernel as Swin uses it (windows,
+ * relative position bias, shift mask) against a naive double
+ * implementation, and every backward against double central finite
+ * differences of L = sum(out * g) for a fixed random g. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "mim.h"
+#include "mim/kern.h"
 #include "mim/swin.h"
 #include "tap.h"
 
@@ -34,14 +36,15 @@ dot(const float *a, const float *b, size_t n)
 static void
 test_geometry(void)
 {
-	int idx[36 * 36], ok = 1, mx = 0;
+	int64_t idx[36 * 36];
+	int ok = 1, mx = 0;
 	static const int row0[8] = {60, 59, 58, 57, 56, 55, 49, 48};
 
 	window_relidx(idx, 6);
 	for (int i = 0; i < 8; i++)
 		ok &= idx[i] == row0[i];
 	for (int i = 0; i < 36 * 36; i++)
-		mx = idx[i] > mx ? idx[i] : mx;
+		mx = idx[i] > mx ? (int)idx[i] : mx;
 	tap(ok && mx == 120, "relative index ws=6: row 0 starts 60,59,..,49,48, max 120");
 
 	/* Swin-B 192 stage 0: 48x48, window 6, shift 3: 64 windows, 15 masked */
@@ -211,20 +214,24 @@ test_ln(void)
 	free(dx), free(dw), free(db), free(dx1);
 }
 
-/* ---- window attention ---------------------------------------------------- */
+/* ---- window attention: the shared attention kernel in Swin's use --------
+ * (windows as the batch, relative position bias from the window index,
+ * the -100 shift mask of window w % nW) */
 
 struct att {
 	int B, H, W, ws, s, nH, D, N, nW, Bw, C;
-	int *relidx;
-	float *qkv, *table, *bias, *mask, *out, *att, *g;
+	int64_t *relidx;
+	float *qkv0, *qkv, *table, *bias, *mask, *out, *att, *g, *work;
 };
 
 static double
 att_loss(struct att *a)
 {
-	winattn_bias(a->bias, a->table, a->relidx, a->nH, a->N);
-	winattn_forward(a->out, a->att, a->qkv, a->bias, a->s ? a->mask : NULL,
-	    a->Bw, a->nW, a->N, a->nH, a->D);
+	/* attention_forward scales q in place: start from the raw qkv */
+	memcpy(a->qkv, a->qkv0, sizeof(float) * a->Bw * a->N * 3 * a->C);
+	relpos_forward(a->bias, a->table, a->relidx, a->N, a->nH);
+	attention_forward(a->out, a->att, a->qkv, NULL, NULL, a->bias, a->s ? a->mask : NULL,
+	    a->nW, a->Bw, a->N, a->C, a->nH, 1.0f / sqrtf((float)a->D), a->work);
 	return dot(a->out, a->g, (size_t)a->Bw * a->N * a->C);
 }
 
@@ -233,15 +240,16 @@ static double
 att_naive_err(struct att *a)
 {
 	int N = a->N, C = a->C, D = a->D;
+	const float *qkv = a->qkv0;
 	double err = 0, sc = 0, z[64];
 
 	for (int w = 0; w < a->Bw; w++)
 		for (int h = 0; h < a->nH; h++)
 			for (int p = 0; p < N; p++) {
-				const float *q = a->qkv + ((size_t)w * N + p) * 3 * C + h * D;
+				const float *q = qkv + ((size_t)w * N + p) * 3 * C + h * D;
 				double mx = -1e300, sum = 0;
 				for (int t = 0; t < N; t++) {
-					const float *k = a->qkv + ((size_t)w * N + t) * 3 * C + C + h * D;
+					const float *k = qkv + ((size_t)w * N + t) * 3 * C + C + h * D;
 					double s = 0;
 					for (int d = 0; d < D; d++)
 						s += q[d] / sqrt((double)D) * k[d];
@@ -256,7 +264,7 @@ att_naive_err(struct att *a)
 				for (int d = 0; d < D; d++) {
 					double o = 0;
 					for (int t = 0; t < N; t++)
-						o += z[t] / sum * a->qkv[((size_t)w * N + t) * 3 * C + 2 * C + h * D + d];
+						o += z[t] / sum * qkv[((size_t)w * N + t) * 3 * C + 2 * C + h * D + d];
 					double got = a->out[((size_t)w * N + p) * C + h * D + d];
 					err = fmax(err, fabs(o - got));
 					sc = fmax(sc, fabs(o));
@@ -275,60 +283,42 @@ test_attn(int ws, int s, int nH, int D)
 	a.C = nH * D;
 	size_t nq = (size_t)a.Bw * a.N * 3 * a.C, no = (size_t)a.Bw * a.N * a.C;
 	size_t na = (size_t)a.Bw * nH * a.N * a.N, nt = (size_t)(2 * ws - 1) * (2 * ws - 1) * nH;
-	a.relidx = malloc(sizeof(int) * a.N * a.N);
-	a.qkv = rnd(nq, 1.5f);
+	size_t nb = (size_t)nH * a.N * a.N;
+	a.relidx = malloc(sizeof(int64_t) * a.N * a.N);
+	a.qkv0 = rnd(nq, 1.5f);
+	a.qkv = malloc(nq * sizeof(float));
 	a.table = rnd(nt, 1);
-	a.bias = malloc(sizeof(float) * nH * a.N * a.N);
+	a.bias = malloc(sizeof(float) * nb);
 	a.mask = malloc(sizeof(float) * a.nW * a.N * a.N);
 	a.out = malloc(no * sizeof(float));
 	a.att = malloc(na * sizeof(float));
 	a.g = rnd(no, 1);
+	a.work = malloc(attention_work(a.N) * sizeof(float));
 	window_relidx(a.relidx, ws);
 	if (s)
 		window_mask(a.mask, a.H, a.W, ws, s);
 
 	att_loss(&a);
 	double e = att_naive_err(&a);
-	tap(e < 1e-5, "winattn_forward ws %d shift %d heads %d: = naive double (max rel %.2g)",
+	tap(e < 1e-5, "window attention ws %d shift %d heads %d: = naive double (max rel %.2g)",
 	    ws, s, nH, e);
 
-	float *dqkv = malloc(nq * sizeof(float)), *datt = malloc(na * sizeof(float));
+	/* backward: logit gradients -> summed over windows -> the table */
+	float *dqkv = malloc(nq * sizeof(float)), *dbias = calloc(nb, sizeof(float));
 	float *dtable = calloc(nt, sizeof(float));
-	winattn_backward(dqkv, datt, a.g, a.qkv, a.att, a.Bw, a.N, nH, D);
-	winattn_bias_backward(dtable, datt, a.relidx, a.Bw, nH, a.N);
-	FD(att_loss(&a), a.qkv, nq, dqkv, 1e-2f, e);
-	tap(e < 5e-4, "winattn dqkv ws %d shift %d vs finite differences (max rel %.2g)", ws, s, e);
+	attention_backward(dqkv, NULL, NULL, a.att, a.g, a.qkv, a.Bw, a.N, a.C, nH,
+	    1.0f / sqrtf((float)D), a.work);
+	attention_dbias(dbias, a.att, a.Bw, nH, a.N);
+	relpos_backward(dtable, dbias, a.relidx, a.N, nH);
+	FD(att_loss(&a), a.qkv0, nq, dqkv, 1e-2f, e);
+	tap(e < 5e-4, "window attention ws %d shift %d: dqkv vs finite differences (max rel %.2g)",
+	    ws, s, e);
 	FD(att_loss(&a), a.table, nt, dtable, 1e-2f, e);
-	tap(e < 5e-4, "winattn dtable ws %d shift %d vs finite differences (max rel %.2g)", ws, s, e);
+	tap(e < 5e-4, "window attention ws %d shift %d: dtable vs finite differences (max rel %.2g)",
+	    ws, s, e);
 
-	/* the bias gradient accumulates; dqkv is overwritten */
-	float *dt1 = malloc(nt * sizeof(float)), *dq1 = malloc(nq * sizeof(float));
-	memcpy(dt1, dtable, nt * sizeof(float));
-	memcpy(dq1, dqkv, nq * sizeof(float));
-	att_loss(&a);
-	winattn_backward(dqkv, datt, a.g, a.qkv, a.att, a.Bw, a.N, nH, D);
-	winattn_bias_backward(dtable, datt, a.relidx, a.Bw, nH, a.N);
-	int ok = memcmp(dq1, dqkv, nq * sizeof(float)) == 0;
-	for (size_t i = 0; i < nt; i++)
-		ok &= fabsf(dtable[i] - 2 * dt1[i]) <= 1e-6f * (1 + fabsf(dt1[i]));
-	tap(ok, "winattn backward: dqkv overwritten, dtable accumulated");
-
-	/* one thread gives the same bytes as the pool */
-	float *o2 = malloc(no * sizeof(float)), *dq2 = malloc(nq * sizeof(float));
-	float *dt2 = calloc(nt, sizeof(float));
-	int th = mim_threads();
-	mim_set_threads(1);
-	winattn_forward(o2, a.att, a.qkv, a.bias, s ? a.mask : NULL, a.Bw, a.nW, a.N, nH, D);
-	winattn_backward(dq2, datt, a.g, a.qkv, a.att, a.Bw, a.N, nH, D);
-	winattn_bias_backward(dt2, datt, a.relidx, a.Bw, nH, a.N);
-	mim_set_threads(th);
-	ok = memcmp(o2, a.out, no * sizeof(float)) == 0 && memcmp(dq2, dqkv, nq * sizeof(float)) == 0
-	    && memcmp(dt2, dt1, nt * sizeof(float)) == 0;
-	tap(ok, "winattn: same bytes with 1 and %d threads", th);
-
-	free(a.relidx), free(a.qkv), free(a.table), free(a.bias), free(a.mask);
-	free(a.out), free(a.att), free(a.g), free(dqkv), free(datt), free(dtable);
-	free(dt1), free(dq1), free(o2), free(dq2), free(dt2);
+	free(a.relidx), free(a.qkv0), free(a.qkv), free(a.table), free(a.bias), free(a.mask);
+	free(a.out), free(a.att), free(a.g), free(a.work), free(dqkv), free(dbias), free(dtable);
 }
 
 /* ---- patch merging ------------------------------------------------------- */

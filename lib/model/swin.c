@@ -1,0 +1,804 @@
+/* swin.c -- the SimMIM Swin encoder, exactly the official
+ * SwinTransformerForSimMIM (reference/simmim.md §4.1, §4.3, §9.2):
+ *
+ *   x = patch_embed.proj(img)               conv k=p s=p as a GEMM, (B,L,E)
+ *   x = patch_embed.norm(x)                 if patch_norm
+ *   x = x*(1-w) + mask_token*w              w = mask: AFTER the patch LN
+ *   x = x + absolute_pos_embed              if ape (off in every config)
+ *   for each stage s (C = E*2^s, res = G/2^s, nH heads):
+ *     for each block b (pre-norm; shift = b odd ? ws/2 : 0; if res <= ws
+ *     the window clamp makes ws = res and shift = 0):
+ *       y = norm1(x) -> roll(-shift) -> window partition     (window.c)
+ *       y = window attention (qkv bias, q * D^-0.5, + relative position
+ *           bias, + the -100 shift mask) -> proj            (winattn.c)
+ *       x = x + drop_path(roll(+shift)(window reverse(y)))
+ *       x = x + drop_path(fc2(gelu(fc1(norm2(x)))))
+ *     if s < last: patch merging [x0,x1,x2,x3] -> LN(4C) -> Linear(4C,2C)
+ *   x = norm(x);  latent = x^T as (B,F,G/2^(n-1),G/2^(n-1))
+ *
+ * Roll and window partition are one token permutation per (stage, shift),
+ * applied by the LayerNorm that reads through it and by the residual add
+ * that writes through it, so no rolled or partitioned copy is ever made.
+ * Activations live in one arena planned per batch size (training: what the
+ * backward needs, per block; inference: one set of buffers reused by every
+ * block, the residual stream updated in place).
+ *
+ * Dims: B batch, P patch, G = img/P, E embed_dim, for a stage C channels,
+ * res its map side, L = res^2 tokens per image, T = B*L rows, nH heads,
+ * D = C/nH, Hd = int(C*mlp_ratio) hidden; for a block ws its window,
+ * N = ws^2, nW = L/N windows per image, Bw = B*nW.
+ *
+ * Intermediate layers (forward layer K = 1..stages): the output of stage K
+ * (its last block, before its patch merging; no final norm) as
+ * (B, C_K, res_K, res_K). */
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arch.h"
+#include "mim/gemm.h"
+#include "mim/kern.h"
+#include "mim/swin.h"
+
+struct sblock {		/* parameter indices of one block (-1: absent) */
+	int n1w, n1b, table, qkvw, qkvb, projw, projb, n2w, n2b, fc1w, fc1b,
+	    fc2w, fc2b;
+	int ws, shift, N, nW;	/* after the window clamp */
+	int gi;			/* block index over the whole encoder (drop path) */
+	const int *idx;		/* (L) window order of the tokens */
+	const int64_t *relidx;	/* (N,N) relative position index */
+	const float *mask;	/* (nW,N,N) -100 shift mask, or NULL */
+};
+
+struct sstage {
+	int C, res, L, nH, D, Hd, depth, ws;
+	int redw, mnw, mnb;	/* patch merging parameters; -1 in the last stage */
+	struct sblock *blk;
+	int *idx[2];		/* window order without / with the shift */
+	int64_t *relidx;
+	float *mask;		/* of the shifted blocks, or NULL */
+};
+
+struct splan;
+
+struct swin {
+	int P, G, E, ns, F, nblocks;
+	int ape, mtok, pew, peb, pnw, pnb, nw, nb;
+	struct sstage st[MIM_MAXSTAGE];
+	struct splan *plan;
+};
+
+static struct swin *
+S(const struct mim_model *m)
+{
+	return m->priv;
+}
+
+/* ---- parameters ------------------------------------------------------------ */
+
+static int
+stage_geometry(struct sstage *t, const struct mim_config *c, int s, int G)
+{
+	t->C = c->embed_dim << s;
+	t->res = G >> s;
+	t->L = t->res * t->res;
+	t->nH = c->num_heads_s[s];
+	t->D = t->C / t->nH;
+	t->Hd = (int)(t->C * c->mlp_ratio);
+	t->depth = c->depths[s];
+	/* the window clamp (SwinTransformerBlock.__init__): a stage no larger
+	 * than the window is one window, and nothing is shifted */
+	int clamp = t->res <= c->window_size;
+	t->ws = clamp ? t->res : c->window_size;
+	int shift = clamp ? 0 : c->window_size / 2, N = t->ws * t->ws;
+	int nW = t->L / N;
+
+	if (!(t->blk = mim_calloc((size_t)t->depth, sizeof *t->blk)) ||
+	    !(t->idx[0] = mim_malloc((size_t)t->L * sizeof(int))) ||
+	    !(t->idx[1] = mim_malloc((size_t)t->L * sizeof(int))) ||
+	    !(t->relidx = mim_malloc((size_t)N * N * sizeof(int64_t))))
+		return -1;
+	window_index(t->idx[0], t->res, t->res, t->ws, 0);
+	window_index(t->idx[1], t->res, t->res, t->ws, shift);
+	window_relidx(t->relidx, t->ws);
+	if (shift > 0 && t->depth > 1) {
+		if (!(t->mask = mim_malloc((size_t)nW * N * N * sizeof(float))))
+			return -1;
+		window_mask(t->mask, t->res, t->res, t->ws, shift);
+	}
+	for (int b = 0; b < t->depth; b++) {
+		struct sblock *k = &t->blk[b];
+		k->ws = t->ws;
+		k->shift = b % 2 ? shift : 0;
+		k->N = N;
+		k->nW = nW;
+		k->idx = t->idx[k->shift > 0];
+		k->relidx = t->relidx;
+		k->mask = k->shift > 0 ? t->mask : NULL;
+	}
+	return 0;
+}
+
+static int
+swin_params(struct mim_model *m)
+{
+	const struct mim_config *c = &m->cfg;
+	struct swin *v = mim_calloc(1, sizeof *v);
+
+	if (!v)
+		return -1;
+	m->priv = v;
+	v->P = c->patch_size;
+	v->G = c->img_size / c->patch_size;
+	v->E = c->embed_dim;
+	v->ns = c->nstages;
+	v->F = mim_config_features(c);
+	for (int s = 0; s < v->ns; s++)
+		if (stage_geometry(&v->st[s], c, s, v->G) < 0)
+			return -1;
+#define P1(a) mim_addp(m, 1, a, 0, 0, 0,
+#define P2(a, b) mim_addp(m, 2, a, b, 0, 0,
+#define P3(a, b, c) mim_addp(m, 3, a, b, c, 0,
+	/* named_parameters order: the encoder's own parameters
+	 * (absolute_pos_embed from the base constructor, then mask_token
+	 * from the SimMIM subclass), then the children: patch_embed (proj,
+	 * norm), layers (blocks, then downsample: reduction before norm),
+	 * norm. */
+	int E = v->E, G = v->G;
+	v->ape = c->ape ? P3(1, (int64_t)G * G, E) "encoder.absolute_pos_embed") : -1;
+	v->mtok = P3(1, 1, E) "encoder.mask_token");
+	v->pew = mim_addp(m, 4, E, c->in_chans, v->P, v->P, "encoder.patch_embed.proj.weight");
+	v->peb = P1(E) "encoder.patch_embed.proj.bias");
+	v->pnw = c->patch_norm ? P1(E) "encoder.patch_embed.norm.weight") : -1;
+	v->pnb = c->patch_norm ? P1(E) "encoder.patch_embed.norm.bias") : -1;
+	if ((c->ape && v->ape < 0) || v->mtok < 0 || v->pew < 0 || v->peb < 0 ||
+	    (c->patch_norm && v->pnb < 0))
+		return -1;
+	int gi = 0;
+	for (int s = 0; s < v->ns; s++) {
+		struct sstage *t = &v->st[s];
+		int C = t->C, Hd = t->Hd;
+		for (int i = 0; i < t->depth; i++) {
+			struct sblock *b = &t->blk[i];
+			const char *f = "encoder.layers.%d.blocks.%d.%s";
+			b->gi = gi++;
+			b->n1w = P1(C) f, s, i, "norm1.weight");
+			b->n1b = P1(C) f, s, i, "norm1.bias");
+			b->table = P2((2 * b->ws - 1) * (2 * b->ws - 1), t->nH) f, s, i,
+			    "attn.relative_position_bias_table");
+			b->qkvw = P2(3 * C, C) f, s, i, "attn.qkv.weight");
+			b->qkvb = c->qkv_bias ? P1(3 * C) f, s, i, "attn.qkv.bias") : -1;
+			b->projw = P2(C, C) f, s, i, "attn.proj.weight");
+			b->projb = P1(C) f, s, i, "attn.proj.bias");
+			b->n2w = P1(C) f, s, i, "norm2.weight");
+			b->n2b = P1(C) f, s, i, "norm2.bias");
+			b->fc1w = P2(Hd, C) f, s, i, "mlp.fc1.weight");
+			b->fc1b = P1(Hd) f, s, i, "mlp.fc1.bias");
+			b->fc2w = P2(C, Hd) f, s, i, "mlp.fc2.weight");
+			b->fc2b = P1(C) f, s, i, "mlp.fc2.bias");
+			if (b->n1w < 0 || b->table < 0 || b->qkvw < 0 || (c->qkv_bias && b->qkvb < 0) ||
+			    b->projw < 0 || b->projb < 0 || b->n2w < 0 || b->n2b < 0 ||
+			    b->fc1w < 0 || b->fc1b < 0 || b->fc2w < 0 || b->fc2b < 0)
+				return -1;
+		}
+		t->redw = t->mnw = t->mnb = -1;
+		if (s < v->ns - 1) {
+			t->redw = P2(2 * C, 4 * C) "encoder.layers.%d.downsample.reduction.weight", s);
+			t->mnw = P1(4 * C) "encoder.layers.%d.downsample.norm.weight", s);
+			t->mnb = P1(4 * C) "encoder.layers.%d.downsample.norm.bias", s);
+			if (t->redw < 0 || t->mnw < 0 || t->mnb < 0)
+				return -1;
+		}
+	}
+	v->nblocks = gi;
+	v->nw = P1(v->F) "encoder.norm.weight");
+	v->nb = P1(v->F) "encoder.norm.bias");
+#undef P1
+#undef P2
+#undef P3
+	return v->nw < 0 || v->nb < 0 ? -1 : 0;
+}
+
+/* The official no_weight_decay(): absolute_pos_embed and mask_token; the
+ * keyword never matches a real table name (reference §7.1), so every
+ * relative position table is decayed, as in the official code. */
+static const char *const swin_skip[] = {"encoder.absolute_pos_embed", "encoder.mask_token", NULL};
+static const char *const swin_skip_kw[] = {"encoder.relative_position_bias_table", NULL};
+
+/* ---- buffers: relative_position_index (I64 (N,N)) of every block and
+ * attn_mask (F32 (nW,N,N)) of the shifted ones ---------------------------- */
+
+static int
+buffer_of(const struct swin *v, const char *name, const struct sblock **blk)
+{
+	int s, b, n = 0;
+	char what[64];
+
+	if (sscanf(name, "encoder.layers.%d.blocks.%d.%63s%n", &s, &b, what, &n) != 3 ||
+	    name[n] != 0 || s < 0 || s >= v->ns || b < 0 || b >= v->st[s].depth)
+		return 0;
+	*blk = &v->st[s].blk[b];
+	if (strcmp(what, "attn.relative_position_index") == 0)
+		return 1;
+	if (strcmp(what, "attn_mask") == 0 && (*blk)->mask)
+		return 2;
+	return 0;
+}
+
+static int
+swin_buffer_check(const struct mim_model *m, const struct mim_tensor *t)
+{
+	const struct sblock *k = NULL;
+	int kind = buffer_of(S(m), t->name, &k);
+	int64_t N, n;
+
+	if (!kind)
+		return 0;
+	N = k->N;
+	if (kind == 1) {
+		if (t->dtype != MIM_I64 && t->dtype != MIM_I32)
+			return mim_seterr("buffer '%s': dtype %s, want I64", t->name, mim_dtype_name(t->dtype));
+		if (t->ndim != 2 || t->shape[0] != N || t->shape[1] != N)
+			return mim_seterr("buffer '%s': shape is not [%lld,%lld] (window %d)", t->name,
+			    (long long)N, (long long)N, k->ws);
+		for (int64_t i = 0; i < N * N; i++)
+			if ((int64_t)mim_tensor_get(t, i) != k->relidx[i])
+				return mim_seterr("buffer '%s': differs from the official index at %lld",
+				    t->name, (long long)i);
+		return 1;
+	}
+	n = (int64_t)k->nW * N * N;
+	if (t->dtype != MIM_F32 && t->dtype != MIM_F16 && t->dtype != MIM_BF16 && t->dtype != MIM_F64)
+		return mim_seterr("buffer '%s': dtype %s, want F32", t->name, mim_dtype_name(t->dtype));
+	if (t->ndim != 3 || t->shape[0] != k->nW || t->shape[1] != N || t->shape[2] != N)
+		return mim_seterr("buffer '%s': shape is not [%d,%lld,%lld]", t->name, k->nW,
+		    (long long)N, (long long)N);
+	for (int64_t i = 0; i < n; i++)
+		if (mim_tensor_get(t, i) != k->mask[i])
+			return mim_seterr("buffer '%s': differs from the official shift mask at %lld",
+			    t->name, (long long)i);
+	return 1;
+}
+
+static int
+swin_buffers_add(const struct mim_model *m, struct mim_frame *f)
+{
+	const struct swin *v = S(m);
+	char nm[128];
+
+	for (int s = 0; s < v->ns; s++) {
+		const struct sstage *t = &v->st[s];
+		for (int b = 0; b < t->depth; b++) {
+			const struct sblock *k = &t->blk[b];
+			int64_t N = k->N, sh[3] = {k->nW, N, N};
+			if (k->mask) {
+				snprintf(nm, sizeof nm, "encoder.layers.%d.blocks.%d.attn_mask", s, b);
+				if (!mim_frame_add(f, nm, MIM_F32, 3, sh, k->mask))
+					return -1;
+			}
+			snprintf(nm, sizeof nm, "encoder.layers.%d.blocks.%d.attn.relative_position_index", s, b);
+			if (!mim_frame_add(f, nm, MIM_I64, 2, sh + 1, k->relidx))
+				return -1;
+		}
+	}
+	return 0;
+}
+
+/* ---- initialisation (reference §4.1) --------------------------------------- */
+
+static void
+tn(struct mim_rng *r, const struct mim_model *m, int i)
+{
+	/* timm trunc_normal_(std=.02) with its default bounds a=-2, b=2
+	 * (absolute), i.e. effectively an untruncated N(0, .02^2) */
+	if (i >= 0)
+		mim_init_trunc_normal(r, mim_pw(m, i), m->p[i].numel, 0.0, 0.02, -2.0, 2.0);
+}
+
+static void
+ones(const struct mim_model *m, int i)
+{
+	if (i >= 0)
+		mim_init_const(mim_pw(m, i), m->p[i].numel, 1.0f);
+}
+
+static int
+swin_init(struct mim_model *m, uint64_t seed)
+{
+	const struct swin *v = S(m);
+	struct mim_rng r;
+
+	mim_rng_seed(&r, seed, 1);
+	/* constructor order: absolute_pos_embed, then each WindowAttention's
+	 * table (trunc normal .02, in __init__) */
+	tn(&r, m, v->ape);
+	for (int s = 0; s < v->ns; s++)
+		for (int b = 0; b < v->st[s].depth; b++)
+			tn(&r, m, v->st[s].blk[b].table);
+	/* self.apply(_init_weights): Linear weights trunc normal .02, biases
+	 * 0; LayerNorm 1/0. The patch Conv2d is not touched: PyTorch's
+	 * default kaiming_uniform_(a=sqrt(5)) = U(+-1/sqrt(fan_in)), bias
+	 * the same bound. */
+	double bound = 1.0 / sqrt((double)m->cfg.in_chans * v->P * v->P);
+	mim_init_uniform(&r, mim_pw(m, v->pew), m->p[v->pew].numel, -bound, bound);
+	mim_init_uniform(&r, mim_pw(m, v->peb), m->p[v->peb].numel, -bound, bound);
+	ones(m, v->pnw);
+	for (int s = 0; s < v->ns; s++) {
+		const struct sstage *t = &v->st[s];
+		for (int i = 0; i < t->depth; i++) {
+			const struct sblock *b = &t->blk[i];
+			ones(m, b->n1w);
+			tn(&r, m, b->qkvw);
+			tn(&r, m, b->projw);
+			ones(m, b->n2w);
+			tn(&r, m, b->fc1w);
+			tn(&r, m, b->fc2w);
+		}
+		tn(&r, m, t->redw);
+		ones(m, t->mnw);
+	}
+	ones(m, v->nw);
+	/* the SimMIM subclass: mask_token trunc normal .02 */
+	tn(&r, m, v->mtok);
+	return 0;
+}
+
+static int
+swin_nlayers(const struct mim_model *m)
+{
+	return S(m)->ns;
+}
+
+static int
+swin_layer_shape(const struct mim_model *m, int layer, int64_t chw[3])
+{
+	const struct swin *v = S(m);
+
+	if (layer < 0 || layer > v->ns)
+		return mim_seterr("layer %d is out of range [0, %d]", layer, v->ns);
+	const struct sstage *t = &v->st[layer ? layer - 1 : v->ns - 1];
+	chw[0] = layer ? t->C : v->F;
+	chw[1] = t->res;
+	chw[2] = t->res;
+	return 0;
+}
+
+/* absolute_pos_embed (L,C) added to every sample of x (B,L,C) */
+static void
+add_pos(float *x, const float *pos, int B, int L, int C)
+{
+	for (int b = 0; b < B; b++)
+		for (size_t i = 0; i < (size_t)L * C; i++)
+			x[(size_t)b * L * C + i] += pos[i];
+}
+
+/* ---- the activation plan ----------------------------------------------------- */
+
+struct bact {		/* one block (training), or shared by all (inference) */
+	float *x, *xm, *out;	/* (T,C) input, after the attention residual, output */
+	float *m1, *r1, *xw;	/* LN1 stats (T), its output in window order (T,C) */
+	float *qkv, *att, *ao;	/* (T,3C) (q scaled in place), (Bw,nH,N,N), (T,C) */
+	float *m2, *r2, *xn;	/* LN2 stats, output (T,C) */
+	float *h1, *h2;		/* (T,Hd) fc1 output, its GELU */
+	float *kept;		/* (2,B) drop path of the two branches */
+	float keep[2];
+};
+
+struct sact {
+	struct bact *blk;	/* depth entries */
+	float *in;		/* (T,C) stage input */
+	float *mg, *mm, *mr, *mln;	/* merging: gathered (T/4,4C), LN stats, LN out */
+};
+
+struct splan {
+	int B, train, threads, hasmask;
+	float *arena;
+	uint8_t *mask;			/* (T0) the mask of the training forward */
+	float *cols, *x0, *pm, *pr;	/* patches, conv output, patch LN stats */
+	float *fm, *fr, *fo;		/* final LN stats and output (T,F) */
+	float *tmp, *bias, *work;	/* proj / fc2 output (T,C); (nH,N,N); attention */
+	struct sact st[MIM_MAXSTAGE];
+	/* backward scratch (training) */
+	float *dx, *dx2, *dy, *dao, *dqkv, *dh, *dxn, *dbias;
+};
+
+static float *
+take(size_t *off, size_t n, float *base)
+{
+	float *p = base ? base + *off : NULL;
+
+	*off += (n + 15) & ~(size_t)15;	/* 64-byte aligned */
+	return p;
+}
+
+#define MAXZ(a, b) ((a) > (b) ? (a) : (b))
+
+/* Lay the plan out over base (or only count, base NULL): returns floats. */
+static size_t
+plan_layout(const struct swin *v, struct splan *p, int B, int train, float *base)
+{
+	size_t off = 0, T0 = (size_t)B * v->G * v->G;
+	size_t mx_tc = 0, mx_t3c = 0, mx_att = 0, mx_th = 0, mx_bias = 0, mx_t = 0, mx_n = 0;
+	int K = 3 * v->P * v->P;
+
+	for (int s = 0; s < v->ns; s++) {
+		const struct sstage *t = &v->st[s];
+		size_t T = (size_t)B * t->L, N = (size_t)t->ws * t->ws;
+		mx_t = MAXZ(mx_t, T);
+		mx_tc = MAXZ(mx_tc, T * t->C);
+		mx_t3c = MAXZ(mx_t3c, T * 3 * t->C);
+		mx_th = MAXZ(mx_th, T * t->Hd);
+		mx_att = MAXZ(mx_att, (size_t)B * (t->L / N) * t->nH * N * N);
+		mx_bias = MAXZ(mx_bias, t->nH * N * N);
+		mx_n = MAXZ(mx_n, N);
+	}
+	p->cols = take(&off, T0 * K, base);
+	p->x0 = take(&off, T0 * v->E, base);
+	p->pm = take(&off, T0, base);
+	p->pr = take(&off, T0, base);
+	p->tmp = take(&off, mx_tc, base);
+	p->bias = take(&off, mx_bias, base);
+	p->work = take(&off, attention_work((int)mx_n), base);
+	/* inference: one shared set of block buffers, no probabilities kept */
+	struct bact sh = {0};
+	if (!train) {
+		sh.m1 = take(&off, mx_t, base);
+		sh.r1 = take(&off, mx_t, base);
+		sh.xw = take(&off, mx_tc, base);
+		sh.qkv = take(&off, mx_t3c, base);
+		sh.ao = take(&off, mx_tc, base);
+		sh.m2 = sh.m1;
+		sh.r2 = sh.r1;
+		sh.xn = sh.xw;
+		sh.h1 = take(&off, mx_th, base);
+		sh.h2 = take(&off, mx_th, base);
+	}
+	for (int s = 0; s < v->ns; s++) {
+		const struct sstage *t = &v->st[s];
+		struct sact *a = &p->st[s];
+		size_t T = (size_t)B * t->L, TC = T * t->C, N = (size_t)t->ws * t->ws;
+		a->in = take(&off, TC, base);
+		for (int b = 0; b < t->depth; b++) {
+			struct bact z = sh;
+			if (train) {
+				z.x = b ? NULL : a->in;
+				z.xm = take(&off, TC, base);
+				z.out = take(&off, TC, base);
+				z.m1 = take(&off, T, base);
+				z.r1 = take(&off, T, base);
+				z.xw = take(&off, TC, base);
+				z.qkv = take(&off, 3 * TC, base);
+				z.att = take(&off, (size_t)B * (t->L / N) * t->nH * N * N, base);
+				z.ao = take(&off, TC, base);
+				z.m2 = take(&off, T, base);
+				z.r2 = take(&off, T, base);
+				z.xn = take(&off, TC, base);
+				z.h1 = take(&off, T * t->Hd, base);
+				z.h2 = take(&off, T * t->Hd, base);
+				z.kept = take(&off, 2 * (size_t)B, base);
+			} else {
+				z.x = z.xm = z.out = a->in;	/* in place */
+			}
+			if (base) {
+				if (train && b)
+					z.x = a->blk[b - 1].out;
+				a->blk[b] = z;
+			}
+		}
+		if (s < v->ns - 1) {
+			size_t T4 = T / 4;
+			a->mg = take(&off, T4 * 4 * t->C, base);
+			a->mm = take(&off, T4, base);
+			a->mr = take(&off, T4, base);
+			a->mln = take(&off, T4 * 4 * t->C, base);
+		}
+	}
+	const struct sstage *last = &v->st[v->ns - 1];
+	size_t TL = (size_t)B * last->L;
+	p->fm = take(&off, TL, base);
+	p->fr = take(&off, TL, base);
+	p->fo = take(&off, TL * v->F, base);
+	if (train) {
+		/* the merged LN input (T/4,4C) has the size of the stage before */
+		p->dx = take(&off, mx_tc, base);
+		p->dx2 = take(&off, mx_tc, base);
+		p->dy = take(&off, mx_tc, base);
+		p->dao = take(&off, mx_tc, base);
+		p->dqkv = take(&off, mx_t3c, base);
+		p->dh = take(&off, mx_th, base);
+		p->dxn = take(&off, mx_tc, base);
+		p->dbias = take(&off, mx_bias, base);
+	}
+	return off;
+}
+
+static void
+plan_free(struct splan *p)
+{
+	if (!p)
+		return;
+	for (int s = 0; s < MIM_MAXSTAGE; s++)
+		free(p->st[s].blk);
+	free(p->arena);
+	free(p->mask);
+	free(p);
+}
+
+/* the plan for batch B (re-made when B, the mode or the thread count,
+ * which sizes the attention scratch, changes) */
+static struct splan *
+plan_get(struct mim_model *m, int B, int train)
+{
+	struct swin *v = S(m);
+	struct splan *p = v->plan;
+
+	if (p && p->B == B && p->train == train && p->threads == mim_threads())
+		return p;
+	plan_free(p);
+	v->plan = NULL;
+	if (!(p = mim_calloc(1, sizeof *p)))
+		return NULL;
+	p->B = B;
+	p->train = train;
+	p->threads = mim_threads();
+	if (train && !(p->mask = mim_malloc((size_t)B * v->G * v->G))) {
+		free(p);
+		return NULL;
+	}
+	for (int s = 0; s < v->ns; s++)
+		if (!(p->st[s].blk = mim_calloc((size_t)v->st[s].depth, sizeof(struct bact)))) {
+			plan_free(p);
+			return NULL;
+		}
+	size_t n = plan_layout(v, p, B, train, NULL);
+	if (n > ((size_t)1 << 62) / sizeof(float) ||
+	    !(p->arena = aligned_alloc(64, n * sizeof(float)))) {
+		mim_seterr("out of memory for the activations of batch %d (%zu MiB)", B,
+		    n * sizeof(float) >> 20);
+		plan_free(p);
+		return NULL;
+	}
+	plan_layout(v, p, B, train, p->arena);
+	v->plan = p;
+	return p;
+}
+
+/* ---- forward ----------------------------------------------------------------- */
+
+static void
+block_forward(const struct mim_model *m, const struct sstage *t, const struct sblock *k,
+    struct bact *a, struct splan *p, int B)
+{
+	int C = t->C, L = t->L, T = B * L, N = k->N, Bw = B * k->nW;
+	float eps = (float)m->cfg.layer_norm_eps;
+	const float *kept0 = a->kept && a->keep[0] < 1 ? a->kept : NULL;
+	const float *kept1 = a->kept && a->keep[1] < 1 ? a->kept + B : NULL;
+
+	/* windows = partition(roll(norm1(x), -shift)): one pass through idx */
+	window_ln_forward(a->xw, a->m1, a->r1, a->x, mim_pw(m, k->n1w), mim_pw(m, k->n1b),
+	    k->idx, B, L, C, eps);
+	linear_forward(a->qkv, a->xw, mim_pw(m, k->qkvw), mim_pw(m, k->qkvb), T, C, 3 * C);
+	/* attention over the Bw windows: q * D^-0.5 (in place), + bias[h], +
+	 * the shift mask of window w % nW, softmax, @ v */
+	relpos_forward(p->bias, mim_pw(m, k->table), k->relidx, N, t->nH);
+	attention_forward(a->ao, a->att, a->qkv, NULL, NULL, p->bias, k->mask, k->nW, Bw, N,
+	    C, t->nH, 1.0f / sqrtf((float)t->D), p->work);
+	linear_forward(p->tmp, a->ao, mim_pw(m, k->projw), NULL, T, C, C);
+	/* xm = x + drop_path(roll(reverse(proj), +shift)): one pass */
+	window_reverse_add(a->xm, a->x, p->tmp, mim_pw(m, k->projb), kept0, a->keep[0],
+	    k->idx, B, L, C);
+	/* out = xm + drop_path(fc2(gelu(fc1(norm2(xm))))) */
+	layernorm_forward(a->xn, a->m2, a->r2, a->xm, mim_pw(m, k->n2w), mim_pw(m, k->n2b),
+	    T, C, eps);
+	linear_forward(a->h1, a->xn, mim_pw(m, k->fc1w), mim_pw(m, k->fc1b), T, C, t->Hd);
+	gelu_forward(a->h2, a->h1, (size_t)T * t->Hd);
+	linear_forward(p->tmp, a->h2, mim_pw(m, k->fc2w), mim_pw(m, k->fc2b), T, t->Hd, C);
+	residual_forward(a->out, a->xm, p->tmp, NULL, kept1, a->keep[1], B, L, C);
+}
+
+static int
+swin_forward(struct mim_model *m, int B, const float *img, const uint8_t *mask,
+    int layer, int train, uint64_t seed, float *out)
+{
+	struct swin *v = S(m);
+	struct splan *p = plan_get(m, B, train);
+	const struct mim_config *c = &m->cfg;
+	float eps = (float)c->layer_norm_eps;
+
+	if (!p)
+		return -1;
+	int L0 = v->G * v->G, T0 = B * L0, E = v->E;
+	float *x = p->st[0].in;
+
+	/* patch embedding (conv k=P s=P as patches @ W^T + b), its LN */
+	patch_embed_forward(v->pnw >= 0 ? p->x0 : x, E, (size_t)L0 * E, p->cols, img,
+	    mim_pw(m, v->pew), mim_pw(m, v->peb), B, c->in_chans, c->img_size, c->img_size,
+	    v->P, E);
+	if (v->pnw >= 0)
+		layernorm_forward(x, p->pm, p->pr, p->x0, mim_pw(m, v->pnw), mim_pw(m, v->pnb),
+		    T0, E, eps);
+	/* the mask token AFTER the patch LN; absolute_pos_embed if ape */
+	if (train) {
+		p->hasmask = mask != NULL;
+		if (mask)
+			memcpy(p->mask, mask, (size_t)T0);
+	}
+	mask_token_forward(x, E, (size_t)L0 * E, mask, mim_pw(m, v->mtok), B, L0, E);
+	if (v->ape >= 0)
+		add_pos(x, mim_pw(m, v->ape), B, L0, E);
+	int last = layer ? layer - 1 : v->ns - 1;
+	for (int s = 0; s <= last; s++) {
+		const struct sstage *t = &v->st[s];
+		struct sact *a = &p->st[s];
+		for (int b = 0; b < t->depth; b++) {
+			struct bact *k = &a->blk[b];
+			if (train) {
+				/* two draws per block: DropPath is called on each branch */
+				int gi = t->blk[b].gi;
+				double r = mim_droppath_rate(c->drop_path_rate, gi, v->nblocks);
+				k->keep[0] = mim_droppath(k->kept, B, r, seed, 2 * gi);
+				k->keep[1] = mim_droppath(k->kept + B, B, r, seed, 2 * gi + 1);
+			}
+			block_forward(m, t, &t->blk[b], k, p, B);
+		}
+		const float *so = a->blk[t->depth - 1].out;
+		if (layer && s == last) {
+			transpose_forward(out, so, t->C, (size_t)t->L * t->C, B, t->L, t->C);
+			return 0;
+		}
+		if (s < v->ns - 1) {
+			/* patch merging: [x0,x1,x2,x3] -> LN(4C) -> Linear(4C,2C) */
+			int T4 = B * t->L / 4;
+			patchmerge_forward(a->mg, so, B, t->res, t->res, t->C);
+			layernorm_forward(a->mln, a->mm, a->mr, a->mg, mim_pw(m, t->mnw),
+			    mim_pw(m, t->mnb), T4, 4 * t->C, eps);
+			linear_forward(p->st[s + 1].in, a->mln, mim_pw(m, t->redw), NULL, T4,
+			    4 * t->C, 2 * t->C);
+		}
+	}
+	const struct sstage *t = &v->st[v->ns - 1];
+	layernorm_forward(p->fo, p->fm, p->fr, p->st[v->ns - 1].blk[t->depth - 1].out,
+	    mim_pw(m, v->nw), mim_pw(m, v->nb), B * t->L, v->F, eps);
+	transpose_forward(out, p->fo, v->F, (size_t)t->L * v->F, B, t->L, v->F);
+	return 0;
+}
+
+/* ---- backward ------------------------------------------------------------------ */
+
+/* dx: d loss / d block output on entry, d loss / d block input on return.
+ * Destroys a->att (the probabilities become the logit gradients). */
+static void
+block_backward(struct mim_model *m, const struct sstage *t, const struct sblock *k,
+    struct bact *a, struct splan *p, int B, float *dx)
+{
+	int C = t->C, L = t->L, T = B * L, N = k->N, Bw = B * k->nW, Hd = t->Hd;
+	const float *kept0 = a->keep[0] < 1 ? a->kept : NULL;
+	const float *kept1 = a->keep[1] < 1 ? a->kept + B : NULL;
+
+	/* out = xm + drop_path(fc2(h2) + b2): d/d xm is dx itself */
+	const float *dt = dx;
+	if (kept1) {
+		residual_backward(p->dy, NULL, dx, NULL, NULL, kept1, a->keep[1], B, L, C);
+		dt = p->dy;
+	}
+	linear_backward(p->dh, mim_pg(m, k->fc2w), mim_pg(m, k->fc2b), dt, a->h2,
+	    mim_pw(m, k->fc2w), T, Hd, C);
+	gelu_backward(p->dh, p->dh, a->h1, (size_t)T * Hd);
+	linear_backward(p->dxn, mim_pg(m, k->fc1w), mim_pg(m, k->fc1b), p->dh, a->xn,
+	    mim_pw(m, k->fc1w), T, C, Hd);
+	layernorm_backward(dx, mim_pg(m, k->n2w), mim_pg(m, k->n2b), p->dxn, a->xm,
+	    mim_pw(m, k->n2w), a->m2, a->r2, T, C);
+	/* xm = x + drop_path(reverse(proj(ao) + pb)): the branch gradient is
+	 * dx read through the window order */
+	window_gather(p->dy, dx, k->idx, kept0, a->keep[0], B, L, C);
+	linear_backward(p->dao, mim_pg(m, k->projw), mim_pg(m, k->projb), p->dy, a->ao,
+	    mim_pw(m, k->projw), T, C, C);
+	attention_backward(p->dqkv, NULL, NULL, a->att, p->dao, a->qkv, Bw, N, C, t->nH,
+	    1.0f / sqrtf((float)t->D), p->work);
+	/* the logit gradients, summed over windows, are the bias gradient */
+	memset(p->dbias, 0, (size_t)t->nH * N * N * sizeof(float));
+	attention_dbias(p->dbias, a->att, Bw, t->nH, N);
+	relpos_backward(mim_pg(m, k->table), p->dbias, k->relidx, N, t->nH);
+	linear_backward(p->dxn, mim_pg(m, k->qkvw), mim_pg(m, k->qkvb), p->dqkv, a->xw,
+	    mim_pw(m, k->qkvw), T, C, 3 * C);
+	window_ln_backward(dx, mim_pg(m, k->n1w), mim_pg(m, k->n1b), p->dxn, a->x,
+	    mim_pw(m, k->n1w), a->m1, a->r1, k->idx, B, L, C);
+}
+
+static int
+swin_backward(struct mim_model *m, const float *dlatent)
+{
+	struct swin *v = S(m);
+	struct splan *p = v->plan;
+
+	if (!p || !p->train)
+		return mim_seterr("swin: backward without a training forward");
+	int B = p->B, ns = v->ns;
+	const struct sstage *t = &v->st[ns - 1];
+	float *dx = p->dx, *dx2 = p->dx2;
+
+	/* latent (B,F,h,w) -> rows, then the final norm */
+	transpose_backward(p->dy, v->F, (size_t)t->L * v->F, dlatent, B, t->L, v->F);
+	memset(dx, 0, (size_t)B * t->L * t->C * sizeof(float));
+	layernorm_backward(dx, mim_pg(m, v->nw), mim_pg(m, v->nb), p->dy,
+	    p->st[ns - 1].blk[t->depth - 1].out, mim_pw(m, v->nw), p->fm, p->fr,
+	    B * t->L, v->F);
+	for (int s = ns - 1; s >= 0; s--) {
+		t = &v->st[s];
+		struct sact *a = &p->st[s];
+		for (int b = t->depth - 1; b >= 0; b--)
+			block_backward(m, t, &t->blk[b], &a->blk[b], p, B, dx);
+		if (s == 0)
+			break;
+		/* dx is d loss / d (patch merging output of stage s-1) */
+		const struct sstage *u = &v->st[s - 1];
+		const struct sact *ua = &p->st[s - 1];
+		int T4 = B * t->L, C4 = 4 * u->C;
+		linear_backward(p->dxn, mim_pg(m, u->redw), NULL, dx, ua->mln,
+		    mim_pw(m, u->redw), T4, C4, 2 * u->C);
+		memset(p->dy, 0, (size_t)T4 * C4 * sizeof(float));
+		layernorm_backward(p->dy, mim_pg(m, u->mnw), mim_pg(m, u->mnb), p->dxn, ua->mg,
+		    mim_pw(m, u->mnw), ua->mm, ua->mr, T4, C4);
+		memset(dx2, 0, (size_t)B * u->L * u->C * sizeof(float));
+		patchmerge_backward(dx2, p->dy, B, u->res, u->res, u->C);
+		float *sw = dx;
+		dx = dx2;
+		dx2 = sw;
+	}
+	/* dx = d loss / d (patch embedding + mask token + pos embed) */
+	int L0 = v->G * v->G, T0 = B * L0, E = v->E;
+	if (v->ape >= 0) {
+		float *g = mim_pg(m, v->ape);
+		for (int b = 0; b < B; b++)
+			for (size_t i = 0; i < (size_t)L0 * E; i++)
+				g[i] += dx[(size_t)b * L0 * E + i];
+	}
+	mask_token_backward(dx2, mim_pg(m, v->mtok), dx, E, (size_t)L0 * E,
+	    p->hasmask ? p->mask : NULL, B, L0, E);
+	float *dpe = dx2;
+	if (v->pnw >= 0) {
+		memset(dx, 0, (size_t)T0 * E * sizeof(float));
+		layernorm_backward(dx, mim_pg(m, v->pnw), mim_pg(m, v->pnb), dx2, p->x0,
+		    mim_pw(m, v->pnw), p->pm, p->pr, T0, E);
+		dpe = dx;
+	}
+	patch_embed_backward(mim_pg(m, v->pew), mim_pg(m, v->peb), dpe, E, (size_t)L0 * E,
+	    p->cols, B, m->cfg.in_chans, m->cfg.img_size, m->cfg.img_size, v->P, E);
+	return 0;
+}
+
+static void
+swin_free(struct mim_model *m)
+{
+	struct swin *v = m->priv;
+
+	if (!v)
+		return;
+	plan_free(v->plan);
+	for (int s = 0; s < MIM_MAXSTAGE; s++) {
+		free(v->st[s].blk);
+		free(v->st[s].idx[0]);
+		free(v->st[s].idx[1]);
+		free(v->st[s].relidx);
+		free(v->st[s].mask);
+	}
+	free(v);
+	m->priv = NULL;
+}
+
+const struct mim_arch_ops mim_swin_ops = {
+	.name = "swin",
+	.params = swin_params,
+	.skip = swin_skip,
+	.skip_kw = swin_skip_kw,
+	.buffer_check = swin_buffer_check,
+	.buffers_add = swin_buffers_add,
+	.init = swin_init,
+	.forward = swin_forward,
+	.backward = swin_backward,
+	.nlayers = swin_nlayers,
+	.layer_shape = swin_layer_shape,
+	.free = swin_free,
+};

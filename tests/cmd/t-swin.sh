@@ -1,0 +1,69 @@
+# t-swin.sh -- the Swin encoder through the tools: mim-ckpt init/info on the
+# presets (official parameter counts), PyTorch loading our Swin checkpoints
+# strictly, impossible sizes, and parity with tests/ref/swin_ref.py on
+# swin-tiny at 192 px, window 6 (reference made here, in float64).
+. "$MIM_TOP/tests/lib.sh"
+san=${MIM_SANITIZE:-0}
+
+# presets and the official counts (with the decoder)
+expect_ok 'init swin-base' 'mim-ckpt init --preset swin-base --seed 1 -o "$T/b.st"'
+expect_ok 'info swin-base' 'mim-ckpt info "$T/b.st" > "$T/info"'
+check 'swin-base (192, w6): 89,874,104 parameters' 'grep -q "^total 89,874,104 parameters in 330 tensors" "$T/info"'
+check 'swin-base: encoder 86,725,304, decoder 3,148,800' 'grep -q "^encoder 86,725,304 " "$T/info" && grep -q "^decoder 3,148,800 " "$T/info"'
+if [ "$san" = 1 ]; then
+	echo "skip - swin-large checkpoint (800 MB) under the sanitizers"
+else
+	expect_ok 'init swin-large' 'mim-ckpt init --preset swin-large -o "$T/l.st"'
+	check 'swin-large (192, w12): 199,881,204 parameters' 'mim-ckpt info "$T/l.st" | grep -q "^total 199,881,204 parameters in 330 tensors"'
+	rm -f "$T/l.st"
+fi
+check 'explicit flags equal the preset' 'mim-ckpt init --model swin --img-size 192 --embed-dim 128 --depths 2,2,18,2 --num-heads 4,8,16,32 --window-size 6 --seed 1 -o "$T/b2.st" && cmp "$T/b.st" "$T/b2.st"'
+rm -f "$T/b2.st"
+
+# PyTorch (our reference module) loads a Swin checkpoint strictly: official
+# names, shapes, relative_position_index and attn_mask buffers included
+if have_torch; then
+	check 'swin-base checkpoint loads with load_state_dict(strict=True)' '$PY - "$T/b.st" <<PYEOF
+import sys, json, numpy as np, torch, st, swin_ref
+t, meta = st.load(sys.argv[1])
+cfg = json.loads(meta["mim.config"])
+m = swin_ref.SimMIMSwin({k: v for k, v in cfg.items() if k in swin_ref.DEFAULT and k != "model"})
+m.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in t.items()}, strict=True)
+assert t["encoder.layers.0.blocks.1.attn_mask"].shape == (64, 36, 36)
+assert "encoder.layers.3.blocks.1.attn_mask" not in t      # clamped: no shift
+w = t["encoder.patch_embed.proj.weight"]
+assert abs(np.abs(w).max() - 48 ** -0.5) < 1e-3 and abs(w.std() - 48 ** -0.5 / 3 ** 0.5) < 3e-3
+q = t["encoder.layers.2.blocks.5.attn.qkv.weight"]
+assert abs(q.std() - 0.02) < 2e-4 and abs(q.mean()) < 2e-4
+assert (t["encoder.layers.2.blocks.5.attn.qkv.bias"] == 0).all()
+assert (t["encoder.layers.0.downsample.norm.weight"] == 1).all()
+r = t["encoder.layers.1.blocks.0.attn.relative_position_bias_table"]
+assert abs(r.std() - 0.02) < 2e-3
+PYEOF'
+else
+	echo "skip - no torch: strict load of a Swin checkpoint"
+fi
+rm -f "$T/b.st"
+
+# sizes that cannot work: a clear error, exit 2, nothing written
+expect_fail 'image not divisible by the patch' 2 'mim-ckpt init --preset swin-tiny --img-size 190 -o "$T/x"'
+cp "$T/.err" "$T/err1"
+check 'message names the sizes' 'grep -q "img_size 190 is not a multiple of patch_size 4" "$T/err1"'
+expect_fail 'window does not divide a stage' 2 'mim-ckpt init --preset swin-tiny --window-size 5 -o "$T/x"'
+cp "$T/.err" "$T/err2"
+check 'message names the stage' 'grep -q "stage 0: resolution 48 is not a multiple of window_size 5" "$T/err2"'
+expect_fail 'odd stage for patch merging' 2 'mim-ckpt init --model swin --img-size 24 --depths 2,2,2 --num-heads 2,4,8 --window-size 3 --encoder-stride 16 -o "$T/x"'
+expect_fail 'wrong encoder stride for the stages' 2 'mim-ckpt init --model swin --depths 2,2,2 --num-heads 4,8,16 -o "$T/x"'
+expect_fail 'heads do not divide a stage' 2 'mim-ckpt init --preset swin-tiny --num-heads 5,6,12,24 -o "$T/x"'
+check 'nothing written' 'test ! -e "$T/x"'
+
+# parity on swin-tiny, 192 px, window 6, batch 2: latent and every
+# encoder gradient within 1e-4 of the float64 reference
+if ! have_torch; then
+	echo "skip - no torch: swin-tiny parity"
+elif [ "$san" = 1 ]; then
+	echo "skip - swin-tiny parity under the sanitizers (too slow)"
+else
+	expect_ok 'swin_ref.py: swin-tiny reference' '$PY "$REF/swin_ref.py" gen "$T/tiny.st" --preset swin-tiny --config "{\"img_size\":192,\"window_size\":6}" --batch 2 --perturb --double --seed 3'
+	"$MIM_TOP/$MIM_BUILD/tests/test_swin" "$T/tiny.st" "swin-tiny 192 w6"
+fi
