@@ -140,6 +140,32 @@ finish(struct mim_train *t, float *g, struct mim_stepinfo *info)
 	return 1;
 }
 
+/* mim_model_grad may refuse a batch whose loss is NaN. Tell that apart from
+ * a real failure by running the forward pass alone: 1 if its loss is not
+ * finite, 0 if it is, -1 if that fails too (keeping the first message). */
+static int
+loss_nonfinite(struct mim_model *m, int B, const float *img, const uint8_t *mask,
+    const struct mim_lossopt *o)
+{
+	char why[1024];
+	const struct mim_config *c = &m->cfg;
+	size_t hw = (size_t)(c->img_size / c->encoder_stride);
+	float *lat = malloc((size_t)B * mim_config_features(c) * hw * hw * sizeof(float) + 1);
+	float *pred = malloc((size_t)B * 3 * c->img_size * c->img_size * sizeof(float) + 1);
+	int rc = -1;
+
+	snprintf(why, sizeof why, "%s", mim_errmsg());
+	if (lat && pred && mim_encode(m, B, img, mask, lat) == 0 &&
+	    mim_head(m, B, lat, pred) == 0)
+		rc = !isfinite(mim_loss(o, B, c->img_size, c->img_size, c->patch_size,
+		    img, mask, pred, NULL));
+	if (rc < 0)
+		mim_seterr("%s", why);
+	free(lat);
+	free(pred);
+	return rc;
+}
+
 int
 mim_train_batch(struct mim_train *t, int B, const float *img,
     const uint8_t *mask, struct mim_stepinfo *info)
@@ -150,8 +176,11 @@ mim_train_batch(struct mim_train *t, int B, const float *img,
 	if (B != t->o.batch)
 		return mim_seterr("batch of %d images, the run uses %d", B, t->o.batch);
 	uint64_t seed = mim_train_seed(t->o.seed, t->batches + t->nmicro, t->rank);
-	if (mim_model_grad(m, B, img, mask, &t->o.loss, seed, &loss) < 0)
-		return -1;
+	if (mim_model_grad(m, B, img, mask, &t->o.loss, seed, &loss) < 0) {
+		if (loss_nonfinite(m, B, img, mask, &t->o.loss) != 1)
+			return -1;
+		loss = NAN;	/* the step will be rejected as non-finite */
+	}
 	t->loss_sum += loss;
 	t->nmicro++;
 	if (t->o.accum == 1)
