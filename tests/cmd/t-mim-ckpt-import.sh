@@ -52,9 +52,13 @@ expect_fail 'not a SimMIM state dict, without --raw' 1 'B import -q "$REF/pth/ti
 # ---- hostile files: an error, never a crash -----------------------------------
 $PY "$REF/pth_ref.py" hostile "$T/h"
 expect_ok 'the well-formed crafted file imports (any top folder name)' 'B import -q --raw "$T/h/good.pth" > "$T/good.st"'
+check 'a big-endian file is byte-swapped' 'B import -q --raw "$T/h/big-endian.pth" | $PY -c "
+import sys, st, numpy as np
+t, m = next(st.read_frames(sys.stdin.buffer))
+assert t[\"a\"].tolist() == [[0, 2], [1, 3]] and t[\"b\"].tolist() == [1, -2], t"'
 for f in "$T"/h/*.pth; do
 	n=$(basename "$f" .pth)
-	[ "$n" = good ] && continue
+	case $n in good|big-endian) continue ;; esac
 	expect_fail "hostile: $n" 1 'B import -q --raw "$f" -o "$T/out.st"'
 done
 check 'nothing was written by the failures' 'test ! -e "$T/out.st"'

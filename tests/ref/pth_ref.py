@@ -239,10 +239,11 @@ def zip_of(entries, top="archive"):
     return buf.getvalue()
 
 
-def crafted(tensors, storages, top="archive"):
+def crafted(tensors, storages, top="archive", extra=()):
     """A zip torch.save file from fake tensors and {key: bytes} storages."""
     return zip_of([("data.pkl", PidPickler.dumps({"model": tensors}))] +
-                  [("data/" + k, v) for k, v in storages.items()] + [("version", b"3\n")], top)
+                  [("data/" + k, v) for k, v in storages.items()] + [("version", b"3\n")] +
+                  list(extra), top)
 
 
 def hostile(d):
@@ -279,12 +280,20 @@ def hostile(d):
         "huge-string.pth": zip_of([("data.pkl", b"\x80\x04\x8d" + struct.pack("<Q", 2**62) + b"abc.")]),
         "legacy-truncated.pth": None,
         "garbage.pth": b"PK\x03\x04" + bytes(100),
+        "bad-byteorder.pth": crafted({"a": FakeTensor(s4, 0, (4,), (1,))}, {"0": bytes(16)},
+                                     extra=[("byteorder", b"middle")]),
         "text.pth": b"hello, this is not a checkpoint\n",
     }
     # a legacy file cut inside the raw storages
     buf = io.BytesIO()
     torch.save({"model": {"a": torch.arange(100.0)}}, buf, _use_new_zipfile_serialization=False)
     files["legacy-truncated.pth"] = buf.getvalue()[:-50]
+    # well-formed: a big-endian file (torch >= 2.1 writes 'byteorder')
+    files["big-endian.pth"] = crafted({"a": FakeTensor(s4, 0, (2, 2), (1, 2)),
+                                       "b": FakeTensor(Stor(torch.LongStorage, "1", 2), 0, (2,), (1,))},
+                                      {"0": np.arange(4, dtype=">f4").tobytes(),
+                                       "1": np.array([1, -2], dtype=">i8").tobytes()},
+                                      extra=[("byteorder", b"big")])
     for name, data in files.items():
         with open(os.path.join(d, name), "wb") as f:
             f.write(data)
