@@ -55,11 +55,106 @@ pipeline(const char *ckpt)
 	return 0;
 }
 
+/* --compare CKPT REF: libmim against a dump of tests/ref/vit_ref.py (the
+ * independent PyTorch SimMIM ViT): latent, pred, layer features, the six
+ * losses, and two training steps' gradients (l1 masked; smooth-l1 all),
+ * drop path included (the reference draws libmim's masks). */
+static int
+compare(const char *ckpt, const char *refpath)
+{
+	struct mim_model *m = mim_model_open(ckpt);
+	struct mim_frame *r = mim_load(refpath);
+	if (!m || !r) {
+		tap(0, "load: %s", mim_errmsg());
+		return tap_done();
+	}
+	const char *name = strrchr(refpath, '/') ? strrchr(refpath, '/') + 1 : refpath;
+	struct mim_tensor *img = mim_frame_get(r, "image"), *mk = mim_frame_get(r, "mask");
+	int B = (int)img->shape[0], S = m->cfg.img_size, p = m->cfg.patch_size;
+	uint64_t seed = strtoull(mim_meta_get(r, "seed"), NULL, 10);
+	const float *x = img->data;
+	const uint8_t *mask = mk->data;
+	struct mim_tensor *zr = mim_frame_get(r, "latent"), *pr = mim_frame_get(r, "pred");
+	float *lat = malloc(zr->nbytes), *pred = malloc(pr->nbytes);
+	double e;
+
+	mim_encode(m, B, x, mask, lat);
+	e = maxrel(lat, zr->data, zr->nbytes / 4);
+	tap(e < TOL, "%s: latent max rel err %.2e", name, e);
+	mim_head(m, B, lat, pred);
+	e = maxrel(pred, pr->data, pr->nbytes / 4);
+	tap(e < TOL, "%s: pred max rel err %.2e", name, e);
+	int layers[2] = {1, m->cfg.depth};
+	for (int i = 0; i < 2; i++) {
+		char nm[32];
+		snprintf(nm, sizeof nm, "layer%d", layers[i]);
+		struct mim_tensor *t = mim_frame_get(r, nm);
+		if (!t)		/* a --quick dump */
+			continue;
+		float *f = malloc(t->nbytes);
+		mim_encode_layer(m, B, x, mask, layers[i], f);
+		e = maxrel(f, t->data, t->nbytes / 4);
+		tap(e < TOL, "%s: layer %d features max rel err %.2e", name, layers[i], e);
+		free(f);
+	}
+	static const char *kn[] = {"l1", "l2", "smooth-l1"}, *rn[] = {"masked", "all"};
+	for (int k = 0; k < 3; k++)
+		for (int g = 0; g < 2; g++) {
+			char nm[64];
+			snprintf(nm, sizeof nm, "loss/%s/%s", kn[k], rn[g]);
+			struct mim_lossopt lo = {k, g, 1.0};
+			double l = mim_loss(&lo, B, S, S, p, x, mask, pred, NULL);
+			double want = *(float *)mim_frame_get(r, nm)->data;
+			e = fabs(l - want) / fabs(want);
+			tap(e < TOL, "%s: %s %.7f vs %.7f, rel err %.2e", name, nm, l, want, e);
+		}
+	for (int s = 0; s < 2; s++) {
+		struct mim_lossopt lo = {s ? MIM_LOSS_SMOOTH_L1 : MIM_LOSS_L1,
+		    s ? MIM_REGION_ALL : MIM_REGION_MASKED, 1.0};
+		const char *tag = s ? "smooth-l1/all" : "l1/masked";
+		char nm[256];
+		double l;
+		snprintf(nm, sizeof nm, "train_loss/%s", tag);
+		if (!mim_frame_get(r, nm))	/* a --quick dump */
+			continue;
+		tap(mim_model_grad(m, B, x, mask, &lo, seed, &l) == 0, "%s: mim_model_grad %s", name, tag);
+		snprintf(nm, sizeof nm, "train_loss/%s", tag);
+		double want = *(float *)mim_frame_get(r, nm)->data;
+		tap(fabs(l - want) / fabs(want) < TOL, "%s: %s training loss %.7f vs %.7f (drop path %g)",
+		    name, tag, l, want, m->cfg.drop_path_rate);
+		double worst = 0;
+		const char *wn = "";
+		int missing = 0;
+		for (int i = 0; i < m->np; i++) {
+			snprintf(nm, sizeof nm, "grad/%s/%s", tag, m->p[i].name);
+			struct mim_tensor *t = mim_frame_get(r, nm);
+			if (!t) {
+				missing++;
+				continue;
+			}
+			e = maxrel(m->g + m->p[i].off, t->data, m->p[i].numel);
+			if (e > worst)
+				worst = e, wn = m->p[i].name;
+			if (e >= TOL)
+				tap(0, "%s: %s gradient %s max rel err %.2e", name, tag, m->p[i].name, e);
+		}
+		tap(!missing && worst < TOL, "%s: %s all %d gradients, worst max rel err %.2e (%s)", name, tag,
+		    m->np, worst, wn);
+	}
+	free(lat);
+	free(pred);
+	mim_model_free(m);
+	mim_frame_free(r);
+	return tap_done();
+}
+
 int
 main(int argc, char **argv)
 {
 	if (argc == 3 && strcmp(argv[1], "--pipeline") == 0)
 		return pipeline(argv[2]);
+	if (argc == 4 && strcmp(argv[1], "--compare") == 0)
+		return compare(argv[2], argv[3]);
 	struct mim_frame *g = mim_load(golden("micro-vit.s7.b2.safetensors"));
 	struct mim_frame *wf = mim_load(golden("micro-vit.s7.b2.weights.safetensors"));
 	struct mim_config c;
