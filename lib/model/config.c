@@ -209,9 +209,11 @@ mim_config_parse(struct mim_config *c, const char *text)
 		while (k->name && strcmp(k->name, key) != 0)
 			k++;
 		if (!k->name) {
-			json_decref(o);
-			return mim_seterr("config: unknown key \"%s\" for model \"%s\"",
+			/* the message first: key lives inside o */
+			mim_seterr("config: unknown key \"%s\" for model \"%s\"",
 			    key, arch_name(arch));
+			json_decref(o);
+			return -1;
 		}
 		if (set_key(&t, k, v) < 0) {
 			json_decref(o);
