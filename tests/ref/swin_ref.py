@@ -11,7 +11,9 @@ state_dict names, so it loads the official weights and its dumps load into mim.
                                  random batch, written to OUT (safetensors):
                                  weights (official names), input/image (F32),
                                  input/mask (U8), out/latent, out/pred,
-                                 out/loss, out/grad_latent, grad/<name>;
+                                 out/loss, out/grad_latent, out/layer<K>
+                                 (stage K's output, before merging),
+                                 grad/<name>;
                                  __metadata__ mim.config
       --config JSON   mim.config keys (model swin, img_size, patch_size,
                       embed_dim, depths, num_heads, window_size, ...)
@@ -195,6 +197,7 @@ class Stage(nn.Module):
     def forward(self, x):
         for b in self.blocks:
             x = b(x)
+        self.out = x            # the stage's output before merging (mim --layer)
         return self.downsample(x) if self.downsample is not None else x
 
 
@@ -427,6 +430,10 @@ def gen(out, argv):
     tens["out/pred"] = f32(pred)
     tens["out/loss"] = np.array(loss.item(), np.float32)
     tens["out/grad_latent"] = f32(z.grad)
+    for i, stage in enumerate(model.encoder.layers):   # features of layer i+1
+        so = stage.out
+        r = int(round(so.shape[1] ** 0.5))
+        tens["out/layer%d" % (i + 1)] = f32(so.transpose(1, 2).reshape(B, -1, r, r))
     for k, p in model.named_parameters():
         tens["grad/" + k] = f32(p.grad)
     mc = {"model": "swin", "img_size": S, "in_chans": c["in_chans"], "patch_size": P,

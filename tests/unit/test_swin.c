@@ -182,6 +182,35 @@ check_model(const char *what, struct mim_model *m, const struct mim_frame *f,
 	free(pred);
 }
 
+/* intermediate layers: layer K = stage K's output before its merging */
+static void
+check_layers(const char *what, struct mim_model *m, const struct mim_frame *f,
+    const uint8_t *mask)
+{
+	int B = (int)mim_frame_get(f, "input/image")->shape[0];
+	char nm[64];
+
+	tap(mim_model_nlayers(m) == m->cfg.nstages, "%s: %d layers (the stages)", what,
+	    mim_model_nlayers(m));
+	for (int k = 1; k <= mim_model_nlayers(m); k++) {
+		int64_t chw[3];
+		snprintf(nm, sizeof nm, "out/layer%d", k);
+		struct mim_tensor *t = mim_frame_get(f, nm);
+		if (!t) {
+			printf("skip - %s: no %s in the dump\n", what, nm);
+			continue;
+		}
+		int shape = mim_layer_shape(m, k, chw) == 0 && chw[0] == t->shape[1] &&
+		    chw[1] == t->shape[2] && chw[2] == t->shape[3];
+		float *o = malloc(t->nbytes);
+		int rc = mim_encode_layer(m, B, f32(f, "input/image"), mask, k, o);
+		double e = maxrel(o, t->data, (size_t)mim_tensor_numel(t));
+		tap(shape && rc == 0 && e < TOL, "%s: layer %d [%lld,%lld,%lld] max rel err %.2g",
+		    what, k, (long long)chw[0], (long long)chw[1], (long long)chw[2], e);
+		free(o);
+	}
+}
+
 /* a dump of swin_ref.py gen */
 static void
 check_dump(const char *file, const char *what)
@@ -196,6 +225,7 @@ check_dump(const char *file, const char *what)
 	uint8_t *mask = mask_u8(f, "input/mask");
 	check_encoder(what, m, f, "input/image", mask, "out/latent", "out/grad_latent", "grad/", TOL);
 	check_model(what, m, f, mask, "input/image", "out/latent", "out/pred", "out/loss", TOL);
+	check_layers(what, m, f, mask);
 	mim_model_free(m);
 	free(mask);
 	mim_frame_free(f);
