@@ -427,18 +427,24 @@ report(struct run *r, const struct mim_stepinfo *in)
 int
 main(int argc, char **argv)
 {
-	struct cmdline cl;
-	struct run r = {.cl = &cl};
+	/* static: what lives until exit stays reachable (die() exits from
+	 * anywhere; leak checkers see no leak) */
+	static struct cmdline cl;
+	static struct run r = {.cl = &cl};
+	static struct mim_frame *cf, *f;
+	static struct mim_model *m;
+	static struct mim_reader *rd;
+	static struct mim_train *t;
 
 	cli_init(argc, argv);
 	parse(argc, argv, &cl);
 	if (cl.threads)
 		mim_set_threads(cl.threads);
 
-	struct mim_frame *cf = mim_load(cl.ckpt);
+	cf = mim_load(cl.ckpt);
 	if (!cf)
 		die("%s (make a checkpoint with mim-ckpt init)", mim_errmsg());
-	struct mim_model *m = mim_model_from_frame(cf);
+	m = mim_model_from_frame(cf);
 	if (!m)
 		die("%s: %s", cl.ckpt, mim_errmsg());
 	int resume = mim_train_is_ckpt(cf);
@@ -455,11 +461,10 @@ main(int argc, char **argv)
 	input_fd = strcmp(cl.input, "-") ? open(cl.input, O_RDONLY | O_CLOEXEC) : STDIN_FILENO;
 	if (input_fd < 0)
 		die("%s: %s", cl.input, strerror(errno));
-	struct mim_reader *rd = mim_reader_fdopen(input_fd, strcmp(cl.input, "-") ? cl.input : "<stdin>");
+	rd = mim_reader_fdopen(input_fd, strcmp(cl.input, "-") ? cl.input : "<stdin>");
 	if (!rd)
 		die_lib();
 	const char *in = mim_reader_name(rd);
-	struct mim_frame *f = NULL;
 	int rc = mim_read_frame(rd, &f);
 	if (rc < 0)
 		die_lib();
@@ -474,13 +479,14 @@ main(int argc, char **argv)
 		return grad_out(&cl, m, B, img, mask);
 
 	resolve(&cl, B);
-	struct mim_train *t = mim_train_new(m, &cl.o);
+	t = mim_train_new(m, &cl.o);
 	if (!t)
 		die_lib();
 	r.t = t;
 	if (resume && mim_train_restore(t, cf) < 0)
 		die("%s: %s", cl.ckpt, mim_errmsg());
 	mim_frame_free(cf);
+	cf = NULL;
 	r.saved = t->step;
 	if (cl.skip >= 0)
 		t->batches = cl.skip;

@@ -67,6 +67,8 @@ check '--grad-out - writes the frame to stdout' 'mim-step -c "$T/vit0.st" --grad
 
 # ---- one step against PyTorch ------------------------------------------------
 if have_torch; then
+	# mim's steps first, then every PyTorch reference in one process
+	jobs=""
 	for m in $archs; do
 		# the optimizer on mim's own gradients: official groups,
 		# clip_grad_norm_ (made to act), AdamW
@@ -74,16 +76,20 @@ if have_torch; then
 		clipv=$($PY -c 'import st,sys; print(float(st.load(sys.argv[1])[1]["mim.grad_norm"]) / 3)' "$T/g$m.st")
 		fresh ${m}0.st o$m.st
 		expect_ok "$m: one step, clipping on" 'mim-step -c "$T/o$m.st" -n 1 --lr 1e-3 --sched constant --clip-grad $clipv < "$T/$m.mim"'
-		$STEP opt "$T/${m}0.st" "$T/g$m.st" "$T/o$m.ref" --lr 1e-3 --wd 0.05 --clip $clipv
-		check "$m: params and moments = torch AdamW, clip_grad_norm_, official groups (1e-5)" \
-			'$STEP cmp "$T/o$m.st" "$T/o$m.ref" --tol 1e-5 >&2'
+		jobs="$jobs + opt $T/${m}0.st $T/g$m.st $T/o$m.ref --lr 1e-3 --wd 0.05 --clip $clipv"
 		# the whole step in PyTorch: the models of tests/ref, clipping on
 		if [ -e "$REF/${m}_ref.py" ]; then
 			fresh ${m}0.st f$m.st
 			mim-step -c "$T/f$m.st" -n 1 --lr 1e-3 --sched constant --clip-grad 0.2 < "$T/$m.mim"
-			$STEP full "$T/${m}0.st" "$T/$m.mim" "$T/f$m.ref" --lr 1e-3 --clip 0.2
-			check "$m: one step = PyTorch model + official step" '$STEP step-cmp "$T/f$m.st" "$T/f$m.ref" >&2'
+			jobs="$jobs + full $T/${m}0.st $T/$m.mim $T/f$m.ref --lr 1e-3 --clip 0.2"
 		fi
+	done
+	$STEP multi $jobs
+	for m in $archs; do
+		check "$m: params and moments = torch AdamW, clip_grad_norm_, official groups (1e-5)" \
+			'$STEP cmp "$T/o$m.st" "$T/o$m.ref" --tol 1e-5 >&2'
+		[ -e "$T/f$m.ref" ] &&
+		check "$m: one step = PyTorch model + official step" '$STEP step-cmp "$T/f$m.st" "$T/f$m.ref" >&2'
 		# the official step of the golden files (official model code, clip 5, lr 1e-3)
 		if [ ! -e "$GOLDEN/micro-$m.s7.b2.safetensors" ]; then
 			echo "skip - no golden file for micro-$m"; continue; fi
