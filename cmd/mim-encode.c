@@ -47,6 +47,14 @@ get_mask(const struct mim_frame *f, int B, int h, int w, const char *where)
 	return m;
 }
 
+/* what is in flight, global so that an exit through die() leaves nothing
+ * unreachable behind (LeakSanitizer) */
+static struct mim_model *m;
+static struct mim_frame *f;
+static struct mim_reader *r;
+static uint8_t *mask;
+static float *lat;
+
 int
 main(int argc, char **argv)
 {
@@ -79,7 +87,7 @@ main(int argc, char **argv)
 	if (!ckpt)
 		usage_error("--ckpt FILE is required");
 	cli_stdout_not_tty();
-	struct mim_model *m = mim_model_open(ckpt);
+	m = mim_model_open(ckpt);
 	if (!m)
 		die("%s", mim_errmsg());
 	if (layer > mim_model_nlayers(m))
@@ -95,8 +103,7 @@ main(int argc, char **argv)
 	char *stdin_only[] = {"-", NULL};
 	char **files = optind < argc ? argv + optind : stdin_only;
 	for (; *files; files++) {
-		struct mim_reader *r = mim_reader_open(*files);
-		struct mim_frame *f;
+		r = mim_reader_open(*files);
 		int rc;
 		if (!r)
 			die("%s", mim_errmsg());
@@ -115,9 +122,9 @@ main(int argc, char **argv)
 				    where, mim_shape_str(got, sizeof got, img->ndim, img->shape),
 				    cf->in_chans, S, S);
 			int B = (int)img->shape[0];
-			uint8_t *mask = get_mask(f, B, gp, gp, where);
+			mask = get_mask(f, B, gp, gp, where);
 			size_t per = (size_t)(chw[0] * chw[1] * chw[2]);
-			float *lat = malloc((size_t)B * per * sizeof(float));
+			lat = malloc((size_t)B * per * sizeof(float));
 			if (!lat)
 				die("out of memory");
 			if (mim_encode_layer(m, B, img->data, mask, layer, lat) < 0)
@@ -135,14 +142,17 @@ main(int argc, char **argv)
 				if (!mim_frame_add(f, "latent", MIM_F32, 2, sh, lat))
 					die("%s", mim_errmsg());
 				free(lat);
+				lat = NULL;
 			} else {
 				int64_t sh[4] = {B, chw[0], chw[1], chw[2]};
 				if (!mim_frame_take(f, "latent", MIM_F32, 4, sh, lat))
 					die("%s", mim_errmsg());
+				lat = NULL;	/* the frame owns it */
 			}
 			if (*meta && mim_meta_set(f, "mim.latent", meta) < 0)
 				die("%s", mim_errmsg());
 			free(mask);
+			mask = NULL;
 			cli_put(f);
 			mim_frame_free(f);
 		}

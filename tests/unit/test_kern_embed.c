@@ -92,5 +92,10 @@ main(void)
 	patch_embed_forward(y + C, C, (size_t)N * C, cols, img, w, bs, B, Ci, H, W, P, C);
 	mask_token_forward(y + C, C, (size_t)N * C, NULL, tok, B, T, C);
 	tap(memcmp(y + C, x + C, sizeof(float) * C) != 0 || !mask[0], "mask NULL: patches stay");
+	free(dw);
+	free(db);
+	free(dt);
+	free(dw2);
+	free(db2);
 	return tap_done();
 }

@@ -64,5 +64,10 @@ main(void)
 	float out2[R * C];
 	layernorm_forward(out2, NULL, NULL, x, w, b, R, C, (float)EPS);
 	tap(memcmp(out, out2, sizeof out) == 0, "forward without saved statistics: same bytes");
+	free(dx);
+	free(dw);
+	free(db);
+	free(dx2);
+	free(dw2);
 	return tap_done();
 }

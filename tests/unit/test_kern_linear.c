@@ -59,5 +59,10 @@ main(void)
 	memcpy(db2, db, sizeof(float) * OC);
 	linear_backward(NULL, dw, db, dout, x, w, R, IC, OC);
 	tap(doubled(dw, dw2, OC * IC) && doubled(db, db2, OC), "dw, db accumulate");
+	free(dx);
+	free(dw);
+	free(db);
+	free(dw2);
+	free(db2);
 	return tap_done();
 }

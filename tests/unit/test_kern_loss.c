@@ -123,5 +123,14 @@ main(void)
 	gradcheck("head: decoder.0.weight (first 300)", hm->g + pw->off, HW, 300, Lhead, 1e-5);
 	gradcheck("head: decoder.0.bias", hm->g + pb->off, HB, pb->numel, Lhead, 1e-5);
 	mim_model_free(hm);
+	free(lat);
+	free(hp);
+	free(hdo);
+	free(dlat);
+	free(dec);
+	free(LAT);
+	free(HDO);
+	free(HW);
+	free(HB);
 	return tap_done();
 }

@@ -45,5 +45,6 @@ main(void)
 	float *dt = fzero(R * Hh);
 	relpos_backward(dt, dout, idx, N, Hh);
 	gradcheck("dtable", dt, TB, R * Hh, L, 1e-5);
+	free(dt);
 	return tap_done();
 }
