@@ -84,7 +84,17 @@ if have_torch; then
 			jobs="$jobs + full $T/${m}0.st $T/$m.mim $T/f$m.ref --lr 1e-3 --clip 0.2"
 		fi
 	done
+	# drop path: vit_ref draws it as libmim does, from mim-step's seeds
+	mim-ckpt init --preset micro-vit --drop-path-rate 0.3 --seed 3 -o "$T/dp0.st"
+	fresh dp0.st dp.st
+	mim-step -c "$T/dp.st" -n 2 --lr 1e-3 --sched constant --seed 9 < "$T/vit.mim"
+	jobs="$jobs + full $T/dp0.st $T/vit.mim $T/dp.ref --lr 1e-3 --steps 2 --seed 9"
+	jobs="$jobs + full $T/dp0.st $T/vit.mim $T/dpx.ref --lr 1e-3 --steps 2 --seed 8"
 	$STEP multi $jobs
+	# (a gradient that is exactly 0 in one and float noise in the other
+	# moves a weight by ~1% of lr: hence --atol 2e-2)
+	check 'drop path 0.3: two steps = PyTorch with the seeds of --seed 9' '$STEP step-cmp "$T/dp.st" "$T/dp.ref" --atol 2e-2 >&2'
+	check 'drop path: the draws depend on --seed' '! $STEP step-cmp "$T/dp.st" "$T/dpx.ref" --atol 2e-2 >&2'
 	for m in $archs; do
 		check "$m: params and moments = torch AdamW, clip_grad_norm_, official groups (1e-5)" \
 			'$STEP cmp "$T/o$m.st" "$T/o$m.ref" --tol 1e-5 >&2'
@@ -138,16 +148,19 @@ lrcase '--base-lr scaled by batch*accum/512, warmup and min too' 1e-13 cosine 0 
 	-n 6 --base-lr 1.28e-3 --warmup-lr 2.048e-6 --min-lr 2.048e-5 --warmup-steps 2 --accum 2
 
 # ---- kill and resume: byte for byte -------------------------------------------
-run=' -n 10 --lr 2e-3 --warmup-steps 2 --save-every 1 --seed 5'
-fresh vit0.st ref.st
+# (drop path on and two frames a step, so seeds and partial steps resume too)
+$PY "$REF/step_ref.py" data "$T/kd.mim" --patch 4 --frames 20 --seed 4
+run=' -n 10 --accum 2 --lr 2e-3 --warmup-steps 2 --save-every 1 --seed 5'
+mim-ckpt init --preset micro-vit --drop-path-rate 0.2 --seed 3 -o "$T/kd0.st"
+fresh kd0.st ref.st
 t0=$(date +%s%N)
-expect_ok 'uninterrupted run' 'mim-step -c "$T/ref.st" $run < "$T/vit.mim"'
+expect_ok 'uninterrupted run' 'mim-step -c "$T/ref.st" $run < "$T/kd.mim"'
 ms=$(( ($(date +%s%N) - t0) / 1000000 + 1 ))	# its time in ms: kill within it
-fresh vit0.st k.st
+fresh kd0.st k.st
 kills=0 starts=0 rc=1
 while [ $starts -lt 100 ]; do
 	starts=$((starts + 1))
-	cat "$T/vit.mim" | mim-step -c "$T/k.st" $run 2>/dev/null &
+	cat "$T/kd.mim" | mim-step -c "$T/k.st" $run 2>/dev/null &
 	pid=$!
 	if [ $kills -lt 12 ]; then
 		r=$(( $(od -An -N2 -tu2 /dev/urandom) % (ms / 3 + 1) ))
@@ -161,8 +174,9 @@ check "SIGKILLed $kills times at random moments, restarted: final checkpoint equ
 	'[ $rc -eq 0 ] && [ $kills -gt 0 ] && cmp "$T/ref.st" "$T/k.st"'
 check 'no temporary files left' '[ -z "$(ls "$T" | grep "\.tmp\.")" ]'
 expect_ok 'a finished run exits at once without input' 'mim-step -c "$T/ref.st" $run < /dev/null'
-expect_fail 'resume with other settings: error' 1 'mim-step -c "$T/k.st" -n 12 --lr 1e-3 < "$T/vit.mim"'
-check 'the error names the setting' 'mim-step -c "$T/k.st" -n 12 --lr 1e-3 < "$T/vit.mim" 2>&1 | grep -q "mim.train.sched differs"'
+expect_fail 'resume with other settings: error' 1 'mim-step -c "$T/k.st" -n 12 --accum 2 --lr 1e-3 < "$T/kd.mim"'
+check 'the error names the setting' 'mim-step -c "$T/k.st" -n 12 --accum 2 --lr 1e-3 < "$T/kd.mim" 2>&1 | grep -q "mim.train.sched differs"'
+check 'another setting: --accum' 'mim-step -c "$T/k.st" $run --accum 1 -n 12 < "$T/kd.mim" 2>&1 | grep -q "mim.train.optim differs"'
 check 'mim-ckpt info reads a training checkpoint' 'mim-ckpt info "$T/ref.st" | grep -q "mim.train.step = 10"'
 
 # ---- SIGTERM while waiting for input: save, exit 128+15 --------------------------

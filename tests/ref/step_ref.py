@@ -15,11 +15,13 @@ eps 1e-8), applied in the order of main_simmim.py::train_one_epoch.
         <name>, opt.exp_avg.<name>, opt.exp_avg_sq.<name> (the names of a
         mim-step checkpoint) and metadata grad_norm, decay
   step_ref.py full CKPT BATCHES OUT [--lr X|LIST] [--wd X] [--clip X] [--steps K]
+                 [--seed S]
         K official steps (one batch each, cycling through the frames of
         BATCHES: image F32, mask U8) with the PyTorch models of swin_ref.py
         / vit_ref.py doing forward and backward; --lr a number or a comma
         list (one per step); writes as opt, plus grad.<name> and loss of
-        the first step and metadata losses
+        the first step and metadata losses. vit_ref draws drop path as
+        libmim does, from mim-step's seed of batch k: train_seed(S, k, 0)
   step_ref.py data OUT [--img S] [--patch P] [--batch B] [--frames N] [--seed S]
                  [--nan K]
         a stream of N frames: image F32 [B,3,S,S] ~ N(0,1), mask U8
@@ -64,6 +66,7 @@ def need_torch():
     torch = t
     torch.set_num_threads(int(os.environ.get("MIM_THREADS", "1")))
 
+M64 = (1 << 64) - 1
 SKIP = {"swin": {"encoder.absolute_pos_embed", "encoder.mask_token"},
         "vit": {"encoder.pos_embed", "encoder.cls_token"}}
 KEYWORDS = {"swin": {"encoder.relative_position_bias_table"}, "vit": set()}
@@ -178,6 +181,19 @@ def opt(argv):
     return 0
 
 
+def mix64(x):
+    """splitmix64 of x (lib/train/train.c)"""
+    x = (x + 0x9E3779B97F4A7C15) & M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & M64
+    return x ^ (x >> 31)
+
+
+def train_seed(seed, index, rank):
+    """mim_train_seed: the drop path seed of input batch `index`"""
+    return mix64(mix64(mix64(seed) ^ (index & M64)) ^ (rank & M64))
+
+
 def ref_model(cfg, w):
     """The PyTorch model of tests/ref for this config, with CKPT's weights."""
     if cfg["model"] == "swin":
@@ -197,7 +213,7 @@ def ref_model(cfg, w):
 
 def full(argv):
     ckpt, batches, out = argv[:3]
-    o = parse(argv[3:], lr="1e-3", wd=0.05, clip=5.0, steps=1)
+    o = parse(argv[3:], lr="1e-3", wd=0.05, clip=5.0, steps=1, seed=0)
     w, cfg = load_model_params(ckpt)
     model = ref_model(cfg, w)
     model.train()
@@ -215,7 +231,10 @@ def full(argv):
         for grp in optim.param_groups:
             grp["lr"] = lrs[k]
         optim.zero_grad()
-        res = model(img, mask)     # swin_ref: (z, pred, loss); vit_ref: loss
+        if cfg["model"] == "vit":
+            res = model(img, mask, train_seed(o["seed"], k, 0))
+        else:
+            res = model(img, mask)     # swin_ref: (z, pred, loss)
         loss = res[-1] if isinstance(res, tuple) else res
         loss.backward()
         if k == 0:
