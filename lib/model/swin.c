@@ -67,7 +67,7 @@ struct swin {
 	int P, G, E, ns, F, nblocks;
 	int ape, mtok, pew, peb, pnw, pnb, nw, nb;
 	struct sstage st[MIM_MAXSTAGE];
-	struct splan *plan;
+	struct splan *plan[2];	/* inference, training: kept side by side */
 };
 
 static struct swin *
@@ -393,7 +393,7 @@ struct sact {
 };
 
 struct splan {
-	int B, train, threads, hasmask;
+	int B, train, threads, hasmask, ready;	/* ready: a training forward to go back through */
 	float *arena;
 	uint8_t *mask;			/* (T0) the mask of the training forward */
 	float *cols, *x0, *pm, *pr;	/* patches, conv output, patch LN stats */
@@ -532,12 +532,12 @@ static struct splan *
 plan_get(struct mim_model *m, int B, int train)
 {
 	struct swin *v = S(m);
-	struct splan *p = v->plan;
+	struct splan *p = v->plan[train];
 
-	if (p && p->B == B && p->train == train && p->threads == mim_threads())
+	if (p && p->B == B && p->threads == mim_threads())
 		return p;
 	plan_free(p);
-	v->plan = NULL;
+	v->plan[train] = NULL;
 	if (!(p = mim_calloc(1, sizeof *p)))
 		return NULL;
 	p->B = B;
@@ -561,7 +561,7 @@ plan_get(struct mim_model *m, int B, int train)
 		return NULL;
 	}
 	plan_layout(v, p, B, train, p->arena);
-	v->plan = p;
+	v->plan[train] = p;
 	return p;
 }
 
@@ -609,6 +609,7 @@ swin_forward(struct mim_model *m, int B, const float *img, const uint8_t *mask,
 
 	if (!p)
 		return -1;
+	p->ready = 0;
 	int L0 = v->G * v->G, T0 = B * L0, E = v->E;
 	float *x = p->st[0].in;
 
@@ -662,6 +663,7 @@ swin_forward(struct mim_model *m, int B, const float *img, const uint8_t *mask,
 	layernorm_forward(p->fo, p->fm, p->fr, p->st[v->ns - 1].blk[t->depth - 1].out,
 	    mim_pw(m, v->nw), mim_pw(m, v->nb), B * t->L, v->F, eps);
 	transpose_forward(out, p->fo, v->F, (size_t)t->L * v->F, B, t->L, v->F);
+	p->ready = train;
 	return 0;
 }
 
@@ -711,10 +713,11 @@ static int
 swin_backward(struct mim_model *m, const float *dlatent)
 {
 	struct swin *v = S(m);
-	struct splan *p = v->plan;
+	struct splan *p = v->plan[1];
 
-	if (!p || !p->train)
+	if (!p || !p->ready)
 		return mim_seterr("swin: backward without a training forward");
+	p->ready = 0;	/* the forward's probabilities are consumed below */
 	int B = p->B, ns = v->ns;
 	const struct sstage *t = &v->st[ns - 1];
 	float *dx = p->dx, *dx2 = p->dx2;
@@ -776,7 +779,8 @@ swin_free(struct mim_model *m)
 
 	if (!v)
 		return;
-	plan_free(v->plan);
+	plan_free(v->plan[0]);
+	plan_free(v->plan[1]);
 	for (int s = 0; s < MIM_MAXSTAGE; s++) {
 		free(v->st[s].blk);
 		free(v->st[s].idx[0]);

@@ -211,6 +211,30 @@ check_layers(const char *what, struct mim_model *m, const struct mim_frame *f,
 	}
 }
 
+/* plans: another batch size gives the same per-sample results; a second
+ * backward without a forward is refused */
+static void
+check_plans(const char *what, struct mim_model *m, const struct mim_frame *f,
+    const uint8_t *mask)
+{
+	struct mim_tensor *it = mim_frame_get(f, "input/image");
+	int B = (int)it->shape[0];
+	size_t per = numel(f, "out/latent") / B, img1 = (size_t)mim_tensor_numel(it) / B;
+	size_t mpb = (size_t)mim_tensor_numel(mim_frame_get(f, "input/mask")) / B;
+	float *lat = malloc(per * sizeof(float));
+	int ok = 1;
+
+	for (int b = 0; b < B; b++) {
+		ok &= mim_encode(m, 1, f32(f, "input/image") + b * img1, mask + b * mpb, lat) == 0;
+		ok &= maxrel(lat, f32(f, "out/latent") + b * per, per) < TOL;
+	}
+	tap(ok, "%s: batch of 1, sample by sample, equals the batch of %d", what, B);
+	tap(mim_swin_ops.backward(m, f32(f, "out/grad_latent")) < 0 &&
+	    strstr(mim_errmsg(), "without a training forward"),
+	    "%s: backward twice is refused (%s)", what, mim_errmsg());
+	free(lat);
+}
+
 /* a dump of swin_ref.py gen */
 static void
 check_dump(const char *file, const char *what)
@@ -226,6 +250,7 @@ check_dump(const char *file, const char *what)
 	check_encoder(what, m, f, "input/image", mask, "out/latent", "out/grad_latent", "grad/", TOL);
 	check_model(what, m, f, mask, "input/image", "out/latent", "out/pred", "out/loss", TOL);
 	check_layers(what, m, f, mask);
+	check_plans(what, m, f, mask);
 	mim_model_free(m);
 	free(mask);
 	mim_frame_free(f);
