@@ -4,6 +4,7 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "ckpt/ckpt.h"
@@ -12,7 +13,7 @@ static void
 export_usage(void)
 {
 	printf("usage: mim-ckpt export [--finetune [--img-size N] [--window W] [--keep-norm]]\n"
-	    "                       [--dtype f32|f16|bf16] [-q] [-o FILE] CHECKPOINT\n"
+	    "                       [--dtype f32|f16|bf16] [--pth] [-q] [-o FILE] CHECKPOINT\n"
 	    "Write CHECKPOINT (a mim checkpoint, a .safetensors state dict or a\n"
 	    "torch.save file) without its training state (opt.* tensors, mim.train.*\n"
 	    "metadata) to FILE (stdout if none). With --finetune, write the state dict\n"
@@ -26,6 +27,7 @@ export_usage(void)
 	    "  -w, --window W       fine-tuning Swin window (default: as pretrained)\n"
 	    "  -k, --keep-norm      ViT: keep the final norm (for a model without mean pooling)\n"
 	    "  -d, --dtype T        f32, f16 or bf16 for the float tensors (default: kept)\n"
+	    "  -P, --pth            write a torch.save file: torch.load(FILE)['model']\n"
 	    "  -q, --quiet          do not report what was done\n"
 	    "  -o, --output FILE    write here (atomically) instead of stdout\n"
 	    "  -h, --help           this help\n");
@@ -40,6 +42,7 @@ ckpt_export(int argc, char **argv)
 		{"window", required_argument, NULL, 'w'},
 		{"keep-norm", no_argument, NULL, 'k'},
 		{"dtype", required_argument, NULL, 'd'},
+		{"pth", no_argument, NULL, 'P'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"output", required_argument, NULL, 'o'},
 		{"help", no_argument, NULL, 'h'},
@@ -47,9 +50,9 @@ ckpt_export(int argc, char **argv)
 	};
 	struct mim_export_opt o = {.dtype = -1};
 	const char *out = NULL;
-	int quiet = 0, c;
+	int quiet = 0, pth = 0, c;
 
-	while ((c = getopt_long(argc, argv, "fi:w:kd:qo:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "fi:w:kd:Pqo:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'f': o.finetune = 1; break;
 		case 'i': o.img_size = (int)cli_int("--img-size", optarg, 1, 16384); break;
@@ -65,6 +68,7 @@ ckpt_export(int argc, char **argv)
 			else
 				usage_error("--dtype: '%s' is not f32, f16 or bf16", optarg);
 			break;
+		case 'P': pth = 1; break;
 		case 'q': quiet = 1; break;
 		case 'o': out = optarg; break;
 		case 'h': export_usage(); return 0;
@@ -88,8 +92,11 @@ ckpt_export(int argc, char **argv)
 	if (!quiet)
 		warn("%s: %s", in, note);
 	if (out) {
-		if (mim_save(out, e) < 0)
+		if ((pth ? mim_pth_save(out, e) : mim_save(out, e)) < 0)
 			die("%s: %s", out, mim_errmsg());
+	} else if (pth) {
+		if (mim_pth_write(STDOUT_FILENO, e) < 0)
+			die("<stdout>: %s", mim_errmsg());
 	} else {
 		cli_put(e);
 	}

@@ -120,13 +120,21 @@ struct mim_ckpt_info {
 int mim_ckpt_sniff(const void *buf, size_t n);
 /* The state dict of a torch.save file in memory (zip or legacy): the dict
  * under "model", else under "state_dict", else the top-level dict. Tensors
- * keep their dtype; strided tensors are made contiguous. name is used in
- * messages; info may be NULL. */
+ * keep their dtype; strided tensors are made contiguous. A top-level str
+ * under "mim.config" (mim_pth_write's) becomes the frame's metadata. name
+ * is used in messages; info may be NULL. */
 struct mim_frame *mim_pth_parse(const void *buf, size_t n, const char *name,
     struct mim_ckpt_info *info);
 /* Any checkpoint file: .pth (zip or legacy) or .safetensors (metadata kept),
  * told apart by content. "-" reads stdin. */
 struct mim_frame *mim_ckpt_load(const char *path, struct mim_ckpt_info *info);
+
+/* Write f as a torch.save file (zip format) holding {'model': OrderedDict
+ * of f's tensors} and, if f has one, 'mim.config' (a str, which
+ * mim_pth_parse gives back as metadata): PyTorch reads it with
+ * torch.load(path)['model']. To fd, or to path atomically. 0 or -1. */
+int mim_pth_write(int fd, const struct mim_frame *f);
+int mim_pth_save(const char *path, const struct mim_frame *f);
 
 /* ---- the model's config from a state dict (lib/ckpt/infer.c) ------------- */
 

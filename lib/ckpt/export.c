@@ -290,11 +290,6 @@ mim_ckpt_export(const struct mim_frame *ckpt, const struct mim_export_opt *o, ch
 	note[0] = 0;
 	if (!out || !tmp)
 		goto fail;
-	const char *js = mim_meta_get(ckpt, "mim.config");
-	if (js ? mim_config_parse(&c, js) < 0 : mim_ckpt_infer(ckpt, NULL, &c, NULL, 0) < 0) {
-		mim_preferr(js ? "mim.config" : "no mim.config, and the weights do not tell");
-		goto fail;
-	}
 	for (int i = 0; i < ckpt->nmeta; i++) {
 		if (strncmp(ckpt->mkey[i], "mim.train.", 10) == 0) {
 			nmeta++;
@@ -322,6 +317,11 @@ mim_ckpt_export(const struct mim_frame *ckpt, const struct mim_export_opt *o, ch
 	}
 
 	/* the fine-tuning model: the image size and window asked for */
+	const char *js = mim_meta_get(ckpt, "mim.config");
+	if (js ? mim_config_parse(&c, js) < 0 : mim_ckpt_infer(ckpt, NULL, &c, NULL, 0) < 0) {
+		mim_preferr(js ? "mim.config" : "no mim.config, and the weights do not tell");
+		goto fail;
+	}
 	ft = c;
 	if (o->img_size)
 		ft.img_size = o->img_size;

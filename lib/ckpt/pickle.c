@@ -797,8 +797,8 @@ build(struct up *u)
 static int
 step(struct up *u, int op)
 {
-	struct mim_pk *v, *k, **items;
-	size_t cnt, len;
+	struct mim_pk *v, *k, **items = NULL;
+	size_t cnt = 0, len;
 	uint64_t x;
 	const unsigned char *p;
 	const char *s;

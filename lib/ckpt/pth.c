@@ -369,9 +369,26 @@ gather(const char *name, const struct mim_pk_tensor *t, const struct need *nd, i
 	return 0;
 }
 
-/* The frame of the state dict, once every needed storage has its bytes. */
+static struct mim_frame *build_(const struct sd *s, int swap);
+
+/* The frame of the state dict, once every needed storage has its bytes;
+ * a top-level 'mim.config' str (written by mim_pth_write) as metadata. */
 static struct mim_frame *
-build(const struct sd *s, int swap)
+build(const struct sd *s, const struct mim_pickle *pk, int swap)
+{
+	struct mim_frame *f = build_(s, swap);
+	const struct mim_pk *c = f ? mim_pk_get(mim_pickle_root(pk), "mim.config") : NULL;
+
+	if (c && c->kind == MIM_PK_STR && strlen(c->u.s) == c->n &&
+	    mim_meta_set(f, "mim.config", c->u.s) < 0) {
+		mim_frame_free(f);
+		return NULL;
+	}
+	return f;
+}
+
+static struct mim_frame *
+build_(const struct sd *s, int swap)
 {
 	struct mim_frame *f = mim_frame_new();
 	uint64_t have = 0, made = 0;
@@ -593,7 +610,7 @@ zip_parse(const void *buf, size_t n, struct mim_ckpt_info *info)
 			mim_seterr("zip: storage %sdata/%s is missing", top, s.need[i].key);
 			goto done;
 		}
-	f = build(&s, big);
+	f = build(&s, pk, big);
 done:
 	if (a)
 		archive_read_free(a);
@@ -685,7 +702,7 @@ legacy_parse(const unsigned char *b, size_t n, struct mim_ckpt_info *info)
 			mim_seterr("legacy: storage '%s' is missing", s.need[i].key);
 			goto done;
 		}
-	f = build(&s, big);
+	f = build(&s, pk[3], big);
 done:
 	sd_free(&s);
 	for (int i = 0; i < 5; i++)

@@ -16,6 +16,12 @@
                               (official buffers included) taken from CKPT, as
                               OUT.pth (zip) and OUT.legacy.pth, and that state
                               dict written directly as OUT.state.safetensors
+  pth_ref.py latent CKPT.pth CONFIG.safetensors IN OUT
+                              PyTorch's encoder output: torch.load(CKPT)['model']
+                              loaded with strict=True into the reference module
+                              (vit_ref.py / swin_ref.py) of CONFIG's mim.config,
+                              run in eval mode on IN's image and mask; OUT holds
+                              'latent'
   pth_ref.py resize CKPT.safetensors OUT.safetensors IMG [WINDOW]
                               the official pretrain->finetune remap of CKPT's
                               state dict for a fine-tuning model of image size
@@ -423,6 +429,27 @@ def resize(src, dst, img, window):
     save_state(dst, out)
 
 
+def latent(pth, cfgfile, inp, out):
+    fake_yacs()                 # the checkpoint's config is a yacs CfgNode
+    _, meta = st.load(cfgfile)
+    cfg = json.loads(meta["mim.config"])
+    if cfg["model"] == "vit":
+        import vit_ref
+        model = vit_ref.SimMIM(vit_ref.config(meta["mim.config"]))
+    else:
+        import swin_ref
+        model = swin_ref.SimMIMSwin({k: v for k, v in cfg.items() if k in swin_ref.DEFAULT and k != "model"})
+    sd = torch.load(pth, map_location="cpu")["model"]
+    model.load_state_dict(sd, strict=True)
+    model.eval()
+    t, _ = st.load(inp)
+    img = torch.from_numpy(np.array(t["image"]))
+    mask = torch.from_numpy(np.array(t["mask"]).astype(np.int64))
+    with torch.no_grad():
+        z = model.encoder(img, mask)
+    save_state(out, {"latent": z})
+
+
 def main():
     cmd = sys.argv[1]
     if cmd == "fixtures":
@@ -433,6 +460,8 @@ def main():
         hostile(sys.argv[2])
     elif cmd == "official":
         official(sys.argv[2], sys.argv[3])
+    elif cmd == "latent":
+        latent(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
     elif cmd == "resize":
         resize(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]) if len(sys.argv) > 5 else 0)
     else:
