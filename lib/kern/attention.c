@@ -37,27 +37,28 @@ fwd_job(void *p, int i)
 	float *q = j->qkv + (size_t)b * N * 3 * C + (size_t)h * D, *k = q + C, *v = q + 2 * C;
 	float *S = j->P ? j->P + (size_t)i * NN : j->work + (size_t)mim_thread_index() * NN;
 
+	v8f sc8 = vdup(j->scale);
+	int D8 = D & ~7;
 	for (int n = 0; n < N; n++) {
 		float *qr = q + (size_t)n * 3 * C, *vr = v + (size_t)n * 3 * C;
-		for (int d = 0; d < D; d++) {
-			float x = j->qb ? qr[d] + j->qb[h * D + d] : qr[d];
-			qr[d] = x * j->scale;
-		}
+		const float *qb = j->qb ? j->qb + h * D : NULL;
+		int d = 0;
+		if (qb)
+			for (; d < D8; d += 8)
+				vstore(qr + d, (vload(qr + d) + vload(qb + d)) * sc8);
+		else
+			for (; d < D8; d += 8)
+				vstore(qr + d, vload(qr + d) * sc8);
+		for (; d < D; d++)
+			qr[d] = (qb ? qr[d] + qb[d] : qr[d]) * j->scale;
 		if (j->vb)
-			for (int d = 0; d < D; d++)
-				vr[d] += j->vb[h * D + d];
+			vadd_to(vr, j->vb + h * D, (size_t)D);
 	}
 	mim_gemm(0, 1, N, N, D, 1.0f, q, 3 * C, k, 3 * C, 0.0f, S, N);
-	if (j->bias) {
-		const float *bh = j->bias + (size_t)h * NN;
-		for (size_t e = 0; e < NN; e++)
-			S[e] += bh[e];
-	}
-	if (j->mask) {
-		const float *mw = j->mask + (size_t)(b % j->nW) * NN;
-		for (size_t e = 0; e < NN; e++)
-			S[e] += mw[e];
-	}
+	if (j->bias)
+		vadd_to(S, j->bias + (size_t)h * NN, NN);
+	if (j->mask)
+		vadd_to(S, j->mask + (size_t)(b % j->nW) * NN, NN);
 	softmax_rows(S, N, N);
 	mim_gemm(0, 0, N, D, N, 1.0f, S, N, v, 3 * C, 0.0f,
 	    j->out + (size_t)b * N * C + (size_t)h * D, C);
@@ -120,11 +121,8 @@ dbias_chunk(void *p, size_t lo, size_t hi)
 	const struct db *j = p;
 	size_t HNN = (size_t)j->Hh * j->NN;
 
-	for (int b = 0; b < j->B; b++) {
-		const float *s = j->dS + (size_t)b * HNN;
-		for (size_t e = lo; e < hi; e++)
-			j->dbias[e] += s[e];
-	}
+	for (int b = 0; b < j->B; b++)
+		vadd_to(j->dbias + lo, j->dS + (size_t)b * HNN + lo, hi - lo);
 }
 
 void

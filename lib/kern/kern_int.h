@@ -71,6 +71,35 @@ vstore_n(float *p, v8f v, int n)
 		p[i] = v[i];
 }
 
+typedef float v4f __attribute__((vector_size(16)));
+typedef double v4d __attribute__((vector_size(32)));
+
+/* 4 floats at p widened to doubles */
+static inline v4d
+vload4d(const float *p)
+{
+	v4f v;
+	memcpy(&v, p, sizeof v);
+	return __builtin_convertvector(v, v4d);
+}
+
+static inline double
+vsum4d(v4d v)
+{
+	return (v[0] + v[1]) + (v[2] + v[3]);
+}
+
+/* y[0..n) += x[0..n) */
+static inline void
+vadd_to(float *y, const float *x, size_t n)
+{
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		vstore(y + i, vload(y + i) + vload(x + i));
+	for (; i < n; i++)
+		y[i] += x[i];
+}
+
 /* lanes of a where cond (a v8i of -1 / 0), else b */
 static inline v8f
 vsel(v8i cond, v8f a, v8f b)

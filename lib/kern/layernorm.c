@@ -18,25 +18,45 @@ struct ln {
 	float eps;
 };
 
+/* sum of x[0..C) in double */
+static double
+dsum(const float *x, int C)
+{
+	v4d a = {0, 0, 0, 0}, b = {0, 0, 0, 0};
+	int c = 0;
+	double t = 0;
+	for (; c + 8 <= C; c += 8) {
+		a += vload4d(x + c);
+		b += vload4d(x + c + 4);
+	}
+	for (; c < C; c++)
+		t += x[c];
+	return vsum4d(a + b) + t;
+}
+
 static void
 fwd_rows(void *p, size_t lo, size_t hi)
 {
 	const struct ln *j = p;
-	int C = j->C;
+	int C = j->C, c;
 
 	for (size_t r = lo; r < hi; r++) {
 		const float *x = j->inp + r * C;
 		float *y = j->out + r * C;
-		double s = 0, v = 0;
-		for (int c = 0; c < C; c++)
-			s += x[c];
-		double m = s / C;
-		for (int c = 0; c < C; c++) {
-			double d = x[c] - m;
-			v += d * d;
+		double m = dsum(x, C) / C, v = 0;
+		v4d va = {0, 0, 0, 0}, md = {m, m, m, m};
+		for (c = 0; c + 4 <= C; c += 4) {
+			v4d d = vload4d(x + c) - md;
+			va += d * d;
 		}
+		for (; c < C; c++)
+			v += (x[c] - m) * (x[c] - m);
+		v += vsum4d(va);
 		float mf = (float)m, rs = (float)(1.0 / sqrt(v / C + (double)j->eps));
-		for (int c = 0; c < C; c++)
+		v8f m8 = vdup(mf), r8 = vdup(rs);
+		for (c = 0; c + 8 <= C; c += 8)
+			vstore(y + c, (vload(x + c) - m8) * r8 * vload(j->w + c) + vload(j->b + c));
+		for (; c < C; c++)
 			y[c] = (x[c] - mf) * rs * j->w[c] + j->b[c];
 		if (j->mean) {
 			j->mean[r] = mf;
@@ -58,19 +78,36 @@ static void
 bwd_rows(void *p, size_t lo, size_t hi)
 {
 	const struct ln *j = p;
-	int C = j->C;
+	int C = j->C, c;
 
 	for (size_t r = lo; r < hi; r++) {
 		const float *x = j->inp + r * C, *dy = j->dout + r * C;
 		float *dx = j->dinp + r * C, m = j->cmean[r], rs = j->crstd[r];
+		v8f m8 = vdup(m), r8 = vdup(rs);
+		v4d sg4 = {0, 0, 0, 0}, sgx4 = {0, 0, 0, 0};
 		double sg = 0, sgx = 0;
-		for (int c = 0; c < C; c++) {
+		for (c = 0; c + 8 <= C; c += 8) {
+			v8f xh = (vload(x + c) - m8) * r8, g = vload(dy + c) * vload(j->w + c), gx = g * xh;
+			float t[8], u[8];
+			vstore(t, g);
+			vstore(u, gx);
+			sg4 += vload4d(t) + vload4d(t + 4);
+			sgx4 += vload4d(u) + vload4d(u + 4);
+		}
+		for (; c < C; c++) {
 			float xh = (x[c] - m) * rs, g = dy[c] * j->w[c];
 			sg += g;
-			sgx += (double)g * xh;
+			sgx += (double)(g * xh);
 		}
+		sg += vsum4d(sg4);
+		sgx += vsum4d(sgx4);
 		float mg = (float)(sg / C), mgx = (float)(sgx / C);
-		for (int c = 0; c < C; c++) {
+		v8f mg8 = vdup(mg), mgx8 = vdup(mgx);
+		for (c = 0; c + 8 <= C; c += 8) {
+			v8f xh = (vload(x + c) - m8) * r8, g = vload(dy + c) * vload(j->w + c);
+			vstore(dx + c, vload(dx + c) + r8 * (g - mg8 - xh * mgx8));
+		}
+		for (; c < C; c++) {
 			float xh = (x[c] - m) * rs, g = dy[c] * j->w[c];
 			dx[c] += rs * (g - mg - xh * mgx);
 		}
@@ -85,15 +122,31 @@ bwd_cols(void *p, size_t lo, size_t hi)
 	int C = j->C;
 
 	for (size_t blk = lo; blk < hi; blk++) {
-		int c0 = (int)blk * 64, w = C - c0 < 64 ? C - c0 : 64;
+		int c0 = (int)blk * 64, w = C - c0 < 64 ? C - c0 : 64, w8 = w & ~7;
+		v4d sw4[16], sb4[16];
 		double sw[64] = {0}, sb[64] = {0};
+		for (int k = 0; k < 16; k++)
+			sw4[k] = sb4[k] = (v4d){0, 0, 0, 0};
 		for (int r = 0; r < j->R; r++) {
 			const float *x = j->inp + (size_t)r * C + c0, *dy = j->dout + (size_t)r * C + c0;
 			float m = j->cmean[r], rs = j->crstd[r];
-			for (int c = 0; c < w; c++) {
+			v8f m8 = vdup(m), r8 = vdup(rs);
+			for (int c = 0; c < w8; c += 8) {
+				float t[8];
+				vstore(t, vload(dy + c) * ((vload(x + c) - m8) * r8));
+				sw4[c / 4] += vload4d(t);
+				sw4[c / 4 + 1] += vload4d(t + 4);
+				sb4[c / 4] += vload4d(dy + c);
+				sb4[c / 4 + 1] += vload4d(dy + c + 4);
+			}
+			for (int c = w8; c < w; c++) {
 				sw[c] += dy[c] * ((x[c] - m) * rs);
 				sb[c] += dy[c];
 			}
+		}
+		for (int c = 0; c < w8; c++) {
+			sw[c] = sw4[c / 4][c % 4];
+			sb[c] = sb4[c / 4][c % 4];
 		}
 		for (int c = 0; c < w; c++) {
 			if (j->dw)

@@ -54,17 +54,25 @@ static void
 colsum_block(void *p, size_t lo, size_t hi)
 {
 	const struct colsum2 *j = p;
-	double s[CS_W];
 
 	for (size_t blk = lo; blk < hi; blk++) {
 		int c0 = (int)blk * CS_W, w = j->C - c0 < CS_W ? j->C - c0 : CS_W;
+		int w4 = w & ~3;
+		v4d s4[CS_W / 4];
+		double s[CS_W];
+		for (int k = 0; k < CS_W / 4; k++)
+			s4[k] = (v4d){0, 0, 0, 0};
 		for (int c = 0; c < w; c++)
 			s[c] = 0;
 		for (size_t r = 0; r < j->R; r++) {
 			const float *row = j->x + r * j->ld + c0;
-			for (int c = 0; c < w; c++)
+			for (int c = 0; c < w4; c += 4)
+				s4[c / 4] += vload4d(row + c);
+			for (int c = w4; c < w; c++)
 				s[c] += row[c];
 		}
+		for (int c = 0; c < w4; c++)
+			s[c] = s4[c / 4][c % 4];
 		for (int c = 0; c < w; c++)
 			j->acc[c0 + c] += (float)s[c];
 	}

@@ -17,24 +17,36 @@ static void
 fwd(void *p, size_t lo, size_t hi)
 {
 	const struct rs *j = p;
-	int C = j->C;
+	int C = j->C, C8 = C & ~7;
 
 	for (size_t r = lo; r < hi; r++) {
-		const float *x = j->x + r * C, *y = j->y + r * C;
+		const float *x = j->x + r * C, *y = j->y + r * C, *g = j->gamma;
 		float *o = j->out + r * C;
 		float k = j->kept ? j->kept[r / (size_t)j->N] : 1.0f;
-		if (j->kept && j->gamma)
-			for (int c = 0; c < C; c++)
-				o[c] = x[c] + (j->gamma[c] * y[c]) / j->keep * k;
-		else if (j->kept)
-			for (int c = 0; c < C; c++)
+		v8f k8 = vdup(k), kp8 = vdup(j->keep);
+		int c;
+		/* the four cases keep the official order of roundings */
+		if (j->kept && g) {
+			for (c = 0; c < C8; c += 8)
+				vstore(o + c, vload(x + c) + (vload(g + c) * vload(y + c)) / kp8 * k8);
+			for (; c < C; c++)
+				o[c] = x[c] + (g[c] * y[c]) / j->keep * k;
+		} else if (j->kept) {
+			for (c = 0; c < C8; c += 8)
+				vstore(o + c, vload(x + c) + vload(y + c) / kp8 * k8);
+			for (; c < C; c++)
 				o[c] = x[c] + y[c] / j->keep * k;
-		else if (j->gamma)
-			for (int c = 0; c < C; c++)
-				o[c] = x[c] + j->gamma[c] * y[c];
-		else
-			for (int c = 0; c < C; c++)
+		} else if (g) {
+			for (c = 0; c < C8; c += 8)
+				vstore(o + c, vload(x + c) + vload(g + c) * vload(y + c));
+			for (; c < C; c++)
+				o[c] = x[c] + g[c] * y[c];
+		} else {
+			for (c = 0; c < C8; c += 8)
+				vstore(o + c, vload(x + c) + vload(y + c));
+			for (; c < C; c++)
 				o[c] = x[c] + y[c];
+		}
 	}
 }
 
@@ -51,14 +63,24 @@ static void
 bwd_rows(void *p, size_t lo, size_t hi)
 {
 	const struct rs *j = p;
-	int C = j->C;
+	int C = j->C, C8 = C & ~7, c;
 
 	for (size_t r = lo; r < hi; r++) {
 		const float *d = j->dout + r * C;
 		float *dy = j->dy + r * C;
 		float s = j->kept ? j->kept[r / (size_t)j->N] / j->keep : 1.0f;
-		for (int c = 0; c < C; c++)
-			dy[c] = d[c] * s * (j->gamma ? j->gamma[c] : 1.0f);
+		v8f s8 = vdup(s);
+		if (j->gamma) {
+			for (c = 0; c < C8; c += 8)
+				vstore(dy + c, vload(d + c) * s8 * vload(j->gamma + c));
+			for (; c < C; c++)
+				dy[c] = d[c] * s * j->gamma[c];
+		} else {
+			for (c = 0; c < C8; c += 8)
+				vstore(dy + c, vload(d + c) * s8);
+			for (; c < C; c++)
+				dy[c] = d[c] * s;
+		}
 	}
 }
 
@@ -78,16 +100,28 @@ gamma_cols(void *p, size_t lo, size_t hi)
 	int C = j->C;
 
 	for (size_t blk = lo; blk < hi; blk++) {
-		int c0 = (int)blk * 64, w = C - c0 < 64 ? C - c0 : 64;
+		int c0 = (int)blk * 64, w = C - c0 < 64 ? C - c0 : 64, w8 = w & ~7;
+		v4d s4[16];
 		double s[64] = {0};
+		for (int k = 0; k < 16; k++)
+			s4[k] = (v4d){0, 0, 0, 0};
 		for (size_t r = 0; r < j->R; r++) {
 			float k = j->kept ? j->kept[r / (size_t)j->N] / j->keep : 1.0f;
 			if (k == 0)
 				continue;
 			const float *d = j->dout + r * C + c0, *y = j->y + r * C + c0;
-			for (int c = 0; c < w; c++)
+			v4d k4 = {k, k, k, k};
+			for (int c = 0; c < w8; c += 8) {
+				float t[8];
+				vstore(t, vload(d + c) * vload(y + c));
+				s4[c / 4] += vload4d(t) * k4;
+				s4[c / 4 + 1] += vload4d(t + 4) * k4;
+			}
+			for (int c = w8; c < w; c++)
 				s[c] += (double)(d[c] * y[c]) * k;
 		}
+		for (int c = 0; c < w8; c++)
+			s[c] = s4[c / 4][c % 4];
 		for (int c = 0; c < w; c++)
 			j->dgamma[c0 + c] += (float)s[c];
 	}
