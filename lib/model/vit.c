@@ -335,6 +335,8 @@ struct vplan {
 	float *keep;		/* (2L) */
 	uint8_t *mask;		/* (B,T) the training forward's mask */
 	int masked;		/* ... if it had one */
+	int fresh;		/* the saved activations are the last training
+				 * forward's (an inference forward reuses layer 0's) */
 	/* backward */
 	float *dres, *dln, *dsm, *datt, *dhq, *dbias, *dbb, *dpe;
 };
@@ -461,6 +463,7 @@ vit_forward(struct mim_model *m, int B, const float *img, const uint8_t *mask,
 	float scale = (float)(1.0 / sqrt((double)v->D));	/* head_dim ** -0.5 */
 	int last = layer > 0 ? layer : v->L;
 
+	p->fresh = train && layer == 0;
 	if (train) {
 		p->masked = mask != NULL;
 		if (mask)
@@ -544,8 +547,9 @@ vit_backward(struct mim_model *m, const float *dlatent)
 	struct vplan *p = v->plan;
 	const struct mim_config *c = &m->cfg;
 
-	if (!p || !p->train)
-		return mim_seterr("vit: backward without a training forward");
+	if (!p || !p->train || !p->fresh)
+		return mim_seterr("vit: backward without a fresh training forward");
+	p->fresh = 0;	/* backward overwrites P with dS: once only */
 	int B = p->B, N = v->N, C = v->C, F = v->F, Hh = v->Hh, BN = B * N;
 	size_t NN = (size_t)N * N;
 	float eps = (float)c->layer_norm_eps;
