@@ -98,6 +98,15 @@ import sys, numpy as np, st
 st.save(sys.argv[1], {'image': np.zeros((1, 3, 64, 64), np.float32)})" "$T/big.mim"
 expect_fail 'image of the wrong size for the Swin model' 1 'mim-encode --ckpt "$T/ck.st" "$T/big.mim"'
 
+# drop path in training: the reference draws libmim's per-sample decisions
+# (two per block, rates linspace(0, 0.5, 7)), so the step compares exactly
+if have_torch; then
+	expect_ok 'swin_ref.py: micro reference with drop path 0.5' '$PY "$REF/swin_ref.py" gen "$T/dp.st" --config "{\"img_size\":32,\"patch_size\":2,\"window_size\":4,\"embed_dim\":4,\"depths\":[2,2,2,1],\"num_heads\":[1,2,2,4],\"drop_path_rate\":0.5}" --perturb --seed 4 --mask-patch 8 --double --batch 4 --dp-seed 11'
+	"$MIM_TOP/$MIM_BUILD/tests/test_swin" "$T/dp.st" "micro, drop path 0.5"
+else
+	echo "skip - no torch: drop path parity"
+fi
+
 # parity on swin-tiny, 192 px, window 6, batch 2: latent and every
 # encoder gradient within 1e-4 of the float64 reference
 if ! have_torch; then

@@ -23,6 +23,8 @@ state_dict names, so it loads the official weights and its dumps load into mim.
                       token random values (init has 1/0 there), so their
                       gradients are a stronger test
       --weights FILE  take the weights from a mim checkpoint instead
+      --dp-seed S     drop path seed (as mim_model_grad's seed); the
+                      rate is the config's drop_path_rate
       --double        compute in float64 (weights and inputs are float32
                       values; results are rounded to float32 at the end):
                       the exact value a float32 implementation is judged
@@ -139,9 +141,20 @@ class Mlp(nn.Module):
         return self.fc2(F.gelu(self.fc1(x)))
 
 
+def drop_path(x, rate, seed, call, training):
+    """timm's DropPath, per sample: x / keep * kept[b], with libmim's draw
+    (vit_ref.droppath_kept) so that a step can be compared exactly"""
+    if not training or rate <= 0:
+        return x
+    from vit_ref import droppath_kept
+    kept, keep = droppath_kept(x.shape[0], rate, seed, call)
+    return x.div(keep) * torch.from_numpy(kept).to(x.dtype).view(-1, 1, 1)
+
+
 class Block(nn.Module):
     def __init__(self, C, res, nH, ws, shift, mlp_ratio, qkv_bias, eps):
         super().__init__()
+        self.dp_rate, self.dp_seed, self.gi = 0.0, 0, 0  # set by Encoder
         if res <= ws:          # window clamp: the whole map is one window
             ws, shift = res, 0
         self.res, self.ws, self.shift = res, ws, shift
@@ -164,8 +177,11 @@ class Block(nn.Module):
         y = from_windows(y, self.ws, B, H, W)
         if self.shift:
             y = torch.roll(y, (self.shift, self.shift), (1, 2))
-        x = x + y.reshape(B, L, C)
-        return x + self.mlp(self.norm2(x))
+        # the block's DropPath draws anew on each of its two calls
+        x = x + drop_path(y.reshape(B, L, C), self.dp_rate, self.dp_seed, 2 * self.gi,
+                          self.training)
+        return x + drop_path(self.mlp(self.norm2(x)), self.dp_rate, self.dp_seed,
+                             2 * self.gi + 1, self.training)
 
 
 class Merge(nn.Module):
@@ -220,6 +236,15 @@ class Encoder(nn.Module):
                   c["mlp_ratio"], c["qkv_bias"], eps, s < n - 1) for s in range(n))
         self.num_features = C * 2 ** (n - 1)
         self.norm = nn.LayerNorm(self.num_features, eps=eps)
+        blocks = [b for s in self.layers for b in s.blocks]
+        rates = torch.linspace(0, c["drop_path_rate"], len(blocks))   # float32
+        for i, b in enumerate(blocks):
+            b.gi, b.dp_rate = i, float(rates[i])
+
+    def set_dp_seed(self, seed):
+        for s in self.layers:
+            for b in s.blocks:
+                b.dp_seed = seed
 
     def forward(self, img, mask):
         x = self.patch_embed.proj(img)                   # (B,C,h,w)
@@ -340,7 +365,7 @@ def golden(d):
 
 def parse_args(argv):
     o = dict(config={}, batch=2, seed=0, mask_patch=None, ratio=0.6, perturb=False,
-             weights=None, double=False)
+             weights=None, double=False, dp_seed=0)
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -360,6 +385,8 @@ def parse_args(argv):
             o["perturb"] = True
         elif a == "--double":
             o["double"] = True
+        elif a == "--dp-seed":
+            o["dp_seed"] = int(argv[i + 1]); i += 1
         elif a == "--weights":
             o["weights"] = argv[i + 1]; i += 1
         else:
@@ -422,6 +449,7 @@ def gen(out, argv):
     if o["double"]:
         model = model.double()
         img = img.double()
+    model.encoder.set_dp_seed(o["dp_seed"])
     z, pred, loss = step(model, img, mask)
 
     def f32(t):
@@ -440,9 +468,10 @@ def gen(out, argv):
           "embed_dim": c["embed_dim"], "depths": c["depths"], "num_heads": c["num_heads"],
           "window_size": c["window_size"], "mlp_ratio": c["mlp_ratio"],
           "qkv_bias": bool(c["qkv_bias"]), "layer_norm_eps": c["layer_norm_eps"],
-          "encoder_stride": c["encoder_stride"], "drop_path_rate": 0.0}
+          "encoder_stride": c["encoder_stride"], "drop_path_rate": c["drop_path_rate"]}
     st.save(out, tens, {"mim.config": json.dumps(mc), "swin_ref.seed": str(o["seed"]),
-                        "swin_ref.dtype": "float64" if o["double"] else "float32"})
+                        "swin_ref.dtype": "float64" if o["double"] else "float32",
+                        "swin_ref.dp_seed": str(o["dp_seed"])})
     n = sum(p.numel() for p in model.parameters())
     print("%s: %d parameters, loss %.6f" % (out, n, loss.item()), file=sys.stderr)
     return 0
