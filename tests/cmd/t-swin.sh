@@ -103,8 +103,12 @@ expect_fail 'image of the wrong size for the Swin model' 1 'mim-encode --ckpt "$
 if have_torch; then
 	expect_ok 'swin_ref.py: micro reference with drop path 0.5' '$PY "$REF/swin_ref.py" gen "$T/dp.st" --config "{\"img_size\":32,\"patch_size\":2,\"window_size\":4,\"embed_dim\":4,\"depths\":[2,2,2,1],\"num_heads\":[1,2,2,4],\"drop_path_rate\":0.5}" --perturb --seed 4 --mask-patch 8 --double --batch 4 --dp-seed 11'
 	"$MIM_TOP/$MIM_BUILD/tests/test_swin" "$T/dp.st" "micro, drop path 0.5"
+	# the other config keys: ape, no patch norm, no qkv bias, mlp_ratio 2.5,
+	# eps 1e-6, patch 3, window 2 (shift 1), 3 stages, batch 3
+	expect_ok 'swin_ref.py: micro reference of the other config keys' '$PY "$REF/swin_ref.py" gen "$T/var.st" --config "{\"img_size\":24,\"patch_size\":3,\"window_size\":2,\"embed_dim\":6,\"depths\":[1,2,1],\"num_heads\":[2,3,3],\"ape\":true,\"patch_norm\":false,\"qkv_bias\":false,\"mlp_ratio\":2.5,\"layer_norm_eps\":1e-6}" --perturb --seed 5 --mask-patch 6 --double --batch 3'
+	"$MIM_TOP/$MIM_BUILD/tests/test_swin" "$T/var.st" "ape, no patch norm, no qkv bias"
 else
-	echo "skip - no torch: drop path parity"
+	echo "skip - no torch: drop path and config-key parity"
 fi
 
 # parity on swin-tiny, 192 px, window 6, batch 2: latent and every

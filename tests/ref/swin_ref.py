@@ -218,10 +218,10 @@ class Stage(nn.Module):
 
 
 class PatchEmbed(nn.Module):
-    def __init__(self, p, cin, C, eps):
+    def __init__(self, p, cin, C, eps, norm):
         super().__init__()
         self.proj = nn.Conv2d(cin, C, p, p)
-        self.norm = nn.LayerNorm(C, eps=eps)
+        self.norm = nn.LayerNorm(C, eps=eps) if norm else None
 
 
 class Encoder(nn.Module):
@@ -229,8 +229,12 @@ class Encoder(nn.Module):
         super().__init__()
         C, eps, n = c["embed_dim"], c["layer_norm_eps"], len(c["depths"])
         r0 = c["img_size"] // c["patch_size"]
+        if c["ape"]:            # registered before mask_token, as the official
+            self.absolute_pos_embed = nn.Parameter(torch.zeros(1, r0 * r0, C))
+        else:
+            self.absolute_pos_embed = None
         self.mask_token = nn.Parameter(torch.zeros(1, 1, C))
-        self.patch_embed = PatchEmbed(c["patch_size"], c["in_chans"], C, eps)
+        self.patch_embed = PatchEmbed(c["patch_size"], c["in_chans"], C, eps, c["patch_norm"])
         self.layers = nn.ModuleList(
             Stage(C * 2 ** s, r0 >> s, c["depths"][s], c["num_heads"][s], c["window_size"],
                   c["mlp_ratio"], c["qkv_bias"], eps, s < n - 1) for s in range(n))
@@ -249,9 +253,13 @@ class Encoder(nn.Module):
     def forward(self, img, mask):
         x = self.patch_embed.proj(img)                   # (B,C,h,w)
         B, C, h, w = x.shape
-        x = self.patch_embed.norm(x.flatten(2).transpose(1, 2))
+        x = x.flatten(2).transpose(1, 2)
+        if self.patch_embed.norm is not None:
+            x = self.patch_embed.norm(x)
         m = mask.flatten(1).unsqueeze(-1).to(x.dtype)    # (B,L,1), 1 = masked
         x = x * (1 - m) + self.mask_token * m
+        if self.absolute_pos_embed is not None:
+            x = x + self.absolute_pos_embed
         for s in self.layers:
             x = s(x)
         x = self.norm(x)
@@ -302,6 +310,8 @@ class SimMIMSwin(nn.Module):
             elif isinstance(mod, Attn):
                 tn(mod.relative_position_bias_table)
         tn(self.encoder.mask_token)
+        if self.encoder.absolute_pos_embed is not None:
+            tn(self.encoder.absolute_pos_embed)
 
 
 def params_np(model):
@@ -468,6 +478,7 @@ def gen(out, argv):
           "embed_dim": c["embed_dim"], "depths": c["depths"], "num_heads": c["num_heads"],
           "window_size": c["window_size"], "mlp_ratio": c["mlp_ratio"],
           "qkv_bias": bool(c["qkv_bias"]), "layer_norm_eps": c["layer_norm_eps"],
+          "ape": bool(c["ape"]), "patch_norm": bool(c["patch_norm"]),
           "encoder_stride": c["encoder_stride"], "drop_path_rate": c["drop_path_rate"]}
     st.save(out, tens, {"mim.config": json.dumps(mc), "swin_ref.seed": str(o["seed"]),
                         "swin_ref.dtype": "float64" if o["double"] else "float32",
