@@ -10,7 +10,7 @@
  *     the window clamp makes ws = res and shift = 0):
  *       y = norm1(x) -> roll(-shift) -> window partition     (window.c)
  *       y = window attention (qkv bias, q * D^-0.5, + relative position
- *           bias, + the -100 shift mask) -> proj            (winattn.c)
+ *           bias, + the -100 shift mask) -> proj     (kern attention.c)
  *       x = x + drop_path(roll(+shift)(window reverse(y)))
  *       x = x + drop_path(fc2(gelu(fc1(norm2(x)))))
  *     if s < last: patch merging [x0,x1,x2,x3] -> LN(4C) -> Linear(4C,2C)
@@ -32,6 +32,7 @@
  * (its last block, before its patch merging; no final norm) as
  * (B, C_K, res_K, res_K). */
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -536,6 +537,10 @@ plan_get(struct mim_model *m, int B, int train)
 
 	if (p && p->B == B && p->threads == mim_threads())
 		return p;
+	if ((int64_t)B * v->G * v->G > INT_MAX / 4) {	/* rows are ints in the kernels */
+		mim_seterr("batch %d is too large for %d tokens per image", B, v->G * v->G);
+		return NULL;
+	}
 	plan_free(p);
 	v->plan[train] = NULL;
 	if (!(p = mim_calloc(1, sizeof *p)))

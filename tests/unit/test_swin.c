@@ -325,6 +325,69 @@ check_golden(void)
 	mim_frame_free(w);
 }
 
+static double
+stdev(const float *x, size_t n, double *mean, double *absmax)
+{
+	double s = 0, q = 0, mx = 0;
+	for (size_t i = 0; i < n; i++) {
+		s += x[i];
+		q += (double)x[i] * x[i];
+		mx = fabs(x[i]) > mx ? fabs(x[i]) : mx;
+	}
+	*mean = s / n;
+	*absmax = mx;
+	return sqrt(q / n - *mean * *mean);
+}
+
+/* the official initialisation, by its statistics */
+static void
+check_init(void)
+{
+	struct mim_config c;
+	const char *js = "{\"model\":\"swin\",\"img_size\":64,\"patch_size\":4,\"embed_dim\":64,"
+	    "\"depths\":[2,2],\"num_heads\":[2,4],\"window_size\":4,\"encoder_stride\":8}";
+	if (mim_config_parse(&c, js) < 0) {
+		tap(0, "init config: %s", mim_errmsg());
+		return;
+	}
+	struct mim_model *m = mim_model_new(&c), *m2 = mim_model_new(&c);
+	mim_model_init(m, 7);
+	mim_model_init(m2, 7);
+	tap(memcmp(m->w, m2->w, m->nw * sizeof(float)) == 0, "init: the same seed gives the same weights");
+	mim_model_init(m2, 8);
+	tap(memcmp(m->w, m2->w, m->nw * sizeof(float)) != 0, "init: another seed, other weights");
+	int lin = 1, zero = 1, one = 1, tab = 1, nlin = 0, nzero = 0, none = 0, ntab = 0;
+	for (int i = 0; i < m->np; i++) {
+		const struct mim_param *p = &m->p[i];
+		const float *w = m->w + p->off;
+		const char *n = p->name;
+		double mean, mx, sd = stdev(w, p->numel, &mean, &mx);
+		size_t len = strlen(n);
+		int is_w = len > 7 && !strcmp(n + len - 7, ".weight"), is_b = len > 5 && !strcmp(n + len - 5, ".bias");
+		if (strstr(n, "norm") && is_w)
+			one &= mean == 1 && sd == 0, none++;
+		else if (strstr(n, "norm") || (is_b && !strstr(n, "patch_embed") && !strstr(n, "decoder")))
+			zero &= mx == 0, nzero++;
+		else if (is_w && !strstr(n, "patch_embed") && !strstr(n, "decoder") && p->numel >= 4096)
+			lin &= fabs(sd - 0.02) < 0.001 && fabs(mean) < 0.001 && mx > 0.06, nlin++;
+		else if (strstr(n, "relative_position_bias_table"))
+			tab &= fabs(sd - 0.02) < 0.006 && mx < 0.12, ntab++;
+	}
+	tap(lin && nlin == 17, "init: %d Linear weights N(0, 0.02^2), not cut at 1 sigma", nlin);
+	tap(zero && nzero == 27, "init: %d Linear and LayerNorm biases 0", nzero);
+	tap(one && none == 11, "init: %d LayerNorm weights 1", none);
+	tap(tab && ntab == 4, "init: %d relative position tables std 0.02", ntab);
+	struct mim_param *pw = mim_model_param(m, "encoder.patch_embed.proj.weight");
+	double mean, mx, sd = stdev(m->w + pw->off, pw->numel, &mean, &mx), bound = 1 / sqrt(48.0);
+	tap(mx <= bound && mx > 0.95 * bound && fabs(sd - bound / sqrt(3.0)) < 0.01,
+	    "init: patch conv U(+-1/sqrt(48)) (absmax %.4f, std %.4f)", mx, sd);
+	struct mim_param *mt = mim_model_param(m, "encoder.mask_token");
+	sd = stdev(m->w + mt->off, mt->numel, &mean, &mx);
+	tap(sd > 0.01 && sd < 0.03 && mx < 0.1, "init: mask token normal, std %.4f", sd);
+	mim_model_free(m);
+	mim_model_free(m2);
+}
+
 static void
 check_counts(void)
 {
@@ -359,6 +422,7 @@ main(int argc, char **argv)
 		return tap_done();
 	}
 	check_counts();
+	check_init();
 	check_dump(path("MIM_TOP", ".", "tests/ref/swin_micro.safetensors"), "micro 4-stage");
 	check_golden();
 	return tap_done();
