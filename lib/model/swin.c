@@ -215,10 +215,14 @@ static int
 buffer_of(const struct swin *v, const char *name, const struct sblock **blk)
 {
 	int s, b, n = 0;
-	char what[64];
+	char what[64], canon[128];
 
 	if (sscanf(name, "encoder.layers.%d.blocks.%d.%63s%n", &s, &b, what, &n) != 3 ||
 	    name[n] != 0 || s < 0 || s >= v->ns || b < 0 || b >= v->st[s].depth)
+		return 0;
+	/* exactly the official spelling ("layers.01" is not a buffer) */
+	snprintf(canon, sizeof canon, "encoder.layers.%d.blocks.%d.%s", s, b, what);
+	if (strcmp(canon, name) != 0)
 		return 0;
 	*blk = &v->st[s].blk[b];
 	if (strcmp(what, "attn.relative_position_index") == 0)

@@ -287,8 +287,9 @@ check_golden(void)
 	mim_config_preset(&c, "micro-swin");
 	struct mim_model *m = mim_model_new(&c);
 	/* the official state dict, buffers included, loads as it is */
-	tap(m && mim_model_load(m, w, 0) == 0, "golden: official state dict with its buffers loads (%s)",
-	    mim_errmsg());
+	int rc = m ? mim_model_load(m, w, 0) : -1;
+	tap(rc == 0, "golden: official state dict with its buffers loads%s%s", rc ? ": " : "",
+	    rc ? mim_errmsg() : "");
 	/* and our buffers equal the official ones */
 	struct mim_frame *ours = mim_model_to_frame(m);
 	int nb = 0, same = 1;
@@ -314,11 +315,26 @@ check_golden(void)
 	    "grad/", 2e-4);
 	check_model("golden micro-swin", m, f, mask, "input/images", "out/z", "out/x_rec",
 	    "out/loss", 2e-4);
-	/* a wrong buffer is refused */
+	/* wrong buffers are refused */
 	struct mim_tensor *t = mim_frame_get(w, "encoder.layers.0.blocks.1.attn_mask");
 	((float *)t->data)[5] = ((float *)t->data)[5] == 0 ? -100.0f : 0.0f;
 	tap(mim_model_load(m, w, 0) < 0 && strstr(mim_errmsg(), "attn_mask"),
 	    "golden: a corrupted attn_mask is refused (%s)", mim_errmsg());
+	((float *)t->data)[5] = ((float *)t->data)[5] == 0 ? -100.0f : 0.0f;
+	tap(mim_model_load(m, w, 0) == 0, "golden: restored, it loads again");
+	int64_t sh[3] = {16, 16, 16};
+	mim_frame_add(w, "encoder.layers.0.blocks.0.attn_mask", MIM_F32, 3, sh, NULL);
+	tap(mim_model_load(m, w, 0) < 0 && strstr(mim_errmsg(), "unexpected tensor"),
+	    "golden: an attn_mask on an unshifted block is unexpected (%s)", mim_errmsg());
+	mim_frame_remove(w, "encoder.layers.0.blocks.0.attn_mask");
+	mim_frame_add(w, "encoder.layers.00.blocks.1.attn_mask", MIM_F32, 3, sh, NULL);
+	tap(mim_model_load(m, w, 0) < 0 && strstr(mim_errmsg(), "unexpected tensor"),
+	    "golden: a misspelt buffer name is unexpected");
+	mim_frame_remove(w, "encoder.layers.00.blocks.1.attn_mask");
+	mim_frame_add(w, "encoder.layers.1.blocks.0.attn.relative_position_index", MIM_I64, 2, sh + 1, NULL);
+	mim_frame_get(w, "encoder.layers.1.blocks.0.attn.relative_position_index")->shape[0] = 4;
+	tap(mim_model_load(m, w, 0) < 0 && strstr(mim_errmsg(), "relative_position_index"),
+	    "golden: a relative_position_index of the wrong shape is refused (%s)", mim_errmsg());
 	free(mask);
 	mim_model_free(m);
 	mim_frame_free(f);
