@@ -76,7 +76,8 @@ struct mim_pk {
 
 struct mim_pickle;
 
-/* The biggest pickle mim_unpickle accepts, and the most memory it uses. */
+/* The longest pickle mim_unpickle reads (the bytes up to STOP; the buffer
+ * may go on), and the most memory it uses. */
 #define MIM_PICKLE_MAXLEN ((size_t)64 << 20)
 #define MIM_PICKLE_MEMCAP ((size_t)256 << 20)
 

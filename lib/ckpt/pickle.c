@@ -90,6 +90,7 @@ struct up {
 	struct memo_slot *memo;
 	size_t mlen, mslots;		/* entries, table size (power of 2) */
 	int proto;
+	int hitend;			/* an argument ran past the end */
 };
 
 static struct mim_pk none_v = {.kind = MIM_PK_NONE};
@@ -307,8 +308,10 @@ memo_get(struct up *u, uint64_t key)
 static const unsigned char *
 take(struct up *u, size_t k)
 {
-	if (k > u->n - u->pos)
+	if (k > u->n - u->pos) {
+		u->hitend = 1;
 		return fail(u, "truncated (%zu bytes wanted, %zu left)", k, u->n - u->pos), NULL;
+	}
 	const unsigned char *r = u->b + u->pos;
 	u->pos += k;
 	return r;
@@ -334,8 +337,10 @@ line(struct up *u, const char **s, size_t *len)
 	const unsigned char *p = u->b + u->pos;
 	const unsigned char *e = memchr(p, '\n', u->n - u->pos);
 
-	if (!e)
+	if (!e) {
+		u->hitend = 1;
 		return fail(u, "truncated text argument");
+	}
 	*s = (const char *)p;
 	*len = (size_t)(e - p);
 	u->pos += *len + 1;
@@ -923,9 +928,11 @@ step(struct up *u, int op)
 			return -1;
 		if (op == OP_BINSTRING && (int32_t)(uint32_t)x < 0)
 			return fail(u, "negative BINSTRING length");
-		if (x > u->n - u->pos)
+		if (x > u->n - u->pos) {
+			u->hitend = 1;
 			return fail(u, "string of %llu bytes runs past the end",
 			    (unsigned long long)x);
+		}
 		p = take(u, (size_t)x);
 		int bytes = op == OP_BINBYTES || op == OP_SHORT_BINBYTES ||
 		    op == OP_BINBYTES8 || op == OP_BYTEARRAY8;
@@ -1107,16 +1114,16 @@ mim_unpickle(const void *buf, size_t n, size_t *used)
 	struct up u = {.b = buf, .n = n};
 	int rc = -1;
 
-	if (n > MIM_PICKLE_MAXLEN) {
-		mim_seterr("pickle: %zu bytes, more than the %zu MiB allowed", n,
-		    MIM_PICKLE_MAXLEN >> 20);
-		return NULL;
-	}
+	/* the cap is on the pickle, not on what follows it (legacy files) */
+	int capped = n > MIM_PICKLE_MAXLEN;
+	if (capped)
+		u.n = MIM_PICKLE_MAXLEN;
 	if (!(u.p = mim_calloc(1, sizeof *u.p)))
 		return NULL;
 	for (;;) {
 		u.op_at = u.pos;
 		if (u.pos >= u.n) {
+			u.hitend = 1;
 			fail(&u, "truncated: no STOP");
 			break;
 		}
@@ -1135,6 +1142,8 @@ mim_unpickle(const void *buf, size_t n, size_t *used)
 	free(u.stack);
 	free(u.marks);
 	free(u.memo);
+	if (rc < 0 && capped && u.hitend)
+		mim_seterr("pickle: longer than the %zu MiB allowed", MIM_PICKLE_MAXLEN >> 20);
 	if (rc < 0) {
 		mim_pickle_free(u.p);
 		return NULL;

@@ -350,8 +350,22 @@ hostile(void)
 	tap(fails(mim_unpickle(bomb, n, NULL), "MiB of memory"), "the memory cap holds (%s)",
 	    mim_errmsg());
 	free(bomb);
-	tap(fails(mim_unpickle("\x80\x02N.", MIM_PICKLE_MAXLEN + 1, NULL), "more than"),
-	    "pickles over the size cap are refused before reading");
+	/* a pickle longer than the cap; and a short one followed by many bytes */
+	n = MIM_PICKLE_MAXLEN + 64;
+	bomb = calloc(1, n);
+	memcpy(bomb, "\x80\x04\x8d", 3);
+	uint64_t sl = MIM_PICKLE_MAXLEN;
+	memcpy(bomb + 3, &sl, 8);
+	bomb[n - 1] = '.';
+	tap(fails(mim_unpickle(bomb, n, NULL), "longer than the 64 MiB allowed"),
+	    "a pickle longer than the cap: %s", mim_errmsg());
+	memcpy(bomb, "\x80\x02K\x07.", 5);
+	size_t used = 0;
+	struct mim_pickle *q = mim_unpickle(bomb, n, &used);
+	tap(q && mim_pickle_root(q)->u.i == 7 && used == 5,
+	    "a short pickle followed by more than the cap of other bytes (legacy files)");
+	mim_pickle_free(q);
+	free(bomb);
 }
 
 int
