@@ -10,5 +10,6 @@
 #include "mim/optim.h"
 #include "mim/view.h"
 #include "mim/mask.h"
+#include "mim/data.h"
 
 #endif

@@ -1,0 +1,495 @@
+/* mim-data -- tar shards and folders of images into augmented, normalised
+ * batches (mim stream frames), or into preprocessed tar shards. */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "cli.h"
+#include "mim/data.h"
+
+static const char usage_text[] =
+"usage: mim-data [OPTION]... [INPUT]...\n"
+"Decode the images of WebDataset tar shards (.tar, .tar.gz, .tar.zst; '-' or\n"
+"none: stdin) and folders (recursive; sub-folders are classes), apply SimMIM's\n"
+"transform and write batches to stdout as mim stream frames: image F32\n"
+"[B,3,S,S], label I64 [B] when the data has labels, metadata mim.keys,\n"
+"mim.batch, mim.epoch. Warnings and the final counts go to stderr.\n"
+"\n"
+"Transform (default: RandomResizedCrop + flip, as SimMIM pre-training):\n"
+"  -s, --size S            output side, default 192\n"
+"      --scale LO,HI       crop area fraction range, default 0.67,1\n"
+"      --ratio LO,HI       crop aspect ratio range, default 0.75,1.3333333\n"
+"      --flip P            horizontal flip probability, default 0.5\n"
+"      --interp NAME       bilinear (default) or bicubic (default with --eval)\n"
+"      --mean M[,M,M]      default ImageNet 0.485,0.456,0.406\n"
+"      --std S[,S,S]       default ImageNet 0.229,0.224,0.225\n"
+"      --eval, --no-augment  shorter side to int(S/R), centre crop S x S\n"
+"      --crop-ratio R      R for --eval, default 0.875 (224/256)\n"
+"      --gap G             libvips reducing gap, default 3 (0: none)\n"
+"      --shrink-min F      JPEG shrink-on-load while the box stays F times\n"
+"                          the output, default 4 (0: off)\n"
+"Order and batches:\n"
+"  -b, --batch B           images per frame, default 32\n"
+"      --drop-last         drop the short last batch of each epoch\n"
+"  -e, --epochs N          passes over the input, default 1 (0: without end)\n"
+"      --shuffle K         shuffle buffer of K samples (0: input order)\n"
+"      --seed N            default 0; fixes order, crops and flips\n"
+"  -j, --threads N         decoding threads (default MIM_THREADS or CPUs)\n"
+"      --shard-index I     take part I of --shard-count N parts\n"
+"      --shard-count N\n"
+"      --split-by WHAT     sample (default) or shard\n"
+"      --ext LIST          image extensions by priority, default\n"
+"                          jpg,jpeg,png,webp,ppm,pgm,pbm,pnm,tif,tiff,gif\n"
+"      --strict            a bad image, member or shard is an error\n"
+"Writing shards instead of frames:\n"
+"  -o, --out PATTERN       tar shards named PATTERN % index ('out-%06d.tar')\n"
+"      --per-shard N       samples per shard, default 1000\n"
+"      --format FMT        png (default) or jpg\n"
+"      --quality Q         JPEG quality, default 95\n"
+"      --keep-aspect       shorter side to S, no crop (with --out)\n"
+"      --idx               inputs are IDX files IMAGES [LABELS] (MNIST,\n"
+"                          Fashion-MNIST): write them as .png and .cls\n"
+"Debugging:\n"
+"      --box X,Y,W,H[,F]   crop this box (and flip if F is 1) in every image\n"
+"      --print-boxes       print each image's size, box, flip and JPEG shrink\n"
+"  -q, --quiet             no counts at the end\n"
+"  -v, --verbose           progress every few seconds\n"
+"  -h, --help              this help\n";
+
+enum {
+	O_SCALE = 256, O_RATIO, O_FLIP, O_INTERP, O_MEAN, O_STD, O_EVAL, O_CROPR,
+	O_GAP, O_SHRINK, O_DROP, O_SHUF, O_SEED, O_SIDX, O_SCNT, O_SPLIT, O_EXT,
+	O_STRICT, O_PERSHARD, O_FORMAT, O_QUAL, O_KEEP, O_IDX, O_BOX, O_PBOX,
+};
+
+struct cmdline {
+	struct mim_loader_opts o;
+	int batch, drop_last, quiet, verbose, print_boxes, idx, interp_set;
+	const char *out;
+	long per_shard;
+};
+
+static void
+pair(const char *flag, const char *s, double v[2])
+{
+	if (cli_doubles(flag, s, v, 2) != 2)
+		usage_error("%s: want two values LO,HI", flag);
+}
+
+static void
+three(const char *flag, const char *s, float v[3])
+{
+	double d[3];
+	int n = cli_doubles(flag, s, d, 3);
+
+	if (n == 2)
+		usage_error("%s: want one or three values", flag);
+	for (int i = 0; i < 3; i++)
+		v[i] = (float)d[n == 1 ? 0 : i];
+}
+
+static void
+parse(int argc, char **argv, struct cmdline *c)
+{
+	static const struct option opts[] = {
+		{"size", required_argument, NULL, 's'},
+		{"scale", required_argument, NULL, O_SCALE},
+		{"ratio", required_argument, NULL, O_RATIO},
+		{"flip", required_argument, NULL, O_FLIP},
+		{"interp", required_argument, NULL, O_INTERP},
+		{"mean", required_argument, NULL, O_MEAN},
+		{"std", required_argument, NULL, O_STD},
+		{"eval", no_argument, NULL, O_EVAL},
+		{"no-augment", no_argument, NULL, O_EVAL},
+		{"crop-ratio", required_argument, NULL, O_CROPR},
+		{"gap", required_argument, NULL, O_GAP},
+		{"shrink-min", required_argument, NULL, O_SHRINK},
+		{"batch", required_argument, NULL, 'b'},
+		{"drop-last", no_argument, NULL, O_DROP},
+		{"epochs", required_argument, NULL, 'e'},
+		{"shuffle", required_argument, NULL, O_SHUF},
+		{"seed", required_argument, NULL, O_SEED},
+		{"threads", required_argument, NULL, 'j'},
+		{"shard-index", required_argument, NULL, O_SIDX},
+		{"shard-count", required_argument, NULL, O_SCNT},
+		{"split-by", required_argument, NULL, O_SPLIT},
+		{"ext", required_argument, NULL, O_EXT},
+		{"strict", no_argument, NULL, O_STRICT},
+		{"out", required_argument, NULL, 'o'},
+		{"per-shard", required_argument, NULL, O_PERSHARD},
+		{"format", required_argument, NULL, O_FORMAT},
+		{"quality", required_argument, NULL, O_QUAL},
+		{"keep-aspect", no_argument, NULL, O_KEEP},
+		{"idx", no_argument, NULL, O_IDX},
+		{"box", required_argument, NULL, O_BOX},
+		{"print-boxes", no_argument, NULL, O_PBOX},
+		{"quiet", no_argument, NULL, 'q'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	struct mim_loader_opts *o = &c->o;
+	struct mim_aug *a = &o->aug;
+	int ch, keep = 0, eval = 0;
+
+	memset(c, 0, sizeof *c);
+	mim_aug_default(a);
+	o->seed = 0;
+	o->epochs = 1;
+	o->threads = 0;
+	o->rank = 0;
+	o->nranks = 1;
+	o->mean[0] = 0.485f, o->mean[1] = 0.456f, o->mean[2] = 0.406f;
+	o->std[0] = 0.229f, o->std[1] = 0.224f, o->std[2] = 0.225f;
+	o->encfmt = "png";
+	o->quality = 95;
+	c->batch = 32;
+	c->per_shard = 1000;
+	while ((ch = getopt_long(argc, argv, "s:b:e:j:o:qvh", opts, NULL)) != -1) {
+		double d[5];
+		int n;
+		switch (ch) {
+		case 's': a->size = (int)cli_int("--size", optarg, 1, 8192); break;
+		case O_SCALE: pair("--scale", optarg, a->scale); break;
+		case O_RATIO: pair("--ratio", optarg, a->ratio); break;
+		case O_FLIP: a->flip = cli_double("--flip", optarg, 0, 1); break;
+		case O_INTERP:
+			if (!strcmp(optarg, "bilinear"))
+				a->interp = MIM_INTERP_BILINEAR;
+			else if (!strcmp(optarg, "bicubic"))
+				a->interp = MIM_INTERP_BICUBIC;
+			else
+				usage_error("--interp: '%s': want bilinear or bicubic", optarg);
+			c->interp_set = 1;
+			break;
+		case O_MEAN: three("--mean", optarg, o->mean); break;
+		case O_STD: three("--std", optarg, o->std); break;
+		case O_EVAL: eval = 1; break;
+		case O_CROPR: a->crop_ratio = cli_double("--crop-ratio", optarg, 1e-6, 1); break;
+		case O_GAP: a->gap = cli_double("--gap", optarg, 0, 1e6); break;
+		case O_SHRINK: a->shrink_min = cli_double("--shrink-min", optarg, 0, 1e6); break;
+		case 'b': c->batch = (int)cli_int("--batch", optarg, 1, 1 << 20); break;
+		case O_DROP: c->drop_last = 1; break;
+		case 'e': o->epochs = (long)cli_int("--epochs", optarg, 0, 1L << 40); break;
+		case O_SHUF: o->shuffle = (long)cli_int("--shuffle", optarg, 0, 1L << 24); break;
+		case O_SEED: o->seed = (uint64_t)cli_int("--seed", optarg, 0, INT64_MAX); break;
+		case 'j': o->threads = (int)cli_int("--threads", optarg, 1, 1024); break;
+		case O_SIDX: o->rank = (int)cli_int("--shard-index", optarg, 0, 1 << 20); break;
+		case O_SCNT: o->nranks = (int)cli_int("--shard-count", optarg, 1, 1 << 20); break;
+		case O_SPLIT:
+			if (!strcmp(optarg, "shard"))
+				o->split_shards = 1;
+			else if (strcmp(optarg, "sample"))
+				usage_error("--split-by: '%s': want sample or shard", optarg);
+			break;
+		case O_EXT: o->exts = optarg; break;
+		case O_STRICT: o->strict = 1; break;
+		case 'o': c->out = optarg; break;
+		case O_PERSHARD: c->per_shard = (long)cli_int("--per-shard", optarg, 1, 1L << 40); break;
+		case O_FORMAT:
+			if (!strcmp(optarg, "jpeg"))
+				optarg = "jpg";
+			if (strcmp(optarg, "png") && strcmp(optarg, "jpg"))
+				usage_error("--format: '%s': want png or jpg", optarg);
+			o->encfmt = optarg;
+			break;
+		case O_QUAL: o->quality = (int)cli_int("--quality", optarg, 1, 100); break;
+		case O_KEEP: keep = 1; break;
+		case O_IDX: c->idx = 1; break;
+		case O_BOX:
+			n = cli_doubles("--box", optarg, d, 5);
+			if (n < 4)
+				usage_error("--box: want X,Y,W,H or X,Y,W,H,F");
+			for (int i = 0; i < n; i++)
+				if (d[i] != floor(d[i]) || d[i] < 0 || d[i] > 1e9)
+					usage_error("--box: '%s': want non-negative integers", optarg);
+			if (d[2] < 1 || d[3] < 1 || (n == 5 && d[4] > 1))
+				usage_error("--box: '%s': want W,H >= 1 and F 0 or 1", optarg);
+			a->force = 1;
+			a->box = (struct mim_box){(int)d[0], (int)d[1], (int)d[2], (int)d[3],
+			    n == 5 ? (int)d[4] : 0};
+			break;
+		case O_PBOX: c->print_boxes = 1; break;
+		case 'q': c->quiet = 1; break;
+		case 'v': c->verbose = 1; break;
+		case 'h': fputs(usage_text, stdout); exit(0);
+		default: usage_error("unknown option");
+		}
+	}
+	if (eval && keep)
+		usage_error("--eval and --keep-aspect exclude each other");
+	if (eval) {
+		a->mode = MIM_MODE_EVAL;
+		if (!c->interp_set)
+			a->interp = MIM_INTERP_BICUBIC;
+	}
+	if (keep) {
+		if (!c->out)
+			usage_error("--keep-aspect gives images of different sizes: only with --out");
+		a->mode = MIM_MODE_RESIZE;
+	}
+	if (a->force && a->mode != MIM_MODE_TRAIN)
+		usage_error("--box applies to the training transform only");
+	if (o->rank >= o->nranks)
+		usage_error("--shard-index %d: want less than --shard-count %d", o->rank, o->nranks);
+	if (c->idx && !c->out)
+		usage_error("--idx writes shards: it needs --out");
+	if (mim_aug_check(a))
+		usage_error("%s", mim_errmsg());
+	if (c->out && mim_pattern_check(c->out))
+		usage_error("--out: %s", mim_errmsg());
+	for (int i = 0; i < 3; i++)
+		if (o->std[i] == 0)
+			usage_error("--std: must not be 0");
+	o->inputs = argv + optind;
+	o->ninputs = argc - optind;
+	if (o->threads == 0)
+		o->threads = mim_threads();
+	o->want = c->out ? MIM_WANT_ENCODED : MIM_WANT_FLOAT;
+}
+
+static void
+on_warn(void *ctx, const char *msg)
+{
+	(void)ctx;
+	warn("%s", msg);
+}
+
+static double
+now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* --idx: IMAGES [LABELS] into shards of key.png (+ key.cls). */
+static int
+idx_convert(struct cmdline *c)
+{
+	struct mim_idx im, lab = {0};
+	struct mim_tarw *w;
+	char **in = c->o.inputs;
+
+	if (c->o.ninputs < 1 || c->o.ninputs > 2)
+		usage_error("--idx: want IMAGES [LABELS] (IDX files)");
+	if (mim_idx_load(in[0], &im))
+		die_lib();
+	if (im.ndim != 3)
+		die("%s: not an IDX image file (%d dimensions, want 3)", in[0], im.ndim);
+	if (c->o.ninputs == 2) {
+		if (mim_idx_load(in[1], &lab))
+			die_lib();
+		if (lab.ndim != 1)
+			die("%s: not an IDX label file (%d dimensions, want 1)", in[1], lab.ndim);
+		if (lab.dim[0] != im.dim[0])
+			die("%s: %lld labels for %lld images", in[1], (long long)lab.dim[0],
+			    (long long)im.dim[0]);
+	}
+	if (!(w = mim_tarw_open(c->out, c->per_shard)))
+		die_lib();
+	int64_t n = im.dim[0], rows = im.dim[1], cols = im.dim[2];
+	int width = 6;
+	for (int64_t m = n - 1; m >= 1000000 && width < 20; m /= 10)
+		width++;
+	for (int64_t i = 0; i < n; i++) {
+		struct mim_img g = {(int)cols, (int)rows, 1, im.data + (size_t)(i * rows * cols)};
+		void *buf;
+		size_t len;
+		char key[64], cls[32];
+		snprintf(key, sizeof key, "%0*lld", width, (long long)i);
+		if (mim_image_encode(&g, c->o.encfmt, c->o.quality, &buf, &len))
+			die_lib();
+		int rc = mim_tarw_add(w, key, c->o.encfmt, buf, len);
+		free(buf);
+		if (!rc && lab.data) {
+			int k = snprintf(cls, sizeof cls, "%d", lab.data[i]);
+			rc = mim_tarw_add(w, key, "cls", cls, (size_t)k);
+		}
+		if (rc || mim_tarw_end_sample(w)) {
+			warn("%s", mim_errmsg());
+			mim_tarw_close(w);
+			exit(1);
+		}
+	}
+	long shards = mim_tarw_shards(w);
+	if (mim_tarw_close(w))
+		die_lib();
+	if (!c->quiet)
+		fprintf(stderr, "%s: %lld images in %ld shard%s\n", argv0, (long long)n, shards,
+		    shards == 1 ? "" : "s");
+	mim_idx_free(&im);
+	mim_idx_free(&lab);
+	return 0;
+}
+
+/* --out: one item as members of a shard. */
+static int
+write_item(struct mim_tarw *w, struct cmdline *c, const struct mim_item *it)
+{
+	const struct mim_sample *s = it->s;
+	char cls[32];
+
+	if (mim_tarw_add(w, s->key, it->encext, it->enc, it->nenc))
+		return -1;
+	for (int i = 0; i < s->n; i++) {
+		const struct mim_member *m = &s->m[i];
+		int image = 0;
+		/* the image members are replaced by the processed one */
+		const char *e = c->o.exts ? c->o.exts : "jpg,jpeg,png,webp,ppm,pgm,pbm,pnm,tif,tiff,gif";
+		size_t L = strlen(m->ext);
+		for (const char *p = e; *p;) {
+			const char *q = strchr(p, ',');
+			size_t n = q ? (size_t)(q - p) : strlen(p);
+			if (*p == '.')
+				p++, n--;
+			if (n == L && !strncasecmp(p, m->ext, L))
+				image = 1;
+			p += n;
+			if (*p == ',')
+				p++;
+		}
+		if (!image && mim_tarw_add(w, s->key, m->ext, m->data, m->size))
+			return -1;
+	}
+	if (s->has_label && !mim_sample_member(s, "cls")) {
+		int k = snprintf(cls, sizeof cls, "%lld", (long long)s->label);
+		if (mim_tarw_add(w, s->key, "cls", cls, (size_t)k))
+			return -1;
+	}
+	return mim_tarw_end_sample(w);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct cmdline c;
+	struct mim_loader *L;
+	struct mim_tarw *w = NULL;
+	struct mim_item **items;
+	struct mim_item *it;
+	long batches = 0, nimg = 0;
+	int n = 0, rc;
+	double t0, tlast;
+
+	cli_init(argc, argv);
+	parse(argc, argv, &c);
+	if (c.idx)
+		return idx_convert(&c);
+	char *stdin_only[] = {"-", NULL};
+	if (c.o.ninputs == 0) {
+		c.o.inputs = stdin_only;
+		c.o.ninputs = 1;
+	}
+	for (int i = 0; i < c.o.ninputs; i++)
+		if (!strcmp(c.o.inputs[i], "-") && c.o.epochs != 1)
+			usage_error("stdin can be read once only: use --epochs 1");
+	if (!c.out)
+		cli_stdout_not_tty();
+	c.o.warn = on_warn;
+	if (!(L = mim_loader_open(&c.o)))
+		die_lib();
+	if (c.out && !(w = mim_tarw_open(c.out, c.per_shard)))
+		die_lib();
+	if (!(items = calloc((size_t)c.batch, sizeof *items)))
+		die("out of memory");
+	t0 = tlast = now();
+
+	while ((rc = mim_loader_next(L, &it)) > 0) {
+		if (c.print_boxes)
+			fprintf(stderr, "%s: box %s %d %d %d %d %d %d %d %d\n", argv0, it->s->key,
+			    it->g.W, it->g.H, it->g.box.x, it->g.box.y, it->g.box.w, it->g.box.h,
+			    it->g.box.flip, it->g.shrink);
+		nimg++;
+		if (w) {
+			if (write_item(w, &c, it)) {
+				warn("%s", mim_errmsg());
+				mim_tarw_close(w);
+				exit(1);
+			}
+			mim_item_free(it);
+		} else {
+			/* batches never span epochs */
+			if (n > 0 && items[0]->epoch != it->epoch) {
+				if (n == c.batch || !c.drop_last) {
+					struct mim_frame *f = mim_batch_frame(items, n, c.o.aug.size, batches++);
+					if (!f)
+						die_lib();
+					cli_put(f);
+					mim_frame_free(f);
+				}
+				for (int i = 0; i < n; i++)
+					mim_item_free(items[i]);
+				n = 0;
+			}
+			items[n++] = it;
+			if (n == c.batch) {
+				struct mim_frame *f = mim_batch_frame(items, n, c.o.aug.size, batches++);
+				if (!f)
+					die_lib();
+				cli_put(f);
+				mim_frame_free(f);
+				for (int i = 0; i < n; i++)
+					mim_item_free(items[i]);
+				n = 0;
+			}
+		}
+		if (c.verbose && now() - tlast >= 2) {
+			tlast = now();
+			fprintf(stderr, "%s: %ld images, %ld batches, %.1f images/s\n", argv0, nimg,
+			    batches, nimg / (tlast - t0));
+		}
+	}
+	if (rc < 0) {
+		/* nothing partial goes out: the pending batch is dropped */
+		warn("%s", mim_errmsg());
+		for (int i = 0; i < n; i++)
+			mim_item_free(items[i]);
+		if (w)
+			mim_tarw_close(w);
+		mim_loader_close(L);
+		exit(1);
+	}
+	if (n > 0 && (n == c.batch || !c.drop_last)) {
+		struct mim_frame *f = mim_batch_frame(items, n, c.o.aug.size, batches++);
+		if (!f)
+			die_lib();
+		cli_put(f);
+		mim_frame_free(f);
+	}
+	for (int i = 0; i < n; i++)
+		mim_item_free(items[i]);
+	free(items);
+	long shards = 0;
+	if (w) {
+		shards = mim_tarw_shards(w);
+		if (mim_tarw_close(w))
+			die_lib();
+	}
+	if (!c.quiet) {
+		const struct mim_data_counts *k = mim_loader_counts(L);
+		double dt = now() - t0;
+		if (w)
+			fprintf(stderr, "%s: %lld images in %ld shard%s", argv0, k->images, shards,
+			    shards == 1 ? "" : "s");
+		else
+			fprintf(stderr, "%s: %lld images in %ld batch%s", argv0, k->images, batches,
+			    batches == 1 ? "" : "es");
+		fprintf(stderr, " (%.1f images/s)", dt > 0 ? k->images / dt : 0.0);
+		if (k->bad_images || k->no_image || k->bad_members || k->bad_shards)
+			fprintf(stderr, "; skipped %lld bad image%s, %lld sample%s without image, "
+			    "%lld damaged member%s, %lld bad shard%s",
+			    k->bad_images, k->bad_images == 1 ? "" : "s",
+			    k->no_image, k->no_image == 1 ? "" : "s",
+			    k->bad_members, k->bad_members == 1 ? "" : "s",
+			    k->bad_shards, k->bad_shards == 1 ? "" : "s");
+		fputc('\n', stderr);
+	}
+	mim_loader_close(L);
+	cli_exit(0);
+}

@@ -1,0 +1,294 @@
+/* mim/data.h -- the data pipeline behind mim-data(1): WebDataset tar
+ * shards and image folders in, decoded, augmented and normalised samples
+ * out, in a deterministic order.
+ *
+ *   lib/data/shard.c   tar shards (libarchive) and folders -> samples
+ *   lib/data/image.c   libvips decode, SimMIM's transforms, encode
+ *   lib/data/loader.c  epochs, order, rank split, shuffle buffer, worker
+ *                      threads, batches as frames
+ *   lib/data/tarout.c  tar shard writer (--out)
+ *   lib/data/idx.c     IDX files (MNIST, Fashion-MNIST)
+ *
+ * Samples follow the WebDataset rules (reference/ecosystem.md section 3):
+ * a member path "dir/n01.seg.png" has key "dir/n01" and extension
+ * "seg.png"; a sample is a run of adjacent members with one key.
+ *
+ * Random numbers never depend on threads or timing: every sample's crop
+ * and flip come from a generator keyed by (seed, rank, epoch, index), and
+ * the order (shard permutation, shuffle buffer) is drawn on the calling
+ * thread. The same options and inputs give the same bytes. */
+#ifndef MIM_DATA_H
+#define MIM_DATA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct mim_frame;
+
+/* ---- random numbers (lib/data/image.c) ----------------------------------- */
+
+/* xoshiro256** seeded through splitmix64 from a key of four words. */
+struct mim_drng {
+	uint64_t s[4];
+};
+
+void mim_drng_key(struct mim_drng *r, uint64_t a, uint64_t b, uint64_t c, uint64_t d);
+uint64_t mim_drng_u64(struct mim_drng *r);
+/* Uniform in [0,1) with 53 random bits. */
+double mim_drng_double(struct mim_drng *r);
+/* Uniform integer in [0,n), unbiased; n >= 1. */
+uint64_t mim_drng_below(struct mim_drng *r, uint64_t n);
+
+/* ---- transforms (lib/data/image.c) ----------------------------------- */
+
+/* train: RandomResizedCrop(size, scale, ratio) + flip, SimMIM's pre-training
+ * transform. eval: shorter side to int(size / crop_ratio), centre crop
+ * size x size (timm/SimMIM validation: 256/224). resize: shorter side to
+ * size, no crop (aspect kept; for writing shards only). */
+enum mim_mode { MIM_MODE_TRAIN, MIM_MODE_EVAL, MIM_MODE_RESIZE };
+enum mim_interp { MIM_INTERP_BILINEAR, MIM_INTERP_BICUBIC };
+
+/* A crop box in source pixels and a horizontal flip. */
+struct mim_box {
+	int x, y, w, h;
+	int flip;
+};
+
+struct mim_aug {
+	enum mim_mode mode;
+	int size;		/* S, output side (default 192) */
+	double scale[2];	/* train: area fraction range (0.67, 1) */
+	double ratio[2];	/* train: aspect range (3/4, 4/3) */
+	double flip;		/* probability of a horizontal flip (0.5) */
+	enum mim_interp interp;	/* bilinear (train default) or bicubic */
+	double crop_ratio;	/* eval: 224/256 = 0.875 */
+	double gap;		/* vips_resize reducing gap; 0 = no box pre-shrink */
+	double shrink_min;	/* JPEG shrink-on-load by s in {2,4,8} only while the
+				 * box stays >= shrink_min times the output on both
+				 * axes; 0 turns shrink-on-load off */
+	int force;		/* use `box` (and box.flip) instead of sampling */
+	struct mim_box box;
+};
+
+/* The defaults: SimMIM's training transform at 192 px. */
+void mim_aug_default(struct mim_aug *a);
+/* Check ranges (size, scale, ratio, flip, crop_ratio, gap). 0 or -1. */
+int mim_aug_check(const struct mim_aug *a);
+
+/* torchvision's RandomResizedCrop.get_params for a W x H image: 10 tries
+ * of area fraction uniform in scale and log-uniform aspect, w and h
+ * rounded half to even; then the centre-crop fallback. */
+void mim_rrc_box(struct mim_box *b, int W, int H, const double scale[2],
+    const double ratio[2], struct mim_drng *rng);
+
+/* An 8-bit image, rows of w*c bytes, c = 1 (grey) or 3 (RGB). */
+struct mim_img {
+	int w, h, c;
+	uint8_t *px;
+};
+
+/* What a transform did: source size, box (source pixels), flip, and the
+ * JPEG shrink-on-load factor used (1 = none). */
+struct mim_geom {
+	int W, H;
+	struct mim_box box;
+	int shrink;
+	const char *format;	/* "jpeg", "png", "webp", "gif", "tiff", "ppm" */
+};
+
+/* Initialise libvips once for the process (thread safe): no operation
+ * cache, one libvips thread per pipeline (callers run their own workers),
+ * libvips warnings silenced. 0 or -1. */
+int mim_data_init(void);
+/* Call at the end of every thread (other than main) that used libvips. */
+void mim_data_thread_done(void);
+
+/* Decode the encoded image buf[0..n) (JPEG, PNG, WebP, GIF, TIFF, PPM/PGM)
+ * and apply a's transform, drawing from rng (train mode). Grey stays one
+ * channel, alpha is dropped, anything else becomes sRGB: as PIL's
+ * convert('RGB'), grey being replicated later. On success *out holds a
+ * malloc'd image (size x size in train and eval modes) and *g, if not
+ * NULL, what was done. -1 with the error set on a bad or unsupported
+ * image. */
+int mim_image_transform(const void *buf, size_t n, const struct mim_aug *a,
+    struct mim_drng *rng, struct mim_img *out, struct mim_geom *g);
+
+/* PIL's antialiased resize (lib/data/resample.c): the box
+ * [box[0],box[2]) x [box[1],box[3]) of src (sw x sh, c = 1 or 3 channels,
+ * rows packed) resized to rw x rh, of which the window ox,oy,ow,oh is
+ * written to dst (ow x oh x c). Bit-exact with Pillow's Image.resize for
+ * an integer box. 0, or -1 (out of memory, bad window). */
+int mim_resample(uint8_t *dst, int ox, int oy, int ow, int oh, int rw, int rh,
+    const uint8_t *src, int sw, int sh, int c, const double box[4], enum mim_interp interp);
+
+/* out (3,h,w) = (px/255 - mean[c]) / std[c] in float arithmetic, as
+ * torchvision's ToTensor + Normalize; grey is repeated to 3 channels. */
+void mim_image_normalise(float *out, const struct mim_img *im,
+    const float mean[3], const float std[3]);
+
+/* Encode as "png" or "jpg" (quality 1..100) into a malloc'd buffer. */
+int mim_image_encode(const struct mim_img *im, const char *fmt, int quality,
+    void **buf, size_t *n);
+
+/* ---- samples (lib/data/shard.c) ------------------------------------------ */
+
+struct mim_member {
+	char *ext;		/* lower-cased, e.g. "jpg", "seg.png", "cls" */
+	uint8_t *data;
+	size_t size;
+};
+
+struct mim_sample {
+	char *key;		/* WebDataset key */
+	const char *url;	/* the shard or folder it came from (not owned) */
+	int n, cap;
+	struct mim_member *m;
+	int64_t label;		/* from a .cls member or the class folder */
+	int has_label;
+};
+
+void mim_sample_free(struct mim_sample *s);
+/* The member with exactly this extension, or NULL. */
+struct mim_member *mim_sample_member(const struct mim_sample *s, const char *ext);
+
+/* Diagnostics: a problem with the input that is skipped (or, strict, is an
+ * error) is passed as one line "shard: member: reason" to warn(ctx, msg).
+ * The library prints nothing itself. */
+struct mim_data_counts {
+	long long shards;	/* tar shards opened */
+	long long samples;	/* samples read (this rank's share) */
+	long long images;	/* images delivered */
+	long long bad_images;	/* image members that failed to decode */
+	long long no_image;	/* samples without an image member */
+	long long bad_members;	/* members skipped: damaged, duplicate, too big */
+	long long bad_shards;	/* shards that ended early or could not be read */
+};
+
+/* Largest member read into memory (1 GiB). */
+#define MIM_MEMBER_MAX ((size_t)1 << 30)
+
+/* The WebDataset split of a member path into key and extension: 0 and
+ * *keylen (the key is path[0..keylen)) and *ext (inside path), or -1 if
+ * the member has no key (no dot in the basename, or a leading dot) or
+ * is a __hidden__ path. */
+int mim_wds_split(const char *path, size_t *keylen, const char **ext);
+
+/* One pass over one tar shard (a file, or "-" for stdin: concatenated
+ * archives are read through; gzip, zstd, xz, bzip2 filters work). */
+struct mim_tar;
+struct mim_tar *mim_tar_open(const char *path);
+const char *mim_tar_name(const struct mim_tar *t);
+/* Next sample. skip != 0 reads the members' names only (a sample that is
+ * not ours). Returns 1 (*out set), 0 at the end of the shard, -1 on an
+ * error that ends the shard: damaged or truncated archive, not a tar, read
+ * error (the error is set; samples before it were good). A damaged member
+ * header inside the shard is skipped with warn(). */
+int mim_tar_next(struct mim_tar *t, struct mim_sample **out, int skip,
+    void (*warn)(void *ctx, const char *msg), void *ctx,
+    struct mim_data_counts *counts);
+void mim_tar_close(struct mim_tar *t);
+
+/* A folder: every regular file below root, sorted by path (bytewise),
+ * grouped by key as if the folder were an unpacked shard. When root has
+ * sub-folders, the ImageFolder layout applies: the label of a file is the
+ * index of its top-level sub-folder among them in sorted order (a .cls
+ * member overrides it). */
+struct mim_dir;
+struct mim_dir *mim_dir_open(const char *root);
+const char *mim_dir_name(const struct mim_dir *d);
+long mim_dir_count(const struct mim_dir *d);	/* samples */
+int mim_dir_nclasses(const struct mim_dir *d);
+const char *mim_dir_class(const struct mim_dir *d, int i);
+/* Read sample i (0-based) into memory: *out, or -1 (unreadable file). */
+int mim_dir_read(const struct mim_dir *d, long i, struct mim_sample **out);
+void mim_dir_close(struct mim_dir *d);
+
+/* ---- the pipeline (lib/data/loader.c) ---------------------------------- */
+
+enum mim_want { MIM_WANT_FLOAT, MIM_WANT_ENCODED };
+
+struct mim_loader_opts {
+	char **inputs;		/* tar shards, "-" (stdin), folders */
+	int ninputs;
+	struct mim_aug aug;
+	const char *exts;	/* image extensions by priority, comma-separated;
+				 * NULL: jpg,jpeg,png,webp,ppm,pgm,pbm,pnm,tif,tiff,gif */
+	uint64_t seed;
+	long epochs;		/* 0 = forever */
+	long shuffle;		/* shuffle buffer size; 0 = input order */
+	int threads;		/* worker threads; 1 = decode on the caller */
+	int rank, nranks;	/* this process takes part rank of nranks */
+	int split_shards;	/* split by whole input shard rather than sample */
+	int strict;		/* any skipped input is an error */
+	enum mim_want want;
+	float mean[3], std[3];	/* MIM_WANT_FLOAT */
+	const char *encfmt;	/* MIM_WANT_ENCODED: "png" or "jpg" */
+	int quality;
+	void (*warn)(void *ctx, const char *msg);
+	void *ctx;
+};
+
+/* One processed sample, in output order. */
+struct mim_item {
+	struct mim_sample *s;	/* key, url, label, every member */
+	long epoch, index;	/* index: position in the epoch's order */
+	struct mim_geom g;
+	float *x;		/* MIM_WANT_FLOAT: (3,S,S) normalised */
+	void *enc;		/* MIM_WANT_ENCODED: the image, encoded */
+	size_t nenc;
+	const char *encext;	/* "png" or "jpg" */
+};
+
+struct mim_loader;
+
+/* Check the options and the inputs (that they exist, folders scanned).
+ * NULL with the error set. */
+struct mim_loader *mim_loader_open(const struct mim_loader_opts *o);
+/* Next item in order: 1 (*it set, free with mim_item_free), 0 at the end,
+ * -1 on an error (strict mode, or an I/O error on an input). */
+int mim_loader_next(struct mim_loader *L, struct mim_item **it);
+void mim_item_free(struct mim_item *it);
+const struct mim_data_counts *mim_loader_counts(const struct mim_loader *L);
+void mim_loader_close(struct mim_loader *L);
+
+/* A frame from n items of one epoch (MIM_WANT_FLOAT, size S): image F32
+ * (n,3,S,S); label I64 (n) if any item has a label (-1 where one has
+ * none); metadata mim.keys (JSON list), mim.batch (batch) and mim.epoch. */
+struct mim_frame *mim_batch_frame(struct mim_item **items, int n, int S,
+    long batch);
+
+/* ---- tar shard writer (lib/data/tarout.c) -------------------------------- */
+
+/* Check an output pattern: exactly one integer conversion %d, %Nd or
+ * %0Nd, and %% for a literal percent. 0 or -1. */
+int mim_pattern_check(const char *pattern);
+/* Format the pattern with i into buf (NUL-terminated). 0 or -1 (too long). */
+int mim_pattern_format(char *buf, size_t n, const char *pattern, long i);
+
+struct mim_tarw;
+/* Shards named by pattern, at most per_shard samples each. Each shard is
+ * written to a temporary name and renamed when complete. */
+struct mim_tarw *mim_tarw_open(const char *pattern, long per_shard);
+/* Add one member to the current sample (key.ext). Members of one sample
+ * must be added together; mim_tarw_end_sample closes the sample. */
+int mim_tarw_add(struct mim_tarw *w, const char *key, const char *ext,
+    const void *data, size_t n);
+int mim_tarw_end_sample(struct mim_tarw *w);
+/* Finish the last shard. 0 or -1; the writer is freed either way.
+ * Shards written so far stay; an unfinished one is removed. */
+int mim_tarw_close(struct mim_tarw *w);
+long mim_tarw_shards(const struct mim_tarw *w);
+
+/* ---- IDX files (lib/data/idx.c) -------------------------------------- */
+
+/* An IDX file (MNIST, Fashion-MNIST), plain or gzip-compressed: unsigned
+ * bytes with dims (n) for labels or (n,rows,cols) for images. */
+struct mim_idx {
+	int ndim;
+	int64_t dim[3];
+	uint8_t *data;
+};
+int mim_idx_load(const char *path, struct mim_idx *out);
+void mim_idx_free(struct mim_idx *x);
+
+#endif

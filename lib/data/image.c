@@ -1,0 +1,583 @@
+/* image.c -- decode one image with libvips and apply SimMIM's transforms.
+ *
+ * Geometry of every transform, in three steps:
+ *   1. a box (x,y,w,h) of the source image: the RandomResizedCrop box
+ *      (train) or the whole image (eval, resize);
+ *   2. the box resized to rw x rh: size x size (train), shorter side to
+ *      int(size/crop_ratio) (eval) or to size (resize), as torchvision's
+ *      Resize computes it;
+ *   3. a window (cx,cy,ow,oh) of that: the centre size x size (eval), all
+ *      of it otherwise; then the optional horizontal flip.
+ *
+ * libvips decodes, converts to 8-bit RGB or grey and cuts out the pixels
+ * under the box; the resize is PIL's own algorithm (resample.c), so with
+ * nothing else in the way the output is bit for bit torchvision's. Two
+ * speed-ups trade a little of that exactness, each only while the box
+ * stays large against the output:
+ *   - JPEG shrink-on-load: libjpeg's scaled IDCT decodes at 1/s size
+ *     (s = 2, 4, 8; s x s blocks become one pixel, roughly their mean) for
+ *     the largest s that leaves the box at least shrink_min times the
+ *     output on both axes. The box is then mapped to the small image with
+ *     fractional coordinates, so no rounding moves it;
+ *   - gap: for other formats, a box shrink (vips_shrink) by
+ *     floor(factor/gap) first, as libvips' and PIL's reducing_gap do;
+ *     0 turns it off.
+ * Colour: grey stays one channel (replicated at normalisation), alpha is
+ * dropped without compositing and 16-bit becomes 8-bit, as PIL's
+ * convert('RGB'). No EXIF auto-rotation and no ICC transform: PIL applies
+ * neither. */
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <vips/vips.h>
+
+#include "mim/stream.h"
+#include "mim/data.h"
+
+/* ---- random numbers ------------------------------------------------------ */
+
+static uint64_t
+splitmix64(uint64_t *x)
+{
+	uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+void
+mim_drng_key(struct mim_drng *r, uint64_t a, uint64_t b, uint64_t c, uint64_t d)
+{
+	/* chain the key words through splitmix64 so that nearby keys give
+	 * unrelated states */
+	uint64_t x = a;
+	uint64_t h = splitmix64(&x);
+	x = h ^ b;
+	h = splitmix64(&x);
+	x = h ^ c;
+	h = splitmix64(&x);
+	x = h ^ d;
+	for (int i = 0; i < 4; i++)
+		r->s[i] = splitmix64(&x);
+}
+
+static uint64_t
+rotl(uint64_t x, int k)
+{
+	return (x << k) | (x >> (64 - k));
+}
+
+uint64_t
+mim_drng_u64(struct mim_drng *r)
+{
+	uint64_t *s = r->s;
+	uint64_t out = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+
+	s[2] ^= s[0];
+	s[3] ^= s[1];
+	s[1] ^= s[2];
+	s[0] ^= s[3];
+	s[2] ^= t;
+	s[3] = rotl(s[3], 45);
+	return out;
+}
+
+double
+mim_drng_double(struct mim_drng *r)
+{
+	return (double)(mim_drng_u64(r) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+uint64_t
+mim_drng_below(struct mim_drng *r, uint64_t n)
+{
+	/* rejection: accept x below the largest multiple of n */
+	uint64_t lim = UINT64_MAX - UINT64_MAX % n, x;
+
+	do
+		x = mim_drng_u64(r);
+	while (x >= lim);
+	return x % n;
+}
+
+/* ---- options --------------------------------------------------------------- */
+
+void
+mim_aug_default(struct mim_aug *a)
+{
+	memset(a, 0, sizeof *a);
+	a->mode = MIM_MODE_TRAIN;
+	a->size = 192;
+	a->scale[0] = 0.67;
+	a->scale[1] = 1.0;
+	a->ratio[0] = 3.0 / 4.0;
+	a->ratio[1] = 4.0 / 3.0;
+	a->flip = 0.5;
+	a->interp = MIM_INTERP_BILINEAR;
+	a->crop_ratio = 224.0 / 256.0;
+	a->gap = 0;
+	a->shrink_min = 4;
+}
+
+int
+mim_aug_check(const struct mim_aug *a)
+{
+	if (a->size < 1 || a->size > 8192)
+		return mim_seterr("size %d out of range [1, 8192]", a->size);
+	if (!(a->scale[0] > 0 && a->scale[0] <= a->scale[1] && a->scale[1] <= 1))
+		return mim_seterr("scale (%g, %g): want 0 < lo <= hi <= 1", a->scale[0], a->scale[1]);
+	if (!(a->ratio[0] > 0 && a->ratio[0] <= a->ratio[1] && isfinite(a->ratio[1])))
+		return mim_seterr("ratio (%g, %g): want 0 < lo <= hi", a->ratio[0], a->ratio[1]);
+	if (!(a->flip >= 0 && a->flip <= 1))
+		return mim_seterr("flip probability %g out of range [0, 1]", a->flip);
+	if (!(a->crop_ratio > 0 && a->crop_ratio <= 1))
+		return mim_seterr("crop ratio %g out of range (0, 1]", a->crop_ratio);
+	if (!(a->gap >= 0 && a->gap <= 1e6))
+		return mim_seterr("gap %g out of range [0, 1e6]", a->gap);
+	if (!(a->shrink_min == 0 || (a->shrink_min >= 1 && a->shrink_min <= 1e6)))
+		return mim_seterr("shrink minimum %g: want 0 (off) or >= 1", a->shrink_min);
+	if (a->force && (a->box.w < 1 || a->box.h < 1 || a->box.x < 0 || a->box.y < 0))
+		return mim_seterr("box %d,%d,%d,%d: want x,y >= 0 and w,h >= 1",
+		    a->box.x, a->box.y, a->box.w, a->box.h);
+	return 0;
+}
+
+/* Python's round(): to nearest, ties to even (rint in the default mode). */
+static int
+pyround(double v)
+{
+	return (int)rint(v);
+}
+
+void
+mim_rrc_box(struct mim_box *b, int W, int H, const double scale[2],
+    const double ratio[2], struct mim_drng *rng)
+{
+	double area = (double)W * H;
+	double lr0 = log(ratio[0]), lr1 = log(ratio[1]);
+
+	for (int t = 0; t < 10; t++) {
+		double target = area * (scale[0] + (scale[1] - scale[0]) * mim_drng_double(rng));
+		double aspect = exp(lr0 + (lr1 - lr0) * mim_drng_double(rng));
+		int w = pyround(sqrt(target * aspect));
+		int h = pyround(sqrt(target / aspect));
+		if (w > 0 && w <= W && h > 0 && h <= H) {
+			b->y = (int)mim_drng_below(rng, (uint64_t)(H - h + 1));
+			b->x = (int)mim_drng_below(rng, (uint64_t)(W - w + 1));
+			b->w = w;
+			b->h = h;
+			return;
+		}
+	}
+	/* fallback: the centre crop of the ratio range nearest the image's */
+	double in_ratio = (double)W / H;
+	int w = W, h = H;
+	if (in_ratio < ratio[0])
+		h = pyround(w / ratio[0]);
+	else if (in_ratio > ratio[1])
+		w = pyround(h * ratio[1]);
+	b->w = w;
+	b->h = h;
+	b->y = (H - h) / 2;
+	b->x = (W - w) / 2;
+}
+
+/* ---- libvips ----------------------------------------------------------------- */
+
+static pthread_once_t vips_once = PTHREAD_ONCE_INIT;
+static int vips_rc = -1;
+static pthread_mutex_t vips_errlock = PTHREAD_MUTEX_INITIALIZER;
+
+static void
+quiet(const gchar *domain, GLogLevelFlags level, const gchar *msg, gpointer data)
+{
+	(void)domain, (void)level, (void)msg, (void)data;
+}
+
+static void
+vips_start(void)
+{
+	if (vips_init("mim"))
+		return;
+	vips_concurrency_set(1);
+	vips_cache_set_max(0);
+	vips_cache_set_max_mem(0);
+	vips_cache_set_max_files(0);
+	g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE |
+	    G_LOG_LEVEL_INFO | G_LOG_LEVEL_DEBUG, quiet, NULL);
+	vips_rc = 0;
+}
+
+int
+mim_data_init(void)
+{
+	pthread_once(&vips_once, vips_start);
+	if (vips_rc)
+		return mim_seterr("libvips: cannot initialise");
+	return 0;
+}
+
+void
+mim_data_thread_done(void)
+{
+	vips_thread_shutdown();
+}
+
+/* Take libvips' (process-wide) error buffer as our error: "what: msg". */
+static int
+vipserr(const char *what)
+{
+	char msg[512];
+
+	pthread_mutex_lock(&vips_errlock);
+	snprintf(msg, sizeof msg, "%s", vips_error_buffer());
+	vips_error_clear();
+	pthread_mutex_unlock(&vips_errlock);
+	for (char *p = msg; *p; p++)
+		if (*p == '\n')
+			*p = p[1] ? ' ' : '\0';
+	return mim_seterr("%s%s%s", what, *msg ? ": " : "", msg);
+}
+
+/* The loaders we accept, by the class name libvips' sniffer gives. Anything else
+ * (SVG, PDF, ImageMagick, ...) is refused: those are large attack surfaces
+ * and not images a PIL dataset would read either. */
+static const char *
+format_of(const char *loader)
+{
+	static const char *const tab[][2] = {
+		{"VipsForeignLoadJpegSource", "jpeg"},
+		{"VipsForeignLoadPngSource", "png"},
+		{"VipsForeignLoadWebpSource", "webp"},
+		{"VipsForeignLoadNsgifSource", "gif"},
+		{"VipsForeignLoadTiffSource", "tiff"},
+		{"VipsForeignLoadPpmSource", "ppm"},
+	};
+	for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++)
+		if (!strcmp(loader, tab[i][0]))
+			return tab[i][1];
+	return NULL;
+}
+
+/* Open buf lazily (header only until pixels are asked for). */
+static VipsImage *
+open_image(const void *buf, size_t n, int shrink)
+{
+	VipsSource *src = vips_source_new_from_memory(buf, n);
+	VipsImage *im;
+
+	if (!src)
+		return NULL;
+	if (shrink > 1)
+		im = vips_image_new_from_source(src, "", "access", VIPS_ACCESS_SEQUENTIAL,
+		    "fail_on", VIPS_FAIL_ON_ERROR, "shrink", shrink, NULL);
+	else
+		im = vips_image_new_from_source(src, "", "access", VIPS_ACCESS_SEQUENTIAL,
+		    "fail_on", VIPS_FAIL_ON_ERROR, NULL);
+	g_object_unref(src);
+	return im;
+}
+
+/* Replace *im by op's output, dropping the reference to the input. */
+#define STEP(call) do { VipsImage *o_ = NULL; \
+	if (call) { g_object_unref(im); return -1; } \
+	g_object_unref(im); im = o_; } while (0)
+
+/* 8-bit grey (1 band) or sRGB (3 bands), as PIL's convert('RGB') sees it. */
+static int
+to_8bit(VipsImage *in, VipsImage **out)
+{
+	VipsImage *im = in;
+	VipsInterpretation ip = vips_image_get_interpretation(im);
+
+	g_object_ref(im);
+	if (im->Coding != VIPS_CODING_NONE)
+		STEP(vips_image_decode(im, &o_));
+	if (ip == VIPS_INTERPRETATION_CMYK && im->Bands >= 4)
+		STEP(vips_colourspace(im, &o_, VIPS_INTERPRETATION_sRGB, NULL));
+	if (im->BandFmt != VIPS_FORMAT_UCHAR) {
+		if (im->Bands >= 3)
+			STEP(vips_colourspace(im, &o_, VIPS_INTERPRETATION_sRGB, NULL));
+		else
+			STEP(vips_colourspace(im, &o_, VIPS_INTERPRETATION_B_W, NULL));
+		if (im->BandFmt != VIPS_FORMAT_UCHAR)
+			STEP(vips_cast_uchar(im, &o_, NULL));
+	}
+	if (im->Bands >= 3 && im->Bands != 3)
+		STEP(vips_extract_band(im, &o_, 0, "n", 3, NULL));
+	else if (im->Bands == 2)
+		STEP(vips_extract_band(im, &o_, 0, NULL));
+	*out = im;
+	return 0;
+}
+
+/* Steps 1-3 of the geometry (see the top of the file). */
+struct plan {
+	struct mim_box box;	/* source box; box.flip */
+	int rw, rh;		/* box resized to */
+	int cx, cy, ow, oh;	/* crop of the resized box */
+};
+
+static int
+make_plan(struct plan *p, const struct mim_aug *a, int W, int H, struct mim_drng *rng)
+{
+	int S = a->size;
+
+	memset(p, 0, sizeof *p);
+	if (a->mode == MIM_MODE_TRAIN) {
+		if (a->force) {
+			p->box = a->box;
+			if ((long)p->box.x + p->box.w > W || (long)p->box.y + p->box.h > H)
+				return mim_seterr("box %d,%d,%d,%d is outside the %dx%d image",
+				    p->box.x, p->box.y, p->box.w, p->box.h, W, H);
+		} else {
+			mim_rrc_box(&p->box, W, H, a->scale, a->ratio, rng);
+			p->box.flip = mim_drng_double(rng) < a->flip;
+		}
+		p->rw = p->rh = p->ow = p->oh = S;
+		return 0;
+	}
+	/* eval and resize: torchvision Resize(int): the shorter side to `n`,
+	 * the longer one to int(n * long / short) */
+	int n = a->mode == MIM_MODE_EVAL ? (int)((1.0 / a->crop_ratio) * S) : S;
+	int shortside = W <= H ? W : H, longside = W <= H ? H : W;
+	int nl = (int)((double)n * longside / shortside);
+	p->box = (struct mim_box){0, 0, W, H, 0};
+	p->rw = W <= H ? n : nl;
+	p->rh = W <= H ? nl : n;
+	if (p->rw < 1 || p->rh < 1)
+		return mim_seterr("image %dx%d is too thin to resize", W, H);
+	if (a->mode == MIM_MODE_EVAL) {
+		p->ow = p->oh = S;
+		p->cx = pyround((p->rw - S) / 2.0);
+		p->cy = pyround((p->rh - S) / 2.0);
+	} else {
+		p->ow = p->rw;
+		p->oh = p->rh;
+	}
+	return 0;
+}
+
+/* The box in the (possibly shrunk) image as an integer region plus a
+ * fractional box inside it, then the region in memory as 8-bit pixels. */
+static int
+cut(VipsImage *im, const double fb[4], int kh, int kv, uint8_t **px, int *w, int *h,
+    int *c, double box[4])
+{
+	int x0 = (int)floor(fb[0]), y0 = (int)floor(fb[1]);
+	int x1 = (int)ceil(fb[2]), y1 = (int)ceil(fb[3]);
+	VipsImage *t;
+	size_t len = 0;
+
+	x1 = x1 > im->Xsize ? im->Xsize : x1;
+	y1 = y1 > im->Ysize ? im->Ysize : y1;
+	g_object_ref(im);
+	if (x0 || y0 || x1 != im->Xsize || y1 != im->Ysize)
+		STEP(vips_extract_area(im, &o_, x0, y0, x1 - x0, y1 - y0, NULL));
+	if (to_8bit(im, &t)) {
+		g_object_unref(im);
+		return -1;
+	}
+	g_object_unref(im);
+	im = t;
+	if (kh > 1 || kv > 1)
+		STEP(vips_shrink(im, &o_, (double)kh, (double)kv, "ceil", TRUE, NULL));
+	box[0] = (fb[0] - x0) / kh;
+	box[1] = (fb[1] - y0) / kv;
+	box[2] = (fb[2] - x0) / kh;
+	box[3] = (fb[3] - y0) / kv;
+	box[2] = box[2] > im->Xsize ? im->Xsize : box[2];
+	box[3] = box[3] > im->Ysize ? im->Ysize : box[3];
+	*w = im->Xsize;
+	*h = im->Ysize;
+	*c = im->Bands;
+	void *mem = vips_image_write_to_memory(im, &len);
+	g_object_unref(im);
+	if (!mem)
+		return -1;
+	if (len != (size_t)*w * *h * *c || (*c != 1 && *c != 3)) {
+		g_free(mem);
+		vips_error("mim", "unexpected %zu bytes for %dx%dx%d", len, *w, *h, *c);
+		return -1;
+	}
+	*px = mem;
+	return 0;
+}
+
+static int
+run(const void *buf, size_t n, const struct mim_aug *a, struct mim_drng *rng,
+    struct mim_img *out, struct mim_geom *g)
+{
+	VipsSource *src = vips_source_new_from_memory(buf, n);
+	const char *loader, *fmt;
+	VipsImage *im;
+	struct plan p;
+	int shrink = 1, kh = 1, kv = 1;
+
+	if (!src)
+		return vipserr("cannot read image");
+	loader = vips_foreign_find_load_source(src);
+	g_object_unref(src);
+	if (!loader) {
+		vips_error_clear();
+		return mim_seterr("not an image (unknown format)");
+	}
+	if (!(fmt = format_of(loader)))
+		return mim_seterr("unsupported image format (%s)", loader);
+	if (!(im = open_image(buf, n, 1)))
+		return vipserr("bad image");
+	int W = im->Xsize, H = im->Ysize;
+	if (make_plan(&p, a, W, H, rng)) {
+		g_object_unref(im);
+		return -1;
+	}
+
+	/* JPEG shrink-on-load: the largest s leaving the box at least
+	 * shrink_min times the output on both axes */
+	if (!strcmp(fmt, "jpeg") && a->shrink_min > 0) {
+		for (int s = 8; s > 1; s /= 2)
+			if ((double)p.box.w / s >= a->shrink_min * p.rw &&
+			    (double)p.box.h / s >= a->shrink_min * p.rh) {
+				shrink = s;
+				break;
+			}
+	}
+	double fb[4] = {p.box.x, p.box.y, (double)p.box.x + p.box.w, (double)p.box.y + p.box.h};
+	if (shrink > 1) {
+		g_object_unref(im);
+		if (!(im = open_image(buf, n, shrink)))
+			return vipserr("bad image");
+		/* libjpeg gives ceil(W/s) x ceil(H/s) */
+		for (int i = 0; i < 4; i++)
+			fb[i] /= shrink;
+		fb[2] = fb[2] > im->Xsize ? im->Xsize : fb[2];
+		fb[3] = fb[3] > im->Ysize ? im->Ysize : fb[3];
+	} else if (a->gap >= 1) {
+		/* box pre-shrink for the rest of the downscale */
+		kh = (int)floor((fb[2] - fb[0]) / p.rw / a->gap);
+		kv = (int)floor((fb[3] - fb[1]) / p.rh / a->gap);
+		kh = kh < 1 ? 1 : kh;
+		kv = kv < 1 ? 1 : kv;
+	}
+
+	uint8_t *px;
+	int sw, sh, c;
+	double box[4];
+	int rc = cut(im, fb, kh, kv, &px, &sw, &sh, &c, box);
+	g_object_unref(im);
+	if (rc)
+		return vipserr("bad image");
+	if (!(out->px = malloc((size_t)p.ow * p.oh * c))) {
+		g_free(px);
+		return mim_seterr("out of memory");
+	}
+	rc = mim_resample(out->px, p.cx, p.cy, p.ow, p.oh, p.rw, p.rh, px, sw, sh, c, box, a->interp);
+	g_free(px);
+	if (rc) {
+		free(out->px);
+		out->px = NULL;
+		return -1;
+	}
+	out->w = p.ow;
+	out->h = p.oh;
+	out->c = c;
+	if (p.box.flip) {
+		for (int y = 0; y < p.oh; y++) {
+			uint8_t *r = out->px + (size_t)y * p.ow * c;
+			for (int x = 0; x < p.ow / 2; x++)
+				for (int k = 0; k < c; k++) {
+					uint8_t t = r[x * c + k];
+					r[x * c + k] = r[(p.ow - 1 - x) * c + k];
+					r[(p.ow - 1 - x) * c + k] = t;
+				}
+		}
+	}
+	if (g) {
+		g->W = W;
+		g->H = H;
+		g->box = p.box;
+		g->shrink = shrink > 1 ? shrink : (kh > kv ? kh : kv);
+		g->format = fmt;
+	}
+	return 0;
+}
+
+int
+mim_image_transform(const void *buf, size_t n, const struct mim_aug *a,
+    struct mim_drng *rng, struct mim_img *out, struct mim_geom *g)
+{
+	memset(out, 0, sizeof *out);
+	if (mim_data_init())
+		return -1;
+	if (n == 0)
+		return mim_seterr("empty member");
+	return run(buf, n, a, rng, out, g);
+}
+
+void
+mim_image_normalise(float *out, const struct mim_img *im, const float mean[3],
+    const float std[3])
+{
+	float lut[3][256];
+	size_t hw = (size_t)im->w * im->h;
+
+	/* the same float operations as ToTensor (x / 255) and Normalize
+	 * ((x - mean) / std), once per byte value */
+	for (int c = 0; c < 3; c++)
+		for (int v = 0; v < 256; v++)
+			lut[c][v] = ((float)v / 255.0f - mean[c]) / std[c];
+	if (im->c == 1) {
+		for (int c = 0; c < 3; c++)
+			for (size_t i = 0; i < hw; i++)
+				out[c * hw + i] = lut[c][im->px[i]];
+		return;
+	}
+	for (size_t i = 0; i < hw; i++) {
+		const uint8_t *p = im->px + 3 * i;
+		out[i] = lut[0][p[0]];
+		out[hw + i] = lut[1][p[1]];
+		out[2 * hw + i] = lut[2][p[2]];
+	}
+}
+
+int
+mim_image_encode(const struct mim_img *im, const char *fmt, int quality,
+    void **buf, size_t *n)
+{
+	VipsImage *v;
+	void *b = NULL;
+	size_t len = 0;
+	int rc;
+
+	*buf = NULL;
+	*n = 0;
+	if (mim_data_init())
+		return -1;
+	v = vips_image_new_from_memory(im->px, (size_t)im->w * im->h * im->c,
+	    im->w, im->h, im->c, VIPS_FORMAT_UCHAR);
+	if (!v)
+		return vipserr("encode");
+	if (!strcmp(fmt, "png"))
+		rc = vips_pngsave_buffer(v, &b, &len, "strip", TRUE, NULL);
+	else if (!strcmp(fmt, "jpg") || !strcmp(fmt, "jpeg"))
+		rc = vips_jpegsave_buffer(v, &b, &len, "Q", quality, "strip", TRUE, NULL);
+	else {
+		g_object_unref(v);
+		return mim_seterr("unknown output format '%s' (want png or jpg)", fmt);
+	}
+	g_object_unref(v);
+	if (rc)
+		return vipserr("encode");
+	*buf = malloc(len ? len : 1);
+	if (!*buf) {
+		g_free(b);
+		return mim_seterr("out of memory");
+	}
+	memcpy(*buf, b, len);
+	g_free(b);
+	*n = len;
+	return 0;
+}
