@@ -42,7 +42,7 @@ def frame_bytes(tensors, metadata=None, dtypes=None):
     if metadata:
         hdr["__metadata__"] = metadata
     for k, a in tensors.items():
-        a = np.ascontiguousarray(a)
+        a = np.require(a, requirements="C")   # keeps 0-d arrays 0-d
         dt = (dtypes or {}).get(k) or NAME[a.dtype.str if a.dtype != np.bool_ else np.dtype(np.bool_).str]
         hdr[k] = {"dtype": dt, "shape": list(a.shape), "data_offsets": [off, off + a.nbytes]}
         off += a.nbytes
