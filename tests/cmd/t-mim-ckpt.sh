@@ -2,7 +2,7 @@
 # reading our files, malformed checkpoints.
 . "$MIM_TOP/tests/lib.sh"
 
-expect_ok 'init vit-base' 'mim-ckpt init --preset vit-base --seed 1 -o "$T/vb.st"'
+expect_ok 'init vit-base' 'mim-ckpt init --preset vit-base --seed 1 > "$T/vb.st"'
 expect_ok 'info vit-base' 'mim-ckpt info "$T/vb.st" > "$T/info"'
 check 'vit-base: 86,256,720 parameters (the official count)' 'grep -q "^total 86,256,720 parameters in 189 tensors" "$T/info"'
 check 'encoder 85,666,128, decoder 590,592' 'grep -q "^encoder 85,666,128 " "$T/info" && grep -q "^decoder 590,592 " "$T/info"'
