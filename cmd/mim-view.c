@@ -26,8 +26,8 @@ static const char usage_text[] =
 "      --per-row K       tiles per row with --masks (default 8)\n"
 "  -s, --scale K         magnify tiles K times (default: 1, or enough to make\n"
 "                        tiles at least 96 px)\n"
-"      --mean R,G,B      undo this normalisation (default ImageNet's\n"
-"      --std R,G,B       0.485,0.456,0.406 and 0.229,0.224,0.225)\n"
+"      --mean M[,M,M]    undo this normalisation (default ImageNet's\n"
+"      --std S[,S,S]     0.485,0.456,0.406 and 0.229,0.224,0.225)\n"
 "      --no-labels       no column titles\n"
 "      --curve LOG       plot loss against step from mim-step's --log\n"
 "      --title T         title of the curve (default: the log's name)\n"
@@ -241,7 +241,7 @@ main(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
-	int c;
+	int c, n;
 
 	cli_init(argc, argv);
 	parse_columns("original,masked,reconstruction,prediction");
@@ -255,12 +255,16 @@ main(int argc, char **argv)
 		case OPT_PERROW: o.perrow = (int)cli_int("--per-row", optarg, 1, 1000); break;
 		case 's': o.scale = (int)cli_int("--scale", optarg, 1, 64); break;
 		case OPT_MEAN:
-			if (cli_doubles("--mean", optarg, o.mean, 3) != 3)
-				usage_error("--mean: want three values");
+			if ((n = cli_doubles("--mean", optarg, o.mean, 3)) == 1)
+				o.mean[1] = o.mean[2] = o.mean[0];
+			else if (n != 3)
+				usage_error("--mean: want one or three values");
 			break;
 		case OPT_STD:
-			if (cli_doubles("--std", optarg, o.std, 3) != 3)
-				usage_error("--std: want three values");
+			if ((n = cli_doubles("--std", optarg, o.std, 3)) == 1)
+				o.std[1] = o.std[2] = o.std[0];
+			else if (n != 3)
+				usage_error("--std: want one or three values");
 			break;
 		case OPT_NOLABELS: o.labels = 0; break;
 		case OPT_CURVE: o.curve = optarg; break;
