@@ -6,6 +6,7 @@
 #include "mim/stream.h"
 #include "mim/gemm.h"
 #include "mim/model.h"
+#include "mim/kern.h"
 #include "mim/ckpt.h"
 #include "mim/optim.h"
 #include "mim/view.h"
