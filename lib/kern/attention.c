@@ -88,8 +88,26 @@ bwd_job(void *p, int i)
 
 	mim_gemm(1, 0, N, D, N, 1.0f, P, N, dO, C, 0.0f, dv, 3 * C);
 	mim_gemm(0, 1, N, N, D, 1.0f, dO, C, v, 3 * C, 0.0f, dP, N);
-	softmax_rows_backward(dP, P, N, N);
-	memcpy(P, dP, NN * sizeof(float));
+	/* dS = P * (dP - rowsum(P * dP)), written over P (no copy) */
+	for (int r = 0; r < N; r++) {
+		float *pr = P + (size_t)r * N;
+		const float *dr = dP + (size_t)r * N;
+		v4d s4 = {0, 0, 0, 0};
+		double s = 0;
+		int c = 0;
+		for (; c + 8 <= N; c += 8) {
+			float t[8];
+			vstore(t, vload(pr + c) * vload(dr + c));
+			s4 += vload4d(t) + vload4d(t + 4);
+		}
+		for (; c < N; c++)
+			s += (double)(pr[c] * dr[c]);
+		v8f s8 = vdup((float)(s + vsum4d(s4)));
+		for (c = 0; c + 8 <= N; c += 8)
+			vstore(pr + c, vload(pr + c) * (vload(dr + c) - s8));
+		for (; c < N; c++)
+			pr[c] = pr[c] * (dr[c] - s8[0]);
+	}
 	mim_gemm(0, 0, N, D, N, j->scale, P, N, k, 3 * C, 0.0f, dq, 3 * C);
 	mim_gemm(1, 0, N, D, N, 1.0f, P, N, q, 3 * C, 0.0f, dk, 3 * C);
 }
