@@ -7,7 +7,8 @@ state_dict names, so it loads the official weights and its dumps load into mim.
   swin_ref.py golden [DIR]       reproduce the official micro-swin step in
                                  DIR (/work/shared/golden) and print the max
                                  errors of latent, pred, loss, every gradient
-  swin_ref.py gen OUT [options]  one forward/backward of a Swin config on a
+  swin_ref.py gen OUT [options] [+ OUT [options]...]
+                                 one forward/backward of a Swin config on a
                                  random batch, written to OUT (safetensors):
                                  weights (official names), input/image (F32),
                                  input/mask (U8), out/latent, out/pred,
@@ -22,7 +23,8 @@ state_dict names, so it loads the official weights and its dumps load into mim.
       --perturb       give LN weights/biases, linear biases, and the mask
                       token random values (init has 1/0 there), so their
                       gradients are a stronger test
-      --weights FILE  take the weights from a mim checkpoint instead
+      --weights FILE  take the model (mim.config) and the weights from a
+                      mim checkpoint instead
       --dp-seed S     drop path seed (as mim_model_grad's seed); the
                       rate is the config's drop_path_rate
       --double        compute in float64 (weights and inputs are float32
@@ -423,7 +425,11 @@ def gen(out, argv):
     o = parse_args(argv)
     torch.manual_seed(o["seed"])
     g = torch.Generator().manual_seed(o["seed"])
-    cfg = dict(o["config"])
+    cfg = {}
+    if o["weights"]:            # the checkpoint's own config first
+        w, wmeta = st.load(o["weights"])
+        cfg.update(json.loads(wmeta["mim.config"]))
+    cfg.update(o["config"])
     cfg.pop("model", None)
     for k in list(cfg):
         if k not in DEFAULT:
@@ -431,7 +437,6 @@ def gen(out, argv):
     model = SimMIMSwin(cfg)
     c = model.cfg
     if o["weights"]:
-        w, _ = st.load(o["weights"])
         sd = {k: torch.from_numpy(np.array(v, np.float32)) for k, v in w.items()
               if k in dict(model.named_parameters())}
         missing = set(dict(model.named_parameters())) - set(sd)
@@ -493,7 +498,19 @@ def main(argv):
     if len(argv) >= 1 and argv[0] == "golden":
         return golden(argv[1] if len(argv) > 1 else "/work/shared/golden")
     if len(argv) >= 2 and argv[0] == "gen":
-        return gen(argv[1], argv[2:])
+        # several dumps in one process (torch imports slowly): OUT opts + OUT opts
+        jobs, cur = [], []
+        for a in argv[1:] + ["+"]:
+            if a == "+":
+                if cur:
+                    jobs.append(cur)
+                cur = []
+            else:
+                cur.append(a)
+        for j in jobs:
+            if gen(j[0], j[1:]):
+                return 1
+        return 0
     sys.stderr.write(__doc__)
     return 2
 
