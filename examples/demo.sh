@@ -53,7 +53,8 @@ mim-data -q --size 96 --batch 16 --drop-last --epochs 0 --shuffle 200 train-*.ta
 say "4. reconstructions of held-out photos"
 for m in init run; do
 	mim-encode --ckpt $m.safetensors held.mim | mim-head --ckpt $m.safetensors |
-		mim-loss -q | tee $m-recon.mim | mim-view --max 8 -o recon-$m.png
+		mim-loss -q > $m-recon.mim
+	mim-view --max 8 -o recon-$m.png $m-recon.mim
 	printf '%s: held-out masked l1 loss %s\n' "$m" \
 		"$(mim-info --json $m-recon.mim | /usr/bin/python3 -c '
 import json, sys
