@@ -10,13 +10,13 @@ struct gl {
 	const float *inp, *dout;
 };
 
-static inline v8f
+VINLINE v8f
 gelu8(v8f x)
 {
 	return x * vncdf(x);
 }
 
-static inline v8f
+VINLINE v8f
 dgelu8(v8f x, v8f dy)
 {
 	return dy * (vncdf(x) + x * vnpdf(x));

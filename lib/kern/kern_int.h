@@ -31,16 +31,28 @@ void kern_colsum(float *acc, const float *x, size_t R, int C, size_t ld);
  * where a loop starts or how it is split. A tail shorter than 8 is padded
  * (vload_n / vstore_n) and goes through the same code. */
 
+/* These helpers are static and never cross a call boundary between files,
+ * so GCC's note that 32-byte vector returns change the ABI without AVX
+ * (builds without -march=native, e.g. make asan) does not concern them. */
+#if defined(__clang__)
+#pragma clang diagnostic ignored "-Wpsabi"
+#elif defined(__GNUC__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+/* always inlined: no out-of-line copy, so no vector argument ever crosses
+ * a call (and GCC has no ABI note to make) */
+#define VINLINE static inline __attribute__((always_inline))
+
 typedef float v8f __attribute__((vector_size(32)));
 typedef int32_t v8i __attribute__((vector_size(32)));
 
-static inline v8f
+VINLINE v8f
 vdup(float x)
 {
 	return (v8f){x, x, x, x, x, x, x, x};
 }
 
-static inline v8f
+VINLINE v8f
 vload(const float *p)
 {
 	v8f v;
@@ -48,14 +60,14 @@ vload(const float *p)
 	return v;
 }
 
-static inline void
+VINLINE void
 vstore(float *p, v8f v)
 {
 	memcpy(p, &v, sizeof v);
 }
 
 /* n < 8 elements, the rest of the vector filled with pad */
-static inline v8f
+VINLINE v8f
 vload_n(const float *p, int n, float pad)
 {
 	v8f v = vdup(pad);
@@ -64,7 +76,7 @@ vload_n(const float *p, int n, float pad)
 	return v;
 }
 
-static inline void
+VINLINE void
 vstore_n(float *p, v8f v, int n)
 {
 	for (int i = 0; i < n; i++)
@@ -75,7 +87,7 @@ typedef float v4f __attribute__((vector_size(16)));
 typedef double v4d __attribute__((vector_size(32)));
 
 /* 4 floats at p widened to doubles */
-static inline v4d
+VINLINE v4d
 vload4d(const float *p)
 {
 	v4f v;
@@ -83,14 +95,14 @@ vload4d(const float *p)
 	return __builtin_convertvector(v, v4d);
 }
 
-static inline double
+VINLINE double
 vsum4d(v4d v)
 {
 	return (v[0] + v[1]) + (v[2] + v[3]);
 }
 
 /* y[0..n) += x[0..n) */
-static inline void
+VINLINE void
 vadd_to(float *y, const float *x, size_t n)
 {
 	size_t i = 0;
@@ -101,13 +113,13 @@ vadd_to(float *y, const float *x, size_t n)
 }
 
 /* lanes of a where cond (a v8i of -1 / 0), else b */
-static inline v8f
+VINLINE v8f
 vsel(v8i cond, v8f a, v8f b)
 {
 	return (v8f)(((v8i)a & cond) | ((v8i)b & ~cond));
 }
 
-static inline v8f
+VINLINE v8f
 vabs(v8f x)
 {
 	return (v8f)((v8i)x & 0x7fffffff);
@@ -115,7 +127,7 @@ vabs(v8f x)
 
 /* exp(x) for x in [-87, 88] (clamped), within 2 ulp: Cody-Waite reduction
  * by ln 2 and Cephes' degree-6 polynomial, 2^n built in the exponent. */
-static inline v8f
+VINLINE v8f
 vexp(v8f x)
 {
 	x = vsel(x < vdup(-87.0f), vdup(-87.0f), x);
@@ -135,7 +147,7 @@ vexp(v8f x)
 }
 
 /* x*x = sq + lo exactly (Veltkamp split, no fma needed; |x| < 1e18) */
-static inline void
+VINLINE void
 vsquare(v8f x, v8f *sq, v8f *lo)
 {
 	v8f c = vdup(4097.0f) * x, hi = c - (c - x), l = x - hi;
@@ -147,7 +159,7 @@ vsquare(v8f x, v8f *sq, v8f *lo)
  * erfcx on [0.85, 9.5] (relative error 2e-7 in float); 0 beyond 9.5.
  * sq + sqlo = a^2 to twice float precision, so that the rounding of a^2
  * costs no relative accuracy in the tail. */
-static inline v8f
+VINLINE v8f
 verfc_big(v8f a, v8f sq, v8f sqlo)
 {
 	v8f t = vdup(1.0f) / (vdup(1.0f) + a);
@@ -167,7 +179,7 @@ verfc_big(v8f a, v8f sq, v8f sqlo)
 }
 
 /* erf(z) for |z| < 0.85: z * P(z^2), P a degree-6 fit (1.3e-7 relative) */
-static inline v8f
+VINLINE v8f
 verf_small(v8f z)
 {
 	v8f u = z * z;
@@ -182,7 +194,7 @@ verf_small(v8f z)
 }
 
 /* erf(z) within a few ulp on the whole line */
-static inline v8f
+VINLINE v8f
 verf(v8f z)
 {
 	v8f a = vabs(z);
@@ -197,7 +209,7 @@ verf(v8f z)
 /* Phi(x) = (1 + erf(x/sqrt2))/2, the standard normal CDF. For x < 0 it is
  * erfc(|x|/sqrt2)/2, without cancellation; the exponent x^2/2 is taken
  * from x itself, not from the rounded x/sqrt2. */
-static inline v8f
+VINLINE v8f
 vncdf(v8f x)
 {
 	v8f z = x * vdup(0.70710678118654752f), a = vabs(z);
@@ -210,7 +222,7 @@ vncdf(v8f x)
 }
 
 /* the standard normal density exp(-x^2/2)/sqrt(2 pi) */
-static inline v8f
+VINLINE v8f
 vnpdf(v8f x)
 {
 	v8f sq, lo;
