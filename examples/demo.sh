@@ -2,7 +2,7 @@
 # demo.sh -- what `make demo` runs: SimMIM pretraining on real photos from
 # the shell, then pictures of what the model learned.
 #   1. Debian's Plasma wallpapers (real photos) into WebDataset tar shards,
-#      four themes held out;
+#      eight themes held out;
 #   2. a small Swin (3 stages, 1.4M parameters) at 96 px, initialised
 #      with the official scheme;
 #   3. mim-data | mim-mask | mim-step: pretraining with a progress bar;
@@ -21,14 +21,22 @@ mkdir -p "$out/photos/train" "$out/photos/held"
 cd "$out"
 
 say "1. real photos to tar shards"
+# a theme holds one photo at several sizes: train on every size of most
+# themes, hold out the largest photo of eight others
+held="Altai Kite Opal Volna Path ColorfulCups Canopee IceCold"
 for d in $walls/*/; do
 	theme=$(basename "$d")
-	case $theme in Altai|Kite|Opal|Volna) part=held ;; *) part=train ;; esac
-	for f in "$d"contents/images/*.jpg "$d"contents/images/*.png; do
-		[ -e "$f" ] && ln -sf "$f" "photos/$part/${theme}_$(basename "$f")"
-	done
+	case " $held " in
+	*" $theme "*)
+		f=$(ls -S "$d"contents/images/*.jpg "$d"contents/images/*.png 2>/dev/null | head -n 1)
+		[ -n "$f" ] && ln -sf "$f" "photos/held/${theme}_$(basename "$f")" ;;
+	*)
+		for f in "$d"contents/images/*.jpg "$d"contents/images/*.png; do
+			[ -e "$f" ] && ln -sf "$f" "photos/train/${theme}_$(basename "$f")"
+		done ;;
+	esac
 done
-echo "$(ls photos/train | wc -l) training photos, $(ls photos/held | wc -l) held out (themes Altai, Kite, Opal, Volna)" >&2
+echo "$(ls photos/train | wc -l) training photos, $(ls photos/held | wc -l) held out ($held)" >&2
 mim-data -q --out 'train-%02d.tar' --keep-aspect --size 160 --format jpg photos/train
 mim-data -q --out 'held-%02d.tar' --keep-aspect --size 160 --format jpg photos/held
 ls -l train-*.tar held-*.tar >&2
