@@ -61,13 +61,10 @@ mim-data -q --size 96 --batch 16 --drop-last --epochs 0 --shuffle 200 train-*.ta
 say "4. reconstructions of held-out photos"
 for m in init run; do
 	mim-encode --ckpt $m.safetensors held.mim | mim-head --ckpt $m.safetensors |
-		mim-loss -q > $m-recon.mim
+		mim-loss > $m-recon.mim 2> $m-loss.txt
 	mim-view --max 8 -o recon-$m.png $m-recon.mim
-	printf '%s: held-out masked l1 loss %s\n' "$m" \
-		"$(mim-info --json $m-recon.mim | /usr/bin/python3 -c '
-import json, sys
-v = [t["mean"] for l in sys.stdin for t in json.loads(l)["tensors"] if t["name"] == "loss"]
-print(round(sum(v) / len(v), 4))')" >&2
+	# mim-loss prints "frame K: loss X, mean Y" per frame: keep the last mean
+	printf '%s: held-out masked l1 loss %s\n' $m "$(sed -n '$s/.*mean //p' $m-loss.txt)" >&2
 done
 mim-view --curve train.log -o loss.png --title "SimMIM pretraining, Swin 96 px, $steps steps"
 

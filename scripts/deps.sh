@@ -7,10 +7,10 @@ set -eu
 pkgs=""
 for g in "$@"; do
 	case $g in
-	build) pkgs="$pkgs gcc make pkg-config libvips-dev libopenblas-dev libarchive-dev libjansson-dev" ;;
-	test)  pkgs="$pkgs python3-numpy python3-torch python3-torchvision python3-scipy mandoc clang libclang-rt-14-dev" ;;
-	demo)  pkgs="$pkgs plasma-workspace-wallpapers dataset-fashion-mnist python3-matplotlib" ;;
-	bench) pkgs="$pkgs python3-torch plasma-workspace-wallpapers python3-pil" ;;
+	build) pkgs="$pkgs gcc make pkg-config libvips-dev libopenblas-dev libarchive-dev libjansson-dev libopenmpi-dev openmpi-bin" ;;
+	test)  pkgs="$pkgs python3-numpy python3-torch python3-torchvision python3-scipy mandoc clang libclang-rt-14-dev plasma-workspace-wallpapers zstd" ;;
+	demo)  pkgs="$pkgs plasma-workspace-wallpapers dataset-fashion-mnist" ;;
+	bench) pkgs="$pkgs python3-torch python3-torchvision plasma-workspace-wallpapers python3-pil time" ;;
 	mpi)   pkgs="$pkgs libopenmpi-dev openmpi-bin" ;;
 	*) echo "deps.sh: unknown group '$g'" >&2; exit 2 ;;
 	esac
