@@ -1,6 +1,7 @@
 /* mim-data -- tar shards and folders of images into augmented, normalised
  * batches (mim stream frames), or into preprocessed tar shards. */
 #include <getopt.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,9 +30,9 @@ static const char usage_text[] =
 "      --std S[,S,S]       default ImageNet 0.229,0.224,0.225\n"
 "      --eval, --no-augment  shorter side to int(S/R), centre crop S x S\n"
 "      --crop-ratio R      R for --eval, default 0.875 (224/256)\n"
-"      --gap G             libvips reducing gap, default 3 (0: none)\n"
-"      --shrink-min F      JPEG shrink-on-load while the box stays F times\n"
-"                          the output, default 4 (0: off)\n"
+"      --gap G             box pre-shrink by factor/G for non-JPEG, default 0 (none)\n"
+"      --shrink-min F      JPEG decoding at half size while the box stays F times\n"
+"                          the output, default 3 (0: off)\n"
 "Order and batches:\n"
 "  -b, --batch B           images per frame, default 32\n"
 "      --drop-last         drop the short last batch of each epoch\n"
@@ -378,6 +379,12 @@ main(int argc, char **argv)
 	double t0, tlast;
 
 	cli_init(argc, argv);
+	/* decoders allocate and free tens of MB per image (a progressive
+	 * JPEG's coefficients, line caches): keep that memory in the heap
+	 * for the next image instead of mapping fresh, zeroed pages each
+	 * time, which costs more system time than the decoding itself */
+	mallopt(M_MMAP_THRESHOLD, 64 << 20);
+	mallopt(M_TRIM_THRESHOLD, 256 << 20);
 	parse(argc, argv, &c);
 	if (c.idx)
 		return idx_convert(&c);

@@ -62,8 +62,10 @@ struct mim_aug {
 	double flip;		/* probability of a horizontal flip (0.5) */
 	enum mim_interp interp;	/* bilinear (train default) or bicubic */
 	double crop_ratio;	/* eval: 224/256 = 0.875 */
-	double gap;		/* vips_resize reducing gap; 0 = no box pre-shrink */
-	double shrink_min;	/* JPEG shrink-on-load by s in {2,4,8} only while the
+	double gap;		/* box pre-shrink by floor(factor/gap) for non-JPEG
+				 * images (vips_shrink), as PIL's reducing_gap;
+				 * 0 = none, the exact PIL resize */
+	double shrink_min;	/* JPEG shrink-on-load (to 1/2) only while the
 				 * box stays >= shrink_min times the output on both
 				 * axes; 0 turns shrink-on-load off */
 	int force;		/* use `box` (and box.flip) instead of sampling */
@@ -121,6 +123,17 @@ int mim_image_transform(const void *buf, size_t n, const struct mim_aug *a,
 int mim_resample(uint8_t *dst, int ox, int oy, int ow, int oh, int rw, int rh,
     const uint8_t *src, int sw, int sh, int c, const double box[4], enum mim_interp interp);
 
+/* The same, streaming: mim_rs_new (NULL on error), then source rows
+ * y in [first, end) of mim_rs_range through mim_rs_row (others are
+ * ignored), then mim_rs_finish writes dst (0 or -1). */
+struct mim_rs;
+struct mim_rs *mim_rs_new(int ox, int oy, int ow, int oh, int rw, int rh, int sw,
+    int sh, int c, const double box[4], enum mim_interp interp);
+void mim_rs_range(const struct mim_rs *r, int *first, int *end);
+void mim_rs_row(struct mim_rs *r, int y, const uint8_t *row);
+int mim_rs_finish(struct mim_rs *r, uint8_t *dst);
+void mim_rs_free(struct mim_rs *r);
+
 /* out (3,h,w) = (px/255 - mean[c]) / std[c] in float arithmetic, as
  * torchvision's ToTensor + Normalize; grey is repeated to 3 channels. */
 void mim_image_normalise(float *out, const struct mim_img *im,
@@ -145,6 +158,7 @@ struct mim_sample {
 	struct mim_member *m;
 	int64_t label;		/* from a .cls member or the class folder */
 	int has_label;
+	long seq;		/* position in its shard (0-based) */
 };
 
 void mim_sample_free(struct mim_sample *s);
@@ -178,14 +192,18 @@ int mim_wds_split(const char *path, size_t *keylen, const char **ext);
 struct mim_tar;
 struct mim_tar *mim_tar_open(const char *path);
 const char *mim_tar_name(const struct mim_tar *t);
-/* Next sample. skip != 0 reads the members' names only (a sample that is
- * not ours). Returns 1 (*out set), 0 at the end of the shard, -1 on an
- * error that ends the shard: damaged or truncated archive, not a tar, read
- * error (the error is set; samples before it were good). A damaged member
- * header inside the shard is skipped with warn(). */
-int mim_tar_next(struct mim_tar *t, struct mim_sample **out, int skip,
-    void (*warn)(void *ctx, const char *msg), void *ctx,
-    struct mim_data_counts *counts);
+/* Next sample. want(ctx, i), if not NULL, is asked when the shard's i-th
+ * sample begins; if it says 0 the sample's members are skipped unread
+ * (their data NULL), e.g. samples of another rank. Returns 1 (*out set,
+ * (*out)->seq = i), 0 at the end of the shard, -1 on an error that ends
+ * the shard: damaged or truncated archive, not a tar, read error (the
+ * error is set; samples before it were good). A damaged member inside the
+ * shard is skipped with warn(ctx, msg). */
+int mim_tar_next(struct mim_tar *t, struct mim_sample **out,
+    int (*want)(void *ctx, long i), void (*warn)(void *ctx, const char *msg),
+    void *ctx, struct mim_data_counts *counts);
+/* Samples begun so far in this shard. */
+long mim_tar_count(const struct mim_tar *t);
 void mim_tar_close(struct mim_tar *t);
 
 /* A folder: every regular file below root, sorted by path (bytewise),

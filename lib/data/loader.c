@@ -66,6 +66,7 @@ struct mim_loader {
 	long nunits, upos;
 	int uin;		/* input of the open tar */
 	struct mim_tar *tar;
+	long tarbase;		/* rawk at the start of the open tar */
 	long rawk;		/* samples of this epoch's stream, all ranks */
 	long eindex;		/* next index in this epoch's output */
 	struct mim_sample **buf;
@@ -152,6 +153,15 @@ ours(const struct mim_loader *L, long k)
 	return L->o.split_shards || k % L->o.nranks == L->o.rank;
 }
 
+/* mim_tar_next's question: is the open shard's sample i ours? */
+static int
+want_sample(void *ctx, long i)
+{
+	struct mim_loader *L = ctx;
+
+	return ours(L, L->tarbase + i);
+}
+
 /* This rank's next sample of the epoch, in stream order: 1, 0 at the end
  * of the epoch, -1 on an error (out of memory). Skipped input is reported
  * through src_warn. */
@@ -163,11 +173,10 @@ raw_next(struct mim_loader *L, struct mim_sample **out)
 			return 0;
 		if (L->tar) {
 			struct mim_sample *s;
-			int skip = !ours(L, L->rawk);
-			int r = mim_tar_next(L->tar, &s, skip, src_warn, L, &L->counts);
+			int r = mim_tar_next(L->tar, &s, want_sample, src_warn, L, &L->counts);
+			L->rawk = L->tarbase + mim_tar_count(L->tar);
 			if (r > 0) {
-				long k = L->rawk++;
-				if (!ours(L, k)) {
+				if (!ours(L, L->tarbase + s->seq)) {
 					mim_sample_free(s);
 					continue;
 				}
@@ -212,6 +221,7 @@ raw_next(struct mim_loader *L, struct mim_sample **out)
 			continue;
 		}
 		L->uin = u.input;
+		L->tarbase = L->rawk;
 		L->counts.shards++;
 	}
 }

@@ -118,56 +118,135 @@ clip8(int32_t v)
 	return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
-/* Horizontal pass: rows [r0, r0+nr) of src (sw pixels of c channels) to
- * dst rows of n pixels. */
+/* Horizontal pass of one row: sw pixels of c channels to n pixels. */
 static void
-hpass(uint8_t *dst, const uint8_t *src, int sw, int c, int r0, int nr, const struct taps *t, int n)
+hrow(uint8_t *o, const uint8_t *row, int c, const struct taps *t, int n)
 {
-	for (int y = 0; y < nr; y++) {
-		const uint8_t *row = src + (size_t)(r0 + y) * sw * c;
-		uint8_t *o = dst + (size_t)y * n * c;
-		if (c == 1) {
-			for (int x = 0; x < n; x++) {
-				const int32_t *w = t->w + (size_t)x * t->ksize;
-				const uint8_t *p = row + t->lo[x];
-				int32_t s = 1 << (PREC - 1);
-				for (int j = 0; j < t->n[x]; j++)
-					s += p[j] * w[j];
-				o[x] = clip8(s);
-			}
-		} else {
-			for (int x = 0; x < n; x++) {
-				const int32_t *w = t->w + (size_t)x * t->ksize;
-				const uint8_t *p = row + (size_t)t->lo[x] * 3;
-				int32_t s0 = 1 << (PREC - 1), s1 = s0, s2 = s0;
-				for (int j = 0; j < t->n[x]; j++) {
-					s0 += p[3 * j] * w[j];
-					s1 += p[3 * j + 1] * w[j];
-					s2 += p[3 * j + 2] * w[j];
-				}
-				o[3 * x] = clip8(s0);
-				o[3 * x + 1] = clip8(s1);
-				o[3 * x + 2] = clip8(s2);
-			}
+	if (c == 1) {
+		for (int x = 0; x < n; x++) {
+			const int32_t *w = t->w + (size_t)x * t->ksize;
+			const uint8_t *p = row + t->lo[x];
+			int32_t s = 1 << (PREC - 1);
+			for (int j = 0; j < t->n[x]; j++)
+				s += p[j] * w[j];
+			o[x] = clip8(s);
 		}
+		return;
+	}
+	for (int x = 0; x < n; x++) {
+		const int32_t *w = t->w + (size_t)x * t->ksize;
+		const uint8_t *p = row + (size_t)t->lo[x] * 3;
+		int32_t s0 = 1 << (PREC - 1), s1 = s0, s2 = s0;
+		for (int j = 0; j < t->n[x]; j++) {
+			s0 += p[3 * j] * w[j];
+			s1 += p[3 * j + 1] * w[j];
+			s2 += p[3 * j + 2] * w[j];
+		}
+		o[3 * x] = clip8(s0);
+		o[3 * x + 1] = clip8(s1);
+		o[3 * x + 2] = clip8(s2);
 	}
 }
 
-/* Vertical pass: src has rows of `len` bytes starting at source row r0;
- * output row i uses rows t->lo[i] .. (absolute). */
-static int
-vpass(uint8_t *dst, const uint8_t *src, size_t len, int r0, const struct taps *t, int n)
-{
-	int32_t *acc = mim_malloc(len * sizeof *acc);
+/* The resampler: source rows go in one by one (mim_rs_rows), the
+ * horizontal pass (or the plain column crop) turns each into a row of
+ * `mid`; mim_rs_finish runs the vertical pass. */
+struct mim_rs {
+	int ox, oy, ow, oh, sw, sh, c;
+	int needh, needv;
+	int r0, r1;		/* source rows used */
+	struct taps th, tv;
+	uint8_t *mid;		/* rows r0..r1 after the horizontal step */
+	size_t midlen;		/* bytes per mid row */
+};
 
+void
+mim_rs_free(struct mim_rs *r)
+{
+	if (!r)
+		return;
+	taps_free(&r->th);
+	taps_free(&r->tv);
+	free(r->mid);
+	free(r);
+}
+
+struct mim_rs *
+mim_rs_new(int ox, int oy, int ow, int oh, int rw, int rh, int sw, int sh, int c,
+    const double box[4], enum mim_interp interp)
+{
+	struct mim_rs *r;
+
+	if (c != 1 && c != 3)
+		return mim_seterr("resample: %d channels", c), NULL;
+	if (ox < 0 || oy < 0 || ow < 1 || oh < 1 || ox + ow > rw || oy + oh > rh || sw < 1 || sh < 1)
+		return mim_seterr("resample: window outside the output"), NULL;
+	if (!(r = mim_calloc(1, sizeof *r)))
+		return NULL;
+	*r = (struct mim_rs){ox, oy, ow, oh, sw, sh, c, 0, 0, 0, 0, {0}, {0}, NULL, 0};
+	/* as Pillow: an axis is resampled unless size and box are unchanged */
+	r->needh = rw != sw || box[0] != 0 || box[2] != sw;
+	r->needv = rh != sh || box[1] != 0 || box[3] != sh;
+	r->r0 = oy;
+	r->r1 = oy + oh;
+	if (r->needv) {
+		if (taps_make(&r->tv, sh, box[1], box[3], rh, oy, oh, interp))
+			goto fail;
+		r->r0 = r->tv.lo[0];
+		r->r1 = r->tv.lo[0] + r->tv.n[0];
+		for (int i = 0; i < oh; i++) {
+			r->r0 = r->tv.lo[i] < r->r0 ? r->tv.lo[i] : r->r0;
+			r->r1 = r->tv.lo[i] + r->tv.n[i] > r->r1 ? r->tv.lo[i] + r->tv.n[i] : r->r1;
+		}
+	}
+	if (r->needh && taps_make(&r->th, sw, box[0], box[2], rw, ox, ow, interp))
+		goto fail;
+	r->midlen = (size_t)ow * c;
+	if (!(r->mid = mim_malloc((size_t)(r->r1 - r->r0) * r->midlen + 1)))
+		goto fail;
+	return r;
+fail:
+	mim_rs_free(r);
+	return NULL;
+}
+
+void
+mim_rs_range(const struct mim_rs *r, int *first, int *end)
+{
+	*first = r->r0;
+	*end = r->r1;
+}
+
+void
+mim_rs_row(struct mim_rs *r, int y, const uint8_t *row)
+{
+	if (y < r->r0 || y >= r->r1)
+		return;
+	uint8_t *o = r->mid + (size_t)(y - r->r0) * r->midlen;
+	if (r->needh)
+		hrow(o, row, r->c, &r->th, r->ow);
+	else
+		memcpy(o, row + (size_t)r->ox * r->c, r->midlen);
+}
+
+int
+mim_rs_finish(struct mim_rs *r, uint8_t *dst)
+{
+	size_t len = r->midlen;
+
+	if (!r->needv) {
+		memcpy(dst, r->mid + (size_t)(r->oy - r->r0) * len, (size_t)r->oh * len);
+		return 0;
+	}
+	int32_t *acc = mim_malloc(len * sizeof *acc);
 	if (!acc)
 		return -1;
-	for (int i = 0; i < n; i++) {
-		const int32_t *w = t->w + (size_t)i * t->ksize;
+	for (int i = 0; i < r->oh; i++) {
+		const int32_t *w = r->tv.w + (size_t)i * r->tv.ksize;
 		for (size_t x = 0; x < len; x++)
 			acc[x] = 1 << (PREC - 1);
-		for (int j = 0; j < t->n[i]; j++) {
-			const uint8_t *row = src + (size_t)(t->lo[i] + j - r0) * len;
+		for (int j = 0; j < r->tv.n[i]; j++) {
+			const uint8_t *row = r->mid + (size_t)(r->tv.lo[i] + j - r->r0) * len;
 			int32_t wj = w[j];
 			for (size_t x = 0; x < len; x++)
 				acc[x] += row[x] * wj;
@@ -184,62 +263,15 @@ int
 mim_resample(uint8_t *dst, int ox, int oy, int ow, int oh, int rw, int rh,
     const uint8_t *src, int sw, int sh, int c, const double box[4], enum mim_interp interp)
 {
-	struct taps th = {0}, tv = {0};
-	int needh = rw != sw || box[0] != 0 || box[2] != sw;
-	int needv = rh != sh || box[1] != 0 || box[3] != sh;
-	uint8_t *tmp = NULL;
-	const uint8_t *mid = src;
-	int midw = sw, r0 = 0, rc = -1;
+	struct mim_rs *r = mim_rs_new(ox, oy, ow, oh, rw, rh, sw, sh, c, box, interp);
+	int first, end;
 
-	if (c != 1 && c != 3)
-		return mim_seterr("resample: %d channels", c);
-	if (ox < 0 || oy < 0 || ow < 1 || oh < 1 || ox + ow > rw || oy + oh > rh)
-		return mim_seterr("resample: window outside the output");
-	if (needv && taps_make(&tv, sh, box[1], box[3], rh, oy, oh, interp))
-		goto out;
-	if (needh) {
-		/* the rows the vertical pass reads, or the output rows */
-		int first = oy, last = oy + oh;
-		if (needv) {
-			first = tv.lo[0];
-			last = tv.lo[oh - 1] + tv.n[oh - 1];
-			for (int i = 0; i < oh; i++) {
-				first = tv.lo[i] < first ? tv.lo[i] : first;
-				last = tv.lo[i] + tv.n[i] > last ? tv.lo[i] + tv.n[i] : last;
-			}
-		}
-		if (taps_make(&th, sw, box[0], box[2], rw, ox, ow, interp))
-			goto out;
-		if (!(tmp = mim_malloc((size_t)(last - first) * ow * c + 1)))
-			goto out;
-		hpass(tmp, src, sw, c, first, last - first, &th, ow);
-		mid = tmp;
-		midw = ow;
-		r0 = first;
-	} else if (ox != 0 || ow != rw) {
-		/* no horizontal resampling: the window is a plain crop */
-		int first = needv ? 0 : oy, last = needv ? sh : oy + oh;
-		if (!(tmp = mim_malloc((size_t)(last - first) * ow * c + 1)))
-			goto out;
-		for (int y = first; y < last; y++)
-			memcpy(tmp + (size_t)(y - first) * ow * c, src + ((size_t)y * sw + ox) * c,
-			    (size_t)ow * c);
-		mid = tmp;
-		midw = ow;
-		r0 = first;
-	}
-	if (needv) {
-		if (vpass(dst, mid, (size_t)midw * c, r0, &tv, oh))
-			goto out;
-	} else {
-		for (int y = 0; y < oh; y++)
-			memcpy(dst + (size_t)y * ow * c, mid + (size_t)(oy + y - r0) * midw * c,
-			    (size_t)ow * c);
-	}
-	rc = 0;
-out:
-	free(tmp);
-	taps_free(&th);
-	taps_free(&tv);
+	if (!r)
+		return -1;
+	mim_rs_range(r, &first, &end);
+	for (int y = first; y < end; y++)
+		mim_rs_row(r, y, src + (size_t)y * sw * c);
+	int rc = mim_rs_finish(r, dst);
+	mim_rs_free(r);
 	return rc;
 }

@@ -177,6 +177,8 @@ struct mim_tar {
 	struct mim_sample *cur;	/* sample being collected */
 	int done;		/* no more members */
 	int failed;		/* ended by an error: err */
+	int skip;		/* the current sample is not wanted */
+	long nstarted;		/* samples begun */
 	char err[2048];		/* read buffer for members of unknown size */
 };
 
@@ -321,10 +323,16 @@ read_member(struct mim_tar *t, struct archive_entry *e, const char *path,
 	return 1;
 }
 
+long
+mim_tar_count(const struct mim_tar *t)
+{
+	return t->nstarted;
+}
+
 int
-mim_tar_next(struct mim_tar *t, struct mim_sample **out, int skip,
-    void (*warn)(void *ctx, const char *msg), void *ctx,
-    struct mim_data_counts *counts)
+mim_tar_next(struct mim_tar *t, struct mim_sample **out,
+    int (*want)(void *ctx, long i), void (*warn)(void *ctx, const char *msg),
+    void *ctx, struct mim_data_counts *counts)
 {
 	struct archive_entry *e;
 	int retries = 0;
@@ -369,15 +377,20 @@ mim_tar_next(struct mim_tar *t, struct mim_sample **out, int skip,
 			ready = t->cur;
 			t->cur = NULL;
 		}
-		if (!t->cur && !(t->cur = sample_new(path, kl, t->name))) {
-			mim_sample_free(ready);
-			snprintf(t->err, sizeof t->err, "%s: out of memory", t->name);
-			t->done = t->failed = 1;
-			return mim_seterr("%s", t->err);
+		if (!t->cur) {
+			if (!(t->cur = sample_new(path, kl, t->name))) {
+				mim_sample_free(ready);
+				snprintf(t->err, sizeof t->err, "%s: out of memory", t->name);
+				t->done = t->failed = 1;
+				return mim_seterr("%s", t->err);
+			}
+			t->cur->seq = t->nstarted;
+			t->skip = want && !want(ctx, t->nstarted);
+			t->nstarted++;
 		}
 		uint8_t *data = NULL;
 		size_t size = 0;
-		if (skip) {
+		if (t->skip) {
 			if (archive_read_data_skip(t->a) == ARCHIVE_FATAL) {
 				char what[600];
 				snprintf(what, sizeof what, "truncated or damaged in '%s'", path);
