@@ -5,8 +5,9 @@
 #   bench/data.sh [REPEATS [EPOCHS]]     (after make; default 3 repeats, 2 epochs)
 # Prints one line per run and a summary: images/s (wall) and images per
 # CPU second (user + sys, all threads/processes), for mim-data with 1 and
-# 2 threads and torchvision with 1 and 2 processes, on the JPEG photos and
-# on every wallpaper (JPEG and PNG). Figures go to bench/DATA.md by hand.
+# 2 threads (and "1,fast": --shrink-max 4 --shrink-min 2) and torchvision
+# with 1 and 2 processes, on the JPEG photos and on every wallpaper (JPEG
+# and PNG). Figures go to bench/DATA.md by hand.
 set -eu
 cd "$(dirname "$0")/.."
 BIN=${MIM_BUILD:-build}/bin
@@ -42,11 +43,13 @@ for set in jpeg all; do
 	echo "# $set: $n images, $(du -m "$W/$set.tar" | cut -f1) MB, $E epochs per run"
 done
 
-mim() {	# mim SET THREADS
-	/usr/bin/time -f "%e %U %S" -o "$W/t" "$BIN/mim-data" -q -j "$2" -b 32 -e "$E" --seed "$r" \
-		"$W/$1.tar" > /dev/null
-	n=$(( $(tar tf "$W/$1.tar" | wc -l) * E ))
-	awk -v t="$2" -v n="$n" '{printf "mim-data threads=%s images=%d wall=%.2f cpu=%.2f img/s=%.1f img/cpu-s=%.1f\n",
+mim() {	# mim SET THREADS [FLAG...]
+	set=$1 j=$2
+	shift 2
+	/usr/bin/time -f "%e %U %S" -o "$W/t" "$BIN/mim-data" -q -j "$j" -b 32 -e "$E" --seed "$r" \
+		"$@" "$W/$set.tar" > /dev/null
+	n=$(( $(tar tf "$W/$set.tar" | wc -l) * E ))
+	awk -v t="$j${1:+,fast}" -v n="$n" '{printf "mim-data threads=%s images=%d wall=%.2f cpu=%.2f img/s=%.1f img/cpu-s=%.1f\n",
 		t, n, $1, $2 + $3, n / $1, n / ($2 + $3)}' "$W/t"
 }
 
@@ -54,10 +57,11 @@ for set in jpeg all; do
 	r=0
 	while [ $r -lt "$R" ]; do
 		r=$((r + 1))
-		for cfg in m1 m2 t1 t2; do
+		for cfg in m1 m2 f1 t1 t2; do
 			case $cfg in
 			m1) mim $set 1 ;;
 			m2) mim $set 2 ;;
+			f1) mim $set 1 --shrink-max 4 --shrink-min 2 ;;
 			t1) $PY bench/data_torchvision.py --procs 1 --epochs "$E" "$W/$set.tar" ;;
 			t2) $PY bench/data_torchvision.py --procs 2 --epochs "$E" "$W/$set.tar" ;;
 			esac | sed "s/^/$set run=$r /"

@@ -31,8 +31,9 @@ static const char usage_text[] =
 "      --eval, --no-augment  shorter side to int(S/R), centre crop S x S\n"
 "      --crop-ratio R      R for --eval, default 0.875 (224/256)\n"
 "      --gap G             box pre-shrink by factor/G for non-JPEG, default 0 (none)\n"
-"      --shrink-min F      JPEG decoding at half size while the box stays F times\n"
+"      --shrink-min F      JPEG decoding at 1/2 size while the box stays F times\n"
 "                          the output, default 3 (0: off)\n"
+"      --shrink-max N      allow 1/N size too (2, 4 or 8): faster, less exact\n"
 "Order and batches:\n"
 "  -b, --batch B           images per frame, default 32\n"
 "      --drop-last         drop the short last batch of each epoch\n"
@@ -63,7 +64,7 @@ static const char usage_text[] =
 
 enum {
 	O_SCALE = 256, O_RATIO, O_FLIP, O_INTERP, O_MEAN, O_STD, O_EVAL, O_CROPR,
-	O_GAP, O_SHRINK, O_DROP, O_SHUF, O_SEED, O_SIDX, O_SCNT, O_SPLIT, O_EXT,
+	O_GAP, O_SHRINK, O_SHRINKMAX, O_DROP, O_SHUF, O_SEED, O_SIDX, O_SCNT, O_SPLIT, O_EXT,
 	O_STRICT, O_PERSHARD, O_FORMAT, O_QUAL, O_KEEP, O_IDX, O_BOX, O_PBOX,
 };
 
@@ -109,6 +110,7 @@ parse(int argc, char **argv, struct cmdline *c)
 		{"crop-ratio", required_argument, NULL, O_CROPR},
 		{"gap", required_argument, NULL, O_GAP},
 		{"shrink-min", required_argument, NULL, O_SHRINK},
+		{"shrink-max", required_argument, NULL, O_SHRINKMAX},
 		{"batch", required_argument, NULL, 'b'},
 		{"drop-last", no_argument, NULL, O_DROP},
 		{"epochs", required_argument, NULL, 'e'},
@@ -173,6 +175,11 @@ parse(int argc, char **argv, struct cmdline *c)
 		case O_CROPR: a->crop_ratio = cli_double("--crop-ratio", optarg, 1e-6, 1); break;
 		case O_GAP: a->gap = cli_double("--gap", optarg, 0, 1e6); break;
 		case O_SHRINK: a->shrink_min = cli_double("--shrink-min", optarg, 0, 1e6); break;
+		case O_SHRINKMAX:
+			a->shrink_max = (int)cli_int("--shrink-max", optarg, 1, 8);
+			if (a->shrink_max & (a->shrink_max - 1))
+				usage_error("--shrink-max: want 1, 2, 4 or 8");
+			break;
 		case 'b': c->batch = (int)cli_int("--batch", optarg, 1, 1 << 20); break;
 		case O_DROP: c->drop_last = 1; break;
 		case 'e': o->epochs = (long)cli_int("--epochs", optarg, 0, 1L << 40); break;

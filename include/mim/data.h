@@ -65,9 +65,10 @@ struct mim_aug {
 	double gap;		/* box pre-shrink by floor(factor/gap) for non-JPEG
 				 * images (vips_shrink), as PIL's reducing_gap;
 				 * 0 = none, the exact PIL resize */
-	double shrink_min;	/* JPEG shrink-on-load (to 1/2) only while the
-				 * box stays >= shrink_min times the output on both
+	double shrink_min;	/* JPEG shrink-on-load (1/s) only while the box
+				 * stays >= shrink_min times the output on both
 				 * axes; 0 turns shrink-on-load off */
+	int shrink_max;		/* largest s: 1, 2 (default), 4 or 8 */
 	int force;		/* use `box` (and box.flip) instead of sampling */
 	struct mim_box box;
 };

@@ -14,11 +14,15 @@
  * nothing else in the way the output is bit for bit torchvision's. Two
  * speed-ups trade a little of that exactness, each only while the box
  * stays large against the output:
- *   - JPEG shrink-on-load: libjpeg's scaled IDCT decodes at half size
- *     (2x2 blocks become one pixel, roughly their mean) when that leaves
- *     the box at least shrink_min times the output on both axes. The box
- *     is then mapped to the small image with fractional coordinates, so
- *     no rounding moves it;
+ *   - JPEG shrink-on-load: libjpeg's scaled IDCT decodes at 1/s size (s x s
+ *     pixels become one, roughly their mean) for the largest s up to
+ *     shrink_max that leaves the box at least shrink_min times the output
+ *     on both axes. The box is then mapped to the small image with
+ *     fractional coordinates, so no rounding moves it. shrink_max is 2 by
+ *     default: at 1/4 libjpeg keeps 2x2 of the 8x8 coefficients and of a
+ *     4:2:0 image's chroma only the DC, up to 3-4/255 off PIL at the 99th
+ *     percentile whatever the remaining downscale (1/8: up to 7/255); at
+ *     1/2 the 99th percentile stays near 2/255 (bench/DATA.md);
  *   - gap: for other formats, a box shrink (vips_shrink) by
  *     floor(factor/gap) first, as libvips' and PIL's reducing_gap do;
  *     0 turns it off.
@@ -120,6 +124,7 @@ mim_aug_default(struct mim_aug *a)
 	a->crop_ratio = 224.0 / 256.0;
 	a->gap = 0;
 	a->shrink_min = 3;
+	a->shrink_max = 2;
 }
 
 int
@@ -137,6 +142,8 @@ mim_aug_check(const struct mim_aug *a)
 		return mim_seterr("crop ratio %g out of range (0, 1]", a->crop_ratio);
 	if (!(a->gap == 0 || (a->gap >= 1 && a->gap <= 1e6)))
 		return mim_seterr("gap %g: want 0 (none) or >= 1", a->gap);
+	if (a->shrink_max != 1 && a->shrink_max != 2 && a->shrink_max != 4 && a->shrink_max != 8)
+		return mim_seterr("shrink maximum %d: want 1, 2, 4 or 8", a->shrink_max);
 	if (!(a->shrink_min == 0 || (a->shrink_min >= 1 && a->shrink_min <= 1e6)))
 		return mim_seterr("shrink minimum %g: want 0 (off) or >= 1", a->shrink_min);
 	if (a->force && (a->box.w < 1 || a->box.h < 1 || a->box.x < 0 || a->box.y < 0))
@@ -144,13 +151,6 @@ mim_aug_check(const struct mim_aug *a)
 		    a->box.x, a->box.y, a->box.w, a->box.h);
 	return 0;
 }
-
-/* JPEG shrink-on-load goes to 1/2 at most. At 1/4 libjpeg keeps 2x2 of the
- * 8x8 coefficients and the chroma of a 4:2:0 image only its DC: on real
- * photos that is up to 3/255 off PIL at the 99th percentile whatever the
- * remaining downscale, at 1/8 up to 7/255; at 1/2 the 99th percentile
- * stays within 2/255 (measured in bench/DATA.md). */
-#define SHRINK_MAX 2
 
 /* Python's round(): to nearest, ties to even (rint in the default mode). */
 static int
@@ -473,10 +473,10 @@ run(const void *buf, size_t n, const struct mim_aug *a, struct mim_drng *rng,
 		return -1;
 	}
 
-	/* JPEG shrink-on-load: the largest s <= SHRINK_MAX leaving the box
+	/* JPEG shrink-on-load: the largest s <= shrink_max leaving the box
 	 * at least shrink_min times the output on both axes */
 	if (!strcmp(fmt, "jpeg") && a->shrink_min > 0) {
-		for (int s = SHRINK_MAX; s > 1; s /= 2)
+		for (int s = a->shrink_max; s > 1; s /= 2)
 			if ((double)p.box.w / s >= a->shrink_min * p.rw &&
 			    (double)p.box.h / s >= a->shrink_min * p.rh) {
 				shrink = s;
