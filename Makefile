@@ -70,11 +70,11 @@ asan:
 demo:
 	@scripts/deps.sh build demo
 	@$(MAKE) --no-print-directory all
-	@MIM_BUILD=$(BUILD) examples/demo.sh
+	@PATH="$(CURDIR)/$(BUILD)/bin:$$PATH" examples/demo.sh
 
 bench:
 	@$(MAKE) --no-print-directory all
-	@MIM_BUILD=$(BUILD) bench/run.sh
+	@PATH="$(CURDIR)/$(BUILD)/bin:$$PATH" MIM_BUILD=$(BUILD) bench/run.sh
 
 FUZZ_CFLAGS = -g -O1 -std=c11 -Iinclude $(PKG_CFLAGS) -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined
 fuzz: $(FUZZSRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
