@@ -310,7 +310,12 @@ idx_convert(struct cmdline *c)
 		void *buf;
 		size_t len;
 		char key[64], cls[32];
-		snprintf(key, sizeof key, "%0*lld", width, (long long)i);
+		/* zero-padded to `width` digits */
+		char num[24];
+		int nl = snprintf(num, sizeof num, "%lld", (long long)i), pad = width - nl;
+		pad = pad < 0 ? 0 : pad;
+		memset(key, '0', (size_t)pad);
+		memcpy(key + pad, num, (size_t)nl + 1);
 		if (mim_image_encode(&g, c->o.encfmt, c->o.quality, &buf, &len))
 			die_lib();
 		int rc = mim_tarw_add(w, key, c->o.encfmt, buf, len);
