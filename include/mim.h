@@ -7,6 +7,7 @@
 #include "mim/gemm.h"
 #include "mim/model.h"
 #include "mim/kern.h"
+#include "mim/prof.h"
 #include "mim/swin.h"
 #include "mim/ckpt.h"
 #include "mim/optim.h"

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "mim/gemm.h"
+#include "mim/prof.h"
 #include "mim/stream.h"
 
 static _Thread_local int tindex;
@@ -26,9 +27,11 @@ mim_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A,
 				C[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * C[(size_t)i * ldc + j];
 		return;
 	}
+	double t = MIM_PROF_BEGIN();
 	cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
 	    tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb,
 	    beta, C, ldc);
+	MIM_PROF_END("gemm", t, 2.0 * M * N * K);
 }
 
 struct batchjob {
@@ -64,11 +67,13 @@ mim_gemm_batch(int ta, int tb, int M, int N, int K, float alpha,
 
 	if (batch <= 0)
 		return;
+	double t = MIM_PROF_BEGIN();
 	/* big products: threaded BLAS, one after another */
 	if (nt == 1 || in_job || flops >= 4e7 || batch == 1) {
 		for (int b = 0; b < batch; b++)
 			mim_gemm(ta, tb, M, N, K, alpha, A + (size_t)b * sA, lda,
 			    B + (size_t)b * sB, ldb, beta, C + (size_t)b * sC, ldc);
+		MIM_PROF_END("gemm batch", t, flops * batch);
 		return;
 	}
 	struct batchjob j = {ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C,
@@ -77,6 +82,7 @@ mim_gemm_batch(int ta, int tb, int M, int N, int K, float alpha,
 	j.per = (batch + chunks - 1) / chunks;
 	chunks = (batch + j.per - 1) / j.per;
 	mim_parallel(chunks, batch_chunk, &j);
+	MIM_PROF_END("gemm batch", t, flops * batch);
 }
 
 /* ---- thread pool ---------------------------------------------------------- */

@@ -69,10 +69,12 @@ attention_forward(float *out, float *P, float *qkv, const float *q_bias,
     const float *v_bias, const float *bias, const float *mask, int nW, int B,
     int N, int C, int Hh, float scale, float *work)
 {
+	double prof_t_ = MIM_PROF_BEGIN();
 	struct at j = {.out = out, .P = P, .qkv = qkv, .work = work, .qb = q_bias,
 	    .vb = v_bias, .bias = bias, .mask = mask, .nW = nW > 0 ? nW : 1, .B = B,
 	    .N = N, .C = C, .Hh = Hh, .D = C / Hh, .scale = scale};
 	mim_parallel(B * Hh, fwd_job, &j);
+	MIM_PROF_END("attention fwd", prof_t_, 4.0 * B * Hh * N * N * (C / Hh));
 }
 
 static void
@@ -117,6 +119,7 @@ attention_backward(float *dqkv, float *dq_bias, float *dv_bias, float *P,
     const float *dout, const float *qkv, int B, int N, int C, int Hh,
     float scale, float *work)
 {
+	double prof_t_ = MIM_PROF_BEGIN();
 	struct at j = {.P = P, .work = work, .dqkv = dqkv, .dout = dout, .cqkv = qkv,
 	    .B = B, .N = N, .C = C, .Hh = Hh, .D = C / Hh, .scale = scale};
 	mim_parallel(B * Hh, bwd_job, &j);
@@ -124,6 +127,7 @@ attention_backward(float *dqkv, float *dq_bias, float *dv_bias, float *P,
 		kern_colsum(dq_bias, dqkv, (size_t)B * N, C, (size_t)3 * C);
 	if (dv_bias)
 		kern_colsum(dv_bias, dqkv + 2 * C, (size_t)B * N, C, (size_t)3 * C);
+	MIM_PROF_END("attention bwd", prof_t_, 8.0 * B * Hh * N * N * (C / Hh));
 }
 
 struct db {
@@ -146,6 +150,8 @@ dbias_chunk(void *p, size_t lo, size_t hi)
 void
 attention_dbias(float *dbias, const float *dS, int B, int Hh, int N)
 {
+	double prof_t_ = MIM_PROF_BEGIN();
 	struct db j = {dbias, dS, B, Hh, (size_t)N * N};
 	kern_for((size_t)Hh * N * N, 4096, dbias_chunk, &j);
+	MIM_PROF_END("attention dbias", prof_t_, 0);
 }

@@ -37,8 +37,10 @@ fwd(void *p, size_t lo, size_t hi)
 void
 gelu_forward(float *out, const float *inp, size_t n)
 {
+	double prof_t_ = MIM_PROF_BEGIN();
 	struct gl j = {out, inp, NULL};
 	kern_for(n, 16384, fwd, &j);
+	MIM_PROF_END("gelu fwd", prof_t_, 0);
 }
 
 static void
@@ -58,8 +60,10 @@ bwd(void *p, size_t lo, size_t hi)
 void
 gelu_backward(float *dinp, const float *dout, const float *inp, size_t n)
 {
+	double prof_t_ = MIM_PROF_BEGIN();
 	struct gl j = {dinp, inp, dout};
 	kern_for(n, 16384, bwd, &j);
+	MIM_PROF_END("gelu bwd", prof_t_, 0);
 }
 
 float

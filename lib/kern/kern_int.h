@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "mim/gemm.h"
+#include "mim/prof.h"
 #include "mim/stream.h"
 
 /* Run fn(ctx, lo, hi) over [0,n) in chunks of at least grain items on the

@@ -32,8 +32,10 @@ mask_token_forward(float *x, int ldx, size_t sx, const uint8_t *mask,
 {
 	if (!mask)
 		return;
+	double prof_t_ = MIM_PROF_BEGIN();
 	struct mt j = {.x = x, .tok = token, .mask = mask, .ldx = ldx, .T = T, .C = C, .sx = sx};
 	kern_for((size_t)B * T, 1 + 8192 / (size_t)C, fwd_rows, &j);
+	MIM_PROF_END("mask_token fwd", prof_t_, 0);
 }
 
 static void
@@ -84,6 +86,7 @@ void
 mask_token_backward(float *dpe, float *dtoken, const float *dx, int ldx, size_t sx,
     const uint8_t *mask, int B, int T, int C)
 {
+	double prof_t_ = MIM_PROF_BEGIN();
 	struct mt j = {.dpe = dpe, .dx = dx, .mask = mask, .ldx = ldx, .T = T, .C = C, .sx = sx};
 
 	if (dpe)
@@ -92,4 +95,5 @@ mask_token_backward(float *dpe, float *dtoken, const float *dx, int ldx, size_t 
 		struct tokacc a = {dtoken, dx, mask, ldx, T, C, B, sx};
 		kern_for(((size_t)C + 63) / 64, 1, tok_blocks, &a);
 	}
+	MIM_PROF_END("mask_token bwd", prof_t_, 0);
 }

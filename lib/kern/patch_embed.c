@@ -54,6 +54,7 @@ void
 patch_embed_forward(float *out, int ldo, size_t so, float *cols, const float *img,
     const float *w, const float *bias, int B, int Ci, int H, int W, int P, int C)
 {
+	double prof_t_ = MIM_PROF_BEGIN();
 	int G = H / P, Gw = W / P, T = G * Gw, K = Ci * P * P;
 	struct im2col j = {cols, img, Ci, H, W, P, G, Gw};
 
@@ -69,12 +70,14 @@ patch_embed_forward(float *out, int ldo, size_t so, float *cols, const float *im
 		for (int b = 0; b < B; b++)
 			mim_gemm(0, 1, T, C, K, 1.0f, cols + (size_t)b * T * K, K, w, K, beta,
 			    out + (size_t)b * so, ldo);
+	MIM_PROF_END("patch_embed fwd", prof_t_, 2.0 * B * (H / P) * (W / P) * C * Ci * P * P);
 }
 
 void
 patch_embed_backward(float *dw, float *db, const float *dout, int ldo, size_t so,
     const float *cols, int B, int Ci, int H, int W, int P, int C)
 {
+	double prof_t_ = MIM_PROF_BEGIN();
 	int T = (H / P) * (W / P), K = Ci * P * P;
 
 	/* dw (C,K) += dout^T (C,T) @ cols (T,K), summed over samples */
@@ -93,4 +96,5 @@ patch_embed_backward(float *dw, float *db, const float *dout, int ldo, size_t so
 			for (int b = 0; b < B; b++)
 				kern_colsum(db, dout + (size_t)b * so, (size_t)T, C, (size_t)ldo);
 	}
+	MIM_PROF_END("patch_embed bwd", prof_t_, 2.0 * B * (H / P) * (W / P) * C * Ci * P * P);
 }

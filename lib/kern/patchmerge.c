@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "mim/gemm.h"
+#include "mim/prof.h"
 #include "mim/stream.h"
 #include "mim/swin.h"
 
@@ -73,15 +74,19 @@ run(struct mergejob *m, void (*fn)(void *, int))
 void
 patchmerge_forward(float *out, const float *x, int B, int H, int W, int C)
 {
+	double prof_t_ = MIM_PROF_BEGIN();
 	struct mergejob m = {.out = out, .in = x, .B = B, .H = H, .W = W, .C = C};
 
 	run(&m, fwd_task);
+	MIM_PROF_END("patchmerge fwd", prof_t_, 0);
 }
 
 void
 patchmerge_backward(float *dx, const float *dout, int B, int H, int W, int C)
 {
+	double prof_t_ = MIM_PROF_BEGIN();
 	struct mergejob m = {.out = dx, .in = dout, .B = B, .H = H, .W = W, .C = C};
 
 	run(&m, bwd_task);
+	MIM_PROF_END("patchmerge bwd", prof_t_, 0);
 }

@@ -50,8 +50,10 @@ fwd(void *p, size_t lo, size_t hi)
 void
 relpos_forward(float *bias, const float *table, const int64_t *index, int N, int Hh)
 {
+	double prof_t_ = MIM_PROF_BEGIN();
 	struct rp j = {bias, table, index, N, Hh};
 	kern_for((size_t)Hh, 1, fwd, &j);
+	MIM_PROF_END("relpos fwd", prof_t_, 0);
 }
 
 /* one head per job: table column h only, in index order */
@@ -69,6 +71,8 @@ bwd(void *p, size_t lo, size_t hi)
 void
 relpos_backward(float *dtable, const float *dbias, const int64_t *index, int N, int Hh)
 {
+	double prof_t_ = MIM_PROF_BEGIN();
 	struct rp j = {dtable, dbias, index, N, Hh};
 	kern_for((size_t)Hh, 1, bwd, &j);
+	MIM_PROF_END("relpos bwd", prof_t_, 0);
 }

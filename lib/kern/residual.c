@@ -54,9 +54,11 @@ void
 residual_forward(float *out, const float *x, const float *y, const float *gamma,
     const float *kept, float keep, int B, int N, int C)
 {
+	double prof_t_ = MIM_PROF_BEGIN();
 	struct rs j = {.out = out, .x = x, .y = y, .gamma = gamma, .kept = kept,
 	    .keep = keep, .N = N, .C = C};
 	kern_for((size_t)B * N, 1 + 8192 / (size_t)C, fwd, &j);
+	MIM_PROF_END("residual fwd", prof_t_, 0);
 }
 
 static void
@@ -131,6 +133,7 @@ void
 residual_backward(float *dy, float *dgamma, const float *dout, const float *y,
     const float *gamma, const float *kept, float keep, int B, int N, int C)
 {
+	double prof_t_ = MIM_PROF_BEGIN();
 	struct rs j = {.dy = dy, .dout = dout, .gamma = gamma, .kept = kept, .keep = keep,
 	    .N = N, .C = C};
 	if (dy)
@@ -139,4 +142,5 @@ residual_backward(float *dy, float *dgamma, const float *dout, const float *y,
 		struct rg g = {dgamma, dout, y, kept, keep, (size_t)B * N, N, C};
 		kern_for(((size_t)C + 63) / 64, 1, gamma_cols, &g);
 	}
+	MIM_PROF_END("residual bwd", prof_t_, 0);
 }

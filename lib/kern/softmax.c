@@ -84,8 +84,10 @@ fwd(void *q, size_t lo, size_t hi)
 void
 softmax_forward(float *out, const float *inp, int R, int C)
 {
+	double prof_t_ = MIM_PROF_BEGIN();
 	struct sm j = {out, inp, NULL, C};
 	kern_for((size_t)R, 1 + 4096 / (size_t)C, fwd, &j);
+	MIM_PROF_END("softmax fwd", prof_t_, 0);
 }
 
 static void
@@ -101,6 +103,8 @@ bwd(void *q, size_t lo, size_t hi)
 void
 softmax_backward(float *dinp, const float *dout, const float *out, int R, int C)
 {
+	double prof_t_ = MIM_PROF_BEGIN();
 	struct sm j = {dinp, dout, out, C};
 	kern_for((size_t)R, 1 + 4096 / (size_t)C, bwd, &j);
+	MIM_PROF_END("softmax bwd", prof_t_, 0);
 }

@@ -40,13 +40,17 @@ tiles(void *p, size_t lo, size_t hi)
 void
 transpose_forward(float *out, const float *inp, int ldi, size_t si, int B, int R, int C)
 {
+	double prof_t_ = MIM_PROF_BEGIN();
 	struct tp j = {out, inp, ldi, R, C, 0, si};
 	kern_for((size_t)B * ((C + 31) / 32), 1, tiles, &j);
+	MIM_PROF_END("transpose fwd", prof_t_, 0);
 }
 
 void
 transpose_backward(float *din, int ldi, size_t si, const float *dout, int B, int R, int C)
 {
+	double prof_t_ = MIM_PROF_BEGIN();
 	struct tp j = {din, dout, ldi, R, C, 1, si};
 	kern_for((size_t)B * ((C + 31) / 32), 1, tiles, &j);
+	MIM_PROF_END("transpose bwd", prof_t_, 0);
 }

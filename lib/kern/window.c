@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "mim/gemm.h"
+#include "mim/prof.h"
 #include "mim/stream.h"
 #include "mim/swin.h"
 
@@ -130,10 +131,12 @@ void
 window_gather(float *out, const float *x, const int *idx, const float *kept,
     float keep, int B, int L, int C)
 {
+	double prof_t_ = MIM_PROF_BEGIN();
 	struct rowjob j = {.out = out, .x = x, .idx = idx, .kept = kept,
 	    .keep = keep, .B = B, .L = L, .C = C};
 
 	rows_run(B * L, C, gather_task, &j);
+	MIM_PROF_END("window gather", prof_t_, 0);
 }
 
 static void
@@ -161,10 +164,12 @@ void
 window_reverse_add(float *out, const float *x, const float *y, const float *bias,
     const float *kept, float keep, const int *idx, int B, int L, int C)
 {
+	double prof_t_ = MIM_PROF_BEGIN();
 	struct rowjob j = {.out = out, .x = x, .y = y, .b = bias, .kept = kept,
 	    .keep = keep, .idx = idx, .B = B, .L = L, .C = C};
 
 	rows_run(B * L, C, revadd_task, &j);
+	MIM_PROF_END("window reverse_add", prof_t_, 0);
 }
 
 /* ---- LayerNorm through the permutation ----------------------------------- */
@@ -200,10 +205,12 @@ void
 window_ln_forward(float *out, float *mean, float *rstd, const float *x,
     const float *w, const float *b, const int *idx, int B, int L, int C, float eps)
 {
+	double prof_t_ = MIM_PROF_BEGIN();
 	struct rowjob j = {.out = out, .mean = mean, .rstd = rstd, .x = x, .w = w,
 	    .b = b, .idx = idx, .B = B, .L = L, .C = C, .eps = eps};
 
 	rows_run(B * L, C, lnf_task, &j);
+	MIM_PROF_END("window_ln fwd", prof_t_, 0);
 }
 
 /* dx: xhat = (x-mean)*rstd, g = dout*w;
@@ -263,9 +270,11 @@ window_ln_backward(float *dx, float *dw, float *db, const float *dout,
     const float *x, const float *w, const float *mean, const float *rstd,
     const int *idx, int B, int L, int C)
 {
+	double prof_t_ = MIM_PROF_BEGIN();
 	struct rowjob j = {.out = dx, .dw = dw, .db = db, .dout = dout, .x = x,
 	    .w = w, .cmean = mean, .crstd = rstd, .idx = idx, .B = B, .L = L, .C = C};
 
 	mim_parallel((C + LN_CB - 1) / LN_CB, lnb_dw_task, &j);
 	rows_run(B * L, C, lnb_dx_task, &j);
+	MIM_PROF_END("window_ln bwd", prof_t_, 0);
 }

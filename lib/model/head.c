@@ -9,6 +9,7 @@
 #include "arch.h"
 #include "mim/gemm.h"
 #include "mim/kern.h"
+#include "mim/prof.h"
 
 static void
 dims(const struct mim_model *m, int *F, int *O, int *h, int *s)
@@ -37,6 +38,7 @@ mim_head_forward(const struct mim_model *m, int B, const float *latent, float *p
 	const struct mim_param *w = mim_model_param(m, "decoder.0.weight");
 	const struct mim_param *b = mim_model_param(m, "decoder.0.bias");
 	const float *W = m->w + w->off, *bias = m->w + b->off;
+	double t0 = MIM_PROF_BEGIN();
 
 	/* bias first, then dec_b += W @ latent_b (addmm's order) */
 	for (int i = 0; i < B; i++)
@@ -48,6 +50,7 @@ mim_head_forward(const struct mim_model *m, int B, const float *latent, float *p
 	mim_gemm_batch(0, 0, O, (int)hw, F, 1.0f, W, F, 0, latent, (int)hw, (size_t)F * hw,
 	    1.0f, dec, (int)hw, (size_t)O * hw, B);
 	pixel_shuffle_forward(pred, dec, B, 3, h, h, s);
+	MIM_PROF_END("head fwd", t0, 2.0 * B * O * hw * F);
 }
 
 void
@@ -61,6 +64,7 @@ mim_head_backward(struct mim_model *m, int B, const float *latent, const float *
 	const struct mim_param *b = mim_model_param(m, "decoder.0.bias");
 	const float *W = m->w + w->off;
 	float *dW = m->g + w->off, *db = m->g + b->off;
+	double t0 = MIM_PROF_BEGIN();
 
 	pixel_shuffle_backward(ddec, dpred, B, 3, h, h, s);
 	/* dW (O,F) += sum_b ddec_b (O,hw) @ latent_b^T (hw,F), samples in order */
@@ -81,4 +85,5 @@ mim_head_backward(struct mim_model *m, int B, const float *latent, const float *
 	if (dlatent)
 		mim_gemm_batch(1, 0, F, (int)hw, O, 1.0f, W, F, 0, ddec, (int)hw, (size_t)O * hw,
 		    0.0f, dlatent, (int)hw, (size_t)F * hw, B);
+	MIM_PROF_END("head bwd", t0, (dlatent ? 4.0 : 2.0) * B * O * hw * F);
 }

@@ -15,6 +15,7 @@
 
 #include "arch.h"
 #include "mim/gemm.h"
+#include "mim/prof.h"
 
 struct lj {
 	const struct mim_lossopt *o;
@@ -91,7 +92,7 @@ mim_loss(const struct mim_lossopt *o, int B, int H, int W, int p,
     const float *img, const uint8_t *mask, const float *pred, float *dpred)
 {
 	struct lj j = {o, H, W, p, W / p, img, pred, mask, dpred, NULL, 0, 0};
-	double count, sum = 0;
+	double count, sum = 0, t = MIM_PROF_BEGIN();
 
 	/* sum(M): pixels of the one-channel mask */
 	if (o->region == MIM_REGION_ALL) {
@@ -102,8 +103,10 @@ mim_loss(const struct mim_lossopt *o, int B, int H, int W, int p,
 			n += mask[k] != 0;
 		count = (double)n * p * p;
 	}
-	if (!(j.part = malloc((size_t)B * 3 * sizeof *j.part)))
+	if (!(j.part = malloc((size_t)B * 3 * sizeof *j.part))) {
+		MIM_PROF_END("loss", t, 0);
 		return NAN;
+	}
 	mim_parallel(B * 3, job, &j);
 	for (int i = 0; i < B * 3; i++)
 		sum += j.part[i];
@@ -115,5 +118,6 @@ mim_loss(const struct mim_lossopt *o, int B, int H, int W, int p,
 		j.pass = 1;
 		mim_parallel(B * 3, job, &j);
 	}
+	MIM_PROF_END("loss", t, 0);
 	return sum / denom / 3.0;
 }

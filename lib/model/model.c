@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "arch.h"
+#include "mim/prof.h"
 
 static void work_free(struct mim_model *m);
 
@@ -460,7 +461,9 @@ mim_model_grad(struct mim_model *m, int B, const float *img, const uint8_t *mask
 	}
 	if (!(w = work_plan(m, B, 1)))
 		return -1;
+	double t = MIM_PROF_BEGIN();
 	memset(m->g, 0, m->nw * sizeof(float));
+	MIM_PROF_END("grad zero", t, 0);
 	if (ops->forward(m, B, img, mask, 0, 1, seed, w->latent) < 0)
 		return -1;
 	mim_head_forward(m, B, w->latent, w->pred, w->dec);

@@ -19,6 +19,7 @@
 
 #include "mim/gemm.h"
 #include "mim/optim.h"
+#include "mim/prof.h"
 
 void
 mim_adamw_default(struct mim_adamw *o)
@@ -90,6 +91,7 @@ mim_adamw_step(const struct mim_adamw *o, const struct mim_model *mod,
     int64_t t)
 {
 	size_t np = 0;
+	double t0 = MIM_PROF_BEGIN();
 
 	for (int k = 0; k < mod->np; k++)
 		np += (mod->p[k].numel + CHUNK - 1) / CHUNK;
@@ -102,6 +104,7 @@ mim_adamw_step(const struct mim_adamw *o, const struct mim_model *mod,
 			    exp_avg_sq + p->off, g + p->off, p->numel, lr,
 			    p->decay ? o->weight_decay : 0.0, o, t);
 		}
+		MIM_PROF_END("adamw", t0, 0);
 		return;
 	}
 	size_t k2 = 0;
@@ -117,4 +120,5 @@ mim_adamw_step(const struct mim_adamw *o, const struct mim_model *mod,
 	struct job j = {o, w, exp_avg, exp_avg_sq, g, lr, t, pc};
 	mim_parallel((int)np, run_piece, &j);
 	free(pc);
+	MIM_PROF_END("adamw", t0, 0);
 }

@@ -14,6 +14,7 @@
 
 #include "mim/gemm.h"
 #include "mim/optim.h"
+#include "mim/prof.h"
 
 struct normjob {
 	const struct mim_param *p;
@@ -59,14 +60,18 @@ mim_grad_norm(const struct mim_param *p, int np, const float *g)
 float
 mim_clip_grad(const struct mim_param *p, int np, float *g, double max_norm)
 {
+	double t = MIM_PROF_BEGIN();
 	float total = mim_grad_norm(p, np, g);
 
-	if (!(max_norm > 0) || !isfinite(total))
+	if (!(max_norm > 0) || !isfinite(total)) {
+		MIM_PROF_END("clip", t, 0);
 		return total;
+	}
 	float coef = (1.0f / (total + 1e-6f)) * (float)max_norm;
 	if (coef < 1.0f)
 		for (int k = 0; k < np; k++)
 			for (size_t i = 0; i < p[k].numel; i++)
 				g[p[k].off + i] *= coef;
+	MIM_PROF_END("clip", t, 0);
 	return total;
 }

@@ -1,0 +1,179 @@
+/* stepbench.c -- libmim's training step (mim_train_batch: forward, loss,
+ * backward, clipping, AdamW) or encoder forward (mim_encode) timed in
+ * process on a synthetic batch, with the per-kernel profile of mim/prof.h.
+ * Not a tool (bench/run.sh builds it): the numbers the bench table
+ * reports come from the real tools; this is for finding where the time
+ * goes. Prints one JSON object on stdout; --profile adds a table on stderr.
+ *
+ *   stepbench [-t threads] [-b batch] [-s img_size] [-w warmup] [-n steps]
+ *             [--encode] [--profile] PRESET
+ *
+ * The image is N(0,1) noise and the mask random at the model's patch size
+ * (ratio 0.6): the image content does not change the work. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "mim.h"
+
+static double
+now(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static int
+cmpd(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int
+cmpe(const void *a, const void *b)
+{
+	const struct mim_prof_entry *x = a, *y = b;
+	return x->seconds < y->seconds ? 1 : x->seconds > y->seconds ? -1 : 0;
+}
+
+static void
+die(const char *what)
+{
+	fprintf(stderr, "stepbench: %s: %s\n", what, mim_errmsg());
+	exit(1);
+}
+
+int
+main(int argc, char **argv)
+{
+	int threads = 0, B = 8, S = 192, warm = 2, n = 5, encode = 0, profile = 0;
+	const char *preset = NULL;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "-t") && i + 1 < argc)
+			threads = atoi(argv[++i]);
+		else if (!strcmp(a, "-b") && i + 1 < argc)
+			B = atoi(argv[++i]);
+		else if (!strcmp(a, "-s") && i + 1 < argc)
+			S = atoi(argv[++i]);
+		else if (!strcmp(a, "-w") && i + 1 < argc)
+			warm = atoi(argv[++i]);
+		else if (!strcmp(a, "-n") && i + 1 < argc)
+			n = atoi(argv[++i]);
+		else if (!strcmp(a, "--encode"))
+			encode = 1;
+		else if (!strcmp(a, "--profile"))
+			profile = 1;
+
+		else if (a[0] != '-' && !preset)
+			preset = a;
+		else {
+			fprintf(stderr, "usage: stepbench [-t threads] [-b batch] [-s img_size] "
+			    "[-w warmup] [-n steps] [--encode] [--profile] PRESET\n");
+			return 2;
+		}
+	}
+	if (!preset || B < 1 || n < 1 || warm < 0) {
+		fprintf(stderr, "stepbench: need a preset, batch >= 1, steps >= 1\n");
+		return 2;
+	}
+	if (threads > 0)
+		mim_set_threads(threads);
+	struct mim_config c;
+	if (mim_config_preset(&c, preset) < 0)
+		die(preset);
+	c.img_size = S;
+	if (mim_config_check(&c) < 0)
+		die("config");
+	struct mim_model *m = mim_model_new(&c);
+	if (!m || mim_model_init(m, 1) < 0)
+		die("model");
+	int p = c.patch_size, g = S / p, hw = S / c.encoder_stride;
+	size_t ni = (size_t)B * 3 * S * S;
+	float *img = malloc(ni * sizeof *img);
+	uint8_t *mask = malloc((size_t)B * g * g);
+	float *lat = malloc((size_t)B * mim_config_features(&c) * hw * hw * sizeof(float));
+	uint64_t x = 88172645463325252ULL;
+	for (size_t i = 0; i < ni; i += 2) {	/* Box-Muller on xorshift64 */
+		double u[2];
+		for (int k = 0; k < 2; k++) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			u[k] = ((x >> 11) + 0.5) / 9007199254740992.0;
+		}
+		double r = sqrt(-2 * log(u[0]));
+		img[i] = (float)(r * cos(2 * M_PI * u[1]));
+		if (i + 1 < ni)
+			img[i + 1] = (float)(r * sin(2 * M_PI * u[1]));
+	}
+	for (size_t i = 0; i < (size_t)B * g * g; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		mask[i] = (x >> 11) % 10 < 6;
+	}
+	struct mim_trainopt o;
+	mim_trainopt_default(&o);
+	o.sched.kind = MIM_SCHED_CONSTANT;
+	o.sched.lr = 1e-4;
+	o.sched.steps = 1 << 30;
+	o.batch = B;
+	struct mim_train *t = encode ? NULL : mim_train_new(m, &o);
+	if (!encode && !t)
+		die("train");
+	double *dt = malloc((size_t)n * sizeof *dt);
+	for (int s = 0; s < warm + n; s++) {
+		if (profile && s == warm) {
+			mim_prof_reset();
+			mim_prof_enable(1);
+		}
+		double t0 = now();
+		if (encode) {
+			if (mim_encode(m, B, img, mask, lat) < 0)
+				die("encode");
+		} else {
+			struct mim_stepinfo info;
+			if (mim_train_batch(t, B, img, mask, &info) != 1)
+				die("step");
+		}
+		if (s >= warm)
+			dt[s - warm] = now() - t0;
+	}
+	mim_prof_enable(0);
+	double tot = 0;
+	for (int s = 0; s < n; s++)
+		tot += dt[s];
+	qsort(dt, (size_t)n, sizeof *dt, cmpd);
+	double med = n % 2 ? dt[n / 2] : (dt[n / 2 - 1] + dt[n / 2]) / 2;
+	printf("{\"model\":\"%s\",\"batch\":%d,\"img_size\":%d,\"threads\":%d,\"mode\":\"%s\","
+	    "\"steps\":%d,\"median_s\":%.6f,\"min_s\":%.6f,\"img_per_s\":%.3f}\n",
+	    preset, B, S, mim_threads(), encode ? "encode" : "step", n, med, dt[0], B / med);
+	if (profile) {
+		struct mim_prof_entry e[128];
+		int ne = mim_prof_get(e, 128);
+		double sum = 0;
+		ne = ne > 128 ? 128 : ne;
+		qsort(e, (size_t)ne, sizeof *e, cmpe);
+		fprintf(stderr, "%-22s %9s %6s %9s %7s %8s\n", "kernel", "ms/step", "%",
+		    "cpu-ms", "calls", "GFLOP/s");
+		for (int i = 0; i < ne; i++) {
+			sum += e[i].seconds;
+			fprintf(stderr, "%-22s %9.2f %6.1f %9.2f %7ld %8.1f\n", e[i].name,
+			    1e3 * e[i].seconds / n, 100 * e[i].seconds / tot, 1e3 * e[i].cpu / n,
+			    e[i].calls / n,
+			    e[i].seconds > 0 ? e[i].flops / e[i].seconds / 1e9 : 0);
+		}
+		fprintf(stderr, "%-22s %9.2f %6.1f\n", "(untimed)", 1e3 * (tot - sum) / n,
+		    100 * (tot - sum) / tot);
+		fprintf(stderr, "%-22s %9.2f %6.1f\n", "step (mean)", 1e3 * tot / n, 100.0);
+	}
+	free(dt);
+	free(img);
+	free(mask);
+	free(lat);
+	mim_train_free(t);
+	mim_model_free(m);
+	return 0;
+}
