@@ -174,9 +174,10 @@ expect_ok 'a closed pipe ends a run without end quietly' '(mim-data -q -s 16 -e 
 
 # ---- parity with torchvision (committed arrays, real photos) ----------------
 if [ -d /usr/share/wallpapers ]; then
-	$PY "$REF/data_ref.py" check "$REF/data_parity.npz"
-	$PY "$REF/data_ref.py" check "$REF/data_parity.npz" --shrink-min 0
-	$PY "$REF/data_ref.py" live 3
+	# a script that dies (not just a failed case) must not pass silently
+	$PY "$REF/data_ref.py" check "$REF/data_parity.npz" || echo "not ok - parity check exited with $?"
+	$PY "$REF/data_ref.py" check "$REF/data_parity.npz" --shrink-min 0 || echo "not ok - exact parity check exited with $?"
+	$PY "$REF/data_ref.py" live 3 || echo "not ok - live parity check exited with $?"
 else
 	echo "skip - parity: plasma-workspace-wallpapers not installed"
 fi
