@@ -1,0 +1,85 @@
+"""report.py -- the markdown tables of a bench run (bench/run.sh) from its
+rows.jsonl and machine.txt.
+
+  /usr/bin/python3 bench/report.py ROWS.jsonl MACHINE.txt > table.md
+"""
+import json
+import sys
+
+
+def gb(kb):
+    return "%.2f" % (kb / 1048576.0) if kb else "-"
+
+
+def fmt(x, spec="%.2f"):
+    return spec % x if x is not None else "-"
+
+
+def ratio(a, b):
+    return "%.2fx" % (a / b) if a and b else "-"
+
+
+def main(argv):
+    rows = [json.loads(line) for line in open(argv[0]) if line.strip()]
+    machine = open(argv[1]).read().strip() if len(argv) > 1 else ""
+    sg = [r for r in rows if r["kind"] == "sgemm"]
+    peak = max(r["peak"] for r in sg) if sg else None
+    out = []
+    out.append("Machine:\n\n```\n%s\n```\n" % machine)
+    if sg:
+        out.append("cblas_sgemm ceiling (%d threads, best of large squares): %s GFLOP/s "
+                   "(the peak below is the higher of the runs at the start and end)\n"
+                   % (sg[0]["threads"], ", ".join("%s %.1f (load %.1f)" % (r["tag"], r["peak"], r["load"])
+                                                 for r in sg)))
+    out.append("Training step (forward, loss, backward, clip, AdamW), 192 px, images/s "
+               "(median after warm-up):\n")
+    out.append("| model | batch | GFLOP/img | mim-step img/s | PyTorch img/s | mim/PyTorch "
+               "| mim GFLOP/s | of sgemm peak | PyTorch of peak | mim RSS GB | PyTorch RSS GB | load |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if r["kind"] == "skip":
+            out.append("| %s | %d | | skipped: needs ~%d GB, %d GB available | | | | | | | | |"
+                       % (r["model"], r["batch"], r["need_gb"], r["avail_gb"]))
+        if r["kind"] != "row":
+            continue
+        f = r["flops"]["step"]
+        rate = r["step_ips"] * f / 1e9
+        trate = r["torch_step_ips"] * f / 1e9 if r["torch_step_ips"] else None
+        out.append("| %s | %d | %.1f | %.2f | %s | %s | %.1f | %s | %s | %s | %s | %.1f |" % (
+            r["model"], r["batch"], f / 1e9, r["step_ips"], fmt(r["torch_step_ips"]),
+            ratio(r["step_ips"], r["torch_step_ips"]), rate,
+            "%.0f%%" % (100 * rate / peak) if peak else "-",
+            "%.0f%%" % (100 * trate / peak) if peak and trate else "-",
+            gb(r["step_rss_kb"]), gb(r["torch_step_rss_kb"]), r["load"]))
+    out.append("")
+    out.append("Encoder forward (mim-encode; PyTorch: encoder under no_grad), images/s:\n")
+    out.append("| model | batch | GFLOP/img | mim-encode img/s | PyTorch img/s | mim/PyTorch "
+               "| mim GFLOP/s | of sgemm peak | mim RSS GB | PyTorch RSS GB |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if r["kind"] != "row":
+            continue
+        f = r["flops"]["encode"]
+        rate = r["encode_ips"] * f / 1e9
+        out.append("| %s | %d | %.1f | %.2f | %s | %s | %.1f | %s | %s | %s |" % (
+            r["model"], r["batch"], f / 1e9, r["encode_ips"], fmt(r["torch_encode_ips"]),
+            ratio(r["encode_ips"], r["torch_encode_ips"]), rate,
+            "%.0f%%" % (100 * rate / peak) if peak else "-",
+            gb(r["encode_rss_kb"]), gb(r["torch_encode_rss_kb"])))
+    for r in rows:
+        if r["kind"] != "pipe":
+            continue
+        out.append("")
+        out.append("The pipe (%s, batch %d, median of %d steps after 2): mim-step img/s reading "
+                   "a stream file %.2f; `cat | mim-mask | mim-step` %.2f (%+.1f%%, framing and "
+                   "two more processes); `mim-data | mim-mask | mim-step` from the photos %.2f "
+                   "(%+.1f%%, decoding on the same cores)." % (
+                       r["model"], r["batch"], r["steps"] - 2, r["file_ips"], r["framed_ips"],
+                       100 * (r["framed_ips"] / r["file_ips"] - 1), r["full_ips"],
+                       100 * (r["full_ips"] / r["file_ips"] - 1)))
+    print("\n".join(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,224 @@
+#!/bin/sh
+# run.sh -- training and encoding throughput of mim against PyTorch on this
+# machine, in one run (bench/README.md; the committed figures are in
+# bench/RESULTS.md).
+#
+#   bench/run.sh [MODEL...]      models: vit-tiny swin-tiny vit-base swin-base
+#                                (default all four); `make bench` runs all
+#
+# For each model at 192 px and each batch size: mim-step images/s (forward,
+# loss, backward, clipping, AdamW: the log's per-step rate) and mim-encode
+# images/s (time between output frames), each with its peak RSS; the same
+# step and encoder forward in PyTorch (bench/torch_step.py on the reference
+# modules of tests/ref, same checkpoint, same frames, same thread count,
+# OMP_WAIT_POLICY=PASSIVE); the analytic FLOPs per image (bench/flops.py);
+# and each rate as a fraction of cblas_sgemm's peak (bench/sgemm.c),
+# measured in the same run. Rates are medians of the steps after warm-up.
+# Then the cost of the pipe (mim-data | mim-mask | mim-step against a
+# stream file) and a per-kernel profile of one step of each model
+# (bench/stepbench.c).
+#
+# The input is real photos: Debian's wallpapers (/usr/share/wallpapers)
+# through mim-data (SimMIM's crop and flip) and mim-mask (ratio 0.6, mask
+# patch 32).
+#
+# Environment:
+#   BENCH_BATCHES   batch sizes (default "8 32")
+#   BENCH_THREADS   threads for both sides (default: all CPUs)
+#   BENCH_WARMUP, BENCH_STEPS   steps before timing / timed (default 2 and 5
+#                   for the tiny models, 1 and 3 for the base ones)
+#   BENCH_MEM_GB    skip a row whose estimated need exceeds this (default:
+#                   MemAvailable)
+#   BENCH_SKIP      words of: torch pipe profile (parts to leave out)
+#   BENCH_OUT       output directory (default bench/out/DATE)
+# Writes BENCH_OUT/rows.jsonl, BENCH_OUT/table.md (also printed), profiles
+# and the raw logs.
+set -eu
+cd "$(dirname "$0")/.."
+TOP=$(pwd)
+BUILD=${MIM_BUILD:-build}
+BIN=$TOP/$BUILD/bin
+PY=/usr/bin/python3
+MODELS=${*:-vit-tiny swin-tiny vit-base swin-base}
+BATCHES=${BENCH_BATCHES:-8 32}
+NT=${BENCH_THREADS:-$(nproc)}
+SKIP=${BENCH_SKIP:-}
+OUT=${BENCH_OUT:-$TOP/bench/out/$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT"
+W=$(mktemp -d)
+trap 'rm -rf "$W"' EXIT
+ROWS=$OUT/rows.jsonl
+: >"$ROWS"
+export MIM_THREADS=$NT
+TIME="/usr/bin/time"
+for m in $MODELS; do
+	case $m in vit-tiny|swin-tiny|vit-base|swin-base) ;;
+	*) echo "run.sh: unknown model '$m' (vit-tiny swin-tiny vit-base swin-base)" >&2; exit 2 ;;
+	esac
+done
+[ -x "$BIN/mim-step" ] || { echo "run.sh: no $BIN/mim-step: run make first" >&2; exit 1; }
+[ -x "$TIME" ] || { echo "run.sh: $TIME is missing (apt-get install time)" >&2; exit 1; }
+skipping() { case " $SKIP " in *" $1 "*) return 0 ;; esac; return 1; }
+log() { echo "# $*" >&2; }
+load() { cut -d' ' -f1 /proc/loadavg; }
+
+# ---- the bench programs, linked with libmim -----------------------------
+PKGS="vips libarchive jansson openblas"
+mkdir -p "$BUILD/bench"
+for p in sgemm stepbench; do
+	cc -O2 -march=native -std=c11 -D_GNU_SOURCE -Iinclude $(pkg-config --cflags $PKGS) \
+		-o "$BUILD/bench/$p" "bench/$p.c" "$BUILD/lib/libmim.a" \
+		$(pkg-config --libs $PKGS) -lm -lpthread
+done
+
+# ---- the machine ----------------------------------------------------------
+{
+	echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+	echo "cpu: $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1), $(nproc) CPUs," \
+	    "$(grep -o -w -E 'avx512f|avx2|amx_bf16' /proc/cpuinfo | sort -u | tr '\n' ' ')"
+	echo "memory: $(awk '/MemTotal/ {printf "%.1f GB", $2/1048576}' /proc/meminfo)"
+	echo "kernel: $(uname -sr)"
+	echo "cc: $(cc --version | head -1)"
+	echo "openblas: $(dpkg-query -W -f '${Version}' libopenblas0-pthread 2>/dev/null || echo '?')"
+	echo "torch: $($PY -c 'import torch; print(torch.__version__)' 2>/dev/null || echo none)"
+	echo "threads: $NT"
+	echo "mim: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- lib include cmd 2>/dev/null || echo ' (modified)')"
+} >"$OUT/machine.txt"
+cat "$OUT/machine.txt" >&2
+
+# ---- the ceiling ------------------------------------------------------------
+sgemm() {	# sgemm TAG
+	log "sgemm ceiling ($1), load $(load)"
+	"$BUILD/bench/sgemm" -t "$NT" >"$OUT/sgemm-$1.json"
+	$PY -c "import json,sys; d=json.load(open(sys.argv[1])); d['tag']=sys.argv[2]; d['load']=float(sys.argv[3]); print(json.dumps({'kind':'sgemm',**d}))" \
+	    "$OUT/sgemm-$1.json" "$1" "$(load)" >>"$ROWS"
+}
+sgemm start
+
+# ---- the input: real photos -----------------------------------------------
+memavail_gb() { awk '/MemAvailable/ {printf "%d", $2/1048576}' /proc/meminfo; }
+MEMGB=${BENCH_MEM_GB:-$(memavail_gb)}
+stream() {	# stream B P -> path of a stream of B-image frames masked at patch P
+	s=$W/img$1.mim
+	if [ ! -s "$s" ]; then
+		log "decoding the wallpapers into batches of $1"
+		# two epochs so that 32-image batches give enough frames
+		"$BIN/mim-data" -q -b "$1" -s 192 --drop-last -e 2 --shuffle 256 --seed 1 \
+		    /usr/share/wallpapers >"$s" 2>"$W/data.err"
+	fi
+	t=$W/b$1p$2.mim
+	[ -s "$t" ] || "$BIN/mim-mask" -p "$2" -m 32 -r 0.6 "$s" >"$t"
+	echo "$t"
+}
+
+# median of numbers on stdin
+median() { sort -g | awk '{v[NR]=$1} END {if (NR == 0) print "null"; else if (NR % 2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
+
+rss_of() { awk '{print $1}' "$1"; }	# /usr/bin/time -f '%M ...' output, KiB
+
+# the activations of a training step, roughly, in GB: to skip what cannot fit
+need_gb() {	# need_gb MODEL B
+	case $1 in
+	vit-tiny) echo "$2" | awk '{printf "%d", 1 + $1 * 0.03}' ;;
+	swin-tiny) echo "$2" | awk '{printf "%d", 1 + $1 * 0.08}' ;;
+	vit-base) echo "$2" | awk '{printf "%d", 3 + $1 * 0.16}' ;;
+	swin-base) echo "$2" | awk '{printf "%d", 3 + $1 * 0.18}' ;;
+	esac
+}
+
+for m in $MODELS; do
+	case $m in
+	vit-*) p=16 ;;
+	*) p=4 ;;
+	esac
+	case $m in
+	*-tiny) wu=${BENCH_WARMUP:-2} st=${BENCH_STEPS:-5} ;;
+	*) wu=${BENCH_WARMUP:-1} st=${BENCH_STEPS:-3} ;;
+	esac
+	ck=$W/$m.ckpt
+	"$BIN/mim-ckpt" init --preset "$m" --img-size 192 -o "$ck"
+	fl=$($PY bench/flops.py "$ck")
+	for B in $BATCHES; do
+		if [ "$(need_gb "$m" "$B")" -gt "$MEMGB" ]; then
+			log "$m batch $B: skipped, needs about $(need_gb "$m" "$B") GB, $MEMGB GB available"
+			echo "{\"kind\":\"skip\",\"model\":\"$m\",\"batch\":$B,\"need_gb\":$(need_gb "$m" "$B"),\"avail_gb\":$MEMGB}" >>"$ROWS"
+			continue
+		fi
+		s=$(stream "$B" "$p")
+		n=$((wu + st))
+		# mim-step: the log's img/s of each step (the time from one step's
+		# end to the next, reading the next frame included)
+		log "$m batch $B: mim-step, $wu+$st steps, load $(load)"
+		cp "$ck" "$W/run.ckpt"
+		rm -f "$W/step.log"
+		$TIME -f '%M %e %U %S' -o "$W/step.time" "$BIN/mim-step" -q -c "$W/run.ckpt" -n "$n" \
+		    --save-every 0 --lr 1e-4 -t "$NT" --log "$W/step.log" "$s"
+		cp "$W/step.log" "$OUT/$m-b$B-step.log"
+		ips=$(tail -n "$st" "$W/step.log" | sed 's/.*"img_per_s":\([0-9.e+-]*\).*/\1/' | median)
+		rss=$(rss_of "$W/step.time")
+		# mim-encode: time between output frames
+		log "$m batch $B: mim-encode, load $(load)"
+		$TIME -f '%M %e %U %S' -o "$W/enc.time" "$BIN/mim-encode" -c "$ck" -t "$NT" "$s" |
+		    $PY bench/frametime.py >"$W/enc.json"
+		eips=$($PY -c "import json,sys,statistics as S; d=json.load(open(sys.argv[1])); g=d['gaps'][int(sys.argv[2])-1:]; print(d['batch']/S.median(g))" "$W/enc.json" "$wu")
+		erss=$(rss_of "$W/enc.time")
+		tstep=null trss=null tenc=null terss=null
+		if ! skipping torch; then
+			log "$m batch $B: PyTorch step, load $(load)"
+			OMP_WAIT_POLICY=PASSIVE $TIME -f '%M %e %U %S' -o "$W/tstep.time" \
+			    $PY bench/torch_step.py --ckpt "$ck" --stream "$s" --mode step --threads "$NT" \
+			    --warmup "$wu" --steps "$st" >"$W/tstep.json"
+			tstep=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['img_per_s'])" "$W/tstep.json")
+			trss=$(rss_of "$W/tstep.time")
+			log "$m batch $B: PyTorch encode, load $(load)"
+			OMP_WAIT_POLICY=PASSIVE $TIME -f '%M %e %U %S' -o "$W/tenc.time" \
+			    $PY bench/torch_step.py --ckpt "$ck" --stream "$s" --mode encode --threads "$NT" \
+			    --warmup "$wu" --steps "$st" >"$W/tenc.json"
+			tenc=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['img_per_s'])" "$W/tenc.json")
+			terss=$(rss_of "$W/tenc.time")
+		fi
+		echo "{\"kind\":\"row\",\"model\":\"$m\",\"batch\":$B,\"threads\":$NT,\"warmup\":$wu,\"steps\":$st,\"flops\":$fl,\"step_ips\":$ips,\"step_rss_kb\":$rss,\"encode_ips\":$eips,\"encode_rss_kb\":$erss,\"torch_step_ips\":$tstep,\"torch_step_rss_kb\":$trss,\"torch_encode_ips\":$tenc,\"torch_encode_rss_kb\":$terss,\"load\":$(load)}" >>"$ROWS"
+		tail -n 1 "$ROWS" >&2
+	done
+done
+
+# ---- the pipe: mim-data | mim-mask | mim-step against the file ----------
+if ! skipping pipe; then
+	m=${BENCH_PIPE_MODEL:-vit-tiny} B=${BENCH_PIPE_BATCH:-32} p=16
+	case $m in swin-*) p=4 ;; esac
+	ck=$W/$m.ckpt
+	[ -s "$ck" ] || "$BIN/mim-ckpt" init --preset "$m" --img-size 192 -o "$ck"
+	s=$(stream "$B" "$p")
+	n=$($PY bench/frametime.py --count "$s")
+	n=$((n > 9 ? 9 : n))
+	pipe_run() {	# pipe_run NAME: reads the stream on stdin
+		cp "$ck" "$W/run.ckpt"
+		rm -f "$W/pipe.log"
+		"$BIN/mim-step" -q -c "$W/run.ckpt" -n "$n" --save-every 0 --lr 1e-4 -t "$NT" \
+		    --log "$W/pipe.log" -
+		cp "$W/pipe.log" "$OUT/pipe-$1.log"
+		tail -n $((n - 2)) "$W/pipe.log" | sed 's/.*"img_per_s":\([0-9.e+-]*\).*/\1/' | median
+	}
+	log "pipe: $m batch $B, $n steps each, load $(load)"
+	file=$(pipe_run file <"$s")
+	framed=$(cat "$W/img$B.mim" | "$BIN/mim-mask" -p "$p" -m 32 -r 0.6 | pipe_run framed)
+	# the whole pipeline from the photos (decoding competes for the cores)
+	full=$("$BIN/mim-data" -q -b "$B" -s 192 --drop-last -e 2 --shuffle 256 --seed 1 \
+	    /usr/share/wallpapers 2>/dev/null | "$BIN/mim-mask" -p "$p" -m 32 -r 0.6 | pipe_run full)
+	echo "{\"kind\":\"pipe\",\"model\":\"$m\",\"batch\":$B,\"steps\":$n,\"file_ips\":$file,\"framed_ips\":$framed,\"full_ips\":$full,\"load\":$(load)}" >>"$ROWS"
+	tail -n 1 "$ROWS" >&2
+fi
+
+# ---- profiles: where a step's time goes ---------------------------------
+if ! skipping profile; then
+	for m in $MODELS; do
+		log "profile: $m batch 8, load $(load)"
+		"$BUILD/bench/stepbench" -t "$NT" -b 8 -w 1 -n 3 --profile "$m" \
+		    >"$OUT/profile-$m.json" 2>"$OUT/profile-$m.txt" || true
+	done
+fi
+
+sgemm end
+$PY bench/report.py "$ROWS" "$OUT/machine.txt" >"$OUT/table.md"
+cat "$OUT/table.md"
+log "results in $OUT"
