@@ -50,6 +50,12 @@ $(BUILD)/bin/%: $(BUILD)/obj/cmd/%.o $(CLIOBJ) $(LIBA)
 .SECONDEXPANSION:
 $(BINS): $$(patsubst %.c,$(BUILD)/obj/%.o,$$(wildcard cmd/$$(patsubst mim-%,%,$$(notdir $$@))/*.c))
 
+# mim-step runs data-parallel under mpirun: only it (cmd/step/) uses Open MPI
+MPI_CFLAGS := $(shell pkg-config --cflags ompi-c 2>/dev/null)
+MPI_LIBS   := $(shell pkg-config --libs ompi-c 2>/dev/null || echo -lmpi)
+$(BUILD)/obj/cmd/step/%.o: ALL_CFLAGS += $(MPI_CFLAGS)
+$(BUILD)/bin/mim-step: LDLIBS += $(MPI_LIBS)
+
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIBA)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $< $(LIBA) $(LDLIBS)

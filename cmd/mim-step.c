@@ -1,7 +1,9 @@
 /* mim-step -- SimMIM pretraining: for each batch of a stream of {image,
  * mask} frames, forward, loss, backward, clipping and the AdamW update
  * (lib/train, lib/optim), with the official schedules; checkpoints that a
- * killed run resumes from exactly. See mim-step(1). */
+ * killed run resumes from exactly. Under mpirun, data-parallel: every rank
+ * trains on its own stream and the gradients are averaged (cmd/step/dp.c).
+ * See mim-step(1). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -9,6 +11,7 @@
 #include <jansson.h>
 #include <libgen.h>
 #include <math.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +20,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "step/dp.h"
 
 static const char usage_text[] =
 "usage: mim-step --ckpt FILE --steps N [options] [INPUT]\n"
@@ -27,8 +31,8 @@ static const char usage_text[] =
 "  -c, --ckpt FILE        start from and save to FILE (required)\n"
 "  -n, --steps N          optimizer steps of the whole run (required)\n"
 "      --lr X             peak learning rate, absolute\n"
-"      --base-lr X        peak lr per 512 images, scaled by batch*accum/512\n"
-"                         like the official code (default 5e-4)\n"
+"      --base-lr X        peak lr per 512 images, scaled by batch*accum*ranks\n"
+"                         /512 like the official code (default 5e-4)\n"
 "      --warmup-lr X      lr at the start of the warmup (default 5e-7; per\n"
 "                         512 images with --base-lr, else absolute)\n"
 "      --min-lr X         final cosine lr (default 5e-6; scaled likewise)\n"
@@ -53,7 +57,10 @@ static const char usage_text[] =
 "      --log FILE         append one JSON line per step to FILE\n"
 "      --grad-out OUT     write the gradients of the first batch (grad.<name>,\n"
 "                         loss) to OUT ('-': stdout) and exit\n"
-"  -t, --threads N        threads (default $MIM_THREADS or all cores)\n"
+"      --mpi, --no-mpi    data-parallel over MPI: on, off (default: on when\n"
+"                         started by mpirun/mpiexec)\n"
+"  -t, --threads N        threads (default $MIM_THREADS, else all cores; a\n"
+"                         rank: its cores, or its share of the node's)\n"
 "  -q, --quiet            no progress line on a terminal\n"
 "  -h, --help             this help\n";
 
@@ -61,7 +68,7 @@ enum {
 	O_LR = 256, O_BASE_LR, O_WARMUP_LR, O_MIN_LR, O_SCHED, O_WARMUP_STEPS,
 	O_MILESTONES, O_GAMMA, O_OFFICIAL, O_WD, O_CLIP, O_ACCUM, O_SEED, O_LOSS,
 	O_REGION, O_BETA, O_SAVE_EVERY, O_SKIP, O_SKIP_NONFINITE, O_LOG,
-	O_GRAD_OUT,
+	O_GRAD_OUT, O_MPI, O_NO_MPI,
 };
 
 /* All the information the user supplied on the command line. */
@@ -70,6 +77,7 @@ struct cmdline {
 	long long steps, save_every, skip;	/* skip < 0: from the checkpoint */
 	double lr, base_lr, warmup_lr, min_lr;	/* lr < 0: use base_lr */
 	int skip_nonfinite, quiet, threads;
+	enum dp_mode mpi;
 	struct mim_trainopt o;			/* the rest, lrs unscaled */
 };
 
@@ -133,6 +141,8 @@ parse(int argc, char **argv, struct cmdline *cl)
 		{"skip-nonfinite", no_argument, NULL, O_SKIP_NONFINITE},
 		{"log", required_argument, NULL, O_LOG},
 		{"grad-out", required_argument, NULL, O_GRAD_OUT},
+		{"mpi", no_argument, NULL, O_MPI},
+		{"no-mpi", no_argument, NULL, O_NO_MPI},
 		{"threads", required_argument, NULL, 't'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
@@ -189,6 +199,8 @@ parse(int argc, char **argv, struct cmdline *cl)
 		case O_SKIP_NONFINITE: cl->skip_nonfinite = 1; break;
 		case O_LOG: cl->log = optarg; break;
 		case O_GRAD_OUT: cl->grad_out = optarg; break;
+		case O_MPI: cl->mpi = DP_ON; break;
+		case O_NO_MPI: cl->mpi = DP_OFF; break;
 		case 't': cl->threads = (int)cli_int("--threads", optarg, 1, 1024); break;
 		case 'q': cl->quiet = 1; break;
 		case 'h': fputs(usage_text, stdout); exit(0);
@@ -225,23 +237,24 @@ parse(int argc, char **argv, struct cmdline *cl)
 		usage_error("%s", mim_errmsg());
 }
 
-/* The run's settings once the batch size is known: lrs scaled (--base-lr)
- * or absolute (--lr). */
+/* The run's settings once the batch size is known: lrs scaled (--base-lr,
+ * by the images of a step on all ranks) or absolute (--lr). */
 static void
 resolve(struct cmdline *cl, int B)
 {
 	struct mim_trainopt *o = &cl->o;
 
 	o->batch = B;
+	o->world = dp_world;
 	if (cl->lr >= 0) {
 		o->sched.lr = cl->lr;
 		o->sched.warmup_lr = cl->warmup_lr;
 		o->sched.min_lr = cl->min_lr;
 		o->base_lr = 0;
 	} else {
-		o->sched.lr = mim_lr_scale(cl->base_lr, B, 1, o->accum);
-		o->sched.warmup_lr = mim_lr_scale(cl->warmup_lr, B, 1, o->accum);
-		o->sched.min_lr = mim_lr_scale(cl->min_lr, B, 1, o->accum);
+		o->sched.lr = mim_lr_scale(cl->base_lr, B, dp_world, o->accum);
+		o->sched.warmup_lr = mim_lr_scale(cl->warmup_lr, B, dp_world, o->accum);
+		o->sched.min_lr = mim_lr_scale(cl->min_lr, B, dp_world, o->accum);
 		o->base_lr = cl->base_lr;
 	}
 	if (cl->steps > 0)
@@ -289,9 +302,13 @@ batch_of(const struct mim_frame *f, const struct mim_config *c, long k,
 	int64_t ish[4] = {-1, c->in_chans, S, S};
 	struct mim_tensor *ti = mim_frame_want(f, "image", MIM_F32, 4, ish), *tm;
 
-	if (!ti)
+	char why[1024];		/* (mim_seterr must not read its own buffer) */
+
+	if (!ti) {
+		snprintf(why, sizeof why, "%s", mim_errmsg());
 		return mim_seterr("%s: frame %ld: %s (the model takes %d x %d images)",
-		    input, k, mim_errmsg(), S, S);
+		    input, k, why, S, S);
+	}
 	if (ti->shape[0] < 1 || ti->shape[0] > 1 << 20)
 		return mim_seterr("%s: frame %ld: tensor 'image': batch of %lld", input, k,
 		    (long long)ti->shape[0]);
@@ -299,49 +316,182 @@ batch_of(const struct mim_frame *f, const struct mim_config *c, long k,
 	if (!(tm = mim_frame_get(f, "mask")))
 		return mim_seterr("%s: frame %ld: no tensor 'mask' (pipe the images through mim-mask)",
 		    input, k);
-	if (!(tm = mim_frame_want(f, "mask", tm->dtype == MIM_BOOL ? MIM_BOOL : MIM_U8, 3, msh)))
+	if (!(tm = mim_frame_want(f, "mask", tm->dtype == MIM_BOOL ? MIM_BOOL : MIM_U8, 3, msh))) {
+		snprintf(why, sizeof why, "%s", mim_errmsg());
 		return mim_seterr("%s: frame %ld: %s (want U8 [%lld,%d,%d]: patch %d)", input, k,
-		    mim_errmsg(), (long long)ti->shape[0], S / p, S / p, p);
+		    why, (long long)ti->shape[0], S / p, S / p, p);
+	}
 	*img = ti->data;
 	*mask = tm->data;
 	return (int)ti->shape[0];
 }
 
+/* ---- data parallel --------------------------------------------------------
+ * Every rank runs this program on its own input. Ranks decide together:
+ * at each agreement point every rank passes what it found (its own
+ * problem as a message, or the signal that asked it to stop) and all get
+ * the worst, so they stop at the same frame. A rank that fails between
+ * two agreement points calls agree() with its message at once: that meets
+ * the others at whichever point they reach next, for the loop is ordered
+ * so that the next collective after any local failure is an agreement
+ * (the digest check and the gradient sums come only after an agreement
+ * all passed). Alone (no MPI) the agreement is the rank's own verdict. */
+#define BAD 1000	/* above any signal number */
+static int told;	/* this rank has seen a failure agreed */
+
 static int
+agree(const char *msg, int sig)
+{
+	int st = dp_max(msg ? BAD : sig);
+
+	if (st >= BAD)
+		told = 1;
+	return st;
+}
+
+/* A failure found before the other ranks could hear of it: tell them. */
+static void
+tell(void)
+{
+	if (!told)
+		agree("", 0);
+}
+
+/* Leave once every rank has agreed to: finalize, then status. */
+static void __attribute__((noreturn))
+leave(int status)
+{
+	dp_barrier();
+	dp_finalize();
+	exit(status);
+}
+
+/* Leave with status 1, printing msg (NULL: another rank's problem, which
+ * that rank reports). */
+static void __attribute__((noreturn))
+fail(const char *msg)
+{
+	if (msg)
+		fprintf(stderr, "%s: %s\n", argv0, msg);
+	leave(1);
+}
+
+/* Check together: the run fails when any rank passes a message. */
+static void
+together(const char *msg)
+{
+	char m[1200];
+
+	if (msg)
+		snprintf(m, sizeof m, "%s", msg);	/* may be mim_errmsg() */
+	if (agree(msg, 0) >= BAD)
+		fail(msg ? m : NULL);
+}
+
+/* The reduce hook of struct mim_train: the step's gradient and loss
+ * become their means over the ranks. An agreement first, so that a rank
+ * that failed in its forward or backward stops everyone here. */
+static int
+reduce(void *ctx, float *g, size_t n, double *loss)
+{
+	(void)ctx;
+	if (agree(NULL, 0) >= BAD)
+		return mim_seterr("stopping with another rank");
+	*loss = dp_sum(*loss) / dp_world;
+	dp_sum_floats(g, n);
+	const float w = (float)dp_world;
+	for (size_t i = 0; i < n; i++)
+		g[i] /= w;
+	return 0;
+}
+
+/* Threads of a rank that neither --threads nor MIM_THREADS sets: the
+ * cores mpirun bound it to, or when it is not bound (--bind-to none) an
+ * equal share of the node's cores. */
+static int
+rank_threads(void)
+{
+	long online = sysconf(_SC_NPROCESSORS_ONLN);
+	cpu_set_t set;
+	int n = 0;
+
+	if (online < 1)
+		online = 1;
+	if (sched_getaffinity(0, sizeof set, &set) == 0)
+		n = CPU_COUNT(&set);
+	if (n >= 1 && n < online)
+		return n;
+	n = (int)(online / dp_local_size());
+	return n < 1 ? 1 : n;
+}
+
+/* The settings every rank must share, as one digest: a rank started with
+ * other flags would train another model or deadlock the others. */
+static uint64_t
+settings_digest(const struct cmdline *cl)
+{
+	static const char *keys[] = {"optim", "sched", "loss", "rng"};
+	uint64_t h = 1469598103934665603ULL;	/* FNV-1a */
+	char extra[128];
+
+	for (int i = 0; i < 5; i++) {
+		char *v = i < 4 ? mim_train_setting(&cl->o, keys[i]) : NULL;
+		const char *p = v;
+		if (i == 4) {
+			snprintf(extra, sizeof extra, "%lld %lld %lld %d", cl->steps, cl->skip,
+			    cl->save_every, cl->skip_nonfinite);
+			p = extra;
+		}
+		for (; p && *p; p++)
+			h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+		h = (h ^ 0xff) * 1099511628211ULL;
+		free(v);
+	}
+	return h;
+}
+
+/* ---- the tool --------------------------------------------------------------- */
+
+static void
 grad_out(struct cmdline *cl, struct mim_model *m, int B, const float *img,
     const uint8_t *mask)
 {
 	double loss;
-	uint64_t seed = mim_train_seed(cl->o.seed, 0, 0);
+	uint64_t seed = mim_train_seed(cl->o.seed, 0, dp_rank);
 
-	if (mim_model_grad(m, B, img, mask, &cl->o.loss, seed, &loss) < 0)
-		die_lib();
+	together(mim_model_grad(m, B, img, mask, &cl->o.loss, seed, &loss) < 0 ?
+	    mim_errmsg() : NULL);
+	if (dp_world > 1 && reduce(NULL, m->g, m->nw, &loss) < 0)
+		leave(1);	/* (cannot happen: all passed together()) */
+	if (dp_rank > 0)
+		leave(0);
+	/* rank 0 writes; the others wait in leave() */
 	struct mim_frame *f = mim_frame_new();
 	char name[1024], buf[64];
 	if (!f)
-		die_lib();
+		fail(mim_errmsg());
 	for (int i = 0; i < m->np; i++) {
 		const struct mim_param *p = &m->p[i];
 		snprintf(name, sizeof name, "grad.%s", p->name);
 		if (!mim_frame_add(f, name, MIM_F32, p->ndim, p->shape, m->g + p->off))
-			die_lib();
+			fail(mim_errmsg());
 	}
 	float l = (float)loss;
 	if (!mim_frame_add(f, "loss", MIM_F32, 0, NULL, &l))
-		die_lib();
+		fail(mim_errmsg());
 	char *js = mim_config_json(&m->cfg);
 	snprintf(buf, sizeof buf, "%.9g", mim_grad_norm(m->p, m->np, m->g));
 	if (!js || mim_meta_set(f, "mim.config", js) < 0 || mim_meta_set(f, "mim.grad_norm", buf) < 0)
-		die_lib();
+		fail(mim_errmsg());
 	free(js);
 	if (strcmp(cl->grad_out, "-") == 0) {
 		cli_stdout_not_tty();
 		cli_put(f);
 	} else if (mim_save(cl->grad_out, f) < 0) {
-		die_lib();
+		fail(mim_errmsg());
 	}
 	mim_frame_free(f);
-	return 0;
+	leave(0);
 }
 
 static double
@@ -364,27 +514,47 @@ struct run {
 	int64_t step0;
 };
 
-static void
+/* Rank 0 saves (the ranks hold the same state). 0, or -1 with the error
+ * set. */
+static int
 save(struct run *r)
 {
+	if (dp_rank > 0)
+		return 0;
 	if (mim_train_save(r->t, r->cl->ckpt) < 0)
-		die_lib();
+		return -1;
 	r->saved = r->t->step;
+	return 0;
 }
 
-/* Stop on a problem with the input (or the model's work on it): keep the
- * progress made, then report. */
+/* Stop on a problem with the input (or the model's work on it), found here
+ * (msg) or by another rank (msg NULL; agreed already): keep the progress
+ * made, then report. */
 static void __attribute__((noreturn))
-stop_input(struct run *r, const char *why)
+stop_input(struct run *r, const char *msg)
 {
-	char msg[1200];
+	char why[1200];
 
-	snprintf(msg, sizeof msg, "%s", why);	/* may be mim_errmsg(), which save() reuses */
-	if (r->t && r->t->step > r->saved)
-		save(r);
+	if (msg)
+		snprintf(why, sizeof why, "%s", msg);	/* may be mim_errmsg(), which save() reuses */
+	tell();
+	if (r->t && r->t->step > r->saved && save(r) < 0)
+		warn("%s", mim_errmsg());
 	if (r->tty)
 		fputc('\n', stderr);
-	die("%s", msg);
+	fail(msg ? why : NULL);
+}
+
+/* The ranks must hold the same state: compare digests (collective). */
+static void
+check_same(struct run *r)
+{
+	if (dp_world > 1 && !dp_same(mim_train_digest(r->t))) {
+		if (dp_rank == 0)
+			warn("step %lld: the ranks' weights or moments differ; stopping, %s stays at step %lld",
+			    (long long)r->t->step, r->cl->ckpt, (long long)r->saved);
+		leave(1);
+	}
 }
 
 /* x as a JSON number (null when not finite) */
@@ -397,12 +567,13 @@ num(char *buf, size_t n, double x)
 		snprintf(buf, n, "null");
 }
 
-static void
+/* Log and progress line of a step (rank 0). 0, or -1 with the error set. */
+static int
 report(struct run *r, const struct mim_stepinfo *in)
 {
 	const struct cmdline *cl = r->cl;
 	double t = now(), dt = t - r->tlast;
-	double ips = dt > 0 ? cl->o.batch * cl->o.accum / dt : 0;
+	double ips = dt > 0 ? (double)cl->o.batch * cl->o.accum * dp_world / dt : 0;
 
 	r->tlast = t;
 	if (r->log) {
@@ -412,7 +583,7 @@ report(struct run *r, const struct mim_stepinfo *in)
 		fprintf(r->log, "{\"step\":%lld,\"loss\":%s,\"lr\":%.17g,\"grad_norm\":%s,\"img_per_s\":%.4g%s}\n",
 		    (long long)in->step + 1, l, in->lr, n, ips, in->nonfinite ? ",\"skipped\":true" : "");
 		if (fflush(r->log) == EOF)
-			die("%s: %s", cl->log, strerror(errno));
+			return mim_seterr("%s: %s", cl->log, strerror(errno));
 	}
 	if (r->tty) {
 		int64_t done = r->t->step - r->step0;
@@ -422,12 +593,91 @@ report(struct run *r, const struct mim_stepinfo *in)
 		    argv0, (long long)r->t->step, cl->steps, in->loss, in->lr, ips,
 		    eta / 3600, eta / 60 % 60, eta % 60);
 	}
+	return 0;
+}
+
+/* The checkpoint on every rank: rank 0 reads FILE and sends the model's
+ * config and weights; returns the frame on rank 0 (NULL elsewhere) and
+ * sets *mp, *resume. Exits (status 0) when the run is already done. */
+static struct mim_frame *
+load(struct cmdline *cl, struct mim_model **mp, int *resume)
+{
+	struct mim_frame *cf = NULL;
+	struct mim_model *m = NULL;
+	char msg[1200], *js = NULL;
+	long long head[3] = {0, 0, 0};	/* resume, done, config length */
+
+	if (dp_rank == 0) {
+		if (!(cf = mim_load(cl->ckpt)))
+			snprintf(msg, sizeof msg, "%s (make a checkpoint with mim-ckpt init)", mim_errmsg());
+		else if (!(m = mim_model_from_frame(cf)))
+			snprintf(msg, sizeof msg, "%s: %s", cl->ckpt, mim_errmsg());
+		else if (dp_world > 1 && !(js = mim_config_json(&m->cfg)))
+			snprintf(msg, sizeof msg, "%s", mim_errmsg());
+		together(m && (dp_world == 1 || js) ? NULL : msg);
+		head[0] = mim_train_is_ckpt(cf);
+		if (head[0] && !cl->grad_out) {
+			const char *s = mim_meta_get(cf, "mim.train.step");
+			if ((head[1] = strtoll(s, NULL, 10) >= cl->steps))
+				fprintf(stderr, "%s: %s: already at step %s of %lld\n", argv0, cl->ckpt, s,
+				    cl->steps);
+		}
+		head[2] = js ? (long long)strlen(js) + 1 : 0;
+	} else {
+		together(NULL);
+	}
+	dp_bcast(head, sizeof head);
+	*resume = (int)head[0];
+	if (head[1]) {
+		mim_frame_free(cf);
+		mim_model_free(m);
+		free(js);
+		leave(0);
+	}
+	if (dp_world > 1) {
+		if (dp_rank > 0 && !(js = mim_malloc((size_t)head[2])))
+			snprintf(msg, sizeof msg, "%s", mim_errmsg());
+		together(js ? NULL : msg);
+		dp_bcast(js, (size_t)head[2]);
+		if (dp_rank > 0) {
+			struct mim_config c;
+			if (mim_config_parse(&c, js) < 0 || !(m = mim_model_new(&c)))
+				snprintf(msg, sizeof msg, "%s", mim_errmsg());
+			together(m ? NULL : msg);
+		} else {
+			together(NULL);
+		}
+		free(js);
+		dp_bcast(m->w, m->nw * sizeof(float));
+	}
+	*mp = m;
+	return cf;
+}
+
+/* Rank 0's training state (restored from cf on resume) to every rank. */
+static void
+share_state(struct mim_train *t, const struct mim_frame *cf, int resume, const char *ckpt)
+{
+	char msg[1200];
+	int bad = dp_rank == 0 && resume && mim_train_restore(t, cf) < 0;
+
+	if (bad)
+		snprintf(msg, sizeof msg, "%s: %s", ckpt, mim_errmsg());
+	together(bad ? msg : NULL);
+	if (dp_world == 1)
+		return;
+	int64_t pos[2] = {t->step, t->batches};
+	dp_bcast(pos, sizeof pos);
+	t->step = pos[0];
+	t->batches = pos[1];
+	dp_bcast(t->exp_avg, t->model->nw * sizeof(float));
+	dp_bcast(t->exp_avg_sq, t->model->nw * sizeof(float));
 }
 
 int
 main(int argc, char **argv)
 {
-	/* static: what lives until exit stays reachable (die() exits from
+	/* static: what lives until exit stays reachable (fail() exits from
 	 * anywhere; leak checkers see no leak) */
 	static struct cmdline cl;
 	static struct run r = {.cl = &cl};
@@ -435,64 +685,74 @@ main(int argc, char **argv)
 	static struct mim_model *m;
 	static struct mim_reader *rd;
 	static struct mim_train *t;
+	static char prefix[64], msg[1200];
+	const char *bad = NULL;
+	int resume, rc;
 
 	cli_init(argc, argv);
 	parse(argc, argv, &cl);
+	dp_init(cl.mpi);
+	if (dp_world > 1) {	/* messages say which rank: "mim-step: rank 1: ..." */
+		snprintf(prefix, sizeof prefix, "%s: rank %d", argv0, dp_rank);
+		argv0 = prefix;
+	}
 	if (cl.threads)
 		mim_set_threads(cl.threads);
+	else if (dp_on() && !getenv("MIM_THREADS"))
+		mim_set_threads(rank_threads());
 
-	cf = mim_load(cl.ckpt);
-	if (!cf)
-		die("%s (make a checkpoint with mim-ckpt init)", mim_errmsg());
-	m = mim_model_from_frame(cf);
-	if (!m)
-		die("%s: %s", cl.ckpt, mim_errmsg());
-	int resume = mim_train_is_ckpt(cf);
-	if (resume && !cl.grad_out) {
-		const char *s = mim_meta_get(cf, "mim.train.step");
-		if (strtoll(s, NULL, 10) >= cl.steps) {
-			fprintf(stderr, "%s: %s: already at step %s of %lld\n", argv0, cl.ckpt, s, cl.steps);
-			return 0;
-		}
-	}
-	if (!cl.grad_out)
+	cf = load(&cl, &m, &resume);
+	if (!cl.grad_out && dp_rank == 0)
 		clean_temps(cl.ckpt);
 
+	/* every rank its own input */
 	input_fd = strcmp(cl.input, "-") ? open(cl.input, O_RDONLY | O_CLOEXEC) : STDIN_FILENO;
 	if (input_fd < 0)
-		die("%s: %s", cl.input, strerror(errno));
-	rd = mim_reader_fdopen(input_fd, strcmp(cl.input, "-") ? cl.input : "<stdin>");
-	if (!rd)
-		die_lib();
+		snprintf(msg, sizeof msg, "%s: %s", cl.input, strerror(errno));
+	else if (!(rd = mim_reader_fdopen(input_fd, strcmp(cl.input, "-") ? cl.input : "<stdin>")))
+		snprintf(msg, sizeof msg, "%s", mim_errmsg());
+	together(rd ? NULL : msg);
 	const char *in = mim_reader_name(rd);
-	int rc = mim_read_frame(rd, &f);
-	if (rc < 0)
-		die_lib();
+	const float *img = NULL;
+	const uint8_t *mask = NULL;
+	int B = -1;
+	rc = mim_read_frame(rd, &f);
 	if (rc == 0)
-		die("%s: no frames", in);
-	const float *img;
-	const uint8_t *mask;
-	int B = batch_of(f, &m->cfg, 0, in, &img, &mask);
-	if (B < 0)
-		die_lib();
+		snprintf(msg, sizeof msg, "%s: no frames", in);
+	if (rc < 0 || (rc > 0 && (B = batch_of(f, &m->cfg, 0, in, &img, &mask)) < 0))
+		snprintf(msg, sizeof msg, "%s", mim_errmsg());
+	together(B < 0 ? msg : NULL);
+	int bmax = dp_max(B), bmin = -dp_max(-B);
+	if (bmin != bmax) {
+		if (dp_rank == 0)
+			warn("the ranks' inputs have batches of %d to %d images: give every rank the same -b",
+			    bmin, bmax);
+		leave(1);
+	}
 	if (cl.grad_out)
-		return grad_out(&cl, m, B, img, mask);
+		grad_out(&cl, m, B, img, mask);
 
 	resolve(&cl, B);
 	t = mim_train_new(m, &cl.o);
-	if (!t)
-		die_lib();
+	together(t ? NULL : mim_errmsg());
+	t->reduce = dp_world > 1 ? reduce : NULL;
+	t->rank = dp_rank;
 	r.t = t;
-	if (resume && mim_train_restore(t, cf) < 0)
-		die("%s: %s", cl.ckpt, mim_errmsg());
+	share_state(t, cf, resume, cl.ckpt);
 	mim_frame_free(cf);
 	cf = NULL;
 	r.saved = t->step;
 	if (cl.skip >= 0)
 		t->batches = cl.skip;
-	if (cl.log && !(r.log = fopen(cl.log, "a")))
-		die("%s: %s", cl.log, strerror(errno));
-	r.tty = !cl.quiet && isatty(STDERR_FILENO);
+	if (!dp_same(settings_digest(&cl))) {
+		if (dp_rank == 0)
+			warn("the ranks were started with different settings: give every rank the same flags");
+		leave(1);
+	}
+	if (dp_rank == 0 && cl.log && !(r.log = fopen(cl.log, "a")))
+		snprintf(msg, sizeof msg, "%s: %s", cl.log, strerror(errno));
+	together(dp_rank == 0 && cl.log && !r.log ? msg : NULL);
+	r.tty = dp_rank == 0 && !cl.quiet && isatty(STDERR_FILENO);
 
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigemptyset(&sa.sa_mask);
@@ -500,47 +760,70 @@ main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 
 	/* the stream replays from its start: skip what the run has consumed */
-	for (int64_t k = 0; k < t->batches; k++) {
+	for (int64_t k = 0; k < t->batches && !bad && !stop_signal; k++) {
 		mim_frame_free(f);
 		f = NULL;
-		if ((rc = next_frame(rd, &f)) > 0)
+		if ((rc = next_frame(rd, &f)) > 0 || stop_signal)
 			continue;
-		if (stop_signal)
-			return 128 + stop_signal;
-		die("%s: %s while skipping the %lld frames already trained on",
+		snprintf(msg, sizeof msg, "%s: %s while skipping the %lld frames already trained on",
 		    in, rc < 0 ? mim_errmsg() : "end of input", (long long)t->batches);
+		bad = msg;
 	}
-	if (t->batches > 0 && (B = batch_of(f, &m->cfg, (long)t->batches, in, &img, &mask)) < 0)
-		die_lib();
+	if (!bad && !stop_signal && t->batches > 0 &&
+	    (B = batch_of(f, &m->cfg, (long)t->batches, in, &img, &mask)) < 0) {
+		snprintf(msg, sizeof msg, "%s", mim_errmsg());
+		bad = msg;
+	}
+	int st = agree(bad, stop_signal);
+	if (st >= BAD)
+		fail(bad);
+	if (st > 0)
+		leave(128 + st);
+
 	r.t0 = r.tlast = now();
 	r.step0 = t->step;
 	long k = (long)t->batches;
-	while (t->step < cl.steps && !stop_signal) {
+	int sig = 0;
+	/* each pass: agree on the frame in hand, train on it, read the next
+	 * (a problem with that one waits for the next agreement) */
+	while (t->step < cl.steps) {
 		struct mim_stepinfo info;
-		char msg[1200];
-		if (B != cl.o.batch) {
+		if (!bad && B != cl.o.batch) {
 			snprintf(msg, sizeof msg, "%s: frame %ld: batch of %d images, the run uses %d",
 			    in, k, B, cl.o.batch);
-			stop_input(&r, msg);
+			bad = msg;
 		}
+		if ((st = agree(bad, stop_signal)) >= BAD)
+			stop_input(&r, bad);
+		if ((sig = st) > 0)
+			break;
 		int took = mim_train_batch(t, B, img, mask, &info);
 		if (took < 0)
-			stop_input(&r, mim_errmsg());
+			stop_input(&r, told ? NULL : mim_errmsg());
 		if (took) {
-			report(&r, &info);
-			if (info.nonfinite && !cl.skip_nonfinite) {
+			/* (collectives first: a failure of rank 0's log or save
+			 * below meets the others at their next agreement) */
+			int at_save = cl.save_every && t->step % cl.save_every == 0 && t->step > r.saved;
+			if (at_save)
+				check_same(&r);
+			int logged = dp_rank == 0 ? report(&r, &info) : 0;
+			if (info.nonfinite && !cl.skip_nonfinite) {	/* the same on every rank */
 				if (r.tty)
 					fputc('\n', stderr);
-				die("step %lld: %s is not finite (loss %g, grad norm %g); stopping, %s stays at step %lld",
-				    (long long)info.step + 1, isfinite(info.loss) ? "the gradient" : "the loss",
-				    info.loss, info.grad_norm, cl.ckpt, (long long)r.saved);
+				if (dp_rank == 0)
+					warn("step %lld: %s is not finite (loss %g, grad norm %g); stopping, %s stays at step %lld",
+					    (long long)info.step + 1, isfinite(info.loss) ? "the gradient" : "the loss",
+					    info.loss, info.grad_norm, cl.ckpt, (long long)r.saved);
+				leave(1);
 			}
-			if (info.nonfinite)
+			if (logged < 0)
+				stop_input(&r, mim_errmsg());
+			if (info.nonfinite && dp_rank == 0)
 				warn("step %lld: non-finite loss or gradient, batch skipped", (long long)info.step + 1);
-			if (cl.save_every && t->step % cl.save_every == 0 && t->step > r.saved)
-				save(&r);
+			if (at_save && save(&r) < 0)
+				stop_input(&r, mim_errmsg());
 		}
-		if (t->step >= cl.steps || stop_signal)
+		if (t->step >= cl.steps)
 			break;
 		mim_frame_free(f);
 		f = NULL;
@@ -549,29 +832,38 @@ main(int argc, char **argv)
 		if (rc <= 0 && !stop_signal) {
 			snprintf(msg, sizeof msg, rc < 0 ? "%s" : "%s: input ended after step %lld of %lld",
 			    rc < 0 ? mim_errmsg() : in, (long long)t->step, cl.steps);
-			stop_input(&r, msg);
+			bad = msg;
 		}
-		if (rc > 0 && (B = batch_of(f, &m->cfg, k, in, &img, &mask)) < 0)
-			stop_input(&r, mim_errmsg());
+		if (rc > 0 && (B = batch_of(f, &m->cfg, k, in, &img, &mask)) < 0) {
+			snprintf(msg, sizeof msg, "%s", mim_errmsg());
+			bad = msg;
+		}
 	}
 	mim_frame_free(f);
 	mim_reader_close(rd);
 	if (input_fd != STDIN_FILENO)
 		close(input_fd);
-	if (t->step > r.saved)
-		save(&r);
+	if (!sig)	/* meet a rank that failed after its last step */
+		together(NULL);
+	check_same(&r);
+	bad = t->step > r.saved && save(&r) < 0 ? mim_errmsg() : NULL;
 	if (r.tty)
 		fputc('\n', stderr);
-	if (r.log && fclose(r.log) == EOF)
-		die("%s: %s", cl.log, strerror(errno));
-	if (stop_signal) {
-		warn("%s: stopped by signal %d at step %lld; saved", cl.ckpt, (int)stop_signal,
-		    (long long)t->step);
+	if (!bad && r.log && fclose(r.log) == EOF)
+		bad = strerror(errno);
+	if (bad)
+		snprintf(msg, sizeof msg, "%s", bad);
+	together(bad ? msg : NULL);
+	if (sig) {
+		if (dp_rank == 0)
+			warn("%s: stopped by signal %d at step %lld; saved", cl.ckpt, sig,
+			    (long long)t->step);
 		mim_train_free(t);
 		mim_model_free(m);
-		return 128 + stop_signal;
+		leave(128 + sig);
 	}
 	mim_train_free(t);
 	mim_model_free(m);
+	dp_finalize();
 	return 0;
 }

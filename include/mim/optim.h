@@ -101,10 +101,12 @@ struct mim_trainopt {
 	uint64_t seed;		/* drop path seeds derive from (seed, batch index) */
 	struct mim_lossopt loss;
 	int batch;		/* images per micro-batch (the lr scaling used it) */
+	int world;		/* data-parallel ranks (1: one process); a step
+				 * trains on batch * accum * world images */
 	double base_lr;		/* the --base-lr that sched.lr was scaled from, or 0 */
 };
 /* Official defaults: AdamW as above, cosine, clip 5.0, accum 1, seed 0,
- * l1 on masked pixels. Learning rates and steps are left 0. */
+ * l1 on masked pixels, one rank. Learning rates and steps are left 0. */
 void mim_trainopt_default(struct mim_trainopt *o);
 
 /* What one optimizer step did. */
@@ -128,7 +130,8 @@ struct mim_train {
 	double loss_sum;
 	/* Called once per optimizer step between backward (accumulation done)
 	 * and clipping, with the gradient and the step's loss: the place for a
-	 * data-parallel all-reduce (average over ranks). 0 or -1. */
+	 * data-parallel all-reduce (average over ranks). 0 or -1 (then the
+	 * step is not taken and nothing is changed). */
 	int (*reduce)(void *ctx, float *g, size_t n, double *loss);
 	void *reduce_ctx;
 	int rank;		/* mixed into the drop path seeds */
@@ -154,6 +157,9 @@ int mim_train_batch(struct mim_train *t, int B, const float *img,
     const uint8_t *mask, struct mim_stepinfo *info);
 /* Drop a partly accumulated step (its batches are not consumed). */
 void mim_train_discard(struct mim_train *t);
+/* A 64-bit digest of the state a step depends on: weights, moments, step
+ * and data position. Data-parallel ranks compare it to catch drift. */
+uint64_t mim_train_digest(const struct mim_train *t);
 
 /* ---- training checkpoint (lib/train/ckpt.c) ------------------------------
  * One safetensors frame: the model's state dict and mim.config exactly as
@@ -166,7 +172,8 @@ void mim_train_discard(struct mim_train *t);
  *                       "weight_decay":..,"clip_grad":..,"accum":..}
  *   mim.train.sched    {"name":..,"lr":..,"warmup_lr":..,"min_lr":..,
  *                       "steps":..,"warmup_steps":..,"milestones":[..],
- *                       "gamma":..,"official":..,"base_lr":..,"batch":..}
+ *                       "gamma":..,"official":..,"base_lr":..,"batch":..
+ *                       [,"world":..]}   (world only when > 1)
  *   mim.train.loss     {"loss":"l1"|"l2"|"smooth_l1","region":..,"beta":..}
  *   mim.train.rng      {"seed":..,"drop_path":"splitmix64(seed,batch,rank)"}
  * The file depends only on the state (no times, no paths), so equal

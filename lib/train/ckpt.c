@@ -10,7 +10,8 @@
  *     mim.train.step         optimizer steps done ("0", "1", ...)
  *     mim.train.batches      input batches consumed: where the data resumes
  *     mim.train.optim        JSON: AdamW and clipping settings, accum
- *     mim.train.sched        JSON: schedule, absolute lrs, steps, batch
+ *     mim.train.sched        JSON: schedule, absolute lrs, steps, batch,
+ *                            world (data-parallel ranks, only when > 1)
  *     mim.train.loss         JSON: loss kind, region, beta
  *     mim.train.rng          JSON: the seed the drop path seeds derive from
  *
@@ -73,12 +74,15 @@ mim_train_setting(const struct mim_trainopt *o, const char *key)
 			fmt_num(bl, sizeof bl, o->base_lr);
 		else
 			snprintf(bl, sizeof bl, "null");
+		char w[32] = "";	/* a one-process run writes what it always did */
+		if (o->world > 1)
+			snprintf(w, sizeof w, ",\"world\":%d", o->world);
 		snprintf(out, sizeof out, "{\"name\":\"%s\",\"lr\":%s,\"warmup_lr\":%s,"
 		    "\"min_lr\":%s,\"steps\":%lld,\"warmup_steps\":%lld,\"milestones\":[%s],"
-		    "\"gamma\":%s,\"official\":%s,\"base_lr\":%s,\"batch\":%d}",
+		    "\"gamma\":%s,\"official\":%s,\"base_lr\":%s,\"batch\":%d%s}",
 		    mim_sched_name(s->kind), a, b, c, (long long)s->steps,
 		    (long long)s->warmup_steps, ms, g, s->official ? "true" : "false", bl,
-		    o->batch);
+		    o->batch, w);
 	} else if (strcmp(key, "loss") == 0) {
 		fmt_num(a, sizeof a, o->loss.beta);
 		snprintf(out, sizeof out, "{\"loss\":\"%s\",\"region\":\"%s\",\"beta\":%s}",

@@ -35,6 +35,7 @@ mim_trainopt_default(struct mim_trainopt *o)
 	o->loss.region = MIM_REGION_MASKED;
 	o->loss.beta = 1.0;
 	o->batch = 1;
+	o->world = 1;
 }
 
 static uint64_t
@@ -61,6 +62,8 @@ check_opt(const struct mim_trainopt *o)
 		return mim_seterr("accum must be >= 1");
 	if (o->batch < 1)
 		return mim_seterr("batch must be >= 1");
+	if (o->world < 1)
+		return mim_seterr("world size must be >= 1");
 	if (!(isfinite(o->clip_grad) && o->clip_grad >= 0))
 		return mim_seterr("clip_grad must be >= 0");
 	const struct mim_adamw *a = &o->adamw;
@@ -110,6 +113,42 @@ mim_train_discard(struct mim_train *t)
 {
 	t->nmicro = 0;
 	t->loss_sum = 0;
+}
+
+/* one 64-bit word into the digest h (splitmix64's finaliser) */
+static uint64_t
+mix(uint64_t h, uint64_t x)
+{
+	return splitmix64(h ^ x);
+}
+
+static uint64_t
+digest_floats(uint64_t h, const float *x, size_t n)
+{
+	uint32_t a, b;
+	size_t i;
+
+	for (i = 0; i + 1 < n; i += 2) {
+		memcpy(&a, x + i, 4);
+		memcpy(&b, x + i + 1, 4);
+		h = mix(h, (uint64_t)a << 32 | b);
+	}
+	if (i < n) {
+		memcpy(&a, x + i, 4);
+		h = mix(h, a);
+	}
+	return mix(h, n);
+}
+
+uint64_t
+mim_train_digest(const struct mim_train *t)
+{
+	const struct mim_model *m = t->model;
+	uint64_t h = mix(mix(0, (uint64_t)t->step), (uint64_t)t->batches);
+
+	h = digest_floats(h, m->w, m->nw);
+	h = digest_floats(h, t->exp_avg, m->nw);
+	return digest_floats(h, t->exp_avg_sq, m->nw);
 }
 
 /* clip, AdamW: the end of a step whose gradient is in g */
