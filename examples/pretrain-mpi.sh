@@ -3,8 +3,8 @@
 # processes, each running its own pipeline on its part of the shards,
 #   mim-data --shard-index RANK --shard-count RANKS ... |
 #   mim-mask --seed SEED+RANK ... | mim-step ...
-# and mim-step averaging the gradients over the ranks (see mim-step(1),
-# DATA-PARALLEL TRAINING). A step trains on RANKS x BATCH x ACCUM images,
+# and mim-step averaging the gradients over the ranks (see "Data-parallel
+# training" in mim-step(1)). A step trains on RANKS x BATCH x ACCUM images,
 # which --base-lr scales by.
 #
 #   examples/pretrain-mpi.sh OUTDIR SHARD...           Swin-B, 192 px, the
