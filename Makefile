@@ -71,6 +71,7 @@ asan:
 	@scripts/deps.sh build test
 	@$(MAKE) --no-print-directory SANITIZE=1 all
 	@MIM_BUILD=build/asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
 	 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 MIM_SANITIZE=1 tests/run.sh
 
 demo:

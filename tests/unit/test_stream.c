@@ -35,7 +35,7 @@ sample(int seed)
 			case MIM_I8: ((int8_t *)t->data)[i] = (int8_t)v; break;
 			case MIM_I16: ((int16_t *)t->data)[i] = (int16_t)(v * 1000); break;
 			case MIM_I32: ((int32_t *)t->data)[i] = (int32_t)(v * 100000); break;
-			case MIM_I64: ((int64_t *)t->data)[i] = (int64_t)v << 40; break;
+			case MIM_I64: ((int64_t *)t->data)[i] = (int64_t)v * ((int64_t)1 << 40); break;
 			case MIM_BOOL: ((uint8_t *)t->data)[i] = v > 0; break;
 			}
 		}
