@@ -514,14 +514,13 @@ struct run {
 	int64_t step0;
 };
 
-/* Rank 0 saves (the ranks hold the same state). 0, or -1 with the error
- * set. */
+/* Rank 0 saves (the ranks hold the same state); every rank notes the
+ * step saved, which decides the collectives of the loop. 0, or -1 with
+ * the error set. */
 static int
 save(struct run *r)
 {
-	if (dp_rank > 0)
-		return 0;
-	if (mim_train_save(r->t, r->cl->ckpt) < 0)
+	if (dp_rank == 0 && mim_train_save(r->t, r->cl->ckpt) < 0)
 		return -1;
 	r->saved = r->t->step;
 	return 0;

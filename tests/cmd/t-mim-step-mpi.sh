@@ -160,6 +160,15 @@ check 'SIGTERM to mpirun: the ranks stop together, step 2 saved' \
 expect_ok 'resumed after SIGTERM' 'MIM_THREADS=$half ranks swin -c "$T/t.st" $train'
 check 'resumed run = uninterrupted run, byte for byte' 'cmp "$T/t.st" "$T/swin2.st"'
 
+# ---- a NaN on one rank stops all (the mean is NaN everywhere) ------------------------
+$STEP data "$T/nan.1.mim" --patch 4 --frames 6 --nan 3 --seed 5
+$STEP data "$T/nan.0.mim" --patch 4 --frames 6 --seed 6
+cp "$T/vit0.st" "$T/n.st"
+ranks nan -c "$T/n.st" -n 6 --lr 1e-3 --save-every 1 >"$T/n.out" 2>"$T/n.err"; rc=$?
+check "NaN in rank 1's 4th frame: every rank stops, rank 0 says so, step 3 stays" \
+	'[ $rc -ne 0 ] && grep -q "rank 0: step 4: the loss is not finite" "$T/n.err" &&
+	 mim-ckpt info "$T/n.st" | grep -q "mim.train.step = 3$"'
+
 # ---- what the ranks must agree on -------------------------------------------------
 $MPI sh -c 'exec mim-step -c "$1" -n 2 --lr 1e-3 --seed $OMPI_COMM_WORLD_RANK "$2"' sh "$T/vit0.st" "$T/vit.mim" \
 	>"$T/a.out" 2>"$T/a.err"; rc=$?
