@@ -8,7 +8,8 @@ leaks=	# ASAN_OPTIONS of the run that LeakSanitizer checks
 if [ "${MIM_SANITIZE:-0}" = 1 ]; then
 	# Open MPI leaks at exit; suppressing that needs every malloc's full
 	# stack (10 s a run), so one run checks leaks and the others do not
-	printf 'leak:%s\n' libmpi.so libopen-pal.so libopen-rte.so libpmix.so libhwloc.so libevent mca_ > "$T/lsan.supp"
+	{ cat "$MIM_TOP/tests/lsan.supp" 2>/dev/null
+	  printf 'leak:%s\n' libmpi.so libopen-pal.so libopen-rte.so libpmix.so libhwloc.so libevent mca_; } > "$T/lsan.supp"
 	export LSAN_OPTIONS="suppressions=$T/lsan.supp:print_suppressions=0"
 	leaks="${ASAN_OPTIONS:-}:detect_leaks=1:fast_unwind_on_malloc=0"
 	export ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0"
