@@ -6,7 +6,11 @@
  * goes. Prints one JSON object on stdout; --profile adds a table on stderr.
  *
  *   stepbench [-t threads] [-b batch] [-s img_size] [-w warmup] [-n steps]
- *             [--encode] [--profile] PRESET
+ *             [--encode] [--profile] [--ab-blas] PRESET
+ *
+ * --ab-blas alternates steps between products cut over libmim's pool and
+ * OpenBLAS's own threads (mim_gemm_blas_threads) and reports both medians:
+ * an A/B comparison that a noisy machine disturbs evenly.
  *
  * The image is N(0,1) noise and the mask random at the model's patch size
  * (ratio 0.6): the image content does not change the work. */
@@ -19,11 +23,17 @@
 #include "mim.h"
 
 static double
-now(void)
+clk(clockid_t id)
 {
 	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
+	clock_gettime(id, &t);
 	return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static double
+now(void)
+{
+	return clk(CLOCK_MONOTONIC);
 }
 
 static int
@@ -50,7 +60,7 @@ die(const char *what)
 int
 main(int argc, char **argv)
 {
-	int threads = 0, B = 8, S = 192, warm = 2, n = 5, encode = 0, profile = 0;
+	int threads = 0, B = 8, S = 192, warm = 2, n = 5, encode = 0, profile = 0, ab = 0;
 	const char *preset = NULL;
 
 	for (int i = 1; i < argc; i++) {
@@ -69,7 +79,8 @@ main(int argc, char **argv)
 			encode = 1;
 		else if (!strcmp(a, "--profile"))
 			profile = 1;
-
+		else if (!strcmp(a, "--ab-blas"))
+			ab = 1;
 		else if (a[0] != '-' && !preset)
 			preset = a;
 		else {
@@ -123,13 +134,17 @@ main(int argc, char **argv)
 	struct mim_train *t = encode ? NULL : mim_train_new(m, &o);
 	if (!encode && !t)
 		die("train");
-	double *dt = malloc((size_t)n * sizeof *dt);
+	double *dt = malloc((size_t)n * sizeof *dt), *dtb = malloc((size_t)n * sizeof *dtb);
+	int na = 0, nb = 0;
+	double cputot = 0;
 	for (int s = 0; s < warm + n; s++) {
+		if (ab)
+			mim_gemm_blas_threads(s % 2);
 		if (profile && s == warm) {
 			mim_prof_reset();
 			mim_prof_enable(1);
 		}
-		double t0 = now();
+		double t0 = now(), c0 = clk(CLOCK_PROCESS_CPUTIME_ID);
 		if (encode) {
 			if (mim_encode(m, B, img, mask, lat) < 0)
 				die("encode");
@@ -138,8 +153,19 @@ main(int argc, char **argv)
 			if (mim_train_batch(t, B, img, mask, &info) != 1)
 				die("step");
 		}
-		if (s >= warm)
-			dt[s - warm] = now() - t0;
+		if (s >= warm && !(ab && s % 2))
+			cputot += clk(CLOCK_PROCESS_CPUTIME_ID) - c0;
+		if (s >= warm && ab && s % 2)
+			dtb[nb++] = now() - t0;
+		else if (s >= warm)
+			dt[na++] = now() - t0;
+	}
+	if (ab) {
+		qsort(dtb, (size_t)nb, sizeof *dtb, cmpd);
+		double mb = nb % 2 ? dtb[nb / 2] : (dtb[nb / 2 - 1] + dtb[nb / 2]) / 2;
+		printf("{\"blas_threads_median_s\":%.6f,\"blas_threads_img_per_s\":%.3f,\"steps\":%d}\n",
+		    mb, B / mb, nb);
+		n = na;
 	}
 	mim_prof_enable(0);
 	double tot = 0;
@@ -153,23 +179,26 @@ main(int argc, char **argv)
 	if (profile) {
 		struct mim_prof_entry e[128];
 		int ne = mim_prof_get(e, 128);
-		double sum = 0;
+		double sum = 0, csum = 0;
 		ne = ne > 128 ? 128 : ne;
 		qsort(e, (size_t)ne, sizeof *e, cmpe);
 		fprintf(stderr, "%-22s %9s %6s %9s %7s %8s\n", "kernel", "ms/step", "%",
 		    "cpu-ms", "calls", "GFLOP/s");
 		for (int i = 0; i < ne; i++) {
 			sum += e[i].seconds;
+			csum += e[i].cpu;
 			fprintf(stderr, "%-22s %9.2f %6.1f %9.2f %7ld %8.1f\n", e[i].name,
 			    1e3 * e[i].seconds / n, 100 * e[i].seconds / tot, 1e3 * e[i].cpu / n,
 			    e[i].calls / n,
 			    e[i].seconds > 0 ? e[i].flops / e[i].seconds / 1e9 : 0);
 		}
-		fprintf(stderr, "%-22s %9.2f %6.1f\n", "(untimed)", 1e3 * (tot - sum) / n,
-		    100 * (tot - sum) / tot);
-		fprintf(stderr, "%-22s %9.2f %6.1f\n", "step (mean)", 1e3 * tot / n, 100.0);
+		fprintf(stderr, "%-22s %9.2f %6.1f %9.2f\n", "(untimed)", 1e3 * (tot - sum) / n,
+		    100 * (tot - sum) / tot, 1e3 * (cputot - csum) / n);
+		fprintf(stderr, "%-22s %9.2f %6.1f %9.2f\n", "step (mean)", 1e3 * tot / n, 100.0,
+		    1e3 * cputot / n);
 	}
 	free(dt);
+	free(dtb);
 	free(img);
 	free(mask);
 	free(lat);

@@ -1,23 +1,100 @@
 /* gemm.c -- matrix products (OpenBLAS sgemm) and the thread pool.
  *
- * Threads: one knob, mim_threads(). BLAS runs with that many threads when
- * called from the main thread; inside mim_parallel jobs each worker calls
- * BLAS with one thread (openblas' own pool is not reentrant-parallel), so
- * the two never oversubscribe the cores. */
+ * Threads: one knob, mim_threads(), and one set of threads: the pool
+ * below, whose workers sleep on a condition variable between jobs. BLAS
+ * itself runs single-threaded; a product big enough to share is cut into
+ * blocks of rows (or columns) of C, each one sgemm on one pool thread.
+ * OpenBLAS's own pthreads would otherwise spin (sched_yield) for a while
+ * after every product and take a core from the pool's next loop.
+ * MIM_GEMM_THREADS=blas in the environment (or mim_gemm_blas_threads(1))
+ * restores OpenBLAS's threading for large products: a switch for the
+ * bench (bench/README.md).
+ *
+ * A block of C depends only on its own rows and columns of the operands
+ * and every element is summed over K in the same order whatever the cut,
+ * so the results do not depend on the split. */
 #include <cblas.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "mim/gemm.h"
 #include "mim/prof.h"
 #include "mim/stream.h"
 
+extern void openblas_set_num_threads(int);
+extern int openblas_get_num_threads(void);
+
 static _Thread_local int tindex;
 static _Thread_local int in_job;
 
+/* products below this many flops run on the calling thread */
+#define SPLIT_FLOPS 4e6
+
+static int blas_mode = -1;	/* 1: OpenBLAS threads large products */
+
 void
-mim_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A,
-    int lda, const float *B, int ldb, float beta, float *C, int ldc)
+mim_gemm_blas_threads(int on)
+{
+	blas_mode = on;
+}
+
+static int
+use_blas_threads(void)
+{
+	if (blas_mode < 0) {
+		const char *s = getenv("MIM_GEMM_THREADS");
+		blas_mode = s && strcmp(s, "blas") == 0;
+	}
+	return blas_mode;
+}
+
+static void
+sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+    const float *B, int ldb, float beta, float *C, int ldc)
+{
+	cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
+	    tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb,
+	    beta, C, ldc);
+}
+
+/* one product cut into blocks of C for the pool */
+struct split {
+	int ta, tb, M, N, K, lda, ldb, ldc, rows, per;
+	float alpha, beta;
+	const float *A, *B;
+	float *C;
+	void (*epi)(void *, int, int, int, int);
+	void *ctx;
+};
+
+static void
+split_task(void *p, int i)
+{
+	const struct split *s = p;
+	int lo = i * s->per, hi = lo + s->per;
+
+	if (s->rows) {		/* rows [lo,hi) of C */
+		hi = hi < s->M ? hi : s->M;
+		const float *A = s->ta ? s->A + lo : s->A + (size_t)lo * s->lda;
+		sgemm(s->ta, s->tb, hi - lo, s->N, s->K, s->alpha, A, s->lda, s->B, s->ldb,
+		    s->beta, s->C + (size_t)lo * s->ldc, s->ldc);
+		if (s->epi)
+			s->epi(s->ctx, lo, hi, 0, s->N);
+	} else {		/* columns [lo,hi) */
+		hi = hi < s->N ? hi : s->N;
+		const float *B = s->tb ? s->B + (size_t)lo * s->ldb : s->B + lo;
+		sgemm(s->ta, s->tb, s->M, hi - lo, s->K, s->alpha, s->A, s->lda, B, s->ldb,
+		    s->beta, s->C + lo, s->ldc);
+		if (s->epi)
+			s->epi(s->ctx, 0, s->M, lo, hi);
+	}
+}
+
+void
+mim_gemm_ex(int ta, int tb, int M, int N, int K, float alpha, const float *A,
+    int lda, const float *B, int ldb, float beta, float *C, int ldc,
+    void (*epi)(void *ctx, int m0, int m1, int n0, int n1), void *ctx)
 {
 	if (M <= 0 || N <= 0)
 		return;
@@ -25,13 +102,44 @@ mim_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A,
 		for (int i = 0; i < M; i++)
 			for (int j = 0; j < N; j++)
 				C[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * C[(size_t)i * ldc + j];
+		if (epi)
+			epi(ctx, 0, M, 0, N);
 		return;
 	}
-	double t = MIM_PROF_BEGIN();
-	cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
-	    tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb,
-	    beta, C, ldc);
-	MIM_PROF_END("gemm", t, 2.0 * M * N * K);
+	double t = MIM_PROF_BEGIN(), flops = 2.0 * M * N * K;
+	int nt = mim_threads();
+
+	if (nt == 1 || in_job || flops < SPLIT_FLOPS || (M < 32 && N < 32)) {
+		if (!in_job && openblas_get_num_threads() != 1)
+			openblas_set_num_threads(1);
+		sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+		if (epi)
+			epi(ctx, 0, M, 0, N);
+	} else if (use_blas_threads()) {
+		if (openblas_get_num_threads() != nt)
+			openblas_set_num_threads(nt);
+		sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+		if (epi)
+			epi(ctx, 0, M, 0, N);
+	} else {
+		/* cut the longer side of C into blocks, a few per thread (the
+		 * pool hands them out as threads free up): rows in multiples of
+		 * MIM_GEMM_ROWS, columns of 16 */
+		struct split s = {ta, tb, M, N, K, lda, ldb, ldc, M >= N, 0, alpha, beta,
+		    A, B, C, epi, ctx};
+		int len = s.rows ? M : N, tasks = 2 * nt, al = s.rows ? MIM_GEMM_ROWS : 16;
+		s.per = (len + tasks - 1) / tasks;
+		s.per = (s.per + al - 1) / al * al;
+		mim_parallel((len + s.per - 1) / s.per, split_task, &s);
+	}
+	MIM_PROF_END("gemm", t, flops);
+}
+
+void
+mim_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A,
+    int lda, const float *B, int ldb, float beta, float *C, int ldc)
+{
+	mim_gemm_ex(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL, NULL);
 }
 
 struct batchjob {
@@ -68,7 +176,7 @@ mim_gemm_batch(int ta, int tb, int M, int N, int K, float alpha,
 	if (batch <= 0)
 		return;
 	double t = MIM_PROF_BEGIN();
-	/* big products: threaded BLAS, one after another */
+	/* big products: one after another, each split over the pool */
 	if (nt == 1 || in_job || flops >= 4e7 || batch == 1) {
 		for (int b = 0; b < batch; b++)
 			mim_gemm(ta, tb, M, N, K, alpha, A + (size_t)b * sA, lda,
@@ -97,9 +205,6 @@ static struct {
 	int n, next, active;
 } pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
     PTHREAD_COND_INITIALIZER, 0, 0, NULL, NULL, 0, 0, 0};
-
-extern void openblas_set_num_threads(int);
-extern int openblas_get_num_threads(void);
 
 /* Take tasks of the current job until none are left. Called with mu held. */
 static void
@@ -163,7 +268,8 @@ mim_parallel(int n, void (*fn)(void *ctx, int i), void *ctx)
 	pthread_cond_broadcast(&pool.work);
 	/* the caller works too, with single-threaded BLAS like the workers */
 	int blas = openblas_get_num_threads();
-	openblas_set_num_threads(1);
+	if (blas != 1)
+		openblas_set_num_threads(1);
 	in_job = 1;
 	pool.active++;
 	drain();
@@ -172,7 +278,8 @@ mim_parallel(int n, void (*fn)(void *ctx, int i), void *ctx)
 		pthread_cond_wait(&pool.done, &pool.mu);
 	in_job = 0;
 	pthread_mutex_unlock(&pool.mu);
-	openblas_set_num_threads(blas);
+	if (blas != 1 && use_blas_threads())
+		openblas_set_num_threads(blas);
 }
 
 int

@@ -13,13 +13,31 @@ void mim_gemm(int ta, int tb, int M, int N, int K, float alpha,
     const float *A, int lda, const float *B, int ldb, float beta,
     float *C, int ldc);
 
+/* mim_gemm, then epi(ctx, m0, m1, n0, n1) on blocks of C that together
+ * cover it once, each called right after its block is final (on the
+ * thread that computed it, while the block is still in its cache): the
+ * place to fuse a bias, an activation or a column sum into the product.
+ * Blocks are whole rows [m0,m1) x [0,N), m0 a multiple of MIM_GEMM_ROWS,
+ * or whole columns [0,M) x [n0,n1), and may run concurrently; epi must
+ * only touch data of its block (or keep per-block results to combine in a
+ * fixed order later). */
+#define MIM_GEMM_ROWS 64
+void mim_gemm_ex(int ta, int tb, int M, int N, int K, float alpha,
+    const float *A, int lda, const float *B, int ldb, float beta, float *C,
+    int ldc, void (*epi)(void *ctx, int m0, int m1, int n0, int n1), void *ctx);
+
 /* The same product for `batch` independent matrices at strides sA, sB, sC
  * (in floats). Small products (attention heads, Swin windows) are spread
- * over the thread pool with single-threaded BLAS calls, large ones go to
- * threaded BLAS one by one. */
+ * over the thread pool with single-threaded BLAS calls, large ones go
+ * one by one, each cut over the pool as mim_gemm does. */
 void mim_gemm_batch(int ta, int tb, int M, int N, int K, float alpha,
     const float *A, int lda, size_t sA, const float *B, int ldb, size_t sB,
     float beta, float *C, int ldc, size_t sC, int batch);
+
+/* Large products on OpenBLAS's own threads (1) or cut over the pool (0,
+ * the default; MIM_GEMM_THREADS=blas in the environment sets 1). For
+ * measuring one against the other (bench/). */
+void mim_gemm_blas_threads(int on);
 
 /* Run fn(ctx, i) for i in [0,n) on the library's thread pool (mim_threads()
  * threads; the caller takes part). Returns when all are done. Workers
