@@ -6,6 +6,11 @@
  * blocks of rows (or columns) of C, each one sgemm on one pool thread.
  * OpenBLAS's own pthreads would otherwise spin (sched_yield) for a while
  * after every product and take a core from the pool's next loop.
+ * Small products (attention heads, Swin windows: up to a few million
+ * multiply-adds) skip BLAS for lib/smm.c, whose AVX2 blocks need no
+ * packing of A and no call overhead (MIM_SMM=0 turns it off, for the
+ * bench).
+ *
  * MIM_GEMM_THREADS=blas in the environment (or mim_gemm_blas_threads(1))
  * restores OpenBLAS's threading for large products: a switch for the
  * bench (bench/README.md).
@@ -21,6 +26,7 @@
 #include "mim/gemm.h"
 #include "mim/prof.h"
 #include "mim/stream.h"
+#include "smm.h"
 
 extern void openblas_set_num_threads(int);
 extern int openblas_get_num_threads(void);
@@ -31,7 +37,20 @@ static _Thread_local int in_job;
 /* products below this many flops run on the calling thread */
 #define SPLIT_FLOPS 4e6
 
+#define SMALL_MACS (4.0 * 1024 * 1024)
+
 static int blas_mode = -1;	/* 1: OpenBLAS threads large products */
+static int smm_mode = -1;	/* 1: small products through lib/smm.c */
+
+static int
+use_smm(void)
+{
+	if (smm_mode < 0) {
+		const char *s = getenv("MIM_SMM");
+		smm_mode = !(s && strcmp(s, "0") == 0);
+	}
+	return smm_mode;
+}
 
 void
 mim_gemm_blas_threads(int on)
@@ -53,6 +72,9 @@ static void
 sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
     const float *B, int ldb, float beta, float *C, int ldc)
 {
+	if ((double)M * N * K <= SMALL_MACS && use_smm() &&
+	    mim_smm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+		return;
 	cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
 	    tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb,
 	    beta, C, ldc);

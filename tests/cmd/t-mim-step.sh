@@ -110,7 +110,11 @@ if have_torch; then
 		expect_ok "golden $m: one step" 'mim-step -c "$T/gold${m}1.st" -n 1 --lr 1e-3 --sched constant < "$T/gold$m.mim"'
 		check "golden $m: params and moments = official step" '$STEP golden-cmp "$GOLDEN/micro-$m.s7.b2" "$T/gold${m}1.st" >&2'
 		expect_ok "golden $m: three steps" 'mim-step -c "$T/gold${m}3.st" -n 3 --lr 1e-3 --sched constant --log "$T/gold$m.log" < "$T/gold${m}3.mim"'
-		check "golden $m: params after 3 official steps" '$STEP golden-cmp "$GOLDEN/micro-$m.s7.b2" "$T/gold${m}3.st" --what final --atol 6e-3 >&2'
+		# after 3 steps AdamW has normalised the float noise of the smallest
+		# gradients (a q bias of |g| ~ 1e-6, sums that cancel) into the
+		# weights: any change of summation order (a faster product, FMA)
+		# moves them by ~1e-4 lr, so the parity tolerance 1e-4 here
+		check "golden $m: params after 3 official steps" '$STEP golden-cmp "$GOLDEN/micro-$m.s7.b2" "$T/gold${m}3.st" --what final --tol 1e-4 --atol 6e-3 >&2'
 		check "golden $m: losses of the 3 steps = official (1e-5)" '$PY - "$GOLDEN/micro-$m.s7.b2.safetensors" "$T/gold$m.log" <<PYEOF
 import sys, json, st
 want = st.load(sys.argv[1])[0]["train/losses"]
