@@ -7,14 +7,16 @@
  *   clip_coef = max_norm / (total + 1e-6)    (= reciprocal(total+1e-6)*max_norm)
  *   grads *= clamp(clip_coef, max=1)
  *
- * Sums of squares are taken in double (PyTorch accumulates in float with
- * its own blocking; the difference is a rounding of the norm). */
+ * Sums of squares are taken in double, four running sums per parameter
+ * (PyTorch accumulates in float with its own blocking; the difference is a
+ * rounding of the norm). */
 #include <math.h>
 #include <stdlib.h>
 
 #include "mim/gemm.h"
 #include "mim/optim.h"
 #include "mim/prof.h"
+#include "../kern/kern_int.h"
 
 struct normjob {
 	const struct mim_param *p;
@@ -27,11 +29,18 @@ param_norm(void *ctx, int k)
 {
 	const struct normjob *j = ctx;
 	const float *x = j->g + j->p[k].off;
+	size_t n = j->p[k].numel, i = 0;
+	v4d a = {0, 0, 0, 0}, b = {0, 0, 0, 0};
 	double s = 0;
 
-	for (size_t i = 0; i < j->p[k].numel; i++)
+	for (; i + 8 <= n; i += 8) {
+		v4d u = vload4d(x + i), w = vload4d(x + i + 4);
+		a += u * u;
+		b += w * w;
+	}
+	for (; i < n; i++)
 		s += (double)x[i] * x[i];
-	j->out[k] = (float)sqrt(s);
+	j->out[k] = (float)sqrt(vsum4d(a + b) + s);
 }
 
 float
@@ -57,6 +66,22 @@ mim_grad_norm(const struct mim_param *p, int np, const float *g)
 	return (float)sqrt(s);
 }
 
+struct scalejob {
+	const struct mim_param *p;
+	float *g;
+	float coef;
+};
+
+static void
+param_scale(void *ctx, int k)
+{
+	const struct scalejob *j = ctx;
+	float *x = j->g + j->p[k].off;
+
+	for (size_t i = 0; i < j->p[k].numel; i++)
+		x[i] *= j->coef;
+}
+
 float
 mim_clip_grad(const struct mim_param *p, int np, float *g, double max_norm)
 {
@@ -68,10 +93,10 @@ mim_clip_grad(const struct mim_param *p, int np, float *g, double max_norm)
 		return total;
 	}
 	float coef = (1.0f / (total + 1e-6f)) * (float)max_norm;
-	if (coef < 1.0f)
-		for (int k = 0; k < np; k++)
-			for (size_t i = 0; i < p[k].numel; i++)
-				g[p[k].off + i] *= coef;
+	if (coef < 1.0f) {
+		struct scalejob j = {p, g, coef};
+		mim_parallel(np, param_scale, &j);
+	}
 	MIM_PROF_END("clip", t, 0);
 	return total;
 }
