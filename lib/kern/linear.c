@@ -1,9 +1,18 @@
 /* linear.c -- nn.Linear: out = inp @ w^T + b, and its backward.
  * inp (R,IC), w (OC,IC), b (OC), out (R,OC). The bias is written first
- * and the product added with beta = 1, as PyTorch's addmm does. */
+ * and the product added with beta = 1, as PyTorch's addmm does.
+ *
+ * The bias gradient (column sums of dout) is taken while the input-gradient
+ * product dout @ w has dout's rows in cache: each block of that product
+ * sums its rows in chunks of MIM_GEMM_ROWS (in double), and the chunks are
+ * added in order afterwards, so the result does not depend on the threads. */
+
+#include <stdlib.h>
 
 #include "mim/kern.h"
 #include "kern_int.h"
+
+#define CH MIM_GEMM_ROWS
 
 struct fillb {
 	float *out;
@@ -33,17 +42,102 @@ linear_forward(float *out, const float *inp, const float *w, const float *b,
 	MIM_PROF_END("linear fwd", prof_t_, 2.0 * R * IC * OC);
 }
 
+/* column sums of dout by chunks of CH rows, gathered by the blocks of the
+ * input-gradient product */
+struct dbsum {
+	double *part;		/* (chunks, OC) */
+	unsigned char *seen;	/* (chunks) */
+	const float *dout;
+	int R, OC, N;		/* N: columns of the product's C */
+};
+
+static void
+sum_rows(struct dbsum *s, int m0, int m1, int n0, int n1)
+{
+	if (!s || !s->part || n0 != 0 || n1 != s->N)
+		return;		/* a block of columns: db is summed apart */
+	for (int c0 = m0; c0 < m1; c0 += CH) {
+		double *acc = s->part + (size_t)(c0 / CH) * s->OC;
+		int c1 = c0 + CH < m1 ? c0 + CH : m1, OC = s->OC, OC4 = OC & ~3;
+		memset(acc, 0, (size_t)OC * sizeof *acc);
+		for (int r = c0; r < c1; r++) {
+			const float *row = s->dout + (size_t)r * OC;
+			int c = 0;
+			for (; c < OC4; c += 4) {
+				v4d a;
+				memcpy(&a, acc + c, sizeof a);
+				a += vload4d(row + c);
+				memcpy(acc + c, &a, sizeof a);
+			}
+			for (; c < OC; c++)
+				acc[c] += row[c];
+		}
+		s->seen[c0 / CH] = 1;
+	}
+}
+
+/* db += the chunks' sums in order, or the plain column sums if the product
+ * was cut into columns (or there was no memory for the chunks) */
+static void
+sum_finish(struct dbsum *s, float *db)
+{
+	int nch = (s->R + CH - 1) / CH, all = s->part != NULL;
+
+	for (int k = 0; all && k < nch; k++)
+		all = s->seen[k];
+	if (!all) {
+		kern_colsum(db, s->dout, (size_t)s->R, s->OC, (size_t)s->OC);
+		return;
+	}
+	for (int c = 0; c < s->OC; c++) {
+		double t = 0;
+		for (int k = 0; k < nch; k++)
+			t += s->part[(size_t)k * s->OC + c];
+		db[c] += (float)t;
+	}
+}
+
+static void
+sum_init(struct dbsum *s, const float *dout, int R, int OC, int N)
+{
+	size_t nch = ((size_t)R + CH - 1) / CH;
+
+	s->dout = dout;
+	s->R = R;
+	s->OC = OC;
+	s->N = N;
+	s->part = malloc(nch * OC * sizeof *s->part + nch);
+	s->seen = s->part ? (unsigned char *)(s->part + nch * OC) : NULL;
+	if (s->seen)
+		memset(s->seen, 0, nch);
+}
+
+static void
+dx_block(void *p, int m0, int m1, int n0, int n1)
+{
+	sum_rows(p, m0, m1, n0, n1);
+}
+
 void
 linear_backward(float *dinp, float *dw, float *db, const float *dout,
     const float *inp, const float *w, int R, int IC, int OC)
 {
 	double t;
 	double fl = 2.0 * R * IC * OC;
+	struct dbsum s = {0};
 
-	/* dinp (R,IC) = dout (R,OC) @ w (OC,IC) */
+	/* dinp (R,IC) = dout (R,OC) @ w (OC,IC), db summed on the way */
 	if (dinp) {
 		t = MIM_PROF_BEGIN();
-		mim_gemm(0, 0, R, IC, OC, 1.0f, dout, OC, w, IC, 0.0f, dinp, IC);
+		if (db)
+			sum_init(&s, dout, R, OC, IC);
+		mim_gemm_ex(0, 0, R, IC, OC, 1.0f, dout, OC, w, IC, 0.0f, dinp, IC,
+		    db ? dx_block : NULL, db ? &s : NULL);
+		if (db) {
+			sum_finish(&s, db);
+			free(s.part);
+			db = NULL;
+		}
 		MIM_PROF_END("linear bwd dx", t, fl);
 	}
 	/* dw (OC,IC) += dout^T (OC,R) @ inp (R,IC) */
