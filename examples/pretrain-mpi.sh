@@ -34,6 +34,7 @@ threads=$(( $(nproc) / ranks )); [ "$threads" -ge 1 ] || threads=1
 export MIM_THREADS=${MIM_THREADS:-$threads}
 # Ctrl-C: mpirun waits this long, sends SIGTERM (the ranks stop together
 # at the next batch and rank 0 saves), waits as long again, then kills
+# (the same delays end a job in which a rank failed)
 export OMPI_MCA_odls_base_sigkill_timeout=${OMPI_MCA_odls_base_sigkill_timeout:-20}
 
 # the pipeline of one rank, as mpirun starts it: arguments are the shards,

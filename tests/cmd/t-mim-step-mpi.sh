@@ -16,7 +16,6 @@ if [ "${MIM_SANITIZE:-0}" = 1 ]; then
 fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1	# tests and CI run as root
 export OMPI_MCA_btl_vader_single_copy_mechanism=none	# containers forbid CMA
-export OMPI_MCA_odls_base_sigkill_timeout=2	# mpirun on SIGTERM: 2 s, SIGTERM, 2 s to save, SIGKILL
 # 2 ranks whatever the cores; not bound, so each gets cores/2 threads; a
 # hang fails the test instead of the suite
 MPI="timeout 120 mpirun -np 2 --oversubscribe --bind-to none"
@@ -144,7 +143,10 @@ check 'resumed run = uninterrupted run, byte for byte' 'cmp "$T/r.st" "$T/swin2.
 # not timeout(1), which would signal the whole process group)
 cp "$T/swin0.st" "$T/t.st"
 two=$(( $(wc -c < "$T/swin.0.mim") / 3 ))	# 2 of the 6 frames (all of one size)
-MIM_THREADS=$half ${MPI#timeout 120 } sh -c '(head -c $1 "$2.$OMPI_COMM_WORLD_RANK.mim"; exec sleep 30) |
+# (odls_base_sigkill_timeout: mpirun on SIGTERM waits 3 s, sends SIGTERM,
+# gives 3 s to save, SIGKILL; default 1 s. It also delays the end of
+# every job in which a rank fails, hence only here)
+OMPI_MCA_odls_base_sigkill_timeout=3 MIM_THREADS=$half ${MPI#timeout 120 } sh -c '(head -c $1 "$2.$OMPI_COMM_WORLD_RANK.mim"; exec sleep 30) |
 	exec mim-step -c "$3" $4 --log "$5"' sh $two "$T/swin" "$T/t.st" "$train" "$T/t.log" \
 	>/dev/null 2>"$T/t.err" &
 pid=$!
