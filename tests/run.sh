@@ -19,8 +19,10 @@ pass=0 fail=0 skip=0
 run() {	# run NAME CMD...
 	name=$1; shift
 	start=$(date +%s)
-	"$@" >"$log/out" 2>"$log/err"
+	# a hung test must not stall the suite: MIM_TEST_TIMEOUT s per file
+	timeout -k 10 "${MIM_TEST_TIMEOUT:-900}" "$@" >"$log/out" 2>"$log/err"
 	rc=$?
+	[ "$rc" -eq 124 ] && echo "not ok - $name timed out after ${MIM_TEST_TIMEOUT:-900} s" >>"$log/out"
 	p=$(grep -c '^ok ' "$log/out")
 	f=$(grep -c '^not ok ' "$log/out")
 	s=$(grep -c '^skip ' "$log/out")
