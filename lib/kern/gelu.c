@@ -1,14 +1,14 @@
 /* gelu.c -- the exact GELU of nn.GELU(): x * Phi(x), Phi the standard
  * normal CDF = (1 + erf(x/sqrt2))/2, with our own vectorised erf (a few
- * ulp; kern_int.h). gelu'(x) = Phi(x) + x * exp(-x^2/2) / sqrt(2 pi). */
+ * ulp; kern_int.h). gelu'(x) = Phi(x) + x * exp(-x^2/2) / sqrt(2 pi).
+ *
+ * The span functions (kern_int.h) do a contiguous run on the calling
+ * thread: linear.c runs them on each block of a product right after the
+ * block is computed (linear_gelu_forward / _backward), while it is in
+ * cache, instead of a pass of their own over memory. */
 
 #include "mim/kern.h"
 #include "kern_int.h"
-
-struct gl {
-	float *out;
-	const float *inp, *dout;
-};
 
 VINLINE v8f
 gelu8(v8f x)
@@ -22,16 +22,41 @@ dgelu8(v8f x, v8f dy)
 	return dy * (vncdf(x) + x * vnpdf(x));
 }
 
+void
+gelu_span(float *out, const float *inp, size_t n)
+{
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8)
+		vstore(out + i, gelu8(vload(inp + i)));
+	if (i < n)
+		vstore_n(out + i, gelu8(vload_n(inp + i, (int)(n - i), 0)), (int)(n - i));
+}
+
+void
+gelu_backward_span(float *dinp, const float *dout, const float *inp, size_t n)
+{
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8)
+		vstore(dinp + i, dgelu8(vload(inp + i), vload(dout + i)));
+	if (i < n) {
+		int k = (int)(n - i);
+		vstore_n(dinp + i, dgelu8(vload_n(inp + i, k, 0), vload_n(dout + i, k, 0)), k);
+	}
+}
+
+struct gl {
+	float *out;
+	const float *inp, *dout;
+};
+
 static void
 fwd(void *p, size_t lo, size_t hi)
 {
 	const struct gl *j = p;
-	size_t i = lo;
 
-	for (; i + 8 <= hi; i += 8)
-		vstore(j->out + i, gelu8(vload(j->inp + i)));
-	if (i < hi)
-		vstore_n(j->out + i, gelu8(vload_n(j->inp + i, (int)(hi - i), 0)), (int)(hi - i));
+	gelu_span(j->out + lo, j->inp + lo, hi - lo);
 }
 
 void
@@ -47,14 +72,8 @@ static void
 bwd(void *p, size_t lo, size_t hi)
 {
 	const struct gl *j = p;
-	size_t i = lo;
 
-	for (; i + 8 <= hi; i += 8)
-		vstore(j->out + i, dgelu8(vload(j->inp + i), vload(j->dout + i)));
-	if (i < hi) {
-		int n = (int)(hi - i);
-		vstore_n(j->out + i, dgelu8(vload_n(j->inp + i, n, 0), vload_n(j->dout + i, n, 0)), n);
-	}
+	gelu_backward_span(j->out + lo, j->dout + lo, j->inp + lo, hi - lo);
 }
 
 void

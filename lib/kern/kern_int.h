@@ -23,6 +23,12 @@
 void kern_for(size_t n, size_t grain, void (*fn)(void *ctx, size_t lo, size_t hi),
     void *ctx);
 
+/* GELU of n contiguous floats on the calling thread (gelu.c), and its
+ * backward (as gelu_forward / gelu_backward, the same bytes); out may be
+ * inp, dinp may be dout. */
+void gelu_span(float *out, const float *inp, size_t n);
+void gelu_backward_span(float *dinp, const float *dout, const float *inp, size_t n);
+
 /* Column sums in double: acc[c] += sum_r x[r*ld + c], c < C, r < R.
  * Parallel over columns, each column summed in row order: the result does
  * not depend on threads. */

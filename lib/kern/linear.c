@@ -42,6 +42,42 @@ linear_forward(float *out, const float *inp, const float *w, const float *b,
 	MIM_PROF_END("linear fwd", prof_t_, 2.0 * R * IC * OC);
 }
 
+/* GELU on a block of the fc1 product: rows [m0,m1) x columns [n0,n1) */
+struct dbsum;
+struct actblk {
+	float *pre, *out;
+	const float *h;		/* backward: the GELU's input */
+	int ld;
+	struct dbsum *db;
+};
+
+static void
+gelu_block(void *p, int m0, int m1, int n0, int n1)
+{
+	const struct actblk *a = p;
+
+	for (int r = m0; r < m1; r++) {
+		size_t o = (size_t)r * a->ld + n0;
+		gelu_span(a->out + o, a->pre + o, (size_t)(n1 - n0));
+	}
+}
+
+void
+linear_gelu_forward(float *pre, float *out, const float *inp, const float *w,
+    const float *b, int R, int IC, int OC)
+{
+	double prof_t_ = MIM_PROF_BEGIN();
+	float *y = pre ? pre : out;
+	if (b) {
+		struct fillb j = {y, b, OC};
+		kern_for((size_t)R, 1 + 16384 / (size_t)OC, fill_rows, &j);
+	}
+	struct actblk a = {y, out, NULL, OC, NULL};
+	mim_gemm_ex(0, 1, R, OC, IC, 1.0f, inp, IC, w, IC, b ? 1.0f : 0.0f, y, OC,
+	    gelu_block, &a);
+	MIM_PROF_END("linear+gelu fwd", prof_t_, 2.0 * R * IC * OC);
+}
+
 /* column sums of dout by chunks of CH rows, gathered by the blocks of the
  * input-gradient product */
 struct dbsum {
@@ -116,6 +152,38 @@ static void
 dx_block(void *p, int m0, int m1, int n0, int n1)
 {
 	sum_rows(p, m0, m1, n0, n1);
+}
+
+/* dpre = d act * gelu'(pre) on a block of the fc2 input-gradient product */
+static void
+dgelu_block(void *p, int m0, int m1, int n0, int n1)
+{
+	const struct actblk *a = p;
+
+	sum_rows(a->db, m0, m1, n0, n1);
+	for (int r = m0; r < m1; r++) {
+		size_t o = (size_t)r * a->ld + n0;
+		gelu_backward_span(a->out + o, a->out + o, a->h + o, (size_t)(n1 - n0));
+	}
+}
+
+void
+linear_gelu_backward(float *dpre, float *dw, float *db, const float *dout,
+    const float *act, const float *pre, const float *w, int R, int IC, int OC)
+{
+	double fl = 2.0 * R * IC * OC, t = MIM_PROF_BEGIN();
+	struct dbsum s = {0};
+	struct actblk a = {NULL, dpre, pre, IC, db ? &s : NULL};
+
+	if (db)
+		sum_init(&s, dout, R, OC, IC);
+	mim_gemm_ex(0, 0, R, IC, OC, 1.0f, dout, OC, w, IC, 0.0f, dpre, IC, dgelu_block, &a);
+	if (db) {
+		sum_finish(&s, db);
+		free(s.part);
+	}
+	MIM_PROF_END("linear+gelu bwd dx", t, fl);
+	linear_backward(NULL, dw, NULL, dout, act, w, R, IC, OC);
 }
 
 void

@@ -458,7 +458,7 @@ plan_layout(const struct swin *v, struct splan *p, int B, int train, float *base
 		sh.r2 = sh.r1;
 		sh.xn = sh.xw;
 		sh.h1 = take(&off, mx_th, base);
-		sh.h2 = take(&off, mx_th, base);
+		sh.h2 = sh.h1;	/* GELU in place */
 	}
 	for (int s = 0; s < v->ns; s++) {
 		const struct sstage *t = &v->st[s];
@@ -601,8 +601,9 @@ block_forward(const struct mim_model *m, const struct sstage *t, const struct sb
 	/* out = xm + drop_path(fc2(gelu(fc1(norm2(xm))))) */
 	layernorm_forward(a->xn, a->m2, a->r2, a->xm, mim_pw(m, k->n2w), mim_pw(m, k->n2b),
 	    T, C, eps);
-	linear_forward(a->h1, a->xn, mim_pw(m, k->fc1w), mim_pw(m, k->fc1b), T, C, t->Hd);
-	gelu_forward(a->h2, a->h1, (size_t)T * t->Hd);
+	/* fc1 and GELU fused (inference: in place, h2 is h1) */
+	linear_gelu_forward(a->h2 != a->h1 ? a->h1 : NULL, a->h2, a->xn, mim_pw(m, k->fc1w),
+	    mim_pw(m, k->fc1b), T, C, t->Hd);
 	linear_forward(p->tmp, a->h2, mim_pw(m, k->fc2w), mim_pw(m, k->fc2b), T, t->Hd, C);
 	residual_forward(a->out, a->xm, p->tmp, NULL, kept1, a->keep[1], B, L, C);
 }
@@ -694,9 +695,8 @@ block_backward(struct mim_model *m, const struct sstage *t, const struct sblock 
 		residual_backward(p->dy, NULL, dx, NULL, NULL, kept1, a->keep[1], B, L, C);
 		dt = p->dy;
 	}
-	linear_backward(p->dh, mim_pg(m, k->fc2w), mim_pg(m, k->fc2b), dt, a->h2,
+	linear_gelu_backward(p->dh, mim_pg(m, k->fc2w), mim_pg(m, k->fc2b), dt, a->h2, a->h1,
 	    mim_pw(m, k->fc2w), T, Hd, C);
-	gelu_backward(p->dh, p->dh, a->h1, (size_t)T * Hd);
 	linear_backward(p->dxn, mim_pg(m, k->fc1w), mim_pg(m, k->fc1b), p->dh, a->xn,
 	    mim_pw(m, k->fc1w), T, C, Hd);
 	layernorm_backward(dx, mim_pg(m, k->n2w), mim_pg(m, k->n2b), p->dxn, a->xm,

@@ -305,7 +305,9 @@ vit_free(struct mim_model *m)
 /* ---- activations -------------------------------------------------------------
  * Planned once per (batch size, threads, mode) and reused. Training keeps
  * one set of saved activations per block; inference keeps one set and
- * runs the residual stream in place. */
+ * runs the residual stream in place. The LayerNorm outputs and x1 (x +
+ * gamma_1 y: the same float operations again) are recomputed in the
+ * backward, in shared buffers, not kept per block. */
 
 struct vlayer {
 	float *x;		/* (B,N,C) block input */
@@ -314,7 +316,6 @@ struct vlayer {
 	float *P;		/* (B,Hh,N,N) attention probabilities (training) */
 	float *att;		/* (B,N,C) attention output before proj */
 	float *y;		/* (B,N,C) proj output */
-	float *x1;		/* (B,N,C) after the attention residual */
 	float *mean2, *rstd2;	/* (B*N) norm2 statistics */
 	float *h, *a;		/* (B,N,F) fc1 output, GELU output */
 	float *m;		/* (B,N,C) fc2 output */
@@ -328,6 +329,7 @@ struct vplan {
 	float *rbias;		/* (Hh,N,N) shared relative position bias */
 	float *bbias;		/* (Hh,N,N) per-block bias (use_rel_pos_bias) */
 	float *ln;		/* (B,N,C) LayerNorm output scratch */
+	float *x1;		/* (B,N,C) after the attention residual, scratch */
 	float *work;		/* attention scratch */
 	float *xL;		/* (B,N,C) output of the last block */
 	float *meanf, *rstdf;	/* (B*N) final norm statistics */
@@ -394,6 +396,7 @@ plan(struct mim_model *m, int B, int train)
 		p->rbias = carve(base, &off, v->Hh * NN);
 		p->bbias = carve(base, &off, m->cfg.use_rel_pos_bias ? v->Hh * NN : 0);
 		p->ln = carve(base, &off, BN * C);
+		p->x1 = carve(base, &off, train ? BN * C : 0);
 		p->work = carve(base, &off, attention_work(v->N));
 		p->xL = carve(base, &off, BN * C);
 		p->meanf = carve(base, &off, BN);
@@ -409,7 +412,6 @@ plan(struct mim_model *m, int B, int train)
 			y->P = train ? carve(base, &off, (size_t)B * v->Hh * NN) : NULL;
 			y->att = carve(base, &off, BN * C);
 			y->y = carve(base, &off, BN * C);
-			y->x1 = train ? carve(base, &off, BN * C) : y->x;
 			y->mean2 = carve(base, &off, BN);
 			y->rstd2 = carve(base, &off, BN);
 			y->h = carve(base, &off, BN * F);
@@ -513,15 +515,16 @@ vit_forward(struct mim_model *m, int B, const float *img, const uint8_t *mask,
 			keep = p->keep[2 * l] = mim_droppath(k1, B, rate, seed, 2 * l);
 			p->keep[2 * l + 1] = mim_droppath(k2, B, rate, seed, 2 * l + 1);
 		}
-		residual_forward(y->x1, x, y->y, mim_pw(m, b->g1), k1, keep, B, N, C);
-		/* MLP branch */
-		layernorm_forward(p->ln, y->mean2, y->rstd2, y->x1, mim_pw(m, b->n2w),
+		float *x1 = train ? p->x1 : x;
+		residual_forward(x1, x, y->y, mim_pw(m, b->g1), k1, keep, B, N, C);
+		/* MLP branch: fc1 and GELU fused (inference: in place, a is h) */
+		layernorm_forward(p->ln, y->mean2, y->rstd2, x1, mim_pw(m, b->n2w),
 		    mim_pw(m, b->n2b), BN, C, eps);
-		linear_forward(y->h, p->ln, mim_pw(m, b->fc1w), mim_pw(m, b->fc1b), BN, C, F);
-		gelu_forward(y->a, y->h, (size_t)BN * F);
+		linear_gelu_forward(train ? y->h : NULL, y->a, p->ln, mim_pw(m, b->fc1w),
+		    mim_pw(m, b->fc1b), BN, C, F);
 		linear_forward(y->m, y->a, mim_pw(m, b->fc2w), mim_pw(m, b->fc2b), BN, F, C);
 		float *xo = !train ? X : l + 1 < v->L ? p->lay[l + 1].x : p->xL;
-		residual_forward(xo, y->x1, y->m, mim_pw(m, b->g2), k2, keep, B, N, C);
+		residual_forward(xo, x1, y->m, mim_pw(m, b->g2), k2, keep, B, N, C);
 	}
 	float *xL = train ? p->xL : X;
 	if (layer > 0) {	/* block `layer`'s output, patch tokens */
@@ -582,14 +585,14 @@ vit_backward(struct mim_model *m, const float *dlatent)
 		/* x_out = x1 + dp(gamma_2 * m): dres is d x_out, and stays d x1 */
 		residual_backward(p->dsm, mim_pg(m, b->g2), dres, y->m, mim_pw(m, b->g2),
 		    k2, keep, B, N, C);
-		linear_backward(p->dhq, mim_pg(m, b->fc2w), mim_pg(m, b->fc2b), p->dsm, y->a,
-		    mim_pw(m, b->fc2w), BN, F, C);
-		gelu_backward(p->dhq, p->dhq, y->h, (size_t)BN * F);
-		layernorm_forward(p->ln, NULL, NULL, y->x1, mim_pw(m, b->n2w),
-		    mim_pw(m, b->n2b), BN, C, eps);	/* norm2 output again */
+		linear_gelu_backward(p->dhq, mim_pg(m, b->fc2w), mim_pg(m, b->fc2b), p->dsm, y->a,
+		    y->h, mim_pw(m, b->fc2w), BN, F, C);
+		residual_forward(p->x1, y->x, y->y, mim_pw(m, b->g1), k1, keep, B, N, C);
+		layernorm_forward(p->ln, NULL, NULL, p->x1, mim_pw(m, b->n2w),
+		    mim_pw(m, b->n2b), BN, C, eps);	/* x1, norm2 output again */
 		linear_backward(p->dln, mim_pg(m, b->fc1w), mim_pg(m, b->fc1b), p->dhq, p->ln,
 		    mim_pw(m, b->fc1w), BN, C, F);
-		layernorm_backward(dres, mim_pg(m, b->n2w), mim_pg(m, b->n2b), p->dln, y->x1,
+		layernorm_backward(dres, mim_pg(m, b->n2w), mim_pg(m, b->n2b), p->dln, p->x1,
 		    mim_pw(m, b->n2w), y->mean2, y->rstd2, BN, C);
 		/* x1 = x + dp(gamma_1 * y): dres is d x1, and stays d x */
 		residual_backward(p->dsm, mim_pg(m, b->g1), dres, y->y, mim_pw(m, b->g1),

@@ -1,0 +1,167 @@
+/* test_kern_fused.c -- the speed paths of the products and the fused
+ * kernels: mim_gemm cut over the thread pool (by rows and by columns) and
+ * through the small-product backend (lib/smm.c), with an epilogue, against
+ * a double reference in every transpose; the bias gradient summed inside
+ * the input-gradient product; Linear+GELU forward and backward against the
+ * unfused kernels, byte for byte; 1 and 2 threads alike. (A product cut
+ * into blocks of columns is not always bitwise the uncut one: OpenBLAS's
+ * edge kernels round differently. Each thread count is still
+ * deterministic, which is what the library promises.) */
+#include "mim.h"
+#include "mim/kern.h"
+#include "gradcheck.h"
+
+static void
+fill(float *x, size_t n, unsigned seed)
+{
+	uint64_t s = 0x9e3779b97f4a7c15ULL * (seed + 1);
+	for (size_t i = 0; i < n; i++) {
+		s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+		x[i] = (float)((s >> 40) * (1.0 / (1 << 24)) * 2 - 1);
+	}
+}
+
+/* C = alpha op(A) op(B) + beta C in double, row-major */
+static void
+ref_gemm(double *out, int ta, int tb, int M, int N, int K, double alpha,
+    const float *A, int lda, const float *B, int ldb, double beta, const float *C, int ldc)
+{
+	for (int i = 0; i < M; i++)
+		for (int j = 0; j < N; j++) {
+			double s = 0;
+			for (int k = 0; k < K; k++)
+				s += (double)(ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k]) *
+				    (tb ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j]);
+			out[(size_t)i * N + j] = alpha * s + (beta != 0 ? beta * C[(size_t)i * ldc + j] : 0);
+		}
+}
+
+/* every element of C visited once by the epilogue, in blocks that are
+ * whole rows or whole columns */
+static int *visits;
+static int vM, vN, vldc, badblock;
+
+static void
+count(void *ctx, int m0, int m1, int n0, int n1)
+{
+	(void)ctx;
+	if (!((n0 == 0 && n1 == vN) || (m0 == 0 && m1 == vM)) ||
+	    (n0 == 0 && n1 == vN && m0 % MIM_GEMM_ROWS != 0))
+		badblock = 1;
+	for (int i = m0; i < m1; i++)
+		for (int j = n0; j < n1; j++)
+			visits[(size_t)i * vN + j]++;
+}
+
+static void
+gemm_case(int M, int N, int K, const char *what, int same1)
+{
+	int pad = 3;
+	for (int ta = 0; ta < 2; ta++)
+		for (int tb = 0; tb < 2; tb++) {
+			int lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
+			size_t na = (size_t)lda * (ta ? K : M), nb = (size_t)ldb * (tb ? N : K);
+			size_t nc = (size_t)ldc * M;
+			float *A = malloc(na * 4), *B = malloc(nb * 4), *C0 = malloc(nc * 4);
+			float *C1 = malloc(nc * 4), *C2 = malloc(nc * 4);
+			double *r = malloc((size_t)M * N * 8);
+			fill(A, na, 1 + ta);
+			fill(B, nb, 3 + tb);
+			fill(C0, nc, 5);
+			for (int bi = 0; bi < 2; bi++) {
+				float beta = bi ? 0.5f : 0.0f;
+				memcpy(C1, C0, nc * 4);
+				memcpy(C2, C0, nc * 4);
+				ref_gemm(r, ta, tb, M, N, K, 0.75, A, lda, B, ldb, beta, C0, ldc);
+				visits = calloc((size_t)M * N, sizeof *visits);
+				vM = M, vN = N, vldc = ldc, badblock = 0;
+				mim_set_threads(2);
+				mim_gemm_ex(ta, tb, M, N, K, 0.75f, A, lda, B, ldb, beta, C1, ldc, count, NULL);
+				if (same1)
+					mim_set_threads(1);
+				mim_gemm(ta, tb, M, N, K, 0.75f, A, lda, B, ldb, beta, C2, ldc);
+				mim_set_threads(2);
+				double e = 0, mx = 0;
+				int once = 1, same = 1, pads = 1;
+				for (int i = 0; i < M; i++) {
+					for (int j = 0; j < N; j++) {
+						size_t c = (size_t)i * ldc + j;
+						e = fmax(e, fabs(C1[c] - r[(size_t)i * N + j]));
+						mx = fmax(mx, fabs(r[(size_t)i * N + j]));
+						once &= visits[(size_t)i * N + j] == 1;
+						same &= C1[c] == C2[c];
+					}
+					for (int j = N; j < ldc; j++)	/* the padding is not touched */
+						pads &= C1[(size_t)i * ldc + j] == C0[(size_t)i * ldc + j];
+				}
+				tap(e / mx < 1e-5 && once && !badblock && pads,
+				    "%s %dx%dx%d ta=%d tb=%d beta=%g: rel err %.1e, epilogue once per element",
+				    what, M, N, K, ta, tb, beta, e / mx);
+				tap(same, "%s %dx%dx%d ta=%d tb=%d beta=%g: %s, same bytes",
+				    what, M, N, K, ta, tb, beta, same1 ? "1 and 2 threads" : "2 threads twice");
+				free(visits);
+			}
+			free(A), free(B), free(C0), free(C1), free(C2), free(r);
+		}
+}
+
+int
+main(void)
+{
+	/* small (lib/smm.c), and big enough to be cut by rows / by columns */
+	gemm_case(37, 29, 21, "small", 1);
+	gemm_case(145, 145, 64, "small", 1);
+	gemm_case(300, 70, 120, "rows", 1);
+	gemm_case(40, 400, 150, "columns", 0);
+
+	/* Linear backward: the bias gradient summed in 64-row chunks inside
+	 * the dx product equals the plain column sums (to rounding of the
+	 * double sums), for 1 and 2 threads */
+	enum { R = 333, IC = 96, OC = 120 };
+	float *x = malloc(R * IC * 4), *w = malloc(OC * IC * 4), *b = malloc(OC * 4);
+	float *dout = malloc(R * OC * 4), *dx = malloc(R * IC * 4);
+	float *db1 = calloc(OC, 4), *db2 = calloc(OC, 4), *dw = calloc(OC * IC, 4);
+	fill(x, R * IC, 7), fill(w, OC * IC, 8), fill(b, OC, 9), fill(dout, R * OC, 10);
+	double ref[OC] = {0}, e = 0, mx = 0;
+	for (int r = 0; r < R; r++)
+		for (int o = 0; o < OC; o++)
+			ref[o] += dout[r * OC + o];
+	linear_backward(dx, dw, db1, dout, x, w, R, IC, OC);
+	mim_set_threads(1);
+	linear_backward(dx, dw, db2, dout, x, w, R, IC, OC);
+	mim_set_threads(2);
+	for (int o = 0; o < OC; o++) {
+		e = fmax(e, fabs(db1[o] - ref[o]));
+		mx = fmax(mx, fabs(ref[o]));
+	}
+	tap(e / mx < 1e-6 && memcmp(db1, db2, OC * 4) == 0,
+	    "bias gradient inside the dx product: rel err %.1e, same bytes on 1 and 2 threads", e / mx);
+
+	/* Linear+GELU forward: the same bytes as linear_forward, gelu_forward */
+	float *h1 = malloc(R * OC * 4), *a1 = malloc(R * OC * 4);
+	float *h2 = malloc(R * OC * 4), *a2 = malloc(R * OC * 4);
+	linear_gelu_forward(h1, a1, x, w, b, R, IC, OC);
+	linear_forward(h2, x, w, b, R, IC, OC);
+	gelu_forward(a2, h2, (size_t)R * OC);
+	tap(memcmp(h1, h2, R * OC * 4) == 0 && memcmp(a1, a2, R * OC * 4) == 0,
+	    "linear+gelu forward: the same bytes as the two kernels");
+	linear_gelu_forward(NULL, h2, x, w, b, R, IC, OC);
+	tap(memcmp(a1, h2, R * OC * 4) == 0, "linear+gelu forward in place (inference)");
+	/* the MLP's fc2 backward fused with GELU's, against the unfused pair:
+	 * fc2 maps (R,OC) -> (R,IC) here, w2 (IC,OC) */
+	float *w2 = malloc(IC * OC * 4), *d2 = malloc(R * IC * 4);
+	float *dp1 = malloc(R * OC * 4), *dp2 = malloc(R * OC * 4);
+	float *dw1 = calloc(IC * OC, 4), *dw2 = calloc(IC * OC, 4);
+	float *dbb1 = calloc(IC, 4), *dbb2 = calloc(IC, 4);
+	fill(w2, IC * OC, 11), fill(d2, R * IC, 12);
+	linear_gelu_backward(dp1, dw1, dbb1, d2, a1, h1, w2, R, OC, IC);
+	linear_backward(dp2, dw2, dbb2, d2, a1, w2, R, OC, IC);
+	gelu_backward(dp2, dp2, h1, (size_t)R * OC);
+	tap(memcmp(dp1, dp2, R * OC * 4) == 0 && memcmp(dw1, dw2, IC * OC * 4) == 0 &&
+	    memcmp(dbb1, dbb2, IC * 4) == 0,
+	    "linear+gelu backward: the same bytes as linear_backward, gelu_backward");
+	free(x), free(w), free(b), free(dout), free(dx), free(db1), free(db2), free(dw);
+	free(h1), free(a1), free(h2), free(a2);
+	free(w2), free(d2), free(dp1), free(dp2), free(dw1), free(dw2), free(dbb1), free(dbb2);
+	return tap_done();
+}
