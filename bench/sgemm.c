@@ -51,6 +51,8 @@ rate(int use_mim, int ta, int tb, int M, int N, int K, int reps, int best)
 	int lda = ta ? M : K, ldb = tb ? K : N;
 	double *g = malloc((size_t)reps * sizeof *g);
 
+	if (!use_mim)	/* mim_gemm keeps OpenBLAS at one thread */
+		openblas_set_num_threads(mim_threads());
 	for (int r = -1; r < reps; r++) {
 		double t = now();
 		if (use_mim)

@@ -21,7 +21,7 @@ void mim_gemm(int ta, int tb, int M, int N, int K, float alpha,
  * or whole columns [0,M) x [n0,n1), and may run concurrently; epi must
  * only touch data of its block (or keep per-block results to combine in a
  * fixed order later). */
-#define MIM_GEMM_ROWS 64
+#define MIM_GEMM_ROWS 32
 void mim_gemm_ex(int ta, int tb, int M, int N, int K, float alpha,
     const float *A, int lda, const float *B, int ldb, float beta, float *C,
     int ldc, void (*epi)(void *ctx, int m0, int m1, int n0, int n1), void *ctx);

@@ -114,7 +114,7 @@ main(void)
 	gemm_case(300, 70, 120, "rows", 1);
 	gemm_case(40, 400, 150, "columns", 0);
 
-	/* Linear backward: the bias gradient summed in 64-row chunks inside
+	/* Linear backward: the bias gradient summed in row chunks inside
 	 * the dx product equals the plain column sums (to rounding of the
 	 * double sums), for 1 and 2 threads */
 	enum { R = 333, IC = 96, OC = 120 };
