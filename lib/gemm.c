@@ -217,28 +217,101 @@ mim_gemm_batch(int ta, int tb, int M, int N, int K, float alpha,
 	MIM_PROF_END("gemm batch", t, flops * batch);
 }
 
-/* ---- thread pool ---------------------------------------------------------- */
+/* ---- thread pool ----------------------------------------------------------
+ * A job is n tasks; the caller and the workers claim them one at a time
+ * from a ticket that carries the job's generation, so a worker that is late
+ * can never take a task of the next job. Between jobs a worker watches for
+ * the next one for a short while (SPIN_NS: the model's loops follow each
+ * other within microseconds, and waking a sleeping thread costs tens of
+ * microseconds, more in a virtual machine), then sleeps on a condition
+ * variable; the caller waits for the last task the same way. Nothing spins
+ * longer than that: a busy machine loses at most SPIN_NS per job. */
+
+#include <stdatomic.h>
+#include <time.h>
+
+#define SPIN_NS 50000
 
 static struct {
 	pthread_mutex_t mu;
 	pthread_cond_t work, done;
 	int nworkers;		/* threads started (excluding the caller) */
-	long gen;		/* job generation */
+	atomic_long gen;	/* job generation */
+	/* the job (written under mu, with gen) */
 	void (*fn)(void *, int);
 	void *ctx;
-	int n, next, active;
-} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-    PTHREAD_COND_INITIALIZER, 0, 0, NULL, NULL, 0, 0, 0};
+	int n, nt;		/* tasks, threads that may take part */
+	atomic_ullong ticket;	/* gen << 32 | next task */
+	atomic_int left;	/* tasks not finished */
+	int waiting;		/* the caller sleeps on done */
+} pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER,
+    .done = PTHREAD_COND_INITIALIZER};
 
-/* Take tasks of the current job until none are left. Called with mu held. */
-static void
-drain(void)
+static long
+nanos(void)
 {
-	while (pool.next < pool.n) {
-		int i = pool.next++;
-		pthread_mutex_unlock(&pool.mu);
-		pool.fn(pool.ctx, i);
-		pthread_mutex_lock(&pool.mu);
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1000000000L + t.tv_nsec;
+}
+
+static inline void
+relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+/* Wait up to SPIN_NS for *v to differ from old (1), or give up (0). */
+static int
+spin_long(atomic_long *v, long old)
+{
+	long t0 = nanos();
+
+	for (int k = 1;; k++) {
+		if (atomic_load_explicit(v, memory_order_acquire) != old)
+			return 1;
+		relax();
+		if (k % 64 == 0 && nanos() - t0 > SPIN_NS)
+			return 0;
+	}
+}
+
+static int
+spin_zero(atomic_int *v)
+{
+	long t0 = nanos();
+
+	for (int k = 1;; k++) {
+		if (atomic_load_explicit(v, memory_order_acquire) == 0)
+			return 1;
+		relax();
+		if (k % 64 == 0 && nanos() - t0 > SPIN_NS)
+			return 0;
+	}
+}
+
+/* Take and run tasks of job g (fn, ctx, n) until none are left. */
+static void
+drain(long g, void (*fn)(void *, int), void *ctx, int n)
+{
+	unsigned long long tk = atomic_load(&pool.ticket);
+
+	for (;;) {
+		if ((long)(tk >> 32) != (g & 0xffffffff) || (int)(tk & 0xffffffff) >= n)
+			return;
+		if (!atomic_compare_exchange_weak(&pool.ticket, &tk, tk + 1))
+			continue;	/* tk now holds the current ticket */
+		fn(ctx, (int)(tk & 0xffffffff));
+		if (atomic_fetch_sub_explicit(&pool.left, 1, memory_order_acq_rel) == 1) {
+			pthread_mutex_lock(&pool.mu);
+			if (pool.waiting)
+				pthread_cond_broadcast(&pool.done);
+			pthread_mutex_unlock(&pool.mu);
+		}
+		tk = atomic_load(&pool.ticket);
 	}
 }
 
@@ -249,15 +322,21 @@ worker(void *arg)
 
 	tindex = (int)(long)arg;
 	in_job = 1;
-	pthread_mutex_lock(&pool.mu);
 	for (;;) {
-		while (pool.gen == seen)
-			pthread_cond_wait(&pool.work, &pool.mu);
-		seen = pool.gen;
-		pool.active++;
-		drain();
-		if (--pool.active == 0)
-			pthread_cond_broadcast(&pool.done);
+		if (!spin_long(&pool.gen, seen)) {
+			pthread_mutex_lock(&pool.mu);
+			while (atomic_load(&pool.gen) == seen)
+				pthread_cond_wait(&pool.work, &pool.mu);
+			pthread_mutex_unlock(&pool.mu);
+		}
+		pthread_mutex_lock(&pool.mu);
+		seen = atomic_load(&pool.gen);
+		void (*fn)(void *, int) = pool.fn;
+		void *ctx = pool.ctx;
+		int n = pool.n, nt = pool.nt;
+		pthread_mutex_unlock(&pool.mu);
+		if (tindex < nt)
+			drain(seen, fn, ctx, n);
 	}
 	return NULL;
 }
@@ -274,6 +353,11 @@ mim_parallel(int n, void (*fn)(void *ctx, int i), void *ctx)
 			fn(ctx, i);
 		return;
 	}
+	/* every thread of the job calls BLAS single-threaded: set before the
+	 * job is published */
+	int blas = openblas_get_num_threads();
+	if (blas != 1)
+		openblas_set_num_threads(1);
 	pthread_mutex_lock(&pool.mu);
 	while (pool.nworkers < nt - 1) {
 		pthread_t t;
@@ -284,24 +368,27 @@ mim_parallel(int n, void (*fn)(void *ctx, int i), void *ctx)
 			break;
 		pool.nworkers++;
 	}
+	long g = atomic_load(&pool.gen) + 1;
 	pool.fn = fn;
 	pool.ctx = ctx;
 	pool.n = n;
-	pool.next = 0;
-	pool.gen++;
+	pool.nt = nt;
+	atomic_store(&pool.left, n);
+	atomic_store(&pool.ticket, (unsigned long long)(g & 0xffffffff) << 32);
+	atomic_store(&pool.gen, g);
 	pthread_cond_broadcast(&pool.work);
-	/* the caller works too, with single-threaded BLAS like the workers */
-	int blas = openblas_get_num_threads();
-	if (blas != 1)
-		openblas_set_num_threads(1);
-	in_job = 1;
-	pool.active++;
-	drain();
-	pool.active--;
-	while (pool.active > 0 || pool.next < pool.n)
-		pthread_cond_wait(&pool.done, &pool.mu);
-	in_job = 0;
 	pthread_mutex_unlock(&pool.mu);
+	in_job = 1;	/* the caller works too */
+	drain(g, fn, ctx, n);
+	if (!spin_zero(&pool.left)) {
+		pthread_mutex_lock(&pool.mu);
+		pool.waiting = 1;
+		while (atomic_load(&pool.left) > 0)
+			pthread_cond_wait(&pool.done, &pool.mu);
+		pool.waiting = 0;
+		pthread_mutex_unlock(&pool.mu);
+	}
+	in_job = 0;
 	if (blas != 1 && use_blas_threads())
 		openblas_set_num_threads(blas);
 }
