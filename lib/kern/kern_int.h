@@ -29,6 +29,15 @@ void kern_for(size_t n, size_t grain, void (*fn)(void *ctx, size_t lo, size_t hi
 void gelu_span(float *out, const float *inp, size_t n);
 void gelu_backward_span(float *dinp, const float *dout, const float *inp, size_t n);
 
+/* LayerNorm (layernorm.c) whose row r reads (and, backward, writes the
+ * input gradient of) row (r/L)*L + idx[r%L] of inp: Swin's LayerNorm
+ * through its window permutation (window.c). idx NULL: row r. */
+void ln_forward_idx(float *out, float *mean, float *rstd, const float *inp,
+    const float *w, const float *b, int R, int C, float eps, const int *idx, int L);
+void ln_backward_idx(float *dinp, float *dw, float *db, const float *dout,
+    const float *inp, const float *w, const float *mean, const float *rstd,
+    int R, int C, const int *idx, int L);
+
 /* Column sums in double: acc[c] += sum_r x[r*ld + c], c < C, r < R.
  * Parallel over columns, each column summed in row order: the result does
  * not depend on threads. */

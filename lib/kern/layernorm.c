@@ -16,7 +16,17 @@ struct ln {
 	const float *inp, *w, *b, *dout, *cmean, *crstd;
 	int R, C;
 	float eps;
+	const int *idx;		/* row r of out reads row src(r) of inp */
+	int L;
 };
+
+/* the input (and input-gradient) row of row r: r itself, or through the
+ * permutation idx of each group of L rows (Swin's windows, window.c) */
+static inline size_t
+src(const struct ln *j, size_t r)
+{
+	return j->idx ? r / (size_t)j->L * j->L + (size_t)j->idx[r % (size_t)j->L] : r;
+}
 
 /* sum of x[0..C) in double */
 static double
@@ -41,7 +51,7 @@ fwd_rows(void *p, size_t lo, size_t hi)
 	int C = j->C, c;
 
 	for (size_t r = lo; r < hi; r++) {
-		const float *x = j->inp + r * C;
+		const float *x = j->inp + src(j, r) * C;
 		float *y = j->out + r * C;
 		double m = dsum(x, C) / C, v = 0;
 		v4d va = {0, 0, 0, 0}, md = {m, m, m, m};
@@ -66,6 +76,15 @@ fwd_rows(void *p, size_t lo, size_t hi)
 }
 
 void
+ln_forward_idx(float *out, float *mean, float *rstd, const float *inp,
+    const float *w, const float *b, int R, int C, float eps, const int *idx, int L)
+{
+	struct ln j = {.out = out, .mean = mean, .rstd = rstd, .inp = inp, .w = w,
+	    .b = b, .R = R, .C = C, .eps = eps, .idx = idx, .L = L};
+	kern_for((size_t)R, 1 + 4096 / (size_t)C, fwd_rows, &j);
+}
+
+void
 layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
     const float *w, const float *b, int R, int C, float eps)
 {
@@ -83,8 +102,9 @@ bwd_rows(void *p, size_t lo, size_t hi)
 	int C = j->C, c;
 
 	for (size_t r = lo; r < hi; r++) {
-		const float *x = j->inp + r * C, *dy = j->dout + r * C;
-		float *dx = j->dinp + r * C, m = j->cmean[r], rs = j->crstd[r];
+		size_t s = src(j, r);
+		const float *x = j->inp + s * C, *dy = j->dout + r * C;
+		float *dx = j->dinp + s * C, m = j->cmean[r], rs = j->crstd[r];
 		v8f m8 = vdup(m), r8 = vdup(rs);
 		v4d sg4 = {0, 0, 0, 0}, sgx4 = {0, 0, 0, 0};
 		double sg = 0, sgx = 0;
@@ -130,7 +150,8 @@ bwd_cols(void *p, size_t lo, size_t hi)
 		for (int k = 0; k < 16; k++)
 			sw4[k] = sb4[k] = (v4d){0, 0, 0, 0};
 		for (int r = 0; r < j->R; r++) {
-			const float *x = j->inp + (size_t)r * C + c0, *dy = j->dout + (size_t)r * C + c0;
+			const float *x = j->inp + src(j, (size_t)r) * C + c0;
+			const float *dy = j->dout + (size_t)r * C + c0;
 			float m = j->cmean[r], rs = j->crstd[r];
 			v8f m8 = vdup(m), r8 = vdup(rs);
 			for (int c = 0; c < w8; c += 8) {
@@ -157,6 +178,19 @@ bwd_cols(void *p, size_t lo, size_t hi)
 				j->db[c0 + c] += (float)sb[c];
 		}
 	}
+}
+
+void
+ln_backward_idx(float *dinp, float *dw, float *db, const float *dout,
+    const float *inp, const float *w, const float *mean, const float *rstd,
+    int R, int C, const int *idx, int L)
+{
+	struct ln j = {.dinp = dinp, .dw = dw, .db = db, .inp = inp, .w = w,
+	    .dout = dout, .cmean = mean, .crstd = rstd, .R = R, .C = C, .idx = idx, .L = L};
+	if (dinp)
+		kern_for((size_t)R, 1 + 4096 / (size_t)C, bwd_rows, &j);
+	if (dw || db)
+		kern_for(((size_t)C + 63) / 64, 1, bwd_cols, &j);
 }
 
 void

@@ -17,6 +17,7 @@
 #include "mim/prof.h"
 #include "mim/stream.h"
 #include "mim/swin.h"
+#include "kern_int.h"
 
 void
 window_index(int *idx, int H, int W, int ws, int shift)
@@ -74,11 +75,11 @@ window_mask(float *mask, int H, int W, int ws, int shift)
 /* ---- row kernels, parallel over chunks of rows --------------------------- */
 
 struct rowjob {
-	float *out, *mean, *rstd, *dw, *db;
-	const float *x, *y, *w, *b, *dout, *cmean, *crstd, *kept;
+	float *out;
+	const float *x, *y, *b, *kept;
 	const int *idx;
 	int B, L, C, per, rows;
-	float eps, keep;
+	float keep;
 };
 
 static void
@@ -172,97 +173,17 @@ window_reverse_add(float *out, const float *x, const float *y, const float *bias
 	MIM_PROF_END("window reverse_add", prof_t_, 0);
 }
 
-/* ---- LayerNorm through the permutation ----------------------------------- */
-
-static void
-lnf_task(void *ctx, int k)
-{
-	struct rowjob *j = ctx;
-	int lo = k * j->per, hi = lo + j->per < j->rows ? lo + j->per : j->rows;
-	int C = j->C;
-
-	for (int r = lo; r < hi; r++) {
-		const float *x = j->x + src_row(j, r) * C;
-		float *o = j->out + (size_t)r * C;
-		float m = 0, v = 0;
-		for (int c = 0; c < C; c++)
-			m += x[c];
-		m /= C;
-		for (int c = 0; c < C; c++) {
-			float d = x[c] - m;
-			v += d * d;
-		}
-		v /= C;
-		float s = 1.0f / sqrtf(v + j->eps);
-		for (int c = 0; c < C; c++)
-			o[c] = (x[c] - m) * s * j->w[c] + j->b[c];
-		j->mean[r] = m;
-		j->rstd[r] = s;
-	}
-}
+/* ---- LayerNorm through the permutation -----------------------------------
+ * The rows of LayerNorm's kernels (layernorm.c: statistics in double,
+ * eight lanes at a time) with the window order as their row map. */
 
 void
 window_ln_forward(float *out, float *mean, float *rstd, const float *x,
     const float *w, const float *b, const int *idx, int B, int L, int C, float eps)
 {
 	double prof_t_ = MIM_PROF_BEGIN();
-	struct rowjob j = {.out = out, .mean = mean, .rstd = rstd, .x = x, .w = w,
-	    .b = b, .idx = idx, .B = B, .L = L, .C = C, .eps = eps};
-
-	rows_run(B * L, C, lnf_task, &j);
+	ln_forward_idx(out, mean, rstd, x, w, b, B * L, C, eps, idx, L);
 	MIM_PROF_END("window_ln fwd", prof_t_, 0);
-}
-
-/* dx: xhat = (x-mean)*rstd, g = dout*w;
- * dx = rstd * (g - mean(g) - xhat * mean(g*xhat)) */
-static void
-lnb_dx_task(void *ctx, int k)
-{
-	struct rowjob *j = ctx;
-	int lo = k * j->per, hi = lo + j->per < j->rows ? lo + j->per : j->rows;
-	int C = j->C;
-
-	for (int r = lo; r < hi; r++) {
-		size_t s = src_row(j, r) * C;
-		const float *x = j->x + s, *d = j->dout + (size_t)r * C;
-		float *dx = j->out + s;
-		float m = j->cmean[r], rs = j->crstd[r], a = 0, bsum = 0;
-		for (int c = 0; c < C; c++) {
-			float g = d[c] * j->w[c];
-			a += g;
-			bsum += g * (x[c] - m) * rs;
-		}
-		a /= C;
-		bsum /= C;
-		for (int c = 0; c < C; c++) {
-			float g = d[c] * j->w[c], xh = (x[c] - m) * rs;
-			dx[c] += rs * (g - a - xh * bsum);
-		}
-	}
-}
-
-/* dw, db: column sums, parallel over column blocks so that the summation
- * order (over all rows, in order) does not depend on the thread count */
-#define LN_CB 32
-static void
-lnb_dw_task(void *ctx, int k)
-{
-	struct rowjob *j = ctx;
-	int c0 = k * LN_CB, c1 = c0 + LN_CB < j->C ? c0 + LN_CB : j->C, C = j->C;
-	float sw[LN_CB] = {0}, sb[LN_CB] = {0};
-
-	for (int r = 0; r < j->B * j->L; r++) {
-		const float *x = j->x + src_row(j, r) * C, *d = j->dout + (size_t)r * C;
-		float m = j->cmean[r], rs = j->crstd[r];
-		for (int c = c0; c < c1; c++) {
-			sw[c - c0] += d[c] * (x[c] - m) * rs;
-			sb[c - c0] += d[c];
-		}
-	}
-	for (int c = c0; c < c1; c++) {
-		j->dw[c] += sw[c - c0];
-		j->db[c] += sb[c - c0];
-	}
 }
 
 void
@@ -271,10 +192,6 @@ window_ln_backward(float *dx, float *dw, float *db, const float *dout,
     const int *idx, int B, int L, int C)
 {
 	double prof_t_ = MIM_PROF_BEGIN();
-	struct rowjob j = {.out = dx, .dw = dw, .db = db, .dout = dout, .x = x,
-	    .w = w, .cmean = mean, .crstd = rstd, .idx = idx, .B = B, .L = L, .C = C};
-
-	mim_parallel((C + LN_CB - 1) / LN_CB, lnb_dw_task, &j);
-	rows_run(B * L, C, lnb_dx_task, &j);
+	ln_backward_idx(dx, dw, db, dout, x, w, mean, rstd, B * L, C, idx, L);
 	MIM_PROF_END("window_ln bwd", prof_t_, 0);
 }
