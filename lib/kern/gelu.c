@@ -19,7 +19,9 @@ gelu8(v8f x)
 VINLINE v8f
 dgelu8(v8f x, v8f dy)
 {
-	return dy * (vncdf(x) + x * vnpdf(x));
+	v8f p, d;
+	vncdf_npdf(x, &p, &d);
+	return dy * (p + x * d);
 }
 
 void

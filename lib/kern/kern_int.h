@@ -189,11 +189,11 @@ vsquare(v8f x, v8f *sq, v8f *lo)
 }
 
 /* erfc(a) for a >= 0.85: exp(-a^2) * Q(1/(1+a)), Q a degree-9 fit of
- * erfcx on [0.85, 9.5] (relative error 2e-7 in float); 0 beyond 9.5.
+ * erfcx on [0.85, 9.5] (relative error 2e-7 in float; verfcx_q); 0 beyond 9.5.
  * sq + sqlo = a^2 to twice float precision, so that the rounding of a^2
  * costs no relative accuracy in the tail. */
 VINLINE v8f
-verfc_big(v8f a, v8f sq, v8f sqlo)
+verfcx_q(v8f a)
 {
 	v8f t = vdup(1.0f) / (vdup(1.0f) + a);
 	v8f q = vdup(7.708181417e-01f);
@@ -206,6 +206,13 @@ verfc_big(v8f a, v8f sq, v8f sqlo)
 	q = vfma(q, t, vdup(5.684477412e-01f));
 	q = vfma(q, t, vdup(5.639641058e-01f));
 	q = vfma(q, t, vdup(5.096665150e-06f));
+	return q;
+}
+
+VINLINE v8f
+verfc_big(v8f a, v8f sq, v8f sqlo)
+{
+	v8f q = verfcx_q(a);
 	v8i in = a < vdup(9.5f);
 	v8f e = vexp(-vsel(in, sq, vdup(90.25f))) * (vdup(1.0f) - sqlo);
 	return vsel(in, q * e, vdup(0.0f));
@@ -252,6 +259,23 @@ vncdf(v8f x)
 	v8f c = vdup(0.5f) * verfc_big(vsel(small, vdup(0.85f), a), vdup(0.5f) * sq, vdup(0.5f) * lo);
 	v8f big = vsel(z < vdup(0.0f), c, vdup(1.0f) - c);
 	return vsel(small, vdup(0.5f) + vdup(0.5f) * verf_small(z), big);
+}
+
+/* Phi(x) and the density phi(x) together, as vncdf and vnpdf give them
+ * (the same values), with one exponential: exp(-x^2/2) is phi's and, where
+ * |x|/sqrt2 >= 0.85, erfc's factor too (GELU's backward needs both) */
+VINLINE void
+vncdf_npdf(v8f x, v8f *cdf, v8f *pdf)
+{
+	v8f z = x * vdup(0.70710678118654752f), a = vabs(z), sq, lo;
+	v8i small = a < vdup(0.85f);
+	vsquare(x, &sq, &lo);
+	v8f e = vexp(vdup(-0.5f) * sq) * (vdup(1.0f) - vdup(0.5f) * lo);
+	*pdf = vdup(0.398942280401432678f) * e;
+	v8f ab = vsel(small, vdup(0.85f), a);
+	v8f c = vdup(0.5f) * vsel(ab < vdup(9.5f), verfcx_q(ab) * e, vdup(0.0f));
+	v8f big = vsel(z < vdup(0.0f), c, vdup(1.0f) - c);
+	*cdf = vsel(small, vdup(0.5f) + vdup(0.5f) * verf_small(z), big);
 }
 
 /* the standard normal density exp(-x^2/2)/sqrt(2 pi) */
