@@ -152,7 +152,7 @@ mim_pg(const struct mim_model *m, int i)
 
 /* ---- the prediction head (head.c), used by model.c ----------------------- */
 
-/* floats of scratch (dec, (B,O,hw)) the head needs for a batch of B */
+/* floats of scratch the head needs for a batch of B (head.c) */
 size_t mim_head_scratch(const struct mim_model *m, int B);
 /* latent (B,F,h,w) -> pred (B,3,H,W); dec: mim_head_scratch floats */
 void mim_head_forward(const struct mim_model *m, int B, const float *latent,
