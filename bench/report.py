@@ -31,8 +31,10 @@ def main(argv):
                    "(the peak below is the higher of the runs at the start and end)\n"
                    % (sg[0]["threads"], ", ".join("%s %.1f (load %.1f)" % (r["tag"], r["peak"], r["load"])
                                                  for r in sg)))
+    rounds = max((len(r.get("rounds", {}).get("step", [])) for r in rows if r["kind"] == "row"), default=1)
     out.append("Training step (forward, loss, backward, clip, AdamW), 192 px, images/s "
-               "(median after warm-up):\n")
+               "(median of the steps after warm-up; each side's best of %d rounds, the two "
+               "sides taking turns):\n" % max(rounds, 1))
     out.append("| model | batch | GFLOP/img | mim-step img/s | PyTorch img/s | mim/PyTorch "
                "| mim GFLOP/s | of sgemm peak | PyTorch of peak | mim RSS GB | PyTorch RSS GB | load |")
     out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -52,7 +54,8 @@ def main(argv):
             "%.0f%%" % (100 * trate / peak) if peak and trate else "-",
             gb(r["step_rss_kb"]), gb(r["torch_step_rss_kb"]), r["load"]))
     out.append("")
-    out.append("Encoder forward (mim-encode; PyTorch: encoder under no_grad), images/s:\n")
+    out.append("Encoder forward (mim-encode; PyTorch: encoder under no_grad), images/s "
+               "(best of the rounds as above):\n")
     out.append("| model | batch | GFLOP/img | mim-encode img/s | PyTorch img/s | mim/PyTorch "
                "| mim GFLOP/s | of sgemm peak | mim RSS GB | PyTorch RSS GB |")
     out.append("|---|---|---|---|---|---|---|---|---|---|")
@@ -77,6 +80,18 @@ def main(argv):
                        r["model"], r["batch"], r["steps"] - 2, r["file_ips"], r["framed_ips"],
                        100 * (r["framed_ips"] / r["file_ips"] - 1), r["full_ips"],
                        100 * (r["full_ips"] / r["file_ips"] - 1)))
+    rr = [r for r in rows if r["kind"] == "row" and r.get("rounds")]
+    if rr:
+        out.append("")
+        out.append("Every round (images/s; mim-step, PyTorch step, mim-encode, PyTorch encode):\n")
+        out.append("| model | batch | mim-step | PyTorch step | mim-encode | PyTorch encode |")
+        out.append("|---|---|---|---|---|---|")
+        for r in rr:
+            rd = r["rounds"]
+            out.append("| %s | %d | %s | %s | %s | %s |" % (
+                r["model"], r["batch"],
+                *[" / ".join("%.2f" % x for x in rd.get(k, [])) or "-"
+                  for k in ("step", "torch_step", "encode", "torch_encode")]))
     print("\n".join(out))
     return 0
 

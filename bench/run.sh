@@ -13,7 +13,8 @@
 # modules of tests/ref, same checkpoint, same frames, same thread count,
 # OMP_WAIT_POLICY=PASSIVE); the analytic FLOPs per image (bench/flops.py);
 # and each rate as a fraction of cblas_sgemm's peak (bench/sgemm.c),
-# measured in the same run. Rates are medians of the steps after warm-up.
+# measured in the same run. Rates are medians of the steps after warm-up,
+# the best of BENCH_ROUNDS rounds in which mim and PyTorch take turns.
 # Then the cost of the pipe (mim-data | mim-mask | mim-step against a
 # stream file) and a per-kernel profile of one step of each model
 # (bench/stepbench.c).
@@ -25,6 +26,8 @@
 # Environment:
 #   BENCH_BATCHES   batch sizes (default "8 32")
 #   BENCH_THREADS   threads for both sides (default: all CPUs)
+#   BENCH_ROUNDS    rounds per row, the two sides taking turns; each side's
+#                   figure is its best round (default 2)
 #   BENCH_WARMUP, BENCH_STEPS   steps before timing / timed (default 2 and 5
 #                   for the tiny models, 1 and 3 for the base ones)
 #   BENCH_MEM_GB    skip a row whose estimated need exceeds this (default:
@@ -42,6 +45,7 @@ PY=/usr/bin/python3
 MODELS=${*:-vit-tiny swin-tiny vit-base swin-base}
 BATCHES=${BENCH_BATCHES:-8 32}
 NT=${BENCH_THREADS:-$(nproc)}
+ROUNDS=${BENCH_ROUNDS:-2}
 SKIP=${BENCH_SKIP:-}
 OUT=${BENCH_OUT:-$TOP/bench/out/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
@@ -115,6 +119,9 @@ stream() {	# stream B P -> path of a stream of B-image frames masked at patch P
 median() { sort -g | awk '{v[NR]=$1} END {if (NR == 0) print "null"; else if (NR % 2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
 
 rss_of() { awk '{print $1}' "$1"; }	# /usr/bin/time -f '%M ...' output, KiB
+maxof() { echo "${1:-0} $2" | awk '{print ($1 > $2 ? $1 : $2)}'; }
+best() { if [ $# -eq 0 ]; then echo null; else printf '%s\n' "$@" | sort -g | tail -n 1; fi; }
+jlist() { printf '['; sep=; for x in "$@"; do printf '%s%s' "$sep" "$x"; sep=,; done; printf ']'; }
 
 # the activations of a training step, roughly, in GB: to skip what cannot fit
 need_gb() {	# need_gb MODEL B
@@ -146,38 +153,46 @@ for m in $MODELS; do
 		fi
 		s=$(stream "$B" "$p")
 		n=$((wu + st))
-		# mim-step: the log's img/s of each step (the time from one step's
-		# end to the next, reading the next frame included)
-		log "$m batch $B: mim-step, $wu+$st steps, load $(load)"
-		cp "$ck" "$W/run.ckpt"
-		rm -f "$W/step.log"
-		$TIME -f '%M %e %U %S' -o "$W/step.time" "$BIN/mim-step" -q -c "$W/run.ckpt" -n "$n" \
-		    --save-every 0 --lr 1e-4 -t "$NT" --log "$W/step.log" "$s"
-		cp "$W/step.log" "$OUT/$m-b$B-step.log"
-		ips=$(tail -n "$st" "$W/step.log" | sed 's/.*"img_per_s":\([0-9.e+-]*\).*/\1/' | median)
-		rss=$(rss_of "$W/step.time")
-		# mim-encode: time between output frames
-		log "$m batch $B: mim-encode, load $(load)"
-		$TIME -f '%M %e %U %S' -o "$W/enc.time" "$BIN/mim-encode" -c "$ck" -t "$NT" "$s" |
-		    $PY bench/frametime.py >"$W/enc.json"
-		eips=$($PY -c "import json,sys,statistics as S; d=json.load(open(sys.argv[1])); g=d['gaps'][int(sys.argv[2])-1:]; print(d['batch']/S.median(g))" "$W/enc.json" "$wu")
-		erss=$(rss_of "$W/enc.time")
-		tstep=null trss=null tenc=null terss=null
-		if ! skipping torch; then
-			log "$m batch $B: PyTorch step, load $(load)"
-			OMP_WAIT_POLICY=PASSIVE $TIME -f '%M %e %U %S' -o "$W/tstep.time" \
-			    $PY bench/torch_step.py --ckpt "$ck" --stream "$s" --mode step --threads "$NT" \
-			    --warmup "$wu" --steps "$st" >"$W/tstep.json"
-			tstep=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['img_per_s'])" "$W/tstep.json")
-			trss=$(rss_of "$W/tstep.time")
-			log "$m batch $B: PyTorch encode, load $(load)"
-			OMP_WAIT_POLICY=PASSIVE $TIME -f '%M %e %U %S' -o "$W/tenc.time" \
-			    $PY bench/torch_step.py --ckpt "$ck" --stream "$s" --mode encode --threads "$NT" \
-			    --warmup "$wu" --steps "$st" >"$W/tenc.json"
-			tenc=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['img_per_s'])" "$W/tenc.json")
-			terss=$(rss_of "$W/tenc.time")
-		fi
-		echo "{\"kind\":\"row\",\"model\":\"$m\",\"batch\":$B,\"threads\":$NT,\"warmup\":$wu,\"steps\":$st,\"flops\":$fl,\"step_ips\":$ips,\"step_rss_kb\":$rss,\"encode_ips\":$eips,\"encode_rss_kb\":$erss,\"torch_step_ips\":$tstep,\"torch_step_rss_kb\":$trss,\"torch_encode_ips\":$tenc,\"torch_encode_rss_kb\":$terss,\"load\":$(load)}" >>"$ROWS"
+		# ROUNDS rounds, each side in turn (mim, PyTorch, mim, ...), so that
+		# a slow spell of the machine falls on both; each side's figure is
+		# its best round, and every round is kept in rows.jsonl
+		ips_l= rss=0 eips_l= erss=0 tstep_l= trss=null tenc_l= terss=null
+		r=1
+		while [ "$r" -le "$ROUNDS" ]; do
+			# mim-step: the log's img/s of each step (the time from one
+			# step's end to the next, reading the next frame included)
+			log "$m batch $B round $r: mim-step, $wu+$st steps, load $(load)"
+			cp "$ck" "$W/run.ckpt"
+			rm -f "$W/step.log"
+			$TIME -f '%M %e %U %S' -o "$W/step.time" "$BIN/mim-step" -q -c "$W/run.ckpt" -n "$n" \
+			    --save-every 0 --lr 1e-4 -t "$NT" --log "$W/step.log" "$s"
+			cp "$W/step.log" "$OUT/$m-b$B-r$r-step.log"
+			ips_l="$ips_l $(tail -n "$st" "$W/step.log" | sed 's/.*"img_per_s":\([0-9.e+-]*\).*/\1/' | median)"
+			rss=$(maxof "$rss" "$(rss_of "$W/step.time")")
+			# mim-encode: time between output frames
+			log "$m batch $B round $r: mim-encode, load $(load)"
+			$TIME -f '%M %e %U %S' -o "$W/enc.time" "$BIN/mim-encode" -c "$ck" -t "$NT" "$s" |
+			    $PY bench/frametime.py >"$W/enc.json"
+			eips_l="$eips_l $($PY -c "import json,sys,statistics as S; d=json.load(open(sys.argv[1])); g=d['gaps'][int(sys.argv[2])-1:]; print(d['batch']/S.median(g))" "$W/enc.json" "$wu")"
+			erss=$(maxof "$erss" "$(rss_of "$W/enc.time")")
+			if ! skipping torch; then
+				log "$m batch $B round $r: PyTorch step, load $(load)"
+				OMP_WAIT_POLICY=PASSIVE $TIME -f '%M %e %U %S' -o "$W/tstep.time" \
+				    $PY bench/torch_step.py --ckpt "$ck" --stream "$s" --mode step --threads "$NT" \
+				    --warmup "$wu" --steps "$st" >"$W/tstep.json"
+				tstep_l="$tstep_l $($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['img_per_s'])" "$W/tstep.json")"
+				trss=$(maxof "${trss#null}" "$(rss_of "$W/tstep.time")")
+				log "$m batch $B round $r: PyTorch encode, load $(load)"
+				OMP_WAIT_POLICY=PASSIVE $TIME -f '%M %e %U %S' -o "$W/tenc.time" \
+				    $PY bench/torch_step.py --ckpt "$ck" --stream "$s" --mode encode --threads "$NT" \
+				    --warmup "$wu" --steps "$st" >"$W/tenc.json"
+				tenc_l="$tenc_l $($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['img_per_s'])" "$W/tenc.json")"
+				terss=$(maxof "${terss#null}" "$(rss_of "$W/tenc.time")")
+			fi
+			r=$((r + 1))
+		done
+		ips=$(best $ips_l) eips=$(best $eips_l) tstep=$(best $tstep_l) tenc=$(best $tenc_l)
+		echo "{\"kind\":\"row\",\"model\":\"$m\",\"batch\":$B,\"threads\":$NT,\"warmup\":$wu,\"steps\":$st,\"flops\":$fl,\"step_ips\":$ips,\"step_rss_kb\":$rss,\"encode_ips\":$eips,\"encode_rss_kb\":$erss,\"torch_step_ips\":$tstep,\"torch_step_rss_kb\":$trss,\"torch_encode_ips\":$tenc,\"torch_encode_rss_kb\":$terss,\"rounds\":{\"step\":$(jlist $ips_l),\"encode\":$(jlist $eips_l),\"torch_step\":$(jlist $tstep_l),\"torch_encode\":$(jlist $tenc_l)},\"load\":$(load)}" >>"$ROWS"
 		tail -n 1 "$ROWS" >&2
 	done
 done
