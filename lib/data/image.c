@@ -39,18 +39,9 @@
 
 #include "mim/stream.h"
 #include "mim/data.h"
+#include "../rng.h"
 
 /* ---- random numbers ------------------------------------------------------ */
-
-static uint64_t
-splitmix64(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
 
 void
 mim_drng_key(struct mim_drng *r, uint64_t a, uint64_t b, uint64_t c, uint64_t d)
@@ -58,41 +49,26 @@ mim_drng_key(struct mim_drng *r, uint64_t a, uint64_t b, uint64_t c, uint64_t d)
 	/* chain the key words through splitmix64 so that nearby keys give
 	 * unrelated states */
 	uint64_t x = a;
-	uint64_t h = splitmix64(&x);
+	uint64_t h = mim_splitmix64(&x);
 	x = h ^ b;
-	h = splitmix64(&x);
+	h = mim_splitmix64(&x);
 	x = h ^ c;
-	h = splitmix64(&x);
+	h = mim_splitmix64(&x);
 	x = h ^ d;
 	for (int i = 0; i < 4; i++)
-		r->s[i] = splitmix64(&x);
-}
-
-static uint64_t
-rotl(uint64_t x, int k)
-{
-	return (x << k) | (x >> (64 - k));
+		r->s[i] = mim_splitmix64(&x);
 }
 
 uint64_t
 mim_drng_u64(struct mim_drng *r)
 {
-	uint64_t *s = r->s;
-	uint64_t out = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-
-	s[2] ^= s[0];
-	s[3] ^= s[1];
-	s[1] ^= s[2];
-	s[0] ^= s[3];
-	s[2] ^= t;
-	s[3] = rotl(s[3], 45);
-	return out;
+	return mim_xoshiro256ss(r->s);
 }
 
 double
 mim_drng_double(struct mim_drng *r)
 {
-	return (double)(mim_drng_u64(r) >> 11) * (1.0 / 9007199254740992.0);
+	return mim_u64_to_unit(mim_drng_u64(r));
 }
 
 uint64_t

@@ -13,6 +13,7 @@
 
 #include "mim/mask.h"
 #include "mim/stream.h"
+#include "../rng.h"
 
 /* ---- numpy legacy MT19937 ------------------------------------------------ */
 
@@ -108,21 +109,6 @@ mim_np_permutation(struct mim_mt19937 *s, int64_t n, int64_t *out)
 
 /* ---- mim's own RNG: xoshiro256** keyed by (seed, mask index) ------------ */
 
-static uint64_t
-splitmix64(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15u);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-	return z ^ (z >> 31);
-}
-
-static uint64_t
-rotl(uint64_t x, int k)
-{
-	return (x << k) | (x >> (64 - k));
-}
-
 struct rng {
 	enum mim_mask_rng kind;
 	struct mim_mt19937 *mt;	/* numpy: the stream's state */
@@ -135,23 +121,9 @@ static void
 rng_key(struct rng *r, uint64_t seed, uint64_t index)
 {
 	uint64_t x = seed;
-	x = splitmix64(&x) + index * 0xd1b54a32d192ed03u;
+	x = mim_splitmix64(&x) + index * 0xd1b54a32d192ed03u;
 	for (int i = 0; i < 4; i++)
-		r->s[i] = splitmix64(&x);
-}
-
-static uint64_t
-xoshiro(struct rng *r)
-{
-	uint64_t *s = r->s, res = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-
-	s[2] ^= s[0];
-	s[3] ^= s[1];
-	s[1] ^= s[2];
-	s[0] ^= s[3];
-	s[2] ^= t;
-	s[3] = rotl(s[3], 45);
-	return res;
+		r->s[i] = mim_splitmix64(&x);
 }
 
 /* uniform in [0,n), n >= 1 */
@@ -163,7 +135,7 @@ below(struct rng *r, int64_t n)
 	/* rejection: accept x < the largest multiple of n, then x mod n */
 	uint64_t lim = UINT64_MAX - UINT64_MAX % (uint64_t)n, x;
 	do
-		x = xoshiro(r);
+		x = mim_xoshiro256ss(r->s);
 	while (x >= lim);
 	return (int64_t)(x % (uint64_t)n);
 }
@@ -174,7 +146,7 @@ uniform(struct rng *r)
 {
 	if (r->kind == MIM_RNG_NUMPY)
 		return mim_mt_double(r->mt);
-	return (double)(xoshiro(r) >> 11) * (1.0 / 9007199254740992.0);
+	return mim_u64_to_unit(mim_xoshiro256ss(r->s));
 }
 
 /* ---- options ------------------------------------------------------------- */

@@ -7,15 +7,7 @@
 #include <string.h>
 
 #include "arch.h"
-
-static uint64_t
-splitmix64(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
+#include "../rng.h"
 
 void
 mim_rng_seed(struct mim_rng *r, uint64_t seed, uint64_t stream)
@@ -23,38 +15,23 @@ mim_rng_seed(struct mim_rng *r, uint64_t seed, uint64_t stream)
 	uint64_t x = seed;
 	uint64_t y = stream ^ 0x6a09e667f3bcc909ULL;
 
-	x ^= splitmix64(&y);
+	x ^= mim_splitmix64(&y);
 	for (int i = 0; i < 4; i++)
-		r->s[i] = splitmix64(&x);
+		r->s[i] = mim_splitmix64(&x);
 	r->have_spare = 0;
 	r->spare = 0;
-}
-
-static uint64_t
-rotl(uint64_t x, int k)
-{
-	return (x << k) | (x >> (64 - k));
 }
 
 uint64_t
 mim_rng_u64(struct mim_rng *r)
 {
-	uint64_t *s = r->s;
-	uint64_t out = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-
-	s[2] ^= s[0];
-	s[3] ^= s[1];
-	s[1] ^= s[2];
-	s[0] ^= s[3];
-	s[2] ^= t;
-	s[3] = rotl(s[3], 45);
-	return out;
+	return mim_xoshiro256ss(r->s);
 }
 
 double
 mim_rng_uniform(struct mim_rng *r)
 {
-	return (double)(mim_rng_u64(r) >> 11) * 0x1.0p-53;
+	return mim_u64_to_unit(mim_rng_u64(r));
 }
 
 double
@@ -132,8 +109,8 @@ mim_droppath(float *kept, int B, double rate_i, uint64_t seed, int block)
 	double keep = 1.0 - rate_i;
 	for (int b = 0; b < B; b++) {
 		uint64_t x = seed ^ 0x243f6a8885a308d3ULL;
-		uint64_t k = splitmix64(&x) ^ ((uint64_t)(uint32_t)block << 32 | (uint32_t)b);
-		uint64_t h = splitmix64(&k);
+		uint64_t k = mim_splitmix64(&x) ^ ((uint64_t)(uint32_t)block << 32 | (uint32_t)b);
+		uint64_t h = mim_splitmix64(&k);
 		float u = (float)(h >> 40) * 0x1.0p-24f;	/* like torch.rand: 24 bits */
 		kept[b] = floorf((float)keep + u);
 	}

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "mim/optim.h"
+#include "../rng.h"
 
 void
 mim_trainopt_default(struct mim_trainopt *o)
@@ -38,13 +39,11 @@ mim_trainopt_default(struct mim_trainopt *o)
 	o->world = 1;
 }
 
+/* splitmix64's output for state x (the mixing function alone) */
 static uint64_t
 splitmix64(uint64_t x)
 {
-	x += 0x9e3779b97f4a7c15ULL;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-	return x ^ (x >> 31);
+	return mim_splitmix64(&x);
 }
 
 uint64_t
