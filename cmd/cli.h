@@ -32,6 +32,14 @@ void cli_stdout_not_tty(void);
 /* Write a frame to stdout; on EPIPE exit 0 quietly (the reader is done),
  * on any other error die. */
 void cli_put(const struct mim_frame *f);
+/* Call fn on every frame of the streams files[0], files[1], ... (a NULL-
+ * terminated list; none: stdin, "-" too), in order, with `where` set to
+ * "FILE: frame K" for messages; then, if put, write the frame to stdout
+ * (cli_put), and free it. A stream that cannot be opened or read dies with
+ * the library's message. The filter loop of mim-encode, mim-head and
+ * mim-loss. */
+void cli_frames(char **files, int put,
+    void (*fn)(struct mim_frame *f, const char *where, void *ctx), void *ctx);
 /* Check stdout for a late write error (full disk), then exit(status). */
 void cli_exit(int status) __attribute__((noreturn));
 

@@ -50,10 +50,67 @@ get_mask(const struct mim_frame *f, int B, int h, int w, const char *where)
 /* what is in flight, global so that an exit through die() leaves nothing
  * unreachable behind (LeakSanitizer) */
 static struct mim_model *m;
-static struct mim_frame *f;
-static struct mim_reader *r;
 static uint8_t *mask;
 static float *lat;
+
+struct enc {
+	int layer, pool, gp;
+	int64_t chw[3];
+	char meta[64];
+};
+
+/* add 'latent' to a frame with 'image' (and 'mask') */
+static void
+encode_frame(struct mim_frame *f, const char *where, void *ctx)
+{
+	struct enc *e = ctx;
+	const struct mim_config *cf = &m->cfg;
+	int S = cf->img_size, gp = e->gp;
+	char got[128];
+
+	struct mim_tensor *img = mim_frame_get(f, "image");
+	if (!img)
+		die("%s: no tensor 'image'", where);
+	if (img->dtype != MIM_F32)
+		die("%s: tensor 'image': dtype %s, want F32", where, mim_dtype_name(img->dtype));
+	if (img->ndim != 4 || img->shape[0] < 1 || img->shape[0] > 1 << 20 ||
+	    img->shape[1] != cf->in_chans || img->shape[2] != S || img->shape[3] != S)
+		die("%s: tensor 'image': shape %s, want [B,%d,%d,%d] (the checkpoint's img_size)",
+		    where, mim_shape_str(got, sizeof got, img->ndim, img->shape),
+		    cf->in_chans, S, S);
+	int B = (int)img->shape[0];
+	mask = get_mask(f, B, gp, gp, where);
+	size_t per = (size_t)(e->chw[0] * e->chw[1] * e->chw[2]);
+	lat = malloc((size_t)B * per * sizeof(float));
+	if (!lat)
+		die("out of memory");
+	if (mim_encode_layer(m, B, img->data, mask, e->layer, lat) < 0)
+		die("%s: %s", where, mim_errmsg());
+	if (e->pool) {
+		/* mean over positions, in double, into the front of lat */
+		size_t hw = (size_t)(e->chw[1] * e->chw[2]);
+		for (size_t bc = 0; bc < (size_t)B * e->chw[0]; bc++) {
+			double s = 0;
+			for (size_t t = 0; t < hw; t++)
+				s += lat[bc * hw + t];
+			lat[bc] = (float)(s / (double)hw);
+		}
+		int64_t sh[2] = {B, e->chw[0]};
+		if (!mim_frame_add(f, "latent", MIM_F32, 2, sh, lat))
+			die("%s", mim_errmsg());
+		free(lat);
+		lat = NULL;
+	} else {
+		int64_t sh[4] = {B, e->chw[0], e->chw[1], e->chw[2]};
+		if (!mim_frame_take(f, "latent", MIM_F32, 4, sh, lat))
+			die("%s", mim_errmsg());
+		lat = NULL;	/* the frame owns it */
+	}
+	if (*e->meta && mim_meta_set(f, "mim.latent", e->meta) < 0)
+		die("%s", mim_errmsg());
+	free(mask);
+	mask = NULL;
+}
 
 int
 main(int argc, char **argv)
@@ -93,73 +150,11 @@ main(int argc, char **argv)
 	if (layer > mim_model_nlayers(m))
 		usage_error("--layer %d: the model has %d layers", layer, mim_model_nlayers(m));
 	const struct mim_config *cf = &m->cfg;
-	int S = cf->img_size, gp = S / cf->patch_size;
-	int64_t chw[3];
-	mim_layer_shape(m, layer, chw);
-	char meta[64] = "";
+	struct enc e = {.layer = layer, .pool = pool, .gp = cf->img_size / cf->patch_size};
+	mim_layer_shape(m, layer, e.chw);
 	if (layer || pool)
-		snprintf(meta, sizeof meta, "layer %d%s", layer, pool ? ", pool mean" : "");
-
-	char *stdin_only[] = {"-", NULL};
-	char **files = optind < argc ? argv + optind : stdin_only;
-	for (; *files; files++) {
-		r = mim_reader_open(*files);
-		int rc;
-		if (!r)
-			die("%s", mim_errmsg());
-		while ((rc = mim_read_frame(r, &f)) > 0) {
-			char where[300], got[128];
-			snprintf(where, sizeof where, "%s: frame %ld", mim_reader_name(r),
-			    mim_reader_count(r) - 1);
-			struct mim_tensor *img = mim_frame_get(f, "image");
-			if (!img)
-				die("%s: no tensor 'image'", where);
-			if (img->dtype != MIM_F32)
-				die("%s: tensor 'image': dtype %s, want F32", where, mim_dtype_name(img->dtype));
-			if (img->ndim != 4 || img->shape[0] < 1 || img->shape[0] > 1 << 20 ||
-			    img->shape[1] != cf->in_chans || img->shape[2] != S || img->shape[3] != S)
-				die("%s: tensor 'image': shape %s, want [B,%d,%d,%d] (the checkpoint's img_size)",
-				    where, mim_shape_str(got, sizeof got, img->ndim, img->shape),
-				    cf->in_chans, S, S);
-			int B = (int)img->shape[0];
-			mask = get_mask(f, B, gp, gp, where);
-			size_t per = (size_t)(chw[0] * chw[1] * chw[2]);
-			lat = malloc((size_t)B * per * sizeof(float));
-			if (!lat)
-				die("out of memory");
-			if (mim_encode_layer(m, B, img->data, mask, layer, lat) < 0)
-				die("%s: %s", where, mim_errmsg());
-			if (pool) {
-				/* mean over positions, in double, into the front of lat */
-				size_t hw = (size_t)(chw[1] * chw[2]);
-				for (size_t bc = 0; bc < (size_t)B * chw[0]; bc++) {
-					double s = 0;
-					for (size_t t = 0; t < hw; t++)
-						s += lat[bc * hw + t];
-					lat[bc] = (float)(s / (double)hw);
-				}
-				int64_t sh[2] = {B, chw[0]};
-				if (!mim_frame_add(f, "latent", MIM_F32, 2, sh, lat))
-					die("%s", mim_errmsg());
-				free(lat);
-				lat = NULL;
-			} else {
-				int64_t sh[4] = {B, chw[0], chw[1], chw[2]};
-				if (!mim_frame_take(f, "latent", MIM_F32, 4, sh, lat))
-					die("%s", mim_errmsg());
-				lat = NULL;	/* the frame owns it */
-			}
-			if (*meta && mim_meta_set(f, "mim.latent", meta) < 0)
-				die("%s", mim_errmsg());
-			free(mask);
-			mask = NULL;
-			cli_put(f);
-			mim_frame_free(f);
-		}
-		if (rc < 0)
-			die("%s", mim_errmsg());
-		mim_reader_close(r);
-	}
+		snprintf(e.meta, sizeof e.meta, "layer %d%s", layer, pool ? ", pool mean" : "");
+	cli_frames(argv + optind, 1, encode_frame, &e);
 	mim_model_free(m);
 	cli_exit(0);
 }

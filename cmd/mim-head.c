@@ -22,9 +22,37 @@ static const char usage_text[] =
 /* what is in flight, global so that an exit through die() leaves nothing
  * unreachable behind (LeakSanitizer) */
 static struct mim_model *m;
-static struct mim_frame *f;
-static struct mim_reader *r;
 static float *pred;
+
+/* add 'pred' to a frame with 'latent' [B,chw] */
+static void
+head_frame(struct mim_frame *f, const char *where, void *ctx)
+{
+	const int64_t *chw = ctx;
+	int S = m->cfg.img_size;
+	char got[128];
+	struct mim_tensor *t = mim_frame_get(f, "latent");
+
+	if (!t)
+		die("%s: no tensor 'latent' (run mim-encode first)", where);
+	if (t->dtype != MIM_F32)
+		die("%s: tensor 'latent': dtype %s, want F32", where, mim_dtype_name(t->dtype));
+	if (t->ndim != 4 || t->shape[0] < 1 || t->shape[0] > 1 << 20 ||
+	    t->shape[1] != chw[0] || t->shape[2] != chw[1] || t->shape[3] != chw[2])
+		die("%s: tensor 'latent': shape %s, want [B,%lld,%lld,%lld] (the encoder output of this checkpoint)",
+		    where, mim_shape_str(got, sizeof got, t->ndim, t->shape),
+		    (long long)chw[0], (long long)chw[1], (long long)chw[2]);
+	int B = (int)t->shape[0];
+	int64_t sh[4] = {B, 3, S, S};
+	pred = malloc((size_t)B * 3 * S * S * sizeof(float));
+	if (!pred)
+		die("out of memory");
+	if (mim_head(m, B, t->data, pred) < 0)
+		die("%s: %s", where, mim_errmsg());
+	if (!mim_frame_take(f, "pred", MIM_F32, 4, sh, pred))
+		die("%s", mim_errmsg());
+	pred = NULL;	/* the frame owns it */
+}
 
 int
 main(int argc, char **argv)
@@ -55,46 +83,7 @@ main(int argc, char **argv)
 		die("%s", mim_errmsg());
 	int64_t chw[3];
 	mim_layer_shape(m, 0, chw);
-	int S = m->cfg.img_size;
-
-	char *stdin_only[] = {"-", NULL};
-	char **files = optind < argc ? argv + optind : stdin_only;
-	for (; *files; files++) {
-		r = mim_reader_open(*files);
-		int rc;
-		if (!r)
-			die("%s", mim_errmsg());
-		while ((rc = mim_read_frame(r, &f)) > 0) {
-			char where[300], got[128];
-			snprintf(where, sizeof where, "%s: frame %ld", mim_reader_name(r),
-			    mim_reader_count(r) - 1);
-			struct mim_tensor *t = mim_frame_get(f, "latent");
-			if (!t)
-				die("%s: no tensor 'latent' (run mim-encode first)", where);
-			if (t->dtype != MIM_F32)
-				die("%s: tensor 'latent': dtype %s, want F32", where, mim_dtype_name(t->dtype));
-			if (t->ndim != 4 || t->shape[0] < 1 || t->shape[0] > 1 << 20 ||
-			    t->shape[1] != chw[0] || t->shape[2] != chw[1] || t->shape[3] != chw[2])
-				die("%s: tensor 'latent': shape %s, want [B,%lld,%lld,%lld] (the encoder output of this checkpoint)",
-				    where, mim_shape_str(got, sizeof got, t->ndim, t->shape),
-				    (long long)chw[0], (long long)chw[1], (long long)chw[2]);
-			int B = (int)t->shape[0];
-			int64_t sh[4] = {B, 3, S, S};
-			pred = malloc((size_t)B * 3 * S * S * sizeof(float));
-			if (!pred)
-				die("out of memory");
-			if (mim_head(m, B, t->data, pred) < 0)
-				die("%s: %s", where, mim_errmsg());
-			if (!mim_frame_take(f, "pred", MIM_F32, 4, sh, pred))
-				die("%s", mim_errmsg());
-			pred = NULL;	/* the frame owns it */
-			cli_put(f);
-			mim_frame_free(f);
-		}
-		if (rc < 0)
-			die("%s", mim_errmsg());
-		mim_reader_close(r);
-	}
+	cli_frames(argv + optind, 1, head_frame, chw);
 	mim_model_free(m);
 	cli_exit(0);
 }

@@ -28,9 +28,68 @@ static const char *const kinds[] = {"l1", "l2", "smooth-l1"};
 
 /* what is in flight, global so that an exit through die() leaves nothing
  * unreachable behind (LeakSanitizer) */
-static struct mim_frame *f;
-static struct mim_reader *r;
 static uint8_t *mask;
+
+struct run {
+	struct mim_lossopt o;
+	int quiet;
+	double sum;	/* of the frames' losses so far */
+	long n;
+};
+
+/* add 'loss' to a frame with 'image', 'pred' (and 'mask') */
+static void
+loss_frame(struct mim_frame *f, const char *where, void *ctx)
+{
+	struct run *L = ctx;
+	char got[128], want[128];
+
+	struct mim_tensor *img = mim_frame_get(f, "image"), *pred = mim_frame_get(f, "pred");
+	struct mim_tensor *mk = mim_frame_get(f, "mask");
+	if (!img || !pred)
+		die("%s: no tensor '%s'", where, img ? "pred" : "image");
+	if (img->dtype != MIM_F32 || pred->dtype != MIM_F32)
+		die("%s: tensor '%s': dtype %s, want F32", where, img->dtype != MIM_F32 ? "image" : "pred",
+		    mim_dtype_name(img->dtype != MIM_F32 ? img->dtype : pred->dtype));
+	if (img->ndim != 4 || img->shape[1] != 3 || img->shape[0] < 1 || img->shape[2] < 1 ||
+	    img->shape[3] < 1 || img->shape[0] > 1 << 20)
+		die("%s: tensor 'image': shape %s, want [B,3,H,W]", where,
+		    mim_shape_str(got, sizeof got, img->ndim, img->shape));
+	if (pred->ndim != 4 || memcmp(pred->shape, img->shape, 4 * sizeof(int64_t)) != 0)
+		die("%s: tensor 'pred': shape %s, want the image's %s", where,
+		    mim_shape_str(got, sizeof got, pred->ndim, pred->shape),
+		    mim_shape_str(want, sizeof want, img->ndim, img->shape));
+	int B = (int)img->shape[0], H = (int)img->shape[2], W = (int)img->shape[3], p = 1;
+	mask = NULL;
+	if (!mk && L->o.region == MIM_REGION_MASKED)
+		die("%s: no tensor 'mask' (--region all needs none)", where);
+	if (mk) {
+		if (mk->ndim != 3 || mk->shape[0] != B || mk->shape[1] < 1 || H % mk->shape[1] ||
+		    mk->shape[2] < 1 || W % mk->shape[2] || H / mk->shape[1] != W / mk->shape[2])
+			die("%s: tensor 'mask': shape %s does not tile the image %s", where,
+			    mim_shape_str(got, sizeof got, mk->ndim, mk->shape),
+			    mim_shape_str(want, sizeof want, img->ndim, img->shape));
+		if (mk->dtype == MIM_F32 || mk->dtype == MIM_F16 || mk->dtype == MIM_BF16 ||
+		    mk->dtype == MIM_F64)
+			die("%s: tensor 'mask': dtype %s, want U8", where, mim_dtype_name(mk->dtype));
+		p = H / (int)mk->shape[1];
+		size_t cells = (size_t)mim_tensor_numel(mk);
+		if (!(mask = malloc(cells)))
+			die("out of memory");
+		for (size_t i = 0; i < cells; i++)
+			mask[i] = mim_tensor_get(mk, (int64_t)i) != 0;
+	}
+	double l = mim_loss(&L->o, B, H, W, p, img->data, mask, pred->data, NULL);
+	float lf = (float)l;
+	if (!mim_frame_add(f, "loss", MIM_F32, 0, NULL, &lf))
+		die("%s", mim_errmsg());
+	L->sum += lf;
+	L->n++;
+	if (!L->quiet)
+		fprintf(stderr, "%s: frame %ld: loss %.6f, mean %.6f\n", argv0, L->n - 1, lf, L->sum / L->n);
+	free(mask);
+	mask = NULL;
+}
 
 int
 main(int argc, char **argv)
@@ -73,70 +132,7 @@ main(int argc, char **argv)
 		}
 	}
 	cli_stdout_not_tty();
-	double sum = 0;
-	long n = 0;
-	char *stdin_only[] = {"-", NULL};
-	char **files = optind < argc ? argv + optind : stdin_only;
-	for (; *files; files++) {
-		r = mim_reader_open(*files);
-		int rc;
-		if (!r)
-			die("%s", mim_errmsg());
-		while ((rc = mim_read_frame(r, &f)) > 0) {
-			char where[300], got[128], want[128];
-			snprintf(where, sizeof where, "%s: frame %ld", mim_reader_name(r),
-			    mim_reader_count(r) - 1);
-			struct mim_tensor *img = mim_frame_get(f, "image"), *pred = mim_frame_get(f, "pred");
-			struct mim_tensor *mk = mim_frame_get(f, "mask");
-			if (!img || !pred)
-				die("%s: no tensor '%s'", where, img ? "pred" : "image");
-			if (img->dtype != MIM_F32 || pred->dtype != MIM_F32)
-				die("%s: tensor '%s': dtype %s, want F32", where, img->dtype != MIM_F32 ? "image" : "pred",
-				    mim_dtype_name(img->dtype != MIM_F32 ? img->dtype : pred->dtype));
-			if (img->ndim != 4 || img->shape[1] != 3 || img->shape[0] < 1 || img->shape[2] < 1 ||
-			    img->shape[3] < 1 || img->shape[0] > 1 << 20)
-				die("%s: tensor 'image': shape %s, want [B,3,H,W]", where,
-				    mim_shape_str(got, sizeof got, img->ndim, img->shape));
-			if (pred->ndim != 4 || memcmp(pred->shape, img->shape, 4 * sizeof(int64_t)) != 0)
-				die("%s: tensor 'pred': shape %s, want the image's %s", where,
-				    mim_shape_str(got, sizeof got, pred->ndim, pred->shape),
-				    mim_shape_str(want, sizeof want, img->ndim, img->shape));
-			int B = (int)img->shape[0], H = (int)img->shape[2], W = (int)img->shape[3], p = 1;
-			mask = NULL;
-			if (!mk && o.region == MIM_REGION_MASKED)
-				die("%s: no tensor 'mask' (--region all needs none)", where);
-			if (mk) {
-				if (mk->ndim != 3 || mk->shape[0] != B || mk->shape[1] < 1 || H % mk->shape[1] ||
-				    mk->shape[2] < 1 || W % mk->shape[2] || H / mk->shape[1] != W / mk->shape[2])
-					die("%s: tensor 'mask': shape %s does not tile the image %s", where,
-					    mim_shape_str(got, sizeof got, mk->ndim, mk->shape),
-					    mim_shape_str(want, sizeof want, img->ndim, img->shape));
-				if (mk->dtype == MIM_F32 || mk->dtype == MIM_F16 || mk->dtype == MIM_BF16 ||
-				    mk->dtype == MIM_F64)
-					die("%s: tensor 'mask': dtype %s, want U8", where, mim_dtype_name(mk->dtype));
-				p = H / (int)mk->shape[1];
-				size_t cells = (size_t)mim_tensor_numel(mk);
-				if (!(mask = malloc(cells)))
-					die("out of memory");
-				for (size_t i = 0; i < cells; i++)
-					mask[i] = mim_tensor_get(mk, (int64_t)i) != 0;
-			}
-			double l = mim_loss(&o, B, H, W, p, img->data, mask, pred->data, NULL);
-			float lf = (float)l;
-			if (!mim_frame_add(f, "loss", MIM_F32, 0, NULL, &lf))
-				die("%s", mim_errmsg());
-			sum += lf;
-			n++;
-			if (!quiet)
-				fprintf(stderr, "%s: frame %ld: loss %.6f, mean %.6f\n", argv0, n - 1, lf, sum / n);
-			free(mask);
-			mask = NULL;
-			cli_put(f);
-			mim_frame_free(f);
-		}
-		if (rc < 0)
-			die("%s", mim_errmsg());
-		mim_reader_close(r);
-	}
+	struct run L = {o, quiet, 0, 0};
+	cli_frames(argv + optind, 1, loss_frame, &L);
 	cli_exit(0);
 }
