@@ -73,13 +73,31 @@ def main(argv):
         if r["kind"] != "pipe":
             continue
         out.append("")
-        out.append("The pipe (%s, batch %d, median of %d steps after 2): mim-step img/s reading "
+        nr = len(r.get("rounds", {}).get("file", [])) or 1
+        out.append("The pipe (%s, batch %d, median of %d steps after 2, best of %d rounds "
+                   "taking turns): mim-step img/s reading "
                    "a stream file %.2f; `cat | mim-mask | mim-step` %.2f (%+.1f%%, framing and "
                    "two more processes); `mim-data | mim-mask | mim-step` from the photos %.2f "
                    "(%+.1f%%, decoding on the same cores)." % (
-                       r["model"], r["batch"], r["steps"] - 2, r["file_ips"], r["framed_ips"],
+                       r["model"], r["batch"], r["steps"] - 2, nr, r["file_ips"], r["framed_ips"],
                        100 * (r["framed_ips"] / r["file_ips"] - 1), r["full_ips"],
                        100 * (r["full_ips"] / r["file_ips"] - 1)))
+        if r.get("rounds"):
+            out.append("Every round: file %s; framed %s; from the photos %s." % tuple(
+                " / ".join("%.2f" % x for x in r["rounds"][k]) for k in ("file", "framed", "full")))
+    cache = [r for r in rows if r["kind"] == "cache"]
+    if cache:
+        out.append("")
+        out.append("One product C = A B^T through mim_gemm (%d threads), GFLOP/s: operands hot "
+                   "in cache (best of 30) and cold (a round of %d distinct operand sets, median "
+                   "of 6 rounds; bench/gemmcold.c):\n" % (cache[0]["threads"], cache[0]["sets"]))
+        out.append("| M | N | K | hot | of peak | cold | of peak |")
+        out.append("|---|---|---|---|---|---|---|")
+        for r in cache:
+            out.append("| %d | %d | %d | %.1f | %s | %.1f | %s |" % (
+                r["M"], r["N"], r["K"], r["hot"],
+                "%.0f%%" % (100 * r["hot"] / peak) if peak else "-", r["cold"],
+                "%.0f%%" % (100 * r["cold"] / peak) if peak else "-"))
     rr = [r for r in rows if r["kind"] == "row" and r.get("rounds")]
     if rr:
         out.append("")

@@ -15,23 +15,9 @@
 #include <time.h>
 
 #include "mim.h"
+#include "bench.h"
 
 extern void openblas_set_num_threads(int);
-
-static double
-now(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-static int
-cmpd(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
 
 static float *
 filled(size_t n, int k)

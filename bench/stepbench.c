@@ -21,27 +21,7 @@
 #include <time.h>
 
 #include "mim.h"
-
-static double
-clk(clockid_t id)
-{
-	struct timespec t;
-	clock_gettime(id, &t);
-	return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-static double
-now(void)
-{
-	return clk(CLOCK_MONOTONIC);
-}
-
-static int
-cmpd(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
+#include "bench.h"
 
 static int
 cmpe(const void *a, const void *b)

@@ -1,0 +1,81 @@
+/* gemmcold.c -- one product shape through mim_gemm, its operands hot in
+ * cache and cold: how much of the gap between a training step's products
+ * and the sgemm ceiling is the memory traffic of their operands.
+ *
+ *   gemmcold [-t threads] M N K [sets]
+ *
+ * C (M,N) = A (M,K) @ B^T (N,K), as linear_forward calls it. "hot": the
+ * same A, B, C again and again (best of 30: all in cache after the first);
+ * "cold": `sets` distinct triples (default 40, together far beyond the last
+ * level cache) in turn, median of 6 passes. Prints one JSON line, GFLOP/s.
+ * Built by bench/run.sh (links libmim); see bench/RESULTS.md. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "mim.h"
+#include "bench.h"
+
+static float *
+filled(size_t n, unsigned *seed)
+{
+	float *p = malloc(n * sizeof *p);
+	if (!p) {
+		fprintf(stderr, "gemmcold: out of memory\n");
+		exit(1);
+	}
+	for (size_t i = 0; i < n; i++) {
+		*seed = *seed * 1103515245u + 12345u;
+		p[i] = (float)((*seed >> 16) % 1000) / 1000.0f - 0.5f;
+	}
+	return p;
+}
+
+int
+main(int argc, char **argv)
+{
+	int i = 1, sets = 40;
+	unsigned seed = 1;
+
+	if (argc > 2 && strcmp(argv[1], "-t") == 0) {
+		mim_set_threads(atoi(argv[2]));
+		i = 3;
+	}
+	if (argc - i < 3) {
+		fprintf(stderr, "usage: gemmcold [-t threads] M N K [sets]\n");
+		return 2;
+	}
+	int M = atoi(argv[i]), N = atoi(argv[i + 1]), K = atoi(argv[i + 2]);
+	if (argc - i > 3)
+		sets = atoi(argv[i + 3]);
+	if (M < 1 || N < 1 || K < 1 || sets < 1 || sets > 1000) {
+		fprintf(stderr, "gemmcold: want M, N, K >= 1 and 1 <= sets <= 1000\n");
+		return 2;
+	}
+	float **A = malloc(sets * sizeof *A), **B = malloc(sets * sizeof *B),
+	    **C = malloc(sets * sizeof *C);
+	for (int s = 0; s < sets; s++) {
+		A[s] = filled((size_t)M * K, &seed);
+		B[s] = filled((size_t)N * K, &seed);
+		C[s] = filled((size_t)M * N, &seed);
+	}
+	double f = 2.0 * M * N * K, hot = 0, cold[6];
+	for (int it = 0; it < 30; it++) {
+		double t = now();
+		mim_gemm(0, 1, M, N, K, 1.0f, A[0], K, B[0], K, 0.0f, C[0], N);
+		t = f / (now() - t) * 1e-9;
+		hot = t > hot ? t : hot;
+	}
+	for (int it = 0; it < 6; it++) {
+		double t = now();
+		for (int s = 0; s < sets; s++)
+			mim_gemm(0, 1, M, N, K, 1.0f, A[s], K, B[s], K, 0.0f, C[s], N);
+		cold[it] = f * sets / (now() - t) * 1e-9;
+	}
+	qsort(cold, 6, sizeof *cold, cmpd);
+	printf("{\"M\":%d,\"N\":%d,\"K\":%d,\"threads\":%d,\"sets\":%d,\"hot\":%.1f,\"cold\":%.1f,"
+	    "\"cold_mb\":%.0f}\n", M, N, K, mim_threads(), sets, hot, (cold[2] + cold[3]) / 2,
+	    (double)sets * ((double)M * K + (double)N * K + (double)M * N) * 4 / 1048576);
+	return 0;
+}
