@@ -23,6 +23,7 @@ cli_init(int argc, char **argv)
 		argv0 = s ? s + 1 : argv[0];
 	}
 	signal(SIGPIPE, SIG_IGN);
+	mim_pipe_grow(1);
 }
 
 static void

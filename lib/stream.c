@@ -586,6 +586,20 @@ struct mim_reader {
 	int failed;
 };
 
+void
+mim_pipe_grow(int fd)
+{
+#ifdef F_SETPIPE_SZ
+	struct stat st;
+
+	if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode) &&
+	    fcntl(fd, F_GETPIPE_SZ) < (1 << 20))
+		(void)fcntl(fd, F_SETPIPE_SZ, 1 << 20);
+#else
+	(void)fd;
+#endif
+}
+
 struct mim_reader *
 mim_reader_fdopen(int fd, const char *name)
 {
@@ -602,6 +616,7 @@ mim_reader_fdopen(int fd, const char *name)
 	}
 	r->fsize = -1;
 	r->hdrcap = MIM_PIPE_HDRCAP;
+	mim_pipe_grow(fd);
 	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
 		r->hdrcap = MIM_FILE_HDRCAP;
 		r->fsize = st.st_size;

@@ -134,6 +134,12 @@ struct mim_frame *mim_frame_parse(const void *buf, size_t n, const char *name);
  * __metadata__ first; padded with spaces to a multiple of 8), then data.
  * Returns 0, or -1 with errno (EPIPE when the reader went away). */
 int mim_write_frame(int fd, const struct mim_frame *f);
+/* If fd is a pipe, ask Linux for a 1 MiB buffer (F_SETPIPE_SZ; quietly
+ * nothing where that is refused or fd is not a pipe). A frame of images is
+ * megabytes: with the default 64 KiB each one costs hundreds of wake-ups
+ * of the two processes. mim_reader_fdopen does it for its input, the tools
+ * for their stdout. */
+void mim_pipe_grow(int fd);
 /* Write a frame to path atomically: temp file in the same directory,
  * fsync, rename, fsync of the directory. 0 or -1. */
 int mim_save(const char *path, const struct mim_frame *f);
