@@ -85,6 +85,13 @@ def main(argv):
         if r.get("rounds"):
             out.append("Every round: file %s; framed %s; from the photos %s." % tuple(
                 " / ".join("%.2f" % x for x in r["rounds"][k]) for k in ("file", "framed", "full")))
+        if r.get("input_share"):
+            out.append("")
+            out.append("Share of a step spent waiting for and reading its frame (mim-step's "
+                       "`input_s` over the step time; median of the steps, per round): file %s; "
+                       "framed %s; from the photos %s." % tuple(
+                           " / ".join("%.1f%%" % (100 * x) for x in r["input_share"][k])
+                           for k in ("file", "framed", "full")))
     cache = [r for r in rows if r["kind"] == "cache"]
     if cache:
         out.append("")

@@ -225,22 +225,30 @@ if ! skipping pipe; then
 		"$BIN/mim-step" -q -c "$W/run.ckpt" -n "$n" --save-every 0 --lr 1e-4 -t "$NT" \
 		    --log "$W/pipe.log" -
 		cp "$W/pipe.log" "$OUT/pipe-$1.log"
+		# the share of each step spent getting its frame (input_s over
+		# the step's time, B / img_per_s), median, to $W/frac
+		tail -n $((n - 2)) "$W/pipe.log" |
+		    sed 's/.*"img_per_s":\([0-9.e+-]*\),"input_s":\([0-9.e+-]*\).*/\1 \2/' |
+		    awk -v B="$B" '{print $2 * $1 / B}' | median >"$W/frac"
 		tail -n $((n - 2)) "$W/pipe.log" | sed 's/.*"img_per_s":\([0-9.e+-]*\).*/\1/' | median
 	}
 	# ROUNDS rounds of the three, taking turns; each one's best round
-	file_l= framed_l= full_l=
+	file_l= framed_l= full_l= file_f= framed_f= full_f=
 	r=1
 	while [ "$r" -le "$ROUNDS" ]; do
 		log "pipe round $r: $m batch $B, $n steps each, load $(load)"
 		file_l="$file_l $(pipe_run file-r$r <"$s")"
+		file_f="$file_f $(cat "$W/frac")"
 		framed_l="$framed_l $(cat "$W/img$B.mim" | "$BIN/mim-mask" -p "$p" -m 32 -r 0.6 | pipe_run framed-r$r)"
+		framed_f="$framed_f $(cat "$W/frac")"
 		# the whole pipeline from the photos (decoding competes for the cores)
 		full_l="$full_l $("$BIN/mim-data" -q -b "$B" -s 192 --drop-last -e 2 --shuffle 256 --seed 1 \
 		    /usr/share/wallpapers 2>/dev/null | "$BIN/mim-mask" -p "$p" -m 32 -r 0.6 | pipe_run full-r$r)"
+		full_f="$full_f $(cat "$W/frac")"
 		r=$((r + 1))
 	done
 	file=$(best $file_l) framed=$(best $framed_l) full=$(best $full_l)
-	echo "{\"kind\":\"pipe\",\"model\":\"$m\",\"batch\":$B,\"steps\":$n,\"file_ips\":$file,\"framed_ips\":$framed,\"full_ips\":$full,\"rounds\":{\"file\":$(jlist $file_l),\"framed\":$(jlist $framed_l),\"full\":$(jlist $full_l)},\"load\":$(load)}" >>"$ROWS"
+	echo "{\"kind\":\"pipe\",\"model\":\"$m\",\"batch\":$B,\"steps\":$n,\"file_ips\":$file,\"framed_ips\":$framed,\"full_ips\":$full,\"rounds\":{\"file\":$(jlist $file_l),\"framed\":$(jlist $framed_l),\"full\":$(jlist $full_l)},\"input_share\":{\"file\":$(jlist $file_f),\"framed\":$(jlist $framed_f),\"full\":$(jlist $full_f)},\"load\":$(load)}" >>"$ROWS"
 	tail -n 1 "$ROWS" >&2
 fi
 

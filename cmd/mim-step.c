@@ -511,6 +511,7 @@ struct run {
 	FILE *log;
 	int tty;
 	double t0, tlast;
+	double input_s;		/* spent reading frames since the last report */
 	int64_t step0;
 };
 
@@ -579,8 +580,9 @@ report(struct run *r, const struct mim_stepinfo *in)
 		char l[32], n[32];
 		num(l, sizeof l, in->loss);
 		num(n, sizeof n, in->grad_norm);
-		fprintf(r->log, "{\"step\":%lld,\"loss\":%s,\"lr\":%.17g,\"grad_norm\":%s,\"img_per_s\":%.4g%s}\n",
-		    (long long)in->step + 1, l, in->lr, n, ips, in->nonfinite ? ",\"skipped\":true" : "");
+		fprintf(r->log, "{\"step\":%lld,\"loss\":%s,\"lr\":%.17g,\"grad_norm\":%s,\"img_per_s\":%.4g,"
+		    "\"input_s\":%.4g%s}\n", (long long)in->step + 1, l, in->lr, n, ips, r->input_s,
+		    in->nonfinite ? ",\"skipped\":true" : "");
 		if (fflush(r->log) == EOF)
 			return mim_seterr("%s: %s", cl->log, strerror(errno));
 	}
@@ -592,6 +594,7 @@ report(struct run *r, const struct mim_stepinfo *in)
 		    argv0, (long long)r->t->step, cl->steps, in->loss, in->lr, ips,
 		    eta / 3600, eta / 60 % 60, eta % 60);
 	}
+	r->input_s = 0;
 	return 0;
 }
 
@@ -826,6 +829,7 @@ main(int argc, char **argv)
 			break;
 		mim_frame_free(f);
 		f = NULL;
+		double ti = now();
 		rc = next_frame(rd, &f);
 		k++;
 		if (rc <= 0 && !stop_signal) {
@@ -837,6 +841,7 @@ main(int argc, char **argv)
 			snprintf(msg, sizeof msg, "%s", mim_errmsg());
 			bad = msg;
 		}
+		r.input_s += now() - ti;
 	}
 	mim_frame_free(f);
 	mim_reader_close(rd);
