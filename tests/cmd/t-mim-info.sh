@@ -35,6 +35,35 @@ assert len(L)==2 and L[1][\"frame\"]==1 and L[0][\"metadata\"][\"mim.batch\"]==\
 t={x[\"name\"]:x for x in L[0][\"tensors\"]}; assert t[\"t_U8\"][\"shape\"]==[2,3,1]
 " "$T/j"'
 
+# the tools ask for 1 MiB pipe buffers, on their input and on their output
+# (where Linux allows that much: /proc/sys/fs/pipe-max-size)
+if [ "$(cat /proc/sys/fs/pipe-max-size 2>/dev/null || echo 0)" -ge 1048576 ]; then
+	check 'a pipe into a tool gets 1 MiB' '$PY - "$T/two.mim" <<PYEOF
+import fcntl, os, subprocess, sys, time
+r, w = os.pipe()
+p = subprocess.Popen(["mim-info", "-"], stdin=r, stdout=subprocess.DEVNULL)
+os.close(r)
+for _ in range(100):	# until mim-info has opened its input
+    if fcntl.fcntl(w, 1032) == 1048576:	# F_GETPIPE_SZ
+        break
+    time.sleep(0.05)
+size = fcntl.fcntl(w, 1032)
+os.write(w, open(sys.argv[1], "rb").read()); os.close(w)
+assert p.wait() == 0 and size == 1048576, size
+PYEOF'
+	check 'a pipe out of a tool gets 1 MiB' 'mim-info "$T/two.mim" | $PY -c "
+import fcntl, sys, time
+for _ in range(100):
+    if fcntl.fcntl(0, 1032) == 1048576:
+        break
+    time.sleep(0.05)
+assert fcntl.fcntl(0, 1032) == 1048576, fcntl.fcntl(0, 1032)
+sys.stdin.buffer.read()
+"'
+else
+	echo "skip - pipe-max-size below 1 MiB"
+fi
+
 # malformed input: exit 1, a message, nothing on stdout
 mk() { $PY -c "
 import struct,sys

@@ -183,6 +183,23 @@ check 'the error names the setting' 'mim-step -c "$T/k.st" -n 12 --accum 2 --lr 
 check 'another setting: --accum' 'mim-step -c "$T/k.st" $run --accum 1 -n 12 < "$T/kd.mim" 2>&1 | grep -q "mim.train.optim differs"'
 check 'mim-ckpt info reads a training checkpoint' 'mim-ckpt info "$T/ref.st" | grep -q "mim.train.step = 10"'
 
+# ---- input_s: the time a step waited for its frame ------------------------------
+# The feeder holds back the 13th frame until the 12th step is logged, then
+# another 0.5 s: step 13 waited at least that long, the others hardly.
+fresh vit0.st wait.st
+: > "$T/wait.log"
+( cat "$T/vit.mim"
+  i=0; while [ $i -lt 1200 ] && [ "$(wc -l < "$T/wait.log")" -lt 12 ]; do sleep 0.05; i=$((i + 1)); done
+  sleep 0.5; cat "$T/vit.mim" ) |
+	mim-step -c "$T/wait.st" -n 14 --lr 1e-3 --log "$T/wait.log" 2>"$T/wait.err"
+check 'the log has input_s: step 13 waited >= 0.5 s for its frame, steps 2-12 did not' '$PY - "$T/wait.log" <<PYEOF
+import json, sys
+L = [json.loads(l) for l in open(sys.argv[1])]
+w = [x["input_s"] for x in L]
+assert len(L) == 14 and all(isinstance(x, (int, float)) and x >= 0 for x in w), w
+assert w[12] >= 0.45 and max(w[1:12]) < 0.45, w
+PYEOF'
+
 # ---- SIGTERM while waiting for input: save, exit 128+15 --------------------------
 fresh vit0.st term.st
 mkfifo "$T/fifo"
