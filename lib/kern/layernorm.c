@@ -89,9 +89,7 @@ layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
     const float *w, const float *b, int R, int C, float eps)
 {
 	double prof_t_ = MIM_PROF_BEGIN();
-	struct ln j = {.out = out, .mean = mean, .rstd = rstd, .inp = inp, .w = w,
-	    .b = b, .R = R, .C = C, .eps = eps};
-	kern_for((size_t)R, 1 + 4096 / (size_t)C, fwd_rows, &j);
+	ln_forward_idx(out, mean, rstd, inp, w, b, R, C, eps, NULL, 0);
 	MIM_PROF_END("layernorm fwd", prof_t_, 0);
 }
 
@@ -199,11 +197,6 @@ layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
     int R, int C)
 {
 	double prof_t_ = MIM_PROF_BEGIN();
-	struct ln j = {.dinp = dinp, .dw = dw, .db = db, .inp = inp, .w = w,
-	    .dout = dout, .cmean = mean, .crstd = rstd, .R = R, .C = C};
-	if (dinp)
-		kern_for((size_t)R, 1 + 4096 / (size_t)C, bwd_rows, &j);
-	if (dw || db)
-		kern_for(((size_t)C + 63) / 64, 1, bwd_cols, &j);
+	ln_backward_idx(dinp, dw, db, dout, inp, w, mean, rstd, R, C, NULL, 0);
 	MIM_PROF_END("layernorm bwd", prof_t_, 0);
 }
