@@ -154,13 +154,14 @@ mim_pg(const struct mim_model *m, int i)
 
 /* floats of scratch the head needs for a batch of B (head.c) */
 size_t mim_head_scratch(const struct mim_model *m, int B);
-/* latent (B,F,h,w) -> pred (B,3,H,W); dec: mim_head_scratch floats */
+/* latent (B,F,h,w) -> pred (B,3,H,W); scratch: mim_head_scratch floats */
 void mim_head_forward(const struct mim_model *m, int B, const float *latent,
-    float *pred, float *dec);
+    float *pred, float *scratch);
 /* decoder gradients += into m->g; dlatent (B,F,h,w) OVERWRITTEN (or NULL);
- * ddec: mim_head_scratch floats of scratch */
-void mim_head_backward(struct mim_model *m, int B, const float *latent,
-    const float *dpred, float *ddec, float *dlatent);
+ * scratch: the one mim_head_forward used for this batch, untouched since
+ * (the backward reads the forward's copy of the latent there) */
+void mim_head_backward(struct mim_model *m, int B, const float *dpred,
+    float *scratch, float *dlatent);
 
 /* ---- deterministic random numbers --------------------------------------- */
 

@@ -8,7 +8,7 @@
  * of hw columns (36 for Swin at 192 px): BLAS is much faster on that shape.
  *
  * Scratch (mim_head_scratch floats): tok (B*hw,F), dec (B*hw,O), and in the
- * backward dtok (B*hw,F). */
+ * backward dtok (B*hw,F). The backward reads the tok its forward left. */
 
 #include <string.h>
 
@@ -91,8 +91,8 @@ mim_head_forward(const struct mim_model *m, int B, const float *latent, float *p
 }
 
 void
-mim_head_backward(struct mim_model *m, int B, const float *latent, const float *dpred,
-    float *scratch, float *dlatent)
+mim_head_backward(struct mim_model *m, int B, const float *dpred, float *scratch,
+    float *dlatent)
 {
 	int F, O, h, s;
 	dims(m, &F, &O, &h, &s);
@@ -102,7 +102,7 @@ mim_head_backward(struct mim_model *m, int B, const float *latent, const float *
 	float *tok = scratch, *ddec = scratch + P * F, *dtok = ddec + P * O;
 	double t0 = MIM_PROF_BEGIN();
 
-	transpose_backward(tok, F, hw * F, latent, B, (int)hw, F);
+	/* tok: the forward's, still in scratch */
 	shuffle((float *)dpred, ddec, B, h, s, 1);
 	/* dtok = ddec @ W; dW += ddec^T @ tok; db += column sums of ddec */
 	linear_backward(dlatent ? dtok : NULL, m->g + w->off, m->g + b->off, ddec, tok,

@@ -473,6 +473,6 @@ mim_model_grad(struct mim_model *m, int B, const float *img, const uint8_t *mask
 		return mim_seterr("loss is not a number");
 	if (loss)
 		*loss = l;
-	mim_head_backward(m, B, w->latent, w->dpred, w->dec, w->dlatent);
+	mim_head_backward(m, B, w->dpred, w->dec, w->dlatent);
 	return ops->backward(m, w->dlatent);
 }

@@ -118,7 +118,8 @@ main(void)
 		lf += (double)hp[i] * HDO[i];
 	tap(fabs(lf - Lhead()) < 1e-5 * fabs(Lhead()), "head forward vs 1x1 conv + pixel shuffle in double");
 	hm->g = calloc(hm->nw, 4);
-	mim_head_backward(hm, B, lat, hdo, dec, dlat);
+	mim_head_forward(hm, B, lat, hp, dec);	/* the backward reads its scratch */
+	mim_head_backward(hm, B, hdo, dec, dlat);
 	gradcheck("head: dlatent (first 300)", dlat, LAT, 300, Lhead, 1e-5);
 	gradcheck("head: decoder.0.weight (first 300)", hm->g + pw->off, HW, 300, Lhead, 1e-5);
 	gradcheck("head: decoder.0.bias", hm->g + pb->off, HB, pb->numel, Lhead, 1e-5);
