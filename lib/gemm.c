@@ -136,15 +136,13 @@ mim_gemm_ex(int ta, int tb, int M, int N, int K, float alpha, const float *A,
 	double t = MIM_PROF_BEGIN(), flops = 2.0 * M * N * K;
 	int nt = mim_threads();
 
-	if (nt == 1 || in_job || flops < SPLIT_FLOPS || (M < 32 && N < 32)) {
-		if (!in_job && openblas_get_num_threads() != 1)
-			openblas_set_num_threads(1);
-		sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-		if (epi)
-			epi(ctx, 0, M, 0, N);
-	} else if (use_blas_threads()) {
-		if (openblas_get_num_threads() != nt)
-			openblas_set_num_threads(nt);
+	int whole = nt == 1 || in_job || flops < SPLIT_FLOPS || (M < 32 && N < 32);
+
+	if (whole || use_blas_threads()) {
+		/* one call: single-threaded BLAS, or OpenBLAS's threads */
+		int bt = whole ? 1 : nt;
+		if (!in_job && openblas_get_num_threads() != bt)
+			openblas_set_num_threads(bt);
 		sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 		if (epi)
 			epi(ctx, 0, M, 0, N);
