@@ -131,6 +131,17 @@ stream() {	# stream B P -> path of a stream of B-image frames masked at patch P
 median() { sort -g | awk '{v[NR]=$1} END {if (NR == 0) print "null"; else if (NR % 2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
 
 rss_of() { awk '{print $1}' "$1"; }	# /usr/bin/time -f '%M ...' output, KiB
+# the median img_per_s of the last N steps of a mim-step --log
+log_ips() { tail -n "$2" "$1" | sed 's/.*"img_per_s":\([0-9.e+-]*\).*/\1/' | median; }
+# PyTorch's step or encoder (MODE) on the row's checkpoint and stream, at
+# its best setting; its JSON in $W/torch.json, its /usr/bin/time in $W/torch.time
+torch_run() {
+	log "$m batch $B round $r: PyTorch $1, load $(load)"
+	OMP_WAIT_POLICY=PASSIVE $TIME -f '%M %e %U %S' -o "$W/torch.time" \
+	    $PY bench/torch_step.py --ckpt "$ck" --stream "$s" --mode "$1" --threads "$NT" \
+	    --warmup "$wu" --steps "$st" >"$W/torch.json"
+}
+torch_ips() { $PY -c "import json,sys; print(json.load(open(sys.argv[1]))['img_per_s'])" "$W/torch.json"; }
 maxof() { echo "${1:-0} $2" | awk '{print ($1 > $2 ? $1 : $2)}'; }
 best() { if [ $# -eq 0 ]; then echo null; else printf '%s\n' "$@" | sort -g | tail -n 1; fi; }
 jlist() { printf '['; sep=; for x in "$@"; do printf '%s%s' "$sep" "$x"; sep=,; done; printf ']'; }
@@ -180,7 +191,7 @@ for m in $MODELS; do
 			$TIME -f '%M %e %U %S' -o "$W/step.time" "$BIN/mim-step" -q -c "$W/run.ckpt" -n "$n" \
 			    --save-every 0 --lr 1e-4 -t "$NT" --log "$W/step.log" "$s"
 			cp "$W/step.log" "$OUT/$m-b$B-r$r-step.log"
-			ips_l="$ips_l $(tail -n "$st" "$W/step.log" | sed 's/.*"img_per_s":\([0-9.e+-]*\).*/\1/' | median)"
+			ips_l="$ips_l $(log_ips "$W/step.log" "$st")"
 			rss=$(maxof "$rss" "$(rss_of "$W/step.time")")
 			# mim-encode: time between output frames
 			log "$m batch $B round $r: mim-encode, load $(load)"
@@ -189,18 +200,12 @@ for m in $MODELS; do
 			eips_l="$eips_l $($PY -c "import json,sys,statistics as S; d=json.load(open(sys.argv[1])); g=d['gaps'][int(sys.argv[2])-1:]; print(d['batch']/S.median(g))" "$W/enc.json" "$wu")"
 			erss=$(maxof "$erss" "$(rss_of "$W/enc.time")")
 			if ! skipping torch; then
-				log "$m batch $B round $r: PyTorch step, load $(load)"
-				OMP_WAIT_POLICY=PASSIVE $TIME -f '%M %e %U %S' -o "$W/tstep.time" \
-				    $PY bench/torch_step.py --ckpt "$ck" --stream "$s" --mode step --threads "$NT" \
-				    --warmup "$wu" --steps "$st" >"$W/tstep.json"
-				tstep_l="$tstep_l $($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['img_per_s'])" "$W/tstep.json")"
-				trss=$(maxof "${trss#null}" "$(rss_of "$W/tstep.time")")
-				log "$m batch $B round $r: PyTorch encode, load $(load)"
-				OMP_WAIT_POLICY=PASSIVE $TIME -f '%M %e %U %S' -o "$W/tenc.time" \
-				    $PY bench/torch_step.py --ckpt "$ck" --stream "$s" --mode encode --threads "$NT" \
-				    --warmup "$wu" --steps "$st" >"$W/tenc.json"
-				tenc_l="$tenc_l $($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['img_per_s'])" "$W/tenc.json")"
-				terss=$(maxof "${terss#null}" "$(rss_of "$W/tenc.time")")
+				torch_run step
+				tstep_l="$tstep_l $(torch_ips)"
+				trss=$(maxof "${trss#null}" "$(rss_of "$W/torch.time")")
+				torch_run encode
+				tenc_l="$tenc_l $(torch_ips)"
+				terss=$(maxof "${terss#null}" "$(rss_of "$W/torch.time")")
 			fi
 			r=$((r + 1))
 		done
@@ -230,7 +235,7 @@ if ! skipping pipe; then
 		tail -n $((n - 2)) "$W/pipe.log" |
 		    sed 's/.*"img_per_s":\([0-9.e+-]*\),"input_s":\([0-9.e+-]*\).*/\1 \2/' |
 		    awk -v B="$B" '{print $2 * $1 / B}' | median >"$W/frac"
-		tail -n $((n - 2)) "$W/pipe.log" | sed 's/.*"img_per_s":\([0-9.e+-]*\).*/\1/' | median
+		log_ips "$W/pipe.log" $((n - 2))
 	}
 	# ROUNDS rounds of the three, taking turns; each one's best round
 	file_l= framed_l= full_l= file_f= framed_f= full_f=
