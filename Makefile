@@ -15,7 +15,7 @@ SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 endif
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lvips -larchive -ljansson -lopenblas -lglib-2.0 -lgobject-2.0)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lvips -ljpeg -larchive -ljansson -lopenblas -lglib-2.0 -lgobject-2.0)
 ALL_CFLAGS  = $(CFLAGS) $(SANFLAGS) -Iinclude -Icmd $(PKG_CFLAGS) -MMD -MP -D_GNU_SOURCE
 LDLIBS      = $(PKG_LIBS) -lm -lpthread
 
@@ -46,7 +46,7 @@ $(LIBA): $(LIBOBJ)
 # a tool is cmd/mim-X.c plus, if present, the sources in cmd/X/ (subcommands)
 $(BUILD)/bin/%: $(BUILD)/obj/cmd/%.o $(CLIOBJ) $(LIBA)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $(filter %.o,$^) $(LIBA) $(LDLIBS)
+	$(CC) $(CFLAGS) $(SANFLAGS) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIBA) $(LDLIBS)
 .SECONDEXPANSION:
 $(BINS): $$(patsubst %.c,$(BUILD)/obj/%.o,$$(wildcard cmd/$$(patsubst mim-%,%,$$(notdir $$@))/*.c))
 
@@ -58,7 +58,7 @@ $(BUILD)/bin/mim-step: LDLIBS += $(MPI_LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIBA)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
+	$(CC) $(CFLAGS) $(SANFLAGS) $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
 
 deps:
 	@scripts/deps.sh build test

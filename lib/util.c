@@ -133,8 +133,6 @@ mim_writeall(int fd, const void *buf, size_t n)
 
 static int nthreads;	/* 0: not decided yet */
 
-extern void openblas_set_num_threads(int);
-
 int
 mim_threads(void)
 {
@@ -161,8 +159,7 @@ mim_set_threads(int n)
 {
 	if (n < 1)
 		n = 1;
-	nthreads = n;
-	openblas_set_num_threads(n);
+	nthreads = n;	/* gemm.c sets OpenBLAS's own count before each call */
 }
 
 /* ---- half precision ----------------------------------------------------- */
