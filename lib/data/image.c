@@ -1,4 +1,4 @@
-/* image.c -- decode one image with libvips and apply SimMIM's transforms.
+/* image.c -- decode one image and apply SimMIM's transforms.
  *
  * Geometry of every transform, in three steps:
  *   1. a box (x,y,w,h) of the source image: the RandomResizedCrop box
@@ -9,9 +9,11 @@
  *   3. a window (cx,cy,ow,oh) of that: the centre size x size (eval), all
  *      of it otherwise; then the optional horizontal flip.
  *
- * libvips decodes, converts to 8-bit RGB or grey and cuts out the pixels
- * under the box; the resize is PIL's own algorithm (resample.c), so with
- * nothing else in the way the output is bit for bit torchvision's. Two
+ * libjpeg (jpeg.c) decodes JPEGs, only the rows and columns under the box;
+ * libvips decodes the rest (and CMYK JPEGs), converts to 8-bit RGB or grey
+ * and cuts out the pixels under the box. The resize is PIL's own algorithm
+ * (resample.c), so with nothing else in the way the output is bit for bit
+ * torchvision's. Two
  * speed-ups trade a little of that exactness, each only while the box
  * stays large against the output:
  *   - JPEG shrink-on-load: libjpeg's scaled IDCT decodes at 1/s size (s x s
@@ -40,6 +42,7 @@
 #include "mim/stream.h"
 #include "mim/data.h"
 #include "../rng.h"
+#include "jpeg.h"
 
 /* ---- random numbers ------------------------------------------------------ */
 
@@ -344,6 +347,23 @@ make_plan(struct plan *p, const struct mim_aug *a, int W, int H, struct mim_drng
 	return 0;
 }
 
+/* Output of the resampler into out (ow x oh x c). */
+static int
+rs_out(struct mim_rs *rs, const struct plan *p, int c, struct mim_img *out)
+{
+	out->w = p->ow;
+	out->h = p->oh;
+	out->c = c;
+	if (!(out->px = malloc((size_t)p->ow * p->oh * c)))
+		return -1;
+	if (mim_rs_finish(rs, out->px)) {
+		free(out->px);
+		out->px = NULL;
+		return -1;
+	}
+	return 0;
+}
+
 /* The pixels under the box, from the (possibly shrunk) image, through the
  * resampler of the plan, a strip of rows at a time: the box is never held
  * in memory whole, and libvips decodes no further down than needed. */
@@ -399,16 +419,7 @@ stream(VipsImage *im, const double fb[4], int kh, int kv, const struct plan *p,
 		for (int k = 0; k < r.height; k++)
 			mim_rs_row(rs, y + k, (const uint8_t *)VIPS_REGION_ADDR(reg, 0, y + k));
 	}
-	out->w = p->ow;
-	out->h = p->oh;
-	out->c = im->Bands;
-	if (!(out->px = malloc((size_t)p->ow * p->oh * out->c))) {
-		vips_error("mim", "out of memory");
-		goto out;
-	}
-	if (mim_rs_finish(rs, out->px)) {
-		free(out->px);
-		out->px = NULL;
+	if (rs_out(rs, p, im->Bands, out)) {
 		vips_error("mim", "out of memory");
 		goto out;
 	}
@@ -421,17 +432,140 @@ out:
 	return rc;
 }
 
+/* The JPEG shrink-on-load factor: the largest s <= shrink_max leaving the
+ * box at least shrink_min times the output on both axes. */
+static int
+jpeg_shrink(const struct mim_aug *a, const struct plan *p)
+{
+	if (a->shrink_min > 0)
+		for (int s = a->shrink_max; s > 1; s /= 2)
+			if ((double)p->box.w / s >= a->shrink_min * p->rw &&
+			    (double)p->box.h / s >= a->shrink_min * p->rh)
+				return s;
+	return 1;
+}
+
+/* The box of the plan at 1/s scale, fractional, inside the sw x sh image
+ * libjpeg makes of it (ceil(W/s) x ceil(H/s)). */
+static void
+scaled_box(double fb[4], const struct plan *p, int s, int sw, int sh)
+{
+	fb[0] = (double)p->box.x / s;
+	fb[1] = (double)p->box.y / s;
+	fb[2] = ((double)p->box.x + p->box.w) / s;
+	fb[3] = ((double)p->box.y + p->box.h) / s;
+	fb[2] = fb[2] > sw ? sw : fb[2];
+	fb[3] = fb[3] > sh ? sh : fb[3];
+}
+
+/* Step 3's flip, and what was done, for --print-box and the tests. */
+static void
+finish(struct mim_img *out, const struct plan *p, int W, int H, int shrink,
+    const char *fmt, struct mim_geom *g)
+{
+	int c = out->c;
+
+	if (p->box.flip) {
+		for (int y = 0; y < p->oh; y++) {
+			uint8_t *r = out->px + (size_t)y * p->ow * c;
+			for (int x = 0; x < p->ow / 2; x++)
+				for (int k = 0; k < c; k++) {
+					uint8_t t = r[x * c + k];
+					r[x * c + k] = r[(p->ow - 1 - x) * c + k];
+					r[(p->ow - 1 - x) * c + k] = t;
+				}
+		}
+	}
+	if (g) {
+		g->W = W;
+		g->H = H;
+		g->box = p->box;
+		g->shrink = shrink;
+		g->format = fmt;
+	}
+}
+
+struct jrows {
+	struct mim_rs *rs;
+	int y0;			/* the image's row 0 of the resampler */
+};
+
+static void
+jpeg_row(void *arg, int y, const uint8_t *row)
+{
+	struct jrows *r = arg;
+
+	mim_rs_row(r->rs, y - r->y0, row);
+}
+
+/* A JPEG through jpeg.c: only the rows and columns under the box are
+ * reconstructed. 1: not an image for that path (CMYK, YCCK), nothing
+ * drawn from rng; the caller goes through libvips instead. */
+static int
+run_jpeg(const void *buf, size_t n, const struct mim_aug *a, struct mim_drng *rng,
+    struct mim_img *out, struct mim_geom *g)
+{
+	struct jpg *j;
+	struct mim_rs *rs = NULL;
+	struct plan p;
+	double fb[4], box[4];
+	int W, H, c, sw, sh, s, first, end, rc = -1;
+
+	if (!(j = jpg_open(buf, n, &W, &H, &c)))
+		return -1;
+	if (!c) {
+		jpg_close(j);
+		return 1;
+	}
+	if (make_plan(&p, a, W, H, rng))
+		goto out;
+	s = jpeg_shrink(a, &p);
+	if (jpg_scale(j, s, &sw, &sh))
+		goto out;
+	scaled_box(fb, &p, s, sw, sh);
+	/* as stream(): the whole pixels under the box, then the box in them */
+	int x0 = (int)floor(fb[0]), y0 = (int)floor(fb[1]);
+	int x1 = (int)ceil(fb[2]), y1 = (int)ceil(fb[3]);
+	x1 = x1 > sw ? sw : x1;
+	y1 = y1 > sh ? sh : y1;
+	box[0] = fb[0] - x0;
+	box[1] = fb[1] - y0;
+	box[2] = fb[2] - x0;
+	box[3] = fb[3] - y0;
+	if (!(rs = mim_rs_new(p.cx, p.cy, p.ow, p.oh, p.rw, p.rh, x1 - x0, y1 - y0, c, box,
+	    a->interp)))
+		goto out;
+	mim_rs_range(rs, &first, &end);
+	if (jpg_rows(j, x0, x1, y0 + first, y0 + end, jpeg_row, &(struct jrows){rs, y0}))
+		goto out;
+	if (rs_out(rs, &p, c, out)) {
+		mim_seterr("out of memory");
+		goto out;
+	}
+	finish(out, &p, W, H, s, "jpeg", g);
+	rc = 0;
+out:
+	mim_rs_free(rs);
+	jpg_close(j);
+	return rc;
+}
+
 static int
 run(const void *buf, size_t n, const struct mim_aug *a, struct mim_drng *rng,
     struct mim_img *out, struct mim_geom *g)
 {
-	VipsSource *src = vips_source_new_from_memory(buf, n);
+	VipsSource *src;
 	const char *loader, *fmt;
 	VipsImage *im;
 	struct plan p;
 	int shrink = 1, kh = 1, kv = 1;
 
-	if (!src)
+	if (jpg_is(buf, n)) {
+		int rc = run_jpeg(buf, n, a, rng, out, g);
+		if (rc <= 0)
+			return rc;
+	}
+	if (!(src = vips_source_new_from_memory(buf, n)))
 		return vipserr("cannot read image");
 	loader = vips_foreign_find_load_source(src);
 	g_object_unref(src);
@@ -449,57 +583,30 @@ run(const void *buf, size_t n, const struct mim_aug *a, struct mim_drng *rng,
 		return -1;
 	}
 
-	/* JPEG shrink-on-load: the largest s <= shrink_max leaving the box
-	 * at least shrink_min times the output on both axes */
-	if (!strcmp(fmt, "jpeg") && a->shrink_min > 0) {
-		for (int s = a->shrink_max; s > 1; s /= 2)
-			if ((double)p.box.w / s >= a->shrink_min * p.rw &&
-			    (double)p.box.h / s >= a->shrink_min * p.rh) {
-				shrink = s;
-				break;
-			}
-	}
-	double fb[4] = {p.box.x, p.box.y, (double)p.box.x + p.box.w, (double)p.box.y + p.box.h};
+	double fb[4];
+	if (!strcmp(fmt, "jpeg"))
+		shrink = jpeg_shrink(a, &p);
 	if (shrink > 1) {
 		g_object_unref(im);
 		if (!(im = open_image(buf, n, shrink)))
 			return vipserr("bad image");
-		/* libjpeg gives ceil(W/s) x ceil(H/s) */
-		for (int i = 0; i < 4; i++)
-			fb[i] /= shrink;
-		fb[2] = fb[2] > im->Xsize ? im->Xsize : fb[2];
-		fb[3] = fb[3] > im->Ysize ? im->Ysize : fb[3];
-	} else if (a->gap >= 1) {
-		/* box pre-shrink for the rest of the downscale */
-		kh = (int)floor((fb[2] - fb[0]) / p.rw / a->gap);
-		kv = (int)floor((fb[3] - fb[1]) / p.rh / a->gap);
-		kh = kh < 1 ? 1 : kh;
-		kv = kv < 1 ? 1 : kv;
+		scaled_box(fb, &p, shrink, im->Xsize, im->Ysize);
+	} else {
+		scaled_box(fb, &p, 1, W, H);
+		if (a->gap >= 1) {
+			/* box pre-shrink for the rest of the downscale */
+			kh = (int)floor((fb[2] - fb[0]) / p.rw / a->gap);
+			kv = (int)floor((fb[3] - fb[1]) / p.rh / a->gap);
+			kh = kh < 1 ? 1 : kh;
+			kv = kv < 1 ? 1 : kv;
+		}
 	}
 
 	int rc = stream(im, fb, kh, kv, &p, a->interp, out);
 	g_object_unref(im);
 	if (rc)
 		return vipserr("bad image");
-	int c = out->c;
-	if (p.box.flip) {
-		for (int y = 0; y < p.oh; y++) {
-			uint8_t *r = out->px + (size_t)y * p.ow * c;
-			for (int x = 0; x < p.ow / 2; x++)
-				for (int k = 0; k < c; k++) {
-					uint8_t t = r[x * c + k];
-					r[x * c + k] = r[(p.ow - 1 - x) * c + k];
-					r[(p.ow - 1 - x) * c + k] = t;
-				}
-		}
-	}
-	if (g) {
-		g->W = W;
-		g->H = H;
-		g->box = p.box;
-		g->shrink = shrink > 1 ? shrink : (kh > kv ? kh : kv);
-		g->format = fmt;
-	}
+	finish(out, &p, W, H, shrink > 1 ? shrink : (kh > kv ? kh : kv), fmt, g);
 	return 0;
 }
 

@@ -126,7 +126,7 @@ LIVE = ["SafeLanding/contents/images/5120x2880.jpg", "Honeywave/contents/images/
 def live(seed):
     """SimMIM-sized crops (S=192, torchvision's RandomResizedCrop boxes) of
     big photos, the reference made now: mim-data with its default JPEG
-    shrink-on-load against full-size PIL decoding."""
+    shrink-on-load against full-size PIL decoding, and without it, exactly."""
     import torch
     import torchvision.transforms as T
     from PIL import Image
@@ -152,6 +152,14 @@ def live(seed):
         bad += not ok
         print("%s - live parity %s box %d,%d,%d,%d (%.1fx): mean %.3f/255, p99 %.2f/255 (<= %d), max %.0f/255"
               % ("ok" if ok else "not ok", f.split("/")[0], j, i, w, h, max(w, h) / 192, mean, p99, lim, d.max()))
+        # without shrink-on-load nothing is approximate: JPEGs go through
+        # libjpeg with only the box's rows and columns (and a margin)
+        # reconstructed, and must still give PIL's full decode exactly
+        exact = np.rint(run_mim(path, 192, (j, i, w, h), flip, ["--shrink-min", "0"]).astype(np.float64) * 255)
+        dmax = np.abs(exact - ref).max()
+        bad += dmax != 0
+        print("%s - live exact %s box %d,%d,%d,%d with --shrink-min 0: max %.0f/255"
+              % ("ok" if dmax == 0 else "not ok", f.split("/")[0], j, i, w, h, dmax))
     return bad
 
 
