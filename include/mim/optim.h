@@ -67,6 +67,8 @@ struct mim_sched {
 	int64_t milestones[MIM_MAXMILESTONE];
 	double gamma;
 	int official;		/* 1: timm 0.4.12 semantics, see mim_sched_lr */
+	int accum;		/* official only: micro-batches per step, the
+				 * loop's unit of time (0 or 1: none) */
 };
 
 /* "cosine" "multistep" "constant" -> kind, or -1. */
@@ -83,7 +85,9 @@ int mim_sched_check(const struct mim_sched *s);
  * Official (timm 0.4.12, as SimMIM calls it): the same warmup ramp, but the
  * cosine runs over all `steps` from t = 0, not shifted by the warmup (a
  * jump at t = W), and the step g uses the value at t = g-1: steps 0 and 1
- * both get warmup_lr (or lr when there is no warmup). */
+ * both get warmup_lr (or lr when there is no warmup). With accum = A > 1,
+ * t counts micro-batches: step g >= 1 uses the value at t = gA - 1 with
+ * W, steps and milestones multiplied by A. */
 double mim_sched_lr(const struct mim_sched *s, int64_t g);
 
 /* The official linear scaling of main_simmim.py: lr * batch * world / 512,
@@ -128,10 +132,14 @@ struct mim_train {
 				 * skipped non-finite steps): the data position */
 	int nmicro;		/* micro-batches in acc so far */
 	double loss_sum;
+	double norm;		/* official accumulation: the last clip's norm */
 	/* Called once per optimizer step between backward (accumulation done)
 	 * and clipping, with the gradient and the step's loss: the place for a
 	 * data-parallel all-reduce (average over ranks). 0 or -1 (then the
-	 * step is not taken and nothing is changed). */
+	 * step is not taken and nothing is changed). With the official
+	 * accumulation (sched.official, accum > 1): once per micro-batch,
+	 * with that micro-batch's gradient / accum and its loss, and a
+	 * failure leaves the step's micro-batches to mim_train_discard. */
 	int (*reduce)(void *ctx, float *g, size_t n, double *loss);
 	void *reduce_ctx;
 	int rank;		/* mixed into the drop path seeds */

@@ -9,7 +9,11 @@
  *   multistep: f(t) = lr * gamma ** bisect_right(milestones, t)
  * and, because the loop calls step_update(g) after optimizer step g, step g
  * runs with f(g-1); step 0 with the lr the scheduler set up front
- * (warmup_lr, or lr without warmup). That is the `official` mode.
+ * (warmup_lr, or lr without warmup). That is the `official` mode. With
+ * gradient accumulation over A micro-batches the official loop counts t in
+ * micro-batches (W, T and the milestones are epochs times the loader's
+ * length) and calls step_update(gA - 1) after step g, so step g runs with
+ * f(gA - 1) on those A-times-longer axes (s->accum).
  *
  * The clean default uses f(g) for step g and runs the cosine over the
  * T - W steps after the warmup (timm's warmup_prefix, the later
@@ -51,6 +55,8 @@ mim_sched_check(const struct mim_sched *s)
 		return mim_seterr("learning rates must be finite and >= 0");
 	if (s->steps < 1)
 		return mim_seterr("steps must be >= 1");
+	if (s->accum < 0 || s->accum > 1 << 20)
+		return mim_seterr("accum %d out of range", s->accum);
 	if (s->warmup_steps < 0 || s->warmup_steps > s->steps)
 		return mim_seterr("warmup steps (%lld) must be in [0, steps = %lld]",
 		    (long long)s->warmup_steps, (long long)s->steps);
@@ -116,7 +122,18 @@ mim_sched_lr(const struct mim_sched *s, int64_t g)
 		return value(s, g, 1);
 	if (g == 0)
 		return s->warmup_steps > 0 ? s->warmup_lr : s->lr;
-	return value(s, g - 1, 0);
+	if (s->accum <= 1)
+		return value(s, g - 1, 0);
+	/* time in micro-batches: T, W and the milestones are A times the
+	 * steps, and step_update(idx) runs after the step whose last
+	 * micro-batch is idx = gA - 1 */
+	struct mim_sched m = *s;
+	int64_t a = s->accum;
+	m.steps *= a;
+	m.warmup_steps *= a;
+	for (int i = 0; i < m.nmilestones; i++)
+		m.milestones[i] *= a;
+	return value(&m, g * a - 1, 0);
 }
 
 double

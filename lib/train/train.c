@@ -8,10 +8,12 @@
  *   norm = clip_grad_norm_(acc, clip_grad)
  *   AdamW step at lr = mim_sched_lr(step)
  *
- * Differences from the official loop, deliberate and documented in
- * mim-step(1): with accumulation the official code clips the running sum
- * after every micro-batch and counts scheduler time in micro-batches; here
- * the sum is clipped once per step and time counts optimizer steps.
+ * With accumulation and the official schedule (sched.official), the
+ * official loop exactly instead: each micro-batch's gradient / accum is
+ * reduced at once (DDP all-reduces on every backward), added to the
+ * running sum, and the sum is clipped in place after every micro-batch;
+ * the step logs the last of those norms, and the scheduler counts
+ * micro-batches (mim_sched_lr). The clean default clips once per step.
  *
  * Drop path randomness comes from mim_train_seed(seed, batch index, rank),
  * so a step depends only on the state and its batches: a resumed run
@@ -85,6 +87,7 @@ mim_train_new(struct mim_model *m, const struct mim_trainopt *o)
 		return NULL;
 	t->model = m;
 	t->o = *o;
+	t->o.sched.accum = o->sched.official ? o->accum : 0;
 	t->exp_avg = mim_calloc(m->nw, sizeof(float));
 	t->exp_avg_sq = mim_calloc(m->nw, sizeof(float));
 	if (o->accum > 1)
@@ -150,23 +153,32 @@ mim_train_digest(const struct mim_train *t)
 	return digest_floats(h, t->exp_avg_sq, m->nw);
 }
 
-/* clip, AdamW: the end of a step whose gradient is in g */
+/* the official loop's accumulation (see the top) */
+static int
+official_accum(const struct mim_train *t)
+{
+	return t->o.sched.official && t->o.accum > 1;
+}
+
+/* clip, AdamW: the end of a step whose gradient is in g. For the official
+ * accumulation g is reduced and clipped already, its norm in t->norm. */
 static int
 finish(struct mim_train *t, float *g, struct mim_stepinfo *info)
 {
 	struct mim_model *m = t->model;
 	double loss = t->loss_sum / t->o.accum;
 	int64_t used = t->o.accum;
+	int done = official_accum(t);
 
 	t->nmicro = 0;
 	t->loss_sum = 0;
-	if (t->reduce && t->reduce(t->reduce_ctx, g, m->nw, &loss) < 0)
+	if (!done && t->reduce && t->reduce(t->reduce_ctx, g, m->nw, &loss) < 0)
 		return mim_preferr("step %lld: reduce", (long long)t->step);
 	memset(info, 0, sizeof *info);
 	info->step = t->step;
 	info->loss = loss;
 	info->lr = mim_sched_lr(&t->o.sched, t->step);
-	info->grad_norm = mim_clip_grad(m->p, m->np, g, t->o.clip_grad);
+	info->grad_norm = done ? t->norm : mim_clip_grad(m->p, m->np, g, t->o.clip_grad);
 	t->batches += used;
 	if (!isfinite(info->loss) || !isfinite(info->grad_norm)) {
 		info->nonfinite = 1;
@@ -219,12 +231,29 @@ mim_train_batch(struct mim_train *t, int B, const float *img,
 			return -1;
 		loss = NAN;	/* the step will be rejected as non-finite */
 	}
-	t->loss_sum += loss;
-	t->nmicro++;
-	if (t->o.accum == 1)
+	if (t->o.accum == 1) {
+		t->loss_sum += loss;
+		t->nmicro++;
 		return finish(t, m->g, info);
+	}
 	/* acc = sum of grad/accum over the micro-batches, in their order */
 	const float inv = 1.0f / (float)t->o.accum;
+	if (official_accum(t)) {
+		for (size_t i = 0; i < m->nw; i++)
+			m->g[i] *= inv;
+		if (t->reduce && t->reduce(t->reduce_ctx, m->g, m->nw, &loss) < 0)
+			return mim_preferr("step %lld: reduce", (long long)t->step);
+		t->loss_sum += loss;
+		if (t->nmicro++ == 0)
+			memcpy(t->acc, m->g, m->nw * sizeof *t->acc);
+		else
+			for (size_t i = 0; i < m->nw; i++)
+				t->acc[i] += m->g[i];
+		t->norm = mim_clip_grad(m->p, m->np, t->acc, t->o.clip_grad);
+		return t->nmicro < t->o.accum ? 0 : finish(t, t->acc, info);
+	}
+	t->loss_sum += loss;
+	t->nmicro++;
 	if (t->nmicro == 1)
 		for (size_t i = 0; i < m->nw; i++)
 			t->acc[i] = m->g[i] * inv;

@@ -95,6 +95,11 @@ for m in vit swin; do cp "$T/${m}0.st" "$T/${m}2.st"; cp "$T/${m}0.st" "$T/${m}1
 expect_ok 'vit: 6 steps, 2 ranks, --accum 2' \
 	'ASAN_OPTIONS=${leaks:-${ASAN_OPTIONS:-}} MIM_MPI_PIECE=1000 MIM_THREADS=$half ranks vit -c "$T/vit2.st" $train --accum 2 --log "$T/vit2.log"'
 MIM_THREADS=$half mim-step -c "$T/vit1.st" $train --accum 2 --log "$T/vit1.log" "$T/vit.mim"
+# the official accumulation: a reduce and a clip after every micro-batch
+for f in 0 1 2; do cp "$T/vit0.st" "$T/vito$f.st"; done
+expect_ok 'vit: 6 steps, 2 ranks, --accum 2 --official-sched' \
+	'MIM_THREADS=$half ranks vit -c "$T/vito2.st" $train --accum 2 --official-sched --log "$T/vito2.log"'
+MIM_THREADS=$half mim-step -c "$T/vito1.st" $train --accum 2 --official-sched --log "$T/vito1.log" "$T/vit.mim"
 expect_ok 'swin: 6 steps, 2 ranks' 'MIM_THREADS=$half ranks swin -c "$T/swin2.st" $train --log "$T/swin2.log"'
 MIM_THREADS=$half mim-step -c "$T/swin1.st" $train --log "$T/swin1.log" "$T/swin.mim"
 # (tolerance: both sum the same products in another order, so float32
@@ -102,7 +107,7 @@ MIM_THREADS=$half mim-step -c "$T/swin1.st" $train --log "$T/swin1.log" "$T/swin
 # both signs to small gradients, where it shows most: measured 1e-4..4e-4
 # of the tensor's largest update, ViT 3e-5; a lost or doubled rank, a
 # wrong lr or a per-rank clip is off by 1e-1 or more)
-for m in vit swin; do
+for m in vit vito swin; do
 	check "$m: weights and moments of 2 ranks = 1 process (float rounding, 2e-3):" \
 		'$PY "$T/agree.py" "$T/${m}0.st" "$T/${m}2.st" "$T/${m}1.st" 2e-3 >&2'
 	sed 's/^/#   /' "$T/.err"

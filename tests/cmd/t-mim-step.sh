@@ -90,7 +90,20 @@ if have_torch; then
 	mim-step -c "$T/dp.st" -n 2 --lr 1e-3 --sched constant --seed 9 < "$T/vit.mim"
 	jobs="$jobs + full $T/dp0.st $T/vit.mim $T/dp.ref --lr 1e-3 --steps 2 --seed 9"
 	jobs="$jobs + full $T/dp0.st $T/vit.mim $T/dpx.ref --lr 1e-3 --steps 2 --seed 8"
+	# accumulation as the official loop runs it: clipping (made to act on
+	# every micro-batch) after each backward, not once a step
+	fresh vit0.st acco.st
+	fresh vit0.st accc.st
+	mim-step -c "$T/acco.st" -n 2 --accum 2 --lr 1e-3 --sched constant --official-sched --clip-grad 0.05 < "$T/vit.mim"
+	mim-step -c "$T/accc.st" -n 2 --accum 2 --lr 1e-3 --sched constant --clip-grad 0.05 < "$T/vit.mim"
+	jobs="$jobs + full $T/vit0.st $T/vit.mim $T/acc.ref --lr 1e-3 --steps 2 --accum 2 --clip 0.05"
 	$STEP multi $jobs
+	# (two Adam steps with every micro-batch clipped: float noise reaches
+	# 1.5e-5 of a weight's update, the once-a-step clip is off by 1.7)
+	check '--accum 2 --official-sched: two steps = PyTorch, clipping after every micro-batch' \
+		'$STEP step-cmp "$T/acco.st" "$T/acc.ref" --tol 1e-4 >&2'
+	check '--accum 2 without it clips once a step: not the official result' \
+		'! $STEP step-cmp "$T/accc.st" "$T/acc.ref" --tol 1e-4 >&2'
 	# (a gradient that is exactly 0 in one and float noise in the other
 	# moves a weight by ~1% of lr: hence --atol 2e-2)
 	check 'drop path 0.3: two steps = PyTorch with the seeds of --seed 9' '$STEP step-cmp "$T/dp.st" "$T/dp.ref" --atol 2e-2 >&2'
@@ -148,6 +161,10 @@ lrcase 'official multistep: lr of all 12 steps, exactly' 0 multistep 1 4e-4 2e-6
 	-n 12 --official-sched --lr 4e-4 --warmup-lr 2e-6 --warmup-steps 2 --sched multistep --milestones 6,9
 lrcase 'clean warmup+cosine: lr of all 12 steps, exactly' 0 cosine 0 8e-4 4e-6 4e-5 12 3 -- \
 	-n 12 --lr 8e-4 --warmup-lr 4e-6 --min-lr 4e-5 --warmup-steps 3
+lrcase 'official, --accum 2: time in micro-batches, lr of all 6 steps, exactly' 0 cosine 1 8e-4 4e-6 4e-5 6 2 , 0.1 2 -- \
+	-n 6 --accum 2 --official-sched --lr 8e-4 --warmup-lr 4e-6 --min-lr 4e-5 --warmup-steps 2
+lrcase 'official multistep, --accum 2: milestones in micro-batches too' 0 multistep 1 4e-4 2e-6 0 6 1 3,5 0.1 2 -- \
+	-n 6 --accum 2 --official-sched --lr 4e-4 --warmup-lr 2e-6 --warmup-steps 1 --sched multistep --milestones 3,5
 lrcase '--base-lr scaled by batch*accum/512, warmup and min too' 1e-13 cosine 0 0.00001 0.000000016 0.00000016 6 2 -- \
 	-n 6 --base-lr 1.28e-3 --warmup-lr 2.048e-6 --min-lr 2.048e-5 --warmup-steps 2 --accum 2
 

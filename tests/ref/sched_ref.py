@@ -8,7 +8,7 @@ step_update(g) after optimizer step g). Also the clean schedule of mim-step
 (cosine after the warmup, step g at t = g), written independently.
 
   sched_ref.py                    print the committed cases as JSON
-  sched_ref.py case KIND OFFICIAL LR WARMUP_LR MIN_LR STEPS WARMUP [MILESTONES GAMMA]
+  sched_ref.py case KIND OFFICIAL LR WARMUP_LR MIN_LR STEPS WARMUP [MILESTONES GAMMA [ACCUM]]
                                   one vector, one lr per line (repr)
 Not the official code: written from the reference text.
 """
@@ -93,19 +93,26 @@ class MultiStep(Scheduler):
         return [v * (self.gamma ** bisect_right(self.milestones, t)) for v in self.base_values]
 
 
-def official(kind, lr, warmup_lr, min_lr, steps, warmup, milestones=(), gamma=0.1):
-    """The lr each optimizer step of the official loop runs with."""
+def official(kind, lr, warmup_lr, min_lr, steps, warmup, milestones=(), gamma=0.1, accum=1):
+    """The lr each optimizer step of the official loop runs with. The loop
+    is main_simmim.py's over micro-batches idx: the scheduler is built on
+    the loader's length (micro-batches), so with ACCUMULATION_STEPS = A a
+    run of `steps` optimizer steps is steps*A long, its warmup warmup*A and
+    its milestones m*A; optimizer.step() and step_update(idx) run when
+    (idx + 1) % A == 0."""
+    A = max(accum, 1)
     opt = Optimizer(lr)
     if kind == "cosine":
-        s = Cosine(opt, steps, min_lr, warmup_lr, warmup)
+        s = Cosine(opt, steps * A, min_lr, warmup_lr, warmup * A)
     elif kind == "multistep":
-        s = MultiStep(opt, list(milestones), gamma, warmup, warmup_lr)
+        s = MultiStep(opt, [m * A for m in milestones], gamma, warmup * A, warmup_lr)
     else:
         raise ValueError(kind)
     out = []
-    for g in range(steps):
-        out.append(opt.param_groups[0]["lr"])   # optimizer.step() uses this
-        s.step_update(g)                         # then the loop updates
+    for idx in range(steps * A):
+        if (idx + 1) % A == 0:
+            out.append(opt.param_groups[0]["lr"])   # optimizer.step() uses this
+            s.step_update(idx)                       # then the loop updates
     return out
 
 
@@ -136,6 +143,12 @@ CASES = [
          milestones=[12, 20], gamma=0.1),
     dict(kind="multistep", lr=1e-3, warmup_lr=1e-6, min_lr=0.0, steps=12, warmup=0,
          milestones=[7], gamma=0.5),
+    # gradient accumulation: the official loop counts micro-batches (the
+    # clean schedule ignores accum)
+    dict(kind="cosine", lr=8e-4, warmup_lr=4e-6, min_lr=4e-5, steps=40, warmup=6, accum=3),
+    dict(kind="cosine", lr=1e-3, warmup_lr=0.0, min_lr=1e-5, steps=25, warmup=0, accum=2),
+    dict(kind="multistep", lr=4e-4, warmup_lr=2e-6, min_lr=0.0, steps=30, warmup=5,
+         milestones=[12, 20], gamma=0.1, accum=4),
 ]
 
 
@@ -146,8 +159,10 @@ def main(argv):
         steps, warm = int(argv[7]), int(argv[8])
         ms = [int(x) for x in argv[9].split(",") if x] if len(argv) > 9 else []
         gamma = float(argv[10]) if len(argv) > 10 else 0.1
-        f = official if off else clean
-        for v in f(kind, lr, wlr, mlr, steps, warm, ms, gamma):
+        accum = int(argv[11]) if len(argv) > 11 else 1
+        vs = (official(kind, lr, wlr, mlr, steps, warm, ms, gamma, accum) if off
+              else clean(kind, lr, wlr, mlr, steps, warm, ms, gamma))
+        for v in vs:
             print(repr(v))
         return
     out = []
@@ -155,7 +170,8 @@ def main(argv):
         args = (c["kind"], c["lr"], c["warmup_lr"], c["min_lr"], c["steps"], c["warmup"],
                 c.get("milestones", ()), c.get("gamma", 0.1))
         for off in (1, 0):
-            out.append(dict(c, official=off, lrs=(official if off else clean)(*args)))
+            lrs = official(*args, c.get("accum", 1)) if off else clean(*args)
+            out.append(dict(c, official=off, lrs=lrs))
     json.dump(out, sys.stdout, indent=0)
     sys.stdout.write("\n")
 

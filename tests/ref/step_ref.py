@@ -15,13 +15,15 @@ eps 1e-8), applied in the order of main_simmim.py::train_one_epoch.
         <name>, opt.exp_avg.<name>, opt.exp_avg_sq.<name> (the names of a
         mim-step checkpoint) and metadata grad_norm, decay
   step_ref.py full CKPT BATCHES OUT [--lr X|LIST] [--wd X] [--clip X] [--steps K]
-                 [--seed S]
+                 [--seed S] [--accum A]
         K official steps (one batch each, cycling through the frames of
         BATCHES: image F32, mask U8) with the PyTorch models of swin_ref.py
         / vit_ref.py doing forward and backward; --lr a number or a comma
         list (one per step); writes as opt, plus grad.<name> and loss of
-        the first step and metadata losses. vit_ref draws drop path as
-        libmim does, from mim-step's seed of batch k: train_seed(S, k, 0)
+        the first step and metadata losses. --accum A: A batches a step,
+        in the official loop's way (loss / A, clipping after each). vit_ref
+        draws drop path as libmim does, from mim-step's seed of batch k:
+        train_seed(S, k, 0)
   step_ref.py data OUT [--img S] [--patch P] [--batch B] [--frames N] [--seed S]
                  [--nan K]
         a stream of N frames: image F32 [B,3,S,S] ~ N(0,1), mask U8
@@ -213,7 +215,7 @@ def ref_model(cfg, w):
 
 def full(argv):
     ckpt, batches, out = argv[:3]
-    o = parse(argv[3:], lr="1e-3", wd=0.05, clip=5.0, steps=1, seed=0)
+    o = parse(argv[3:], lr="1e-3", wd=0.05, clip=5.0, steps=1, seed=0, accum=1)
     w, cfg = load_model_params(ckpt)
     model = ref_model(cfg, w)
     model.train()
@@ -224,25 +226,34 @@ def full(argv):
     named = list(model.named_parameters())
     optim = official_optimizer(named, cfg["model"], lrs[0], o["wd"])
     losses, norms, first = [], [], {}
+    A = o["accum"]
     for k in range(o["steps"]):
-        fr = frames[k % len(frames)]
-        img = torch.from_numpy(np.array(fr["image"], np.float32))
-        mask = torch.from_numpy(np.array(fr["mask"]).astype(np.int64))
         for grp in optim.param_groups:
             grp["lr"] = lrs[k]
         optim.zero_grad()
-        if cfg["model"] == "vit":
-            res = model(img, mask, train_seed(o["seed"], k, 0))
-        else:
-            res = model(img, mask)     # swin_ref: (z, pred, loss)
-        loss = res[-1] if isinstance(res, tuple) else res
-        loss.backward()
-        if k == 0:
-            first = {"grad." + n: p.grad.numpy().copy() for n, p in named}
-            first["loss"] = np.array(loss.item(), np.float32)
-        norms.append(clip([p for _, p in named], o["clip"]))
+        # ACCUMULATION_STEPS = A as main_simmim.py runs it: loss / A,
+        # backward into the running .grad, clip_grad_norm_ after every
+        # micro-batch, the optimizer step after the last
+        step_loss = 0.0
+        for a in range(A):
+            idx = k * A + a     # the input batch: mim-step's drop path seed
+            fr = frames[idx % len(frames)]
+            img = torch.from_numpy(np.array(fr["image"], np.float32))
+            mask = torch.from_numpy(np.array(fr["mask"]).astype(np.int64))
+            if cfg["model"] == "vit":
+                res = model(img, mask, train_seed(o["seed"], idx, 0))
+            else:
+                res = model(img, mask)     # swin_ref: (z, pred, loss)
+            loss = res[-1] if isinstance(res, tuple) else res
+            step_loss += loss.item() / A
+            (loss / A if A > 1 else loss).backward()
+            if k == 0 and a == A - 1:
+                first = {"grad." + n: p.grad.numpy().copy() for n, p in named}
+                first["loss"] = np.array(step_loss, np.float32)
+            norm = clip([p for _, p in named], o["clip"])
+        norms.append(norm)
         optim.step()
-        losses.append(loss.item())
+        losses.append(step_loss)
     t = opt_tensors(named, optim)
     t.update(first)
     st.save(out, t, {"losses": json.dumps(losses), "grad_norms": json.dumps(norms)})

@@ -19,7 +19,7 @@ vectors(const char *path)
 	size_t i;
 	json_t *c;
 
-	tap(root && json_is_array(root) && json_array_size(root) >= 8,
+	tap(root && json_is_array(root) && json_array_size(root) >= 14,
 	    "read %s (%s)", path, root ? "ok" : e.text);
 	if (!root)
 		return;
@@ -33,6 +33,7 @@ vectors(const char *path)
 		s.steps = json_integer_value(json_object_get(c, "steps"));
 		s.warmup_steps = json_integer_value(json_object_get(c, "warmup"));
 		s.official = (int)json_integer_value(json_object_get(c, "official"));
+		s.accum = (int)json_integer_value(json_object_get(c, "accum"));	/* 0 if absent */
 		s.gamma = json_object_get(c, "gamma") ? json_number_value(json_object_get(c, "gamma")) : 0.1;
 		for (size_t k = 0; ms && k < json_array_size(ms); k++)
 			s.milestones[s.nmilestones++] = json_integer_value(json_array_get(ms, k));
@@ -48,9 +49,10 @@ vectors(const char *path)
 				printf("# step %zu: lr %.17g, want %.17g\n", g, got, want);
 		}
 		tap(mim_sched_check(&s) == 0 && !bad && json_array_size(lrs) == (size_t)s.steps,
-		    "%s%s warmup %lld over %lld steps: %zu lrs equal the reference (max rel %.1e)",
+		    "%s%s warmup %lld over %lld steps, accum %d: %zu lrs equal the reference (max rel %.1e)",
 		    s.official ? "official " : "clean ", mim_sched_name(s.kind),
-		    (long long)s.warmup_steps, (long long)s.steps, json_array_size(lrs), worst);
+		    (long long)s.warmup_steps, (long long)s.steps, s.accum > 1 ? s.accum : 1,
+		    json_array_size(lrs), worst);
 	}
 	json_decref(root);
 }
