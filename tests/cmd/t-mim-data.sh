@@ -53,6 +53,25 @@ with tarfile.open(f"{d}/bad.tar") as t:
     cut = t.getmember("g3.jpg").offset_data + len(good) // 2
 raw = open(f"{d}/bad.tar", "rb").read()
 open(f"{d}/bad.tar", "wb").write(raw[:cut])
+# mangled.tar: JPEGs of every kind mim-data decodes itself (baseline
+# 4:2:0, progressive 4:4:4, grey) and a CMYK one (libvips' path), whole,
+# then cut at 8 places and with bytes flipped or zeroed inside the data
+import random
+random.seed(5)
+kinds = [(picture(4), dict(subsampling=2)), (picture(6), dict(progressive=True, subsampling=0)),
+         (picture(7).convert("L"), {}), (picture(8).convert("CMYK"), {})]
+with tarfile.open(f"{d}/mangled.tar", "w") as t:
+    for k, (im, kw) in enumerate(kinds):
+        b = io.BytesIO(); im.save(b, "JPEG", quality=85, **kw); b = b.getvalue()
+        add(t, f"k{k}.jpg", b)
+        for c in (2, 11, 90, 300, len(b) // 4, len(b) // 2, len(b) - 40, len(b) - 2):
+            add(t, f"k{k}cut{c}.jpg", b[:c])
+        for f in range(5):
+            m = bytearray(b)
+            at = random.randrange(len(b) // 5, len(b) - 8)
+            for q in range((1, 3, 40, 400, 2000)[f]):
+                m[(at + q) % len(b)] = 0 if f == 4 else m[(at + q) % len(b)] ^ random.randrange(1, 256)
+            add(t, f"k{k}flip{f}.jpg", bytes(m))
 # IDX: 3 images of 5x4, labels 7 8 9, gzip'd as Debian ships them
 px = (np.arange(60) * 4).astype(np.uint8)
 hdr = bytes([0, 0, 8, 3, 0, 0, 0, 3, 0, 0, 0, 5, 0, 0, 0, 4])
@@ -168,6 +187,20 @@ assert json.loads(m["mim.keys"]) == ["g1", "g2"] + ["s%03d" % i for i in range(5
 PYEOF'
 check 'warnings name shard and member' 'grep -q "bad.tar: corrupt.jpg: " "$T/berr" && grep -q "bad.tar: note: no image" "$T/berr" && grep -q "bad.tar: truncated" "$T/berr"'
 check 'counts at the end' 'grep -q "7 images in 1 batch.*skipped 1 bad image, 1 sample without image, 0 damaged members, 1 bad shard" "$T/berr"'
+expect_ok 'mangled JPEGs (cut, flipped, zeroed): exit 0' 'mim-data -j 2 -s 24 -b 1 "$D/mangled.tar" > "$T/mg" 2> "$T/mgerr"'
+check 'mangled JPEGs: every frame readable, every member an image or a warning, the 4 whole ones out' '$PY - "$T/mg" "$T/mgerr" <<PYEOF
+import json, re, sys, st
+frames = list(st.read_frames(open(sys.argv[1], "rb")))
+keys = sum((json.loads(m["mim.keys"]) for _, m in frames), [])
+err = open(sys.argv[2]).read()
+n, skipped = map(int, re.search(r"(\d+) images? in .* skipped (\d+) bad image", err).groups())
+warned = len(re.findall(r"mangled.tar: k\d\w*\.jpg: ", err))
+assert len(frames) == n and n + skipped == 4 * 14 and warned == skipped, (len(frames), n, skipped, warned)
+assert all("k%d" % k in keys for k in range(4)), keys
+assert all(t["image"].shape == (1, 3, 24, 24) for t, _ in frames)
+print("%d decoded, %d refused" % (n, skipped), file=sys.stderr)
+PYEOF'
+sed 's/^/#   /' "$T/.err"
 expect_fail 'strict: the first bad member is fatal' 1 'mim-data --strict -s 16 -b 64 "$D/bad.tar" "$D/a-0.tar"'
 expect_fail 'without end and no image at all: an error' 1 'mim-data -e 0 --ext png "$D/a-0.tar" --ext gif'
 expect_ok 'a closed pipe ends a run without end quietly' '(mim-data -q -s 16 -e 0 $A; echo $? > "$T/st") | head -c 5000 > /dev/null; test "$(cat "$T/st")" = 0'
