@@ -10,7 +10,7 @@ include config.mk
 BUILD ?= build
 ifeq ($(SANITIZE),1)
 BUILD    := build/asan
-OPT      := -O1 -fno-omit-frame-pointer
+OPT      := -O1 -fno-omit-frame-pointer -march=native
 SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 endif
 
