@@ -9,9 +9,9 @@
  *   3. a window (cx,cy,ow,oh) of that: the centre size x size (eval), all
  *      of it otherwise; then the optional horizontal flip.
  *
- * libjpeg (jpeg.c) decodes JPEGs, only the rows and columns under the box;
- * libvips decodes the rest (and CMYK JPEGs), converts to 8-bit RGB or grey
- * and cuts out the pixels under the box. The resize is PIL's own algorithm
+ * libjpeg (jpeg.c) decodes JPEGs, only the rows and columns under the box,
+ * CMYK ones converted as PIL does; libvips decodes the rest, converts to
+ * 8-bit RGB or grey and cuts out the pixels under the box. The resize is PIL's own algorithm
  * (resample.c), so with nothing else in the way the output is bit for bit
  * torchvision's. Two
  * speed-ups trade a little of that exactness, each only while the box
@@ -499,8 +499,9 @@ jpeg_row(void *arg, int y, const uint8_t *row)
 }
 
 /* A JPEG through jpeg.c: only the rows and columns under the box are
- * reconstructed. 1: not an image for that path (CMYK, YCCK), nothing
- * drawn from rng; the caller goes through libvips instead. */
+ * reconstructed. 1: not an image for that path (a colour space jpeg.c
+ * does not convert), nothing drawn from rng; the caller goes through
+ * libvips instead. */
 static int
 run_jpeg(const void *buf, size_t n, const struct mim_aug *a, struct mim_drng *rng,
     struct mim_img *out, struct mim_geom *g)

@@ -19,8 +19,13 @@
  * fancy upsampling), out_color_space as libjpeg picks it, scale 1/s. As
  * with libvips' fail_on=error: running out of data is an error, a corrupt
  * stream that libjpeg can go on decoding is accepted (its warnings are
- * counted, 100 of them are an error). CMYK and YCCK images are not
- * handled here (jpg_open says so), libvips converts those. */
+ * counted, 100 of them are an error).
+ *
+ * CMYK (and YCCK, which libjpeg turns into CMYK) becomes RGB the way PIL
+ * does it, not by libvips' ICC transform: the samples are taken as
+ * inverted ("CMYK;I": PIL assumes Adobe's convention for every CMYK JPEG),
+ * then convert('RGB') computes per channel, with nk = 255 - k,
+ * nk - round(x * nk / 255) in PIL's integer rounding (MULDIV255). */
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,7 +43,31 @@ struct jpg {
 	struct jpeg_source_mgr src;
 	jmp_buf jmp;
 	uint8_t *row;
+	int cmyk;		/* 4 samples a pixel, to RGB as PIL */
 };
+
+/* PIL's MULDIV255: a * b / 255 rounded, in its integer arithmetic */
+static inline int
+muldiv255(int a, int b)
+{
+	int t = a * b + 128;
+
+	return ((t >> 8) + t) >> 8;
+}
+
+/* n pixels of libjpeg's CMYK samples to RGB in place, as PIL's CMYK;I
+ * unpacking (255 - sample) and cmyk2rgb */
+static void
+cmyk_to_rgb(uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int c = 255 - p[4 * i], m = 255 - p[4 * i + 1], y = 255 - p[4 * i + 2];
+		int nk = p[4 * i + 3];	/* 255 - (255 - k) */
+		p[3 * i] = (uint8_t)(nk - muldiv255(c, nk));
+		p[3 * i + 1] = (uint8_t)(nk - muldiv255(m, nk));
+		p[3 * i + 2] = (uint8_t)(nk - muldiv255(y, nk));
+	}
+}
 
 static void
 on_error(j_common_ptr c)
@@ -131,6 +160,8 @@ jpg_open(const void *buf, size_t n, int *w, int *h, int *c)
 		*c = 1;
 	else if (j->d.out_color_space == JCS_RGB && j->d.num_components == 3)
 		*c = 3;
+	else if (j->d.out_color_space == JCS_CMYK && j->d.num_components == 4)
+		*c = 3, j->cmyk = 1;
 	return j;
 }
 
@@ -175,8 +206,11 @@ jpg_rows(struct jpg *j, int x0, int x1, int y0, int y1,
 		JSAMPROW r = j->row;
 		if (jpeg_read_scanlines(d, &r, 1) != 1)
 			return mim_seterr("bad image: libjpeg gave no row %d", y);
-		if (y >= y0)
-			fn(arg, y, j->row + (size_t)(x0 - (int)xo) * c);
+		if (y < y0)
+			continue;
+		if (j->cmyk)
+			cmyk_to_rgb(j->row, cw);
+		fn(arg, y, j->row + (size_t)(x0 - (int)xo) * (j->cmyk ? 3 : c));
 	}
 	jpeg_abort_decompress(d);
 	return 0;

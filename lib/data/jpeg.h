@@ -11,8 +11,9 @@ struct jpg;
 /* Whether buf starts like a JPEG (SOI and a marker). */
 int jpg_is(const void *buf, size_t n);
 
-/* Read the header: the image's size, and *c = 1 (grey) or 3 (RGB) for
- * images this path decodes, 0 for the rest (CMYK, YCCK, ...). */
+/* Read the header: the image's size, and *c = 1 (grey) or 3 (RGB, and
+ * CMYK or YCCK made RGB as PIL does) for images this path decodes, 0 for
+ * the rest (any other colour space). */
 struct jpg *jpg_open(const void *buf, size_t n, int *w, int *h, int *c);
 
 /* Decode at 1/s scale (s = 1, 2, 4, 8); *w x *h: the size then. */

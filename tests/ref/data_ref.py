@@ -4,6 +4,7 @@
     data_ref.py check data_parity.npz [FLAG...]   run mim-data (with FLAGs) on
                                         every case and compare
     data_ref.py live SEED               S=192 crops of big photos, reference now
+    data_ref.py cmyk SEED               CMYK JPEGs (PIL's conversion), reference now
     data_ref.py rrc N SEED WxH...       torchvision RandomResizedCrop boxes
 
 The cases are real photos from Debian's plasma-workspace-wallpapers, each
@@ -163,6 +164,40 @@ def live(seed):
     return bad
 
 
+def cmyk(seed):
+    """CMYK JPEGs (ImageNet has a few): PIL reads them as inverted CMYK and
+    converts to RGB with its own formula; mim-data must give the same
+    pixels, exactly without shrink-on-load. A wallpaper saved as CMYK
+    4:4:4 and 4:2:0, boxes of both sizes."""
+    import tempfile
+    from PIL import Image
+    rng = __import__("random").Random(seed)
+    path = os.path.join(WP, "Kite/contents/images/640x480.jpg")
+    if not os.path.exists(path):
+        print("skip - cmyk parity: %s is not installed" % path)
+        return 0
+    bad = 0
+    with tempfile.TemporaryDirectory() as d:
+        for sub in (0, 2):
+            f = os.path.join(d, "cmyk%d.jpg" % sub)
+            Image.open(path).convert("CMYK").save(f, "JPEG", quality=90, subsampling=sub)
+            for S, w in ((48, 300), (64, 600), (40, 30)):
+                h = min(480, int(w * rng.uniform(0.75, 1.33)))
+                box = (rng.randrange(640 - w + 1), rng.randrange(480 - h + 1), w, h)
+                flip = rng.randrange(2)
+                ref = reference(f, S, box, flip).astype(np.float64)
+                for extra, lim in (([], 2), (["--shrink-min", "0"], 0)):
+                    got = np.rint(run_mim(f, S, box, flip, extra).astype(np.float64) * 255)
+                    d_ = np.abs(got - ref)
+                    p99 = np.percentile(d_, 99)
+                    ok = (d_.max() == 0) if lim == 0 else (d_.mean() <= 0.5 and p99 <= lim)
+                    bad += not ok
+                    print("%s - cmyk parity 4:%s box %d,%d,%d,%d S=%d%s: mean %.3f/255, p99 %.2f, max %.0f/255"
+                          % ("ok" if ok else "not ok", "4:4" if sub == 0 else "2:0", *box, S,
+                             " " + " ".join(extra) if extra else "", d_.mean(), p99, d_.max()))
+    return bad
+
+
 def rrc(n, seed, sizes):
     """n torchvision boxes "x y w h" for each WxH in sizes, in turn."""
     import torch
@@ -183,5 +218,7 @@ if __name__ == "__main__":
         sys.exit(1 if check(sys.argv[2], sys.argv[3:]) else 0)
     elif sys.argv[1] == "live":
         sys.exit(1 if live(int(sys.argv[2])) else 0)
+    elif sys.argv[1] == "cmyk":
+        sys.exit(1 if cmyk(int(sys.argv[2])) else 0)
     elif sys.argv[1] == "rrc":
         rrc(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:])
