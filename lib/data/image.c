@@ -29,9 +29,11 @@
  *     floor(factor/gap) first, as libvips' and PIL's reducing_gap do;
  *     0 turns it off.
  * Colour: grey stays one channel (replicated at normalisation), alpha is
- * dropped without compositing and 16-bit becomes 8-bit, as PIL's
- * convert('RGB'). No EXIF auto-rotation and no ICC transform: PIL applies
- * neither. */
+ * dropped without compositing and 16-bit RGB becomes 8-bit, as PIL's
+ * convert('RGB'). One deliberate difference: PIL opens a 16-bit grey PNG
+ * as mode I and convert('RGB') clips it to 0-255, a nearly white image;
+ * here it is scaled to 8 bits like 16-bit RGB. No EXIF auto-rotation and
+ * no ICC transform: PIL applies neither. */
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
