@@ -160,8 +160,10 @@ jpg_open(const void *buf, size_t n, int *w, int *h, int *c)
 		*c = 1;
 	else if (j->d.out_color_space == JCS_RGB && j->d.num_components == 3)
 		*c = 3;
-	else if (j->d.out_color_space == JCS_CMYK && j->d.num_components == 4)
-		*c = 3, j->cmyk = 1;
+	else if (j->d.out_color_space == JCS_CMYK && j->d.num_components == 4) {
+		*c = 3;
+		j->cmyk = 1;
+	}
 	return j;
 }
 
