@@ -397,6 +397,10 @@ main(int argc, char **argv)
 	 * time, which costs more system time than the decoding itself */
 	mallopt(M_MMAP_THRESHOLD, 64 << 20);
 	mallopt(M_TRIM_THRESHOLD, 256 << 20);
+	/* one arena: a worker thread's own arena maps every block above its
+	 * 64 MB heap afresh (2 threads: 306k page faults and 1.0 s of system
+	 * time for 228 photos, against 41k and 0.2 s) */
+	mallopt(M_ARENA_MAX, 1);
 	parse(argc, argv, &c);
 	if (c.idx)
 		return idx_convert(&c);

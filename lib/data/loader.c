@@ -606,7 +606,10 @@ mim_loader_open(const struct mim_loader_opts *o)
 		goto fail;
 
 	int threads = o->threads < 1 ? 1 : o->threads;
-	L->Q = threads > 1 ? 4 * threads : 1;
+	/* 16 jobs a thread: one slow image (a 5120x2880 progressive JPEG
+	 * takes 20 times a small one) holds up the ordered output while the
+	 * other workers go on with the next 15 a thread */
+	L->Q = threads > 1 ? 16 * threads : 1;
 	if (!(L->jobs = mim_calloc((size_t)L->Q, sizeof *L->jobs)))
 		goto fail;
 	if (threads > 1) {
