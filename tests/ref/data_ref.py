@@ -5,6 +5,7 @@
                                         every case and compare
     data_ref.py live SEED               S=192 crops of big photos, reference now
     data_ref.py cmyk SEED               CMYK JPEGs (PIL's conversion), reference now
+    data_ref.py restart SEED            JPEGs with restart markers, reference now
     data_ref.py rrc N SEED WxH...       torchvision RandomResizedCrop boxes
 
 The cases are real photos from Debian's plasma-workspace-wallpapers, each
@@ -198,6 +199,39 @@ def cmyk(seed):
     return bad
 
 
+def restart(seed):
+    """JPEGs with restart markers (every 1, 3 and 17 MCUs; baseline and
+    progressive; 4:2:0 and 4:4:4), made by the vips command: skipping rows
+    and cropping columns across restart intervals must still give PIL's
+    full decode exactly (--shrink-min 0), on random boxes."""
+    import shutil
+    import tempfile
+    rng = __import__("random").Random(seed)
+    path = os.path.join(WP, "Kite/contents/images/2560x1600.jpg")
+    if not os.path.exists(path) or not shutil.which("vips"):
+        print("skip - restart-marker parity: needs %s and the vips command" % path)
+        return 0
+    bad = 0
+    with tempfile.TemporaryDirectory() as d:
+        for ri, sub, prog in ((1, "on", "false"), (3, "off", "true"), (17, "on", "true"), (17, "off", "false")):
+            f = os.path.join(d, "r%d%s%s.jpg" % (ri, sub, prog))
+            subprocess.run(["vips", "jpegsave", path, f, "--Q", "90", "--restart-interval", str(ri),
+                            "--subsample-mode", sub, "--interlace=" + prog], check=True,
+                           stderr=subprocess.DEVNULL)
+            for _ in range(2):
+                w = rng.randrange(100, 2500)
+                h = min(1600, int(w * rng.uniform(0.75, 1.33)))
+                box = (rng.randrange(2560 - w + 1), rng.randrange(1600 - h + 1), w, h)
+                ref = reference(f, 48, box, 0).astype(np.float64)
+                got = np.rint(run_mim(f, 48, box, 0, ["--shrink-min", "0"]).astype(np.float64) * 255)
+                dmax = np.abs(got - ref).max()
+                bad += dmax != 0
+                print("%s - restart markers every %d MCUs (%s, %s) box %d,%d,%d,%d: max %.0f/255"
+                      % ("ok" if dmax == 0 else "not ok", ri, "4:2:0" if sub == "on" else "4:4:4",
+                         "progressive" if prog == "true" else "baseline", *box, dmax))
+    return bad
+
+
 def rrc(n, seed, sizes):
     """n torchvision boxes "x y w h" for each WxH in sizes, in turn."""
     import torch
@@ -220,5 +254,7 @@ if __name__ == "__main__":
         sys.exit(1 if live(int(sys.argv[2])) else 0)
     elif sys.argv[1] == "cmyk":
         sys.exit(1 if cmyk(int(sys.argv[2])) else 0)
+    elif sys.argv[1] == "restart":
+        sys.exit(1 if restart(int(sys.argv[2])) else 0)
     elif sys.argv[1] == "rrc":
         rrc(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:])
