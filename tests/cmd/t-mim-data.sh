@@ -213,6 +213,7 @@ if [ -d /usr/share/wallpapers ]; then
 	$PY "$REF/data_ref.py" live 3 || echo "not ok - live parity check exited with $?"
 	$PY "$REF/data_ref.py" cmyk 3 || echo "not ok - CMYK parity check exited with $?"
 	$PY "$REF/data_ref.py" restart 3 || echo "not ok - restart-marker parity check exited with $?"
+	$PY "$REF/data_ref.py" draft 3 || echo "not ok - draft parity check exited with $?"
 else
 	echo "skip - parity: plasma-workspace-wallpapers not installed"
 fi

@@ -6,6 +6,7 @@
     data_ref.py live SEED               S=192 crops of big photos, reference now
     data_ref.py cmyk SEED               CMYK JPEGs (PIL's conversion), reference now
     data_ref.py restart SEED            JPEGs with restart markers, reference now
+    data_ref.py draft SEED              shrink-on-load against PIL's draft mode
     data_ref.py rrc N SEED WxH...       torchvision RandomResizedCrop boxes
 
 The cases are real photos from Debian's plasma-workspace-wallpapers, each
@@ -199,6 +200,49 @@ def cmyk(seed):
     return bad
 
 
+def draft(seed):
+    """JPEG shrink-on-load, exactly: PIL's draft mode asks libjpeg for the
+    same 1/s scale (islow IDCT, fancy upsampling), so mim-data with the
+    shrink forced must equal: PIL's 1/s decode, cut to the whole pixels
+    under the box mapped to 1/s (floor, ceil), resized from the fractional
+    box within that cut (Image.resize(box=...)). This checks the decoding
+    of only the box's rows and columns at 1/2, 1/4 and 1/8."""
+    import math
+    from PIL import Image
+    rng = __import__("random").Random(seed)
+    bad = 0
+    for f in ("SafeLanding/contents/images/5120x2880.jpg", "Honeywave/contents/images/5120x2880.jpg",
+              "Autumn/contents/images/2560x1600.jpg", "Grey/contents/images/2560x1600.jpg"):
+        path = os.path.join(WP, f)
+        if not os.path.exists(path):
+            print("skip - draft parity: %s is not installed" % path)
+            continue
+        W, H = Image.open(path).size
+        for s, frac in ((2, 0.9), (2, 0.5), (2, 0.35), (2, 0.2), (4, 0.7), (4, 0.3), (8, 0.5)):
+            w = int(W * frac * rng.uniform(0.9, 1.0))
+            h = min(H, int(w * rng.uniform(0.75, 1.33)))
+            x, y = rng.randrange(W - w + 1), rng.randrange(H - h + 1)
+            S = max(16, min(768, int(w / s / 1.5)))    # little left to average away
+            im = Image.open(path)
+            im.draft(im.mode, ((W + s - 1) // s, (H + s - 1) // s))
+            im = im.convert("RGB")
+            fb = [x / s, y / s, min((x + w) / s, im.size[0]), min((y + h) / s, im.size[1])]
+            x0, y0 = math.floor(fb[0]), math.floor(fb[1])
+            x1, y1 = min(math.ceil(fb[2]), im.size[0]), min(math.ceil(fb[3]), im.size[1])
+            ref = np.asarray(im.crop((x0, y0, x1, y1)).resize(
+                (S, S), Image.BILINEAR, box=(fb[0] - x0, fb[1] - y0, fb[2] - x0, fb[3] - y0)),
+                np.float64).transpose(2, 0, 1)
+            got = np.rint(run_mim(path, S, (x, y, w, h), 0, ["--shrink-max", str(s), "--shrink-min", "1"])
+                          .astype(np.float64) * 255)
+            if got.shape[0] == 1:
+                got = np.repeat(got, 3, 0)
+            dmax = np.abs(got - ref).max()
+            bad += dmax != 0
+            print("%s - draft parity %s at 1/%d box %d,%d,%d,%d S=%d: max %.0f/255"
+                  % ("ok" if dmax == 0 else "not ok", f.split("/")[0], s, x, y, w, h, S, dmax))
+    return bad
+
+
 def restart(seed):
     """JPEGs with restart markers (every 1, 3 and 17 MCUs; baseline and
     progressive; 4:2:0 and 4:4:4), made by the vips command: skipping rows
@@ -254,6 +298,8 @@ if __name__ == "__main__":
         sys.exit(1 if live(int(sys.argv[2])) else 0)
     elif sys.argv[1] == "cmyk":
         sys.exit(1 if cmyk(int(sys.argv[2])) else 0)
+    elif sys.argv[1] == "draft":
+        sys.exit(1 if draft(int(sys.argv[2])) else 0)
     elif sys.argv[1] == "restart":
         sys.exit(1 if restart(int(sys.argv[2])) else 0)
     elif sys.argv[1] == "rrc":
