@@ -171,6 +171,26 @@ cli_frames(char **files, int put,
 	}
 }
 
+struct mim_tensor *
+cli_batch(struct mim_frame *f, const char *name, const int64_t d[3], const char *where,
+    const char *hint, const char *what)
+{
+	struct mim_tensor *t = mim_frame_get(f, name);
+	char got[128];
+
+	if (!t)
+		die("%s: no tensor '%s'%s%s%s", where, name, hint ? " (" : "", hint ? hint : "",
+		    hint ? ")" : "");
+	if (t->dtype != MIM_F32)
+		die("%s: tensor '%s': dtype %s, want F32", where, name, mim_dtype_name(t->dtype));
+	if (t->ndim != 4 || t->shape[0] < 1 || t->shape[0] > 1 << 20 ||
+	    t->shape[1] != d[0] || t->shape[2] != d[1] || t->shape[3] != d[2])
+		die("%s: tensor '%s': shape %s, want [B,%lld,%lld,%lld] (%s)", where, name,
+		    mim_shape_str(got, sizeof got, t->ndim, t->shape),
+		    (long long)d[0], (long long)d[1], (long long)d[2], what);
+	return t;
+}
+
 void
 cli_exit(int status)
 {

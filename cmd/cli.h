@@ -40,6 +40,11 @@ void cli_put(const struct mim_frame *f);
  * mim-loss. */
 void cli_frames(char **files, int put,
     void (*fn)(struct mim_frame *f, const char *where, void *ctx), void *ctx);
+/* The tensor `name` of f, which must be F32 [B,d0,d1,d2] with 1 <= B <=
+ * 2^20; otherwise die "WHERE: ..." (hint: why it may be missing, or NULL;
+ * what: where the wanted shape comes from). */
+struct mim_tensor *cli_batch(struct mim_frame *f, const char *name, const int64_t d[3],
+    const char *where, const char *hint, const char *what);
 /* Check stdout for a late write error (full disk), then exit(status). */
 void cli_exit(int status) __attribute__((noreturn));
 

@@ -66,18 +66,8 @@ encode_frame(struct mim_frame *f, const char *where, void *ctx)
 	struct enc *e = ctx;
 	const struct mim_config *cf = &m->cfg;
 	int S = cf->img_size, gp = e->gp;
-	char got[128];
-
-	struct mim_tensor *img = mim_frame_get(f, "image");
-	if (!img)
-		die("%s: no tensor 'image'", where);
-	if (img->dtype != MIM_F32)
-		die("%s: tensor 'image': dtype %s, want F32", where, mim_dtype_name(img->dtype));
-	if (img->ndim != 4 || img->shape[0] < 1 || img->shape[0] > 1 << 20 ||
-	    img->shape[1] != cf->in_chans || img->shape[2] != S || img->shape[3] != S)
-		die("%s: tensor 'image': shape %s, want [B,%d,%d,%d] (the checkpoint's img_size)",
-		    where, mim_shape_str(got, sizeof got, img->ndim, img->shape),
-		    cf->in_chans, S, S);
+	const int64_t want[3] = {cf->in_chans, S, S};
+	struct mim_tensor *img = cli_batch(f, "image", want, where, NULL, "the checkpoint's img_size");
 	int B = (int)img->shape[0];
 	mask = get_mask(f, B, gp, gp, where);
 	size_t per = (size_t)(e->chw[0] * e->chw[1] * e->chw[2]);

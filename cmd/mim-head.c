@@ -30,18 +30,8 @@ head_frame(struct mim_frame *f, const char *where, void *ctx)
 {
 	const int64_t *chw = ctx;
 	int S = m->cfg.img_size;
-	char got[128];
-	struct mim_tensor *t = mim_frame_get(f, "latent");
-
-	if (!t)
-		die("%s: no tensor 'latent' (run mim-encode first)", where);
-	if (t->dtype != MIM_F32)
-		die("%s: tensor 'latent': dtype %s, want F32", where, mim_dtype_name(t->dtype));
-	if (t->ndim != 4 || t->shape[0] < 1 || t->shape[0] > 1 << 20 ||
-	    t->shape[1] != chw[0] || t->shape[2] != chw[1] || t->shape[3] != chw[2])
-		die("%s: tensor 'latent': shape %s, want [B,%lld,%lld,%lld] (the encoder output of this checkpoint)",
-		    where, mim_shape_str(got, sizeof got, t->ndim, t->shape),
-		    (long long)chw[0], (long long)chw[1], (long long)chw[2]);
+	struct mim_tensor *t = cli_batch(f, "latent", chw, where, "run mim-encode first",
+	    "the encoder output of this checkpoint");
 	int B = (int)t->shape[0];
 	int64_t sh[4] = {B, 3, S, S};
 	pred = malloc((size_t)B * 3 * S * S * sizeof(float));
