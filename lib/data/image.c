@@ -366,6 +366,18 @@ rs_out(struct mim_rs *rs, const struct plan *p, int c, struct mim_img *out)
 	return 0;
 }
 
+/* The whole pixels under the fractional box fb of a w x h image:
+ * x0 y0 x1 y1, the box's corners floored and ceiled, clipped to the image.
+ * Both decoding paths cut these out and resample the box within them. */
+static void
+pixels_under(const double fb[4], int w, int h, int cut[4])
+{
+	cut[0] = (int)floor(fb[0]);
+	cut[1] = (int)floor(fb[1]);
+	cut[2] = (int)ceil(fb[2]) < w ? (int)ceil(fb[2]) : w;
+	cut[3] = (int)ceil(fb[3]) < h ? (int)ceil(fb[3]) : h;
+}
+
 /* The pixels under the box, from the (possibly shrunk) image, through the
  * resampler of the plan, a strip of rows at a time: the box is never held
  * in memory whole, and libvips decodes no further down than needed. */
@@ -373,16 +385,14 @@ static int
 stream(VipsImage *im, const double fb[4], int kh, int kv, const struct plan *p,
     enum mim_interp interp, struct mim_img *out)
 {
-	int x0 = (int)floor(fb[0]), y0 = (int)floor(fb[1]);
-	int x1 = (int)ceil(fb[2]), y1 = (int)ceil(fb[3]);
 	VipsImage *t;
 	VipsRegion *reg;
 	struct mim_rs *rs;
 	double box[4];
-	int first, end, rc = -1;
+	int cut[4], first, end, rc = -1;
 
-	x1 = x1 > im->Xsize ? im->Xsize : x1;
-	y1 = y1 > im->Ysize ? im->Ysize : y1;
+	pixels_under(fb, im->Xsize, im->Ysize, cut);
+	int x0 = cut[0], y0 = cut[1], x1 = cut[2], y1 = cut[3];
 	g_object_ref(im);
 	if (x0 || y0 || x1 != im->Xsize || y1 != im->Ysize)
 		STEP(vips_extract_area(im, &o_, x0, y0, x1 - x0, y1 - y0, NULL));
@@ -526,11 +536,9 @@ run_jpeg(const void *buf, size_t n, const struct mim_aug *a, struct mim_drng *rn
 	if (jpg_scale(j, s, &sw, &sh))
 		goto out;
 	scaled_box(fb, &p, s, sw, sh);
-	/* as stream(): the whole pixels under the box, then the box in them */
-	int x0 = (int)floor(fb[0]), y0 = (int)floor(fb[1]);
-	int x1 = (int)ceil(fb[2]), y1 = (int)ceil(fb[3]);
-	x1 = x1 > sw ? sw : x1;
-	y1 = y1 > sh ? sh : y1;
+	int cut[4];
+	pixels_under(fb, sw, sh, cut);
+	int x0 = cut[0], y0 = cut[1], x1 = cut[2], y1 = cut[3];
 	box[0] = fb[0] - x0;
 	box[1] = fb[1] - y0;
 	box[2] = fb[2] - x0;
