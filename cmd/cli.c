@@ -101,6 +101,24 @@ cli_double(const char *flag, const char *s, double min, double max)
 	return v;
 }
 
+enum mim_loss_kind
+cli_loss(const char *flag, const char *s)
+{
+	int k = mim_loss_parse(s);
+	if (k < 0)
+		usage_error("%s: '%s' is not %s", flag, s, mim_loss_choices());
+	return (enum mim_loss_kind)k;
+}
+
+enum mim_loss_region
+cli_region(const char *flag, const char *s)
+{
+	int r = mim_region_parse(s);
+	if (r < 0)
+		usage_error("%s: '%s' is not %s", flag, s, mim_region_choices());
+	return (enum mim_loss_region)r;
+}
+
 int
 cli_doubles(const char *flag, const char *s, double *v, int max)
 {

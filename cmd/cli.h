@@ -24,6 +24,9 @@ void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), nore
 /* Parse a flag value or exit 2 naming the flag. */
 long long cli_int(const char *flag, const char *s, long long min, long long max);
 double cli_double(const char *flag, const char *s, double min, double max);
+/* A loss or region name (mim_loss_parse, mim_region_parse), or exit 2. */
+enum mim_loss_kind cli_loss(const char *flag, const char *s);
+enum mim_loss_region cli_region(const char *flag, const char *s);
 /* Parse "a,b,c" into up to max doubles; returns the count, or exits 2. */
 int cli_doubles(const char *flag, const char *s, double *v, int max);
 

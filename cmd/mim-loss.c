@@ -24,7 +24,6 @@ static const char usage_text[] =
 "  -q, --quiet          no running mean on stderr\n"
 "  -h, --help           this help\n";
 
-static const char *const kinds[] = {"l1", "l2", "smooth-l1"};
 
 /* what is in flight, global so that an exit through die() leaves nothing
  * unreachable behind (LeakSanitizer) */
@@ -108,24 +107,9 @@ main(int argc, char **argv)
 	cli_init(argc, argv);
 	while ((c = getopt_long(argc, argv, "l:b:r:qh", opts, NULL)) != -1) {
 		switch (c) {
-		case 'l': {
-			int k = 0;
-			while (k < 3 && strcmp(optarg, kinds[k]) != 0)
-				k++;
-			if (k == 3)
-				usage_error("--loss: '%s' is not l1, l2 or smooth-l1", optarg);
-			o.kind = k;
-			break;
-		}
+		case 'l': o.kind = cli_loss("--loss", optarg); break;
 		case 'b': o.beta = cli_double("--beta", optarg, 0, 1e30); break;
-		case 'r':
-			if (strcmp(optarg, "masked") == 0)
-				o.region = MIM_REGION_MASKED;
-			else if (strcmp(optarg, "all") == 0)
-				o.region = MIM_REGION_ALL;
-			else
-				usage_error("--region: '%s' is not masked or all", optarg);
-			break;
+		case 'r': o.region = cli_region("--region", optarg); break;
 		case 'q': quiet = 1; break;
 		case 'h': fputs(usage_text, stdout); return 0;
 		default: usage_error("unknown option");

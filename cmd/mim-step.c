@@ -184,17 +184,8 @@ parse(int argc, char **argv, struct cmdline *cl)
 		case O_CLIP: cl->o.clip_grad = cli_double("--clip-grad", optarg, 0, 1e30); break;
 		case O_ACCUM: cl->o.accum = (int)cli_int("--accum", optarg, 1, 1 << 20); break;
 		case O_SEED: cl->o.seed = (uint64_t)cli_int("--seed", optarg, 0, INT64_MAX); break;
-		case O_LOSS:
-			if (!strcmp(optarg, "l1")) cl->o.loss.kind = MIM_LOSS_L1;
-			else if (!strcmp(optarg, "l2")) cl->o.loss.kind = MIM_LOSS_L2;
-			else if (!strcmp(optarg, "smooth-l1")) cl->o.loss.kind = MIM_LOSS_SMOOTH_L1;
-			else usage_error("--loss: '%s' is not l1, l2 or smooth-l1", optarg);
-			break;
-		case O_REGION:
-			if (!strcmp(optarg, "masked")) cl->o.loss.region = MIM_REGION_MASKED;
-			else if (!strcmp(optarg, "all")) cl->o.loss.region = MIM_REGION_ALL;
-			else usage_error("--region: '%s' is not masked or all", optarg);
-			break;
+		case O_LOSS: cl->o.loss.kind = cli_loss("--loss", optarg); break;
+		case O_REGION: cl->o.loss.region = cli_region("--region", optarg); break;
 		case O_BETA: cl->o.loss.beta = cli_double("--beta", optarg, 1e-12, 1e12); break;
 		case O_SAVE_EVERY: cl->save_every = cli_int("--save-every", optarg, 0, INT64_MAX); break;
 		case O_SKIP: cl->skip = cli_int("--skip", optarg, 0, INT64_MAX / 2); break;

@@ -100,6 +100,15 @@ struct mim_lossopt {
 	enum mim_loss_region region;
 	double beta;		/* smooth-l1 threshold, default 1.0 */
 };
+/* The names of the losses and regions: one owner (lib/model/loss.c), for
+ * flags, checkpoints and messages. parse: the enum, or -1; name: NULL when
+ * out of range; choices: the names for a message ("l1, l2 or smooth-l1"). */
+int mim_loss_parse(const char *name);
+const char *mim_loss_name(enum mim_loss_kind k);
+const char *mim_loss_choices(void);
+int mim_region_parse(const char *name);
+const char *mim_region_name(enum mim_loss_region r);
+const char *mim_region_choices(void);
 
 /* Encoder forward (inference: no drop path). */
 int mim_encode(struct mim_model *m, int B, const float *img, const uint8_t *mask,

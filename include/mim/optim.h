@@ -182,7 +182,7 @@ uint64_t mim_train_digest(const struct mim_train *t);
  *                       "steps":..,"warmup_steps":..,"milestones":[..],
  *                       "gamma":..,"official":..,"base_lr":..,"batch":..
  *                       [,"world":..]}   (world only when > 1)
- *   mim.train.loss     {"loss":"l1"|"l2"|"smooth_l1","region":..,"beta":..}
+ *   mim.train.loss     {"loss":"l1"|"l2"|"smooth-l1","region":..,"beta":..}
  *   mim.train.rng      {"seed":..,"drop_path":"splitmix64(seed,batch,rank)"}
  * The file depends only on the state (no times, no paths), so equal
  * states give equal bytes. */

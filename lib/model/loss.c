@@ -12,10 +12,50 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "arch.h"
 #include "mim/gemm.h"
 #include "mim/prof.h"
+
+/* ---- names ---------------------------------------------------------------- */
+
+static const char *const loss_names[] = {
+	[MIM_LOSS_L1] = "l1", [MIM_LOSS_L2] = "l2", [MIM_LOSS_SMOOTH_L1] = "smooth-l1",
+};
+static const char *const region_names[] = {
+	[MIM_REGION_MASKED] = "masked", [MIM_REGION_ALL] = "all",
+};
+#define N(a) (int)(sizeof a / sizeof a[0])
+
+static int
+lookup(const char *const *names, int n, const char *name)
+{
+	for (int i = 0; name && i < n; i++)
+		if (strcmp(names[i], name) == 0)
+			return i;
+	return -1;
+}
+
+int mim_loss_parse(const char *name) { return lookup(loss_names, N(loss_names), name); }
+int mim_region_parse(const char *name) { return lookup(region_names, N(region_names), name); }
+
+const char *
+mim_loss_name(enum mim_loss_kind k)
+{
+	return (unsigned)k < (unsigned)N(loss_names) ? loss_names[k] : NULL;
+}
+
+const char *
+mim_region_name(enum mim_loss_region r)
+{
+	return (unsigned)r < (unsigned)N(region_names) ? region_names[r] : NULL;
+}
+
+const char *mim_loss_choices(void) { return "l1, l2 or smooth-l1"; }
+const char *mim_region_choices(void) { return "masked or all"; }
+
+/* ---- the loss --------------------------------------------------------------- */
 
 struct lj {
 	const struct mim_lossopt *o;

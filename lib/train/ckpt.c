@@ -27,8 +27,6 @@
 
 #include "mim/optim.h"
 
-static const char *loss_names[] = {"l1", "l2", "smooth-l1"};
-static const char *region_names[] = {"masked", "all"};
 static const char *setting_keys[] = {"optim", "sched", "loss", "rng"};
 #define NSETTING 4
 
@@ -86,8 +84,8 @@ mim_train_setting(const struct mim_trainopt *o, const char *key)
 	} else if (strcmp(key, "loss") == 0) {
 		fmt_num(a, sizeof a, o->loss.beta);
 		snprintf(out, sizeof out, "{\"loss\":\"%s\",\"region\":\"%s\",\"beta\":%s}",
-		    (unsigned)o->loss.kind < 3 ? loss_names[o->loss.kind] : "?",
-		    (unsigned)o->loss.region < 2 ? region_names[o->loss.region] : "?", a);
+		    mim_loss_name(o->loss.kind) ? mim_loss_name(o->loss.kind) : "?",
+		    mim_region_name(o->loss.region) ? mim_region_name(o->loss.region) : "?", a);
 	} else if (strcmp(key, "rng") == 0) {
 		snprintf(out, sizeof out, "{\"seed\":%llu,\"drop_path\":\"splitmix64(seed,batch,rank)\"}",
 		    (unsigned long long)o->seed);
