@@ -23,6 +23,12 @@ clk(clockid_t id)
 	return (double)t.tv_sec + t.tv_nsec * 1e-9;
 }
 
+double
+mim_now(void)
+{
+	return clk(CLOCK_MONOTONIC);
+}
+
 void
 mim_prof_enable(int on)
 {

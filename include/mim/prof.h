@@ -30,6 +30,9 @@ struct mim_prof_entry {
  * there are in all. */
 int mim_prof_get(struct mim_prof_entry *out, int max);
 
+/* Seconds on the monotonic clock (for rates and progress lines). */
+double mim_now(void);
+
 /* ---- for the library's own kernels ------------------------------------- */
 extern int mim_prof_on;
 /* A timer: t = MIM_PROF_BEGIN(); ... MIM_PROF_END("name", t, flops);
