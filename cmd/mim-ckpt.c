@@ -55,16 +55,6 @@ main(int argc, char **argv)
 
 /* ---- init ------------------------------------------------------------------ */
 
-/* the config keys, for flags --img-size etc. (the parser decides which
- * belong to which model) */
-static const char *const config_keys[] = {
-	"model", "img_size", "in_chans", "patch_size", "embed_dim", "depth",
-	"num_heads", "mlp_ratio", "qkv_bias", "init_values", "use_abs_pos_emb",
-	"use_rel_pos_bias", "use_shared_rel_pos_bias", "use_mean_pooling",
-	"drop_path_rate", "layer_norm_eps", "encoder_stride", "depths",
-	"window_size", "ape", "patch_norm", NULL,
-};
-
 static void
 init_usage(void)
 {
@@ -110,14 +100,19 @@ flag_value(const char *flag, const char *s)
 int
 ckpt_init(int argc, char **argv)
 {
-	enum { NK = sizeof config_keys / sizeof config_keys[0] - 1 };
-	struct option opts[NK + 6];
-	char flagname[NK][32];
+	/* a flag for every config key of every model (--img-size etc.; the
+	 * parser decides which belong to which model) */
+	enum { MAXK = 64 };
+	static struct option opts[MAXK + 6];
+	static char flagname[MAXK][32];
+	const char *config_keys[MAXK];
 	const char *preset = NULL, *config = NULL, *out = NULL;
 	uint64_t seed = 0;
 	json_t *over = json_object();
-	int c, idx;
+	int c, idx, NK = 0;
 
+	while (NK < MAXK && (config_keys[NK] = mim_config_key_name(NK)))
+		NK++;
 	for (int i = 0; i < NK; i++) {
 		snprintf(flagname[i], sizeof flagname[i], "%s", config_keys[i]);
 		for (char *p = flagname[i]; *p; p++)
@@ -157,12 +152,20 @@ ckpt_init(int argc, char **argv)
 		if (mim_config_preset(&cfg, preset) < 0)
 			usage_error("--preset: %s", mim_errmsg());
 		if (mv && json_is_string(mv) &&
-		    strcmp(json_string_value(mv), cfg.arch == MIM_ARCH_VIT ? "vit" : "swin") != 0)
+		    strcmp(json_string_value(mv), mim_config_arch_name(&cfg)) != 0)
 			usage_error("--model %s contradicts --preset %s", json_string_value(mv), preset);
-	} else if (mv && json_is_string(mv) && strcmp(json_string_value(mv), "swin") == 0) {
-		mim_config_default(&cfg, MIM_ARCH_SWIN);
 	} else {
-		mim_config_default(&cfg, MIM_ARCH_VIT);
+		/* the defaults of --model (any the library has; none: vit) */
+		json_t *d = json_object();
+		if (mv)
+			json_object_set(d, "model", mv);
+		char *dj = d ? json_dumps(d, JSON_COMPACT) : NULL;
+		json_decref(d);
+		if (!dj)
+			die("out of memory");
+		if (mim_config_parse(&cfg, dj) < 0)
+			usage_error("init: %s", mim_errmsg());
+		free(dj);
 	}
 	char *base = mim_config_json(&cfg);
 	json_t *o = base ? json_loads(base, 0, NULL) : NULL;

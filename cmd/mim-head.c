@@ -1,6 +1,7 @@
 /* mim-head -- the SimMIM prediction head over a stream: reads frames with
- * `latent` (B,C,h,w), adds `pred` (B,3,h*s,w*s): a 1x1 convolution to
- * s*s*3 channels and a pixel shuffle by the encoder stride s. */
+ * `latent` (B,C,h,w), adds `pred` (B,)+mim_pred_shape: for the linear head
+ * (B,3,h*s,w*s), a 1x1 convolution to s*s*3 channels and a pixel shuffle by
+ * the encoder stride s. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,12 +30,12 @@ static void
 head_frame(struct mim_frame *f, const char *where, void *ctx)
 {
 	const int64_t *chw = ctx;
-	int S = m->cfg.img_size;
 	struct mim_tensor *t = cli_batch(f, "latent", chw, where, "run mim-encode first",
 	    "the encoder output of this checkpoint");
 	int B = (int)t->shape[0];
-	int64_t sh[4] = {B, 3, S, S};
-	pred = malloc((size_t)B * 3 * S * S * sizeof(float));
+	int64_t sh[4] = {B};
+	mim_pred_shape(m, sh + 1);
+	pred = malloc((size_t)B * sh[1] * sh[2] * sh[3] * sizeof(float));
 	if (!pred)
 		die("out of memory");
 	if (mim_head(m, B, t->data, pred) < 0)

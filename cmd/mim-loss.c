@@ -54,10 +54,8 @@ loss_frame(struct mim_frame *f, const char *where, void *ctx)
 	    img->shape[3] < 1 || img->shape[0] > 1 << 20)
 		die("%s: tensor 'image': shape %s, want [B,3,H,W]", where,
 		    mim_shape_str(got, sizeof got, img->ndim, img->shape));
-	if (pred->ndim != 4 || memcmp(pred->shape, img->shape, 4 * sizeof(int64_t)) != 0)
-		die("%s: tensor 'pred': shape %s, want the image's %s", where,
-		    mim_shape_str(got, sizeof got, pred->ndim, pred->shape),
-		    mim_shape_str(want, sizeof want, img->ndim, img->shape));
+	if (mim_pred_check(img->shape, pred->ndim, pred->shape) < 0)
+		die("%s: %s", where, mim_errmsg());
 	int B = (int)img->shape[0], H = (int)img->shape[2], W = (int)img->shape[3], p = 1;
 	mask = NULL;
 	if (!mk && L->o.region == MIM_REGION_MASKED)

@@ -161,9 +161,8 @@ add_frame(struct sheet *s, const struct mim_frame *f, const char *input, long k,
 		H = ref->shape[2];
 		W = ref->shape[3];
 	}
-	if (img && pred && memcmp(img->shape, pred->shape, sizeof(int64_t) * 4))
-		die("%s: frame %ld: 'image' %s and 'pred' %s disagree", input, k,
-		    mim_shape_str(sh, 64, 4, img->shape), mim_shape_str(sh + 64, 64, 4, pred->shape));
+	if (img && pred && mim_pred_check(img->shape, 4, pred->shape) < 0)
+		die("%s: frame %ld: %s", input, k, mim_errmsg());
 	if (mask && ref) {
 		if (mask->shape[0] != B || mask->shape[1] == 0 || mask->shape[2] == 0 ||
 		    H % mask->shape[1] || W % mask->shape[2] ||

@@ -14,12 +14,15 @@
 
 #include "mim/stream.h"
 
+/* The built-in encoders; a plug-in registered at run time gets a higher id
+ * (lib/model/arch.h). */
 enum mim_arch { MIM_ARCH_VIT, MIM_ARCH_SWIN };
 #define MIM_MAXSTAGE 8
 
 /* The model, exactly the keys of __metadata__["mim.config"] (JSON). */
 struct mim_config {
 	enum mim_arch arch;		/* "model": "vit" | "swin" */
+	int head;			/* "head": "linear" (id 0, the default) */
 	int img_size, in_chans, patch_size, embed_dim;
 	double mlp_ratio;
 	int qkv_bias;
@@ -50,6 +53,13 @@ const char *mim_config_preset_name(int i);
 int mim_config_check(const struct mim_config *c);
 /* Channels of the encoder output (num_features). */
 int mim_config_features(const struct mim_config *c);
+/* Key i (0, 1, ...) of mim.config for any architecture the library has,
+ * each name once ("model", "head", then the architectures' keys); NULL
+ * past the last: for flags and help texts. */
+const char *mim_config_key_name(int i);
+/* The names of the architecture and of the head of c ("vit", "linear"). */
+const char *mim_config_arch_name(const struct mim_config *c);
+const char *mim_config_head_name(const struct mim_config *c);
 
 /* One parameter in the flat arena. */
 struct mim_param {
@@ -67,6 +77,8 @@ struct mim_model {
 	size_t nw;		/* total parameters */
 	float *w;		/* parameters, nw floats */
 	float *g;		/* gradients, nw floats (allocated by mim_model_grad) */
+	int features;		/* F: channels of the encoder output */
+	int head_p0;		/* index in p of the head's first parameter */
 	void *priv;		/* activations, plans: the architecture's own */
 	void *work;		/* buffers of the head and loss (lib/model/model.c) */
 };
@@ -91,7 +103,17 @@ struct mim_frame *mim_model_to_frame(const struct mim_model *m);
 
 /* ---- computation ---------------------------------------------------------
  * img (B,3,H,W) normalised; mask (B,H/p,W/p) u8, 1 = masked, or NULL;
- * latent (B,C,H/s,W/s); pred (B,3,H,W). */
+ * latent (B,C,H/s,W/s); pred (B,)+mim_pred_shape: (B,3,H,W) for the
+ * linear head. */
+
+/* (C,H,W) of one sample's prediction by m's head: every tool and the
+ * training step size `pred` by this. */
+void mim_pred_shape(const struct mim_model *m, int64_t chw[3]);
+/* Whether a prediction of shape pred (4-D) can be scored against the
+ * images of shape img (4-D, [B,3,H,W]) by mim_loss: for the tools that see
+ * a stream and no model (mim-loss, mim-view). 0, or -1 with the error
+ * naming what disagrees. */
+int mim_pred_check(const int64_t img[4], int pred_ndim, const int64_t *pred);
 
 enum mim_loss_kind { MIM_LOSS_L1, MIM_LOSS_L2, MIM_LOSS_SMOOTH_L1 };
 enum mim_loss_region { MIM_REGION_MASKED, MIM_REGION_ALL };
@@ -123,7 +145,8 @@ int mim_model_nlayers(const struct mim_model *m);
 int mim_layer_shape(const struct mim_model *m, int layer, int64_t chw[3]);
 int mim_encode_layer(struct mim_model *m, int B, const float *img,
     const uint8_t *mask, int layer, float *out);
-/* Prediction head: 1x1 conv + pixel shuffle. */
+/* The prediction head of the config ("linear": 1x1 conv + pixel shuffle):
+ * latent (B,F,h,w) -> pred. */
 int mim_head(struct mim_model *m, int B, const float *latent, float *pred);
 /* The official loss; if dpred is not NULL it receives d loss / d pred. */
 double mim_loss(const struct mim_lossopt *o, int B, int H, int W, int p,

@@ -1,38 +1,50 @@
-/* arch.h -- the internal interface between the generic model code and one
- * encoder architecture. Not installed; only the files of lib/model/ include it.
+/* arch.h -- the internal interfaces between the generic model code and
+ * the parts that plug into it: an encoder architecture (struct
+ * mim_arch_ops) and a prediction head (struct mim_head_ops). Not
+ * installed; only the files of lib/model/ (and lib/ckpt/) include it.
  *
  * WHO DOES WHAT
  *
- *   model.c (generic)                   <arch>.c (vit.c, swin.c)
- *   ---------------------------------   ----------------------------------
- *   struct mim_model, the flat arena    the encoder's parameter list, in
- *   m->w / m->g, the parameter table,   the official state_dict order
- *   weight-decay flags (official rule,  (ops->params, with mim_addp)
- *   reference §7.1, from ops->skip),
- *   the decoder parameters, decoder     the encoder's official init
- *   init, load / save by name,          (ops->init)
- *   head (head.c), loss (loss.c),       encoder forward / backward, its
- *   mim_model_grad, mim_encode          activations and plans (m->priv)
+ *   generic                                  an architecture / a head
+ *   -------------------------------------    ---------------------------------
+ *   config.c: the JSON of mim.config, the    its config keys, defaults, size
+ *     generic keys and checks                checks and feature count
+ *   param.c: the parameter table             its parameter list in the
+ *     (mim_addp, mim_model_param)            official state_dict order
+ *   model.c: struct mim_model, the flat      its official init, forward and
+ *     arena m->w / m->g, weight-decay        backward, activations and plans
+ *     flags (official rule, reference        (m->priv; the head: its scratch)
+ *     §7.1, from ops->skip), load / save
+ *     by name, mim_model_grad, mim_encode,
+ *     mim_head, the loss (loss.c)
+ *   registry.c: the tables of encoders
+ *     and heads, looked up by id and name
+ *
+ * LAYERS. No two files of lib/ may depend on each other in a loop (the
+ * suite checks this over nm of the objects). So an architecture or a head
+ * calls only param.c, rng.c, the kernels and the stream: never config.c,
+ * model.c or registry.c, which call it through the tables.
  *
  * ADDING AN ARCHITECTURE: write lib/model/<arch>.c defining one
- * `const struct mim_arch_ops mim_<arch>_ops` and add one row to the table
- * `archs[]` in model.c (indexed by enum mim_arch). Nothing else.
+ * `const struct mim_arch_ops mim_<arch>_ops` and add it to the built-in
+ * table of registry.c, or register it at run time with
+ * mim_arch_register(). ADDING A HEAD: the same with struct mim_head_ops
+ * and mim_head_register(). Nothing else.
  *
  * LIFE OF A MODEL
  *
  *   mim_model_new(cfg):  m->cfg = *cfg (already checked by
- *       mim_config_check); ops->params(m) registers the encoder parameters
- *       with mim_addp(); model.c appends "decoder.0.weight" (O,F,1,1) and
- *       "decoder.0.bias" (O), O = encoder_stride^2 * 3,
- *       F = mim_config_features(cfg); computes every decay flag; allocates
- *       m->w (zeroed, 64-byte aligned). m->g stays NULL.
+ *       mim_config_check); m->features = ops->features(cfg);
+ *       ops->params(m) registers the encoder parameters with mim_addp();
+ *       m->head_p0 = m->np, then head->params(m) appends the head's
+ *       ("decoder.*"); computes every decay flag; allocates m->w (zeroed,
+ *       64-byte aligned). m->g stays NULL.
  *   mim_model_init(m, seed): ops->init(m, seed) fills the encoder
- *       parameters; model.c fills the decoder (PyTorch's default Conv2d
- *       init, U(+-1/sqrt(F)) for weight and bias).
+ *       parameters, head->init(m, seed) the head's.
  *   mim_encode / mim_encode_layer: ops->forward(train = 0).
  *   mim_model_grad: model.c allocates m->g if NULL and zeroes it, calls
  *       ops->forward(train = 1, layer = 0) to get the latent, runs the
- *       head and the loss and their backward (decoder gradients), then
+ *       head and the loss and their backward (head gradients), then
  *       ops->backward(m, dlatent), which ADDS d loss / d w of every
  *       encoder parameter into m->g (m->g + p->off, same layout as m->w).
  *   mim_model_free: ops->free(m) releases m->priv (may be called on a
@@ -46,7 +58,8 @@
  *   img    (B, in_chans, H, W), H = W = cfg.img_size, normalised
  *   mask   (B, H/p, W/p) uint8, 1 = masked, p = cfg.patch_size; NULL means
  *          nothing masked (the mask token never enters)
- *   latent (B, F, H/s, W/s), s = cfg.encoder_stride, F = features
+ *   latent (B, F, H/s, W/s), s = cfg.encoder_stride, F = m->features
+ *   pred   (B, C, Hp, Wp) as head->pred_shape says (linear: (B, 3, H, W))
  *
  * THREADS AND SPEED: every matrix product goes through mim_gemm /
  * mim_gemm_batch (include/mim/gemm.h); elementwise loops through
@@ -59,13 +72,54 @@
 #ifndef MIM_MODEL_ARCH_H
 #define MIM_MODEL_ARCH_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "mim/model.h"
 #include "mim/stream.h"
 
+/* One key of mim.config: its JSON name and type, and where it lives in
+ * struct mim_config. A table ends with a NULL name. */
+enum mim_ktype { MIM_K_INT, MIM_K_DBL, MIM_K_BOOL, MIM_K_LIST, MIM_K_DBLNULL };
+struct mim_config_key {
+	const char *name;
+	enum mim_ktype type;	/* MIM_K_LIST: int[MIM_MAXSTAGE], nstages long;
+				 * the first list key of a table sets nstages */
+	size_t off;		/* offsetof(struct mim_config, field) */
+};
+
+/* The keys every architecture has, first and last in its table. */
+#define MIM_CONFIG_KEYS_FIRST \
+	{"img_size", MIM_K_INT, offsetof(struct mim_config, img_size)}, \
+	{"in_chans", MIM_K_INT, offsetof(struct mim_config, in_chans)}, \
+	{"patch_size", MIM_K_INT, offsetof(struct mim_config, patch_size)}, \
+	{"embed_dim", MIM_K_INT, offsetof(struct mim_config, embed_dim)}
+#define MIM_CONFIG_KEYS_LAST \
+	{"drop_path_rate", MIM_K_DBL, offsetof(struct mim_config, drop_path_rate)}, \
+	{"layer_norm_eps", MIM_K_DBL, offsetof(struct mim_config, layer_norm_eps)}, \
+	{"encoder_stride", MIM_K_INT, offsetof(struct mim_config, encoder_stride)}, \
+	{NULL, 0, 0}
+
 struct mim_arch_ops {
 	const char *name;	/* the "model" key: "vit", "swin" */
+
+	/* ---- the config (config.c) ---- */
+
+	/* This architecture's keys of mim.config (besides "model" and
+	 * "head"), in the order mim_config_json writes them. */
+	const struct mim_config_key *keys;
+	/* Set the official defaults of every key (c is zeroed, c->arch set;
+	 * the generic defaults in_chans 3, mlp_ratio 4, qkv_bias on are set
+	 * before). */
+	void (*defaults)(struct mim_config *c);
+	/* The sizes only this architecture knows (depth, heads, windows,
+	 * encoder_stride). config.c checks the generic keys first. 0 / -1,
+	 * the message without the "config: " prefix. */
+	int (*check)(const struct mim_config *c);
+	/* Channels of the encoder output (num_features). */
+	int (*features)(const struct mim_config *c);
+
+	/* ---- the model ---- */
 
 	/* Register every ENCODER parameter with mim_addp(), in the order of
 	 * the official module's named_parameters() (= its state_dict order
@@ -131,10 +185,57 @@ struct mim_arch_ops {
 extern const struct mim_arch_ops mim_vit_ops;
 extern const struct mim_arch_ops mim_swin_ops;
 
-/* ---- helpers for the hooks (model.c) ------------------------------------ */
+/* ---- prediction heads ------------------------------------------------------ */
+
+struct mim_head_ops {
+	const char *name;	/* the "head" key: "linear" */
+
+	/* Sizes only this head knows, for a config whose encoder already
+	 * passed (e.g. a head that needs a Swin encoder). NULL: none. 0 / -1,
+	 * the message without the "config: " prefix. */
+	int (*check)(const struct mim_config *c);
+	/* Register the head's parameters with mim_addp() after the
+	 * encoder's (m->features is set; the first lands at m->head_p0).
+	 * Official names start with "decoder.". */
+	int (*params)(struct mim_model *m);
+	/* The head's initialisation (its parameters are zero on entry). */
+	int (*init)(struct mim_model *m, uint64_t seed);
+	/* (C,H,W) of one sample's prediction: what the loss compares with the
+	 * image (or its target). */
+	void (*pred_shape)(const struct mim_model *m, int64_t chw[3]);
+	/* Floats of scratch for a batch of B: the forward's activations that
+	 * the backward reads, and the backward's temporaries. */
+	size_t (*scratch)(const struct mim_model *m, int B);
+	/* latent (B,F,h,w) -> pred (B,C,H,W) */
+	void (*forward)(const struct mim_model *m, int B, const float *latent,
+	    float *pred, float *scratch);
+	/* head gradients += into m->g; dlatent (B,F,h,w) OVERWRITTEN (or
+	 * NULL: not wanted); scratch as the forward of this batch left it */
+	void (*backward)(struct mim_model *m, int B, const float *dpred,
+	    float *scratch, float *dlatent);
+};
+
+extern const struct mim_head_ops mim_head_linear_ops;
+
+/* ---- the registry (registry.c) -------------------------------------------- */
+
+/* The architecture of id (enum mim_arch, or an id from mim_arch_register),
+ * NULL if none. */
+const struct mim_arch_ops *mim_arch_get(int id);
+/* The id of the architecture called name, or -1. */
+int mim_arch_find(const char *name);
+/* Add an architecture at run time (a plug-in, a test): its id, or -1 with
+ * the error set (name taken, table full). ops must outlive its use. */
+int mim_arch_register(const struct mim_arch_ops *ops);
+/* The same for heads: id 0 is "linear" (the default). */
+const struct mim_head_ops *mim_head_get(int id);
+int mim_head_find(const char *name);
+int mim_head_register(const struct mim_head_ops *ops);
+
+/* ---- helpers for the hooks (param.c, rng.c) ------------------------------ */
 
 /* Append parameter fmt... with ndim dims (d0..d3; unused ones ignored) to
- * the table. Returns its index into m->p (stable), or -1. Only valid
+ * the table (param.c). Returns its index into m->p (stable), or -1. Only valid
  * inside ops->params (the arena is allocated afterwards). */
 int mim_addp(struct mim_model *m, int ndim, int64_t d0, int64_t d1, int64_t d2,
     int64_t d3, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
@@ -149,19 +250,6 @@ mim_pg(const struct mim_model *m, int i)
 {
 	return i < 0 || !m->g ? (float *)0 : m->g + m->p[i].off;
 }
-
-/* ---- the prediction head (head.c), used by model.c ----------------------- */
-
-/* floats of scratch the head needs for a batch of B (head.c) */
-size_t mim_head_scratch(const struct mim_model *m, int B);
-/* latent (B,F,h,w) -> pred (B,3,H,W); scratch: mim_head_scratch floats */
-void mim_head_forward(const struct mim_model *m, int B, const float *latent,
-    float *pred, float *scratch);
-/* decoder gradients += into m->g; dlatent (B,F,h,w) OVERWRITTEN (or NULL);
- * scratch: the one mim_head_forward used for this batch, untouched since
- * (the backward reads the forward's copy of the latent there) */
-void mim_head_backward(struct mim_model *m, int B, const float *dpred,
-    float *scratch, float *dlatent);
 
 /* ---- deterministic random numbers --------------------------------------- */
 

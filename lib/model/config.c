@@ -1,11 +1,15 @@
 /* config.c -- the model configuration: defaults, presets, the JSON of
  * __metadata__["mim.config"], and the size checks.
  *
- * The JSON is one object. "model" ("vit" or "swin", default "vit") picks the
- * defaults of the official configs; every other key present overrides one
- * default. Keys that the architecture does not have, wrong JSON types and
- * impossible sizes are errors. mim_config_json writes every key, in the
- * order of the tables below, so a checkpoint describes its model fully. */
+ * The JSON is one object. "model" ("vit" or "swin", default "vit": any
+ * architecture of the registry) picks the defaults of the official
+ * configs; every other key present overrides one default. The keys, their
+ * defaults and their checks come from the architecture's ops (arch.h);
+ * "head" (default "linear") names the prediction head. Keys that the
+ * architecture does not have, wrong JSON types and impossible sizes are
+ * errors. mim_config_json writes every key, in the order of the
+ * architecture's table and "head" last, so a checkpoint describes its
+ * model fully. */
 
 #include <jansson.h>
 #include <math.h>
@@ -14,110 +18,87 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mim/model.h"
+#include "arch.h"
 
-enum ktype { K_INT, K_DBL, K_BOOL, K_LIST, K_DBLNULL };
-
-struct key {
-	const char *name;
-	enum ktype type;
-	size_t off;		/* offset in struct mim_config */
-};
-
-#define O(f) offsetof(struct mim_config, f)
-
-/* ViT keys, in the order of issue 5 (and of mim_config_json) */
-static const struct key vit_keys[] = {
-	{"img_size", K_INT, O(img_size)},
-	{"in_chans", K_INT, O(in_chans)},
-	{"patch_size", K_INT, O(patch_size)},
-	{"embed_dim", K_INT, O(embed_dim)},
-	{"depth", K_INT, O(depth)},
-	{"num_heads", K_INT, O(num_heads)},
-	{"mlp_ratio", K_DBL, O(mlp_ratio)},
-	{"qkv_bias", K_BOOL, O(qkv_bias)},
-	{"init_values", K_DBLNULL, O(init_values)},
-	{"use_abs_pos_emb", K_BOOL, O(use_abs_pos_emb)},
-	{"use_rel_pos_bias", K_BOOL, O(use_rel_pos_bias)},
-	{"use_shared_rel_pos_bias", K_BOOL, O(use_shared_rel_pos_bias)},
-	{"use_mean_pooling", K_BOOL, O(use_mean_pooling)},
-	{"drop_path_rate", K_DBL, O(drop_path_rate)},
-	{"layer_norm_eps", K_DBL, O(layer_norm_eps)},
-	{"encoder_stride", K_INT, O(encoder_stride)},
-	{NULL, 0, 0},
-};
-
-/* Swin keys; "depths" and "num_heads" are lists of equal length */
-static const struct key swin_keys[] = {
-	{"img_size", K_INT, O(img_size)},
-	{"in_chans", K_INT, O(in_chans)},
-	{"patch_size", K_INT, O(patch_size)},
-	{"embed_dim", K_INT, O(embed_dim)},
-	{"depths", K_LIST, O(depths)},
-	{"num_heads", K_LIST, O(num_heads_s)},
-	{"window_size", K_INT, O(window_size)},
-	{"mlp_ratio", K_DBL, O(mlp_ratio)},
-	{"qkv_bias", K_BOOL, O(qkv_bias)},
-	{"ape", K_BOOL, O(ape)},
-	{"patch_norm", K_BOOL, O(patch_norm)},
-	{"drop_path_rate", K_DBL, O(drop_path_rate)},
-	{"layer_norm_eps", K_DBL, O(layer_norm_eps)},
-	{"encoder_stride", K_INT, O(encoder_stride)},
-	{NULL, 0, 0},
-};
-
+#define K_INT MIM_K_INT
+#define K_DBL MIM_K_DBL
+#define K_BOOL MIM_K_BOOL
+#define K_LIST MIM_K_LIST
+#define K_DBLNULL MIM_K_DBLNULL
 #define FIELD(c, k, T) ((T *)((char *)(c) + (k)->off))
 
 void
 mim_config_default(struct mim_config *c, enum mim_arch arch)
 {
+	const struct mim_arch_ops *o = mim_arch_get(arch);
+
 	memset(c, 0, sizeof *c);
 	c->arch = arch;
 	c->in_chans = 3;
 	c->mlp_ratio = 4.0;
 	c->qkv_bias = 1;
-	if (arch == MIM_ARCH_VIT) {
-		c->img_size = 224;
-		c->patch_size = 16;
-		c->embed_dim = 768;
-		c->depth = 12;
-		c->num_heads = 12;
-		c->init_values = 0.1;
-		c->use_shared_rel_pos_bias = 1;
-		c->drop_path_rate = 0.1;
-		c->layer_norm_eps = 1e-6;
-		c->encoder_stride = 16;
-	} else {
-		static const int d[] = {2, 2, 18, 2}, h[] = {4, 8, 16, 32};
-		c->img_size = 192;
-		c->patch_size = 4;
-		c->embed_dim = 128;
-		c->nstages = 4;
-		memcpy(c->depths, d, sizeof d);
-		memcpy(c->num_heads_s, h, sizeof h);
-		c->window_size = 6;
-		c->patch_norm = 1;
-		c->drop_path_rate = 0.0;
-		c->layer_norm_eps = 1e-5;
-		c->encoder_stride = 32;
-	}
+	if (o)
+		o->defaults(c);
 }
 
-static const struct key *
+static const struct mim_config_key *
 keys_of(enum mim_arch a)
 {
-	return a == MIM_ARCH_VIT ? vit_keys : swin_keys;
+	return mim_arch_get(a)->keys;
 }
 
-static const char *
-arch_name(enum mim_arch a)
+const char *
+mim_config_arch_name(const struct mim_config *c)
 {
-	return a == MIM_ARCH_VIT ? "vit" : "swin";
+	const struct mim_arch_ops *o = mim_arch_get(c->arch);
+	return o ? o->name : "?";
+}
+
+const char *
+mim_config_head_name(const struct mim_config *c)
+{
+	const struct mim_head_ops *h = mim_head_get(c->head);
+	return h ? h->name : "?";
+}
+
+const char *
+mim_config_key_name(int i)
+{
+	const struct mim_arch_ops *o;
+
+	if (i == 0 || i == 1)
+		return i == 0 ? "model" : "head";
+	i -= 2;
+	for (int a = 0; (o = mim_arch_get(a)); a++)
+		for (const struct mim_config_key *k = o->keys; k->name; k++) {
+			int seen = 0;	/* in an earlier architecture's table */
+			for (int b = 0; b < a && !seen; b++)
+				for (const struct mim_config_key *e = mim_arch_get(b)->keys; e->name; e++)
+					seen |= strcmp(e->name, k->name) == 0;
+			if (!seen && i-- == 0)
+				return k->name;
+		}
+	return NULL;
+}
+
+/* "vit" or "swin" (the built-in ones, then any registered) */
+static void
+arch_names(char *buf, size_t n)
+{
+	const struct mim_arch_ops *o;
+	int i;
+
+	buf[0] = 0;
+	for (i = 0; (o = mim_arch_get(i)); i++)
+		;
+	for (int k = 0; k < i; k++)
+		snprintf(buf + strlen(buf), n - strlen(buf), "%s\"%s\"",
+		    k == 0 ? "" : k == i - 1 ? " or " : ", ", mim_arch_get(k)->name);
 }
 
 /* Set one key from a JSON value; -1 with a message on a type error. */
 static int
-set_key(struct mim_config *c, const struct key *k, json_t *v)
+set_key(struct mim_config *c, const struct mim_config_key *k, json_t *v)
 {
 	switch (k->type) {
 	case K_INT: {
@@ -163,13 +144,32 @@ set_key(struct mim_config *c, const struct key *k, json_t *v)
 		}
 		for (size_t i = n; i < MIM_MAXSTAGE; i++)
 			dst[i] = 0;
-		/* nstages follows "depths"; "num_heads" must match it (checked below) */
-		if (strcmp(k->name, "depths") == 0)
-			c->nstages = (int)n;
 		return 0;
 	}
 	}
 	return -1;
+}
+
+/* The first list key of a table ("depths") sets nstages; every other
+ * list must have as many entries (given, or the default's nstages). */
+static int
+check_lists(const struct mim_config_key *keys, const int *len, int dflt, int nstages)
+{
+	const char *first = NULL;
+
+	for (int i = 0; keys[i].name; i++) {
+		if (keys[i].type != K_LIST)
+			continue;
+		if (!first) {
+			first = keys[i].name;
+			continue;
+		}
+		int n = len[i] >= 0 ? len[i] : dflt;
+		if (n != nstages)
+			return mim_seterr("config: \"%s\" has %d entries, \"%s\" %d",
+			    keys[i].name, n, first, nstages);
+	}
+	return 0;
 }
 
 int
@@ -177,7 +177,8 @@ mim_config_parse(struct mim_config *c, const char *text)
 {
 	json_error_t e;
 	json_t *o = json_loads(text, JSON_REJECT_DUPLICATES, &e);
-	enum mim_arch arch = MIM_ARCH_VIT;
+	int arch = MIM_ARCH_VIT, head = 0;
+	char names[256];
 
 	if (!o)
 		return mim_seterr("config: bad JSON: %s", e.text);
@@ -186,32 +187,38 @@ mim_config_parse(struct mim_config *c, const char *text)
 		return mim_seterr("config: not a JSON object");
 	}
 	json_t *mv = json_object_get(o, "model");
-	if (mv) {
-		const char *s = json_string_value(mv);
-		if (s && strcmp(s, "vit") == 0)
-			arch = MIM_ARCH_VIT;
-		else if (s && strcmp(s, "swin") == 0)
-			arch = MIM_ARCH_SWIN;
-		else {
-			json_decref(o);
-			return mim_seterr("config: \"model\" must be \"vit\" or \"swin\"");
-		}
+	if (mv && (arch = mim_arch_find(json_string_value(mv))) < 0) {
+		json_decref(o);
+		arch_names(names, sizeof names);
+		return mim_seterr("config: \"model\" must be %s", names);
+	}
+	json_t *hv = json_object_get(o, "head");
+	if (hv && (head = mim_head_find(json_string_value(hv))) < 0) {
+		mim_seterr("config: unknown \"head\" %s%s%s", json_is_string(hv) ? "\"" : "",
+		    json_is_string(hv) ? json_string_value(hv) : "(not a string)",
+		    json_is_string(hv) ? "\"" : "");
+		json_decref(o);
+		return -1;
 	}
 	struct mim_config t;
 	mim_config_default(&t, arch);
-	int nheads = -1;	/* length of the Swin "num_heads" list, if given */
+	t.head = head;
+	const struct mim_config_key *keys = keys_of(arch);
+	int len[64], dflt = t.nstages;	/* lengths of the lists given */
+	for (int i = 0; i < 64; i++)
+		len[i] = -1;
 	const char *key;
 	json_t *v;
 	json_object_foreach(o, key, v) {
-		if (strcmp(key, "model") == 0)
+		if (strcmp(key, "model") == 0 || strcmp(key, "head") == 0)
 			continue;
-		const struct key *k = keys_of(arch);
+		const struct mim_config_key *k = keys;
 		while (k->name && strcmp(k->name, key) != 0)
 			k++;
 		if (!k->name) {
 			/* the message first: key lives inside o */
 			mim_seterr("config: unknown key \"%s\" for model \"%s\"",
-			    key, arch_name(arch));
+			    key, mim_arch_get(arch)->name);
 			json_decref(o);
 			return -1;
 		}
@@ -219,17 +226,19 @@ mim_config_parse(struct mim_config *c, const char *text)
 			json_decref(o);
 			return mim_preferr("config");
 		}
-		if (k->type == K_LIST && strcmp(k->name, "num_heads") == 0)
-			nheads = (int)json_array_size(v);
+		if (k->type == K_LIST && k - keys < 64) {
+			len[k - keys] = (int)json_array_size(v);
+			/* the first list of the table sets nstages */
+			const struct mim_config_key *f = keys;
+			while (f->type != K_LIST)
+				f++;
+			if (f == k)
+				t.nstages = len[k - keys];
+		}
 	}
 	json_decref(o);
-	if (arch == MIM_ARCH_SWIN) {
-		if (nheads < 0)
-			nheads = 4;	/* length of the default list */
-		if (nheads != t.nstages)
-			return mim_seterr("config: \"num_heads\" has %d entries, \"depths\" %d",
-			    nheads, t.nstages);
-	}
+	if (check_lists(keys, len, dflt, t.nstages) < 0)
+		return -1;
 	if (mim_config_check(&t) < 0)
 		return -1;
 	*c = t;
@@ -259,8 +268,8 @@ mim_config_json(const struct mim_config *c)
 	if (!s)
 		return NULL;
 #define PUT(...) len += (size_t)snprintf(s + len, cap - len, __VA_ARGS__)
-	PUT("{\"model\":\"%s\"", arch_name(c->arch));
-	for (const struct key *k = keys_of(c->arch); k->name; k++) {
+	PUT("{\"model\":\"%s\"", mim_config_arch_name(c));
+	for (const struct mim_config_key *k = keys_of(c->arch); k->name; k++) {
 		PUT(",\"%s\":", k->name);
 		switch (k->type) {
 		case K_INT:
@@ -286,9 +295,9 @@ mim_config_json(const struct mim_config *c)
 			break;
 		}
 	}
-	PUT("}");
+	PUT(",\"head\":\"%s\"}", mim_config_head_name(c));
 #undef PUT
-	/* 16 keys of bounded size cannot reach 1024 bytes */
+	/* 17 keys of bounded size cannot reach 1024 bytes */
 	return s;
 }
 
@@ -339,17 +348,20 @@ mim_config_preset_name(int i)
 int
 mim_config_features(const struct mim_config *c)
 {
-	if (c->arch == MIM_ARCH_VIT)
-		return c->embed_dim;
-	return c->embed_dim << (c->nstages - 1);
+	return mim_arch_get(c->arch)->features(c);
 }
 
 int
 mim_config_check(const struct mim_config *c)
 {
 #define BAD(...) return mim_seterr("config: " __VA_ARGS__)
-	if (c->arch != MIM_ARCH_VIT && c->arch != MIM_ARCH_SWIN)
+	const struct mim_arch_ops *o = mim_arch_get(c->arch);
+	const struct mim_head_ops *h = mim_head_get(c->head);
+
+	if (!o)
 		BAD("unknown model");
+	if (!h)
+		BAD("unknown head");
 	if (c->in_chans != 3)
 		BAD("in_chans is %d, but the prediction head predicts 3 channels (RGB): only 3 works", c->in_chans);
 	if (c->img_size < 1 || c->img_size > 16384)
@@ -364,48 +376,8 @@ mim_config_check(const struct mim_config *c)
 		BAD("drop_path_rate %g is out of range [0, 1)", c->drop_path_rate);
 	if (!(c->layer_norm_eps > 0) || c->layer_norm_eps > 1)
 		BAD("layer_norm_eps %g is out of range (0, 1]", c->layer_norm_eps);
-	int grid = c->img_size / c->patch_size;
-	if (c->arch == MIM_ARCH_VIT) {
-		if (c->depth < 1 || c->depth > 1000)
-			BAD("depth %d is out of range [1, 1000]", c->depth);
-		if (c->num_heads < 1 || c->embed_dim % c->num_heads)
-			BAD("embed_dim %d is not a multiple of num_heads %d", c->embed_dim, c->num_heads);
-		if (!isnan(c->init_values) && !isfinite(c->init_values))
-			BAD("init_values must be a number or null");
-		if (c->encoder_stride != c->patch_size)
-			BAD("encoder_stride %d differs from patch_size %d: the prediction would not cover the image",
-			    c->encoder_stride, c->patch_size);
-		if ((int64_t)grid * grid + 1 > 65536)
-			BAD("%d tokens are too many", grid * grid + 1);
-	} else {
-		if (c->nstages < 1 || c->nstages > MIM_MAXSTAGE)
-			BAD("depths must have 1 to %d entries", MIM_MAXSTAGE);
-		if (c->window_size < 1)
-			BAD("window_size %d is out of range", c->window_size);
-		if (c->embed_dim << (c->nstages - 1) > 1 << 20)
-			BAD("embed_dim %d is too large for %d stages", c->embed_dim, c->nstages);
-		int res = grid;
-		for (int s = 0; s < c->nstages; s++) {
-			int dim = c->embed_dim << s;
-			if (c->depths[s] < 1 || c->depths[s] > 1000)
-				BAD("depths[%d] = %d is out of range [1, 1000]", s, c->depths[s]);
-			if (c->num_heads_s[s] < 1 || dim % c->num_heads_s[s])
-				BAD("stage %d: dim %d is not a multiple of num_heads %d", s, dim, c->num_heads_s[s]);
-			/* the official window clamp: a stage no larger than the
-			 * window uses one window of the whole stage */
-			if (res > c->window_size && res % c->window_size)
-				BAD("stage %d: resolution %d is not a multiple of window_size %d",
-				    s, res, c->window_size);
-			if (s < c->nstages - 1) {
-				if (res % 2)
-					BAD("stage %d: resolution %d is odd, patch merging needs it even", s, res);
-				res /= 2;
-			}
-		}
-		if (c->encoder_stride != c->patch_size << (c->nstages - 1))
-			BAD("encoder_stride %d differs from patch_size * 2^(stages-1) = %d",
-			    c->encoder_stride, c->patch_size << (c->nstages - 1));
-	}
+	if (o->check(c) < 0 || (h->check && h->check(c) < 0))
+		return mim_preferr("config");
 	if ((int64_t)c->encoder_stride * c->encoder_stride * 3 > 1 << 24)
 		BAD("encoder_stride %d is too large", c->encoder_stride);
 	return 0;

@@ -14,8 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "arch.h"
+#include <errno.h>
+
 #include "mim/gemm.h"
+#include "mim/model.h"
 #include "mim/prof.h"
 
 /* ---- names ---------------------------------------------------------------- */
@@ -54,6 +56,22 @@ mim_region_name(enum mim_loss_region r)
 
 const char *mim_loss_choices(void) { return "l1, l2 or smooth-l1"; }
 const char *mim_region_choices(void) { return "masked or all"; }
+
+/* ---- what it compares ------------------------------------------------------- */
+
+/* The loss scores pixels: pred must be the images' shape (what the linear
+ * head predicts, mim_pred_shape). */
+int
+mim_pred_check(const int64_t img[4], int pred_ndim, const int64_t *pred)
+{
+	char got[128], want[128];
+
+	if (pred_ndim != 4 || memcmp(pred, img, 4 * sizeof(int64_t)) != 0)
+		return mim_seterr("tensor 'pred': shape %s, want the image's %s",
+		    mim_shape_str(got, sizeof got, pred_ndim, pred),
+		    mim_shape_str(want, sizeof want, 4, img));
+	return 0;
+}
 
 /* ---- the loss --------------------------------------------------------------- */
 
@@ -145,6 +163,8 @@ mim_loss(const struct mim_lossopt *o, int B, int H, int W, int p,
 	}
 	if (!(j.part = malloc((size_t)B * 3 * sizeof *j.part))) {
 		MIM_PROF_END("loss", t, 0);
+		mim_seterr("out of memory (the loss of %d images)", B);
+		errno = ENOMEM;
 		return NAN;
 	}
 	mim_parallel(B * 3, job, &j);

@@ -1,13 +1,15 @@
-/* model.c -- the generic part of a SimMIM model: the parameter table in
- * official state_dict order, the flat arena of weights (m->w) and
- * gradients (m->g), the official weight-decay flags, loading and saving by
- * official name, and the dispatch to the encoder architecture (arch.h).
+/* model.c -- the generic part of a SimMIM model: the flat arena of weights
+ * (m->w) and gradients (m->g) over the parameter table (param.c) in
+ * official state_dict order, the official weight-decay flags, loading and
+ * saving by official name, and the dispatch to the encoder architecture
+ * and the prediction head (arch.h, registry.c).
  *
  * A state dict is a frame: one tensor per parameter under its official
  * name (F32 when we write it; F32, F16, BF16 or F64 accepted on load), the
  * official buffers (relative_position_index, attn_mask) optionally, and
  * __metadata__["mim.config"] = the config JSON with every key. */
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,52 +21,16 @@
 
 static void work_free(struct mim_model *m);
 
-/* One row per enum mim_arch. A NULL row: that encoder is not built in. */
-static const struct mim_arch_ops *const archs[] = {
-	[MIM_ARCH_VIT] = &mim_vit_ops,
-	[MIM_ARCH_SWIN] = &mim_swin_ops,
-};
-
 static const struct mim_arch_ops *
 ops_of(const struct mim_model *m)
 {
-	return archs[m->cfg.arch];
+	return mim_arch_get(m->cfg.arch);
 }
 
-/* ---- the parameter table ------------------------------------------------ */
-
-int
-mim_addp(struct mim_model *m, int ndim, int64_t d0, int64_t d1, int64_t d2,
-    int64_t d3, const char *fmt, ...)
+static const struct mim_head_ops *
+head_of(const struct mim_model *m)
 {
-	char name[256];
-	va_list ap;
-	int64_t d[4] = {d0, d1, d2, d3};
-
-	va_start(ap, fmt);
-	vsnprintf(name, sizeof name, fmt, ap);
-	va_end(ap);
-	if (ndim < 1 || ndim > 4)
-		return mim_seterr("parameter '%s': bad rank %d", name, ndim);
-	struct mim_param *np = mim_realloc(m->p, (size_t)(m->np + 1) * sizeof *np);
-	if (!np)
-		return -1;
-	m->p = np;
-	struct mim_param *p = &m->p[m->np];
-	memset(p, 0, sizeof *p);
-	if (!(p->name = mim_strdup(name)))
-		return -1;
-	p->ndim = ndim;
-	p->numel = 1;
-	for (int i = 0; i < ndim; i++) {
-		if (d[i] < 1 || d[i] > (int64_t)1 << 31)
-			return mim_seterr("parameter '%s': bad dimension %lld", name, (long long)d[i]);
-		p->shape[i] = d[i];
-		p->numel *= (size_t)d[i];
-	}
-	p->off = m->nw;
-	m->nw += p->numel;
-	return m->np++;
+	return mim_head_get(m->cfg.head);
 }
 
 static int
@@ -101,21 +67,15 @@ mim_model_new(const struct mim_config *c)
 {
 	if (mim_config_check(c) < 0)
 		return NULL;
-	if ((unsigned)c->arch >= sizeof archs / sizeof archs[0] || !archs[c->arch]) {
-		mim_seterr("model \"%s\" is not built into this libmim",
-		    c->arch == MIM_ARCH_SWIN ? "swin" : "?");
-		return NULL;
-	}
 	struct mim_model *m = mim_calloc(1, sizeof *m);
 	if (!m)
 		return NULL;
 	m->cfg = *c;
-	const struct mim_arch_ops *o = ops_of(m);
-	if (o->params(m) < 0)
+	m->features = ops_of(m)->features(c);
+	if (ops_of(m)->params(m) < 0)
 		goto fail;
-	int F = mim_config_features(c), s = c->encoder_stride;
-	if (mim_addp(m, 4, (int64_t)s * s * 3, F, 1, 1, "decoder.0.weight") < 0 ||
-	    mim_addp(m, 1, (int64_t)s * s * 3, 0, 0, 0, "decoder.0.bias") < 0)
+	m->head_p0 = m->np;
+	if (head_of(m)->params(m) < 0)
 		goto fail;
 	set_decay(m);
 	size_t bytes = (m->nw * sizeof(float) + 63) & ~(size_t)63;
@@ -152,25 +112,7 @@ mim_model_init(struct mim_model *m, uint64_t seed)
 	memset(m->w, 0, m->nw * sizeof(float));
 	if (ops_of(m)->init(m, seed) < 0)
 		return -1;
-	/* the decoder keeps PyTorch's default Conv2d init (reference §5):
-	 * kaiming_uniform_(a=sqrt(5)) = U(+-1/sqrt(fan_in)), bias the same */
-	struct mim_param *w = mim_model_param(m, "decoder.0.weight");
-	struct mim_param *b = mim_model_param(m, "decoder.0.bias");
-	double bound = 1.0 / sqrt((double)w->shape[1]);
-	struct mim_rng r;
-	mim_rng_seed(&r, seed, 2);
-	mim_init_uniform(&r, m->w + w->off, w->numel, -bound, bound);
-	mim_init_uniform(&r, m->w + b->off, b->numel, -bound, bound);
-	return 0;
-}
-
-struct mim_param *
-mim_model_param(const struct mim_model *m, const char *name)
-{
-	for (int i = 0; i < m->np; i++)
-		if (strcmp(m->p[i].name, name) == 0)
-			return &m->p[i];
-	return NULL;
+	return head_of(m)->init(m, seed);
 }
 
 /* ---- state dicts ---------------------------------------------------------- */
@@ -415,13 +357,14 @@ work_plan(struct mim_model *m, int B, int grad)
 	m->work = w;
 	w->B = B;
 	w->grad = grad;
-	if (!(w->dec = falloc(mim_head_scratch(m, B))))
+	if (!(w->dec = falloc(head_of(m)->scratch(m, B))))
 		goto fail;
 	if (grad) {
-		int64_t chw[3];
+		int64_t chw[3], pchw[3];
 		ops_of(m)->layer_shape(m, 0, chw);
+		head_of(m)->pred_shape(m, pchw);
 		size_t nl = (size_t)B * chw[0] * chw[1] * chw[2];
-		size_t np = (size_t)B * 3 * m->cfg.img_size * m->cfg.img_size;
+		size_t np = (size_t)B * pchw[0] * pchw[1] * pchw[2];
 		if (!(w->latent = falloc(nl)) || !(w->dlatent = falloc(nl)) ||
 		    !(w->pred = falloc(np)) || !(w->dpred = falloc(np)))
 			goto fail;
@@ -432,6 +375,12 @@ fail:
 	return NULL;
 }
 
+void
+mim_pred_shape(const struct mim_model *m, int64_t chw[3])
+{
+	head_of(m)->pred_shape(m, chw);
+}
+
 int
 mim_head(struct mim_model *m, int B, const float *latent, float *pred)
 {
@@ -439,7 +388,7 @@ mim_head(struct mim_model *m, int B, const float *latent, float *pred)
 
 	if (check_B(B) < 0 || !(w = work_plan(m, B, 0)))
 		return -1;
-	mim_head_forward(m, B, latent, pred, w->dec);
+	head_of(m)->forward(m, B, latent, pred, w->dec);
 	return 0;
 }
 
@@ -466,13 +415,14 @@ mim_model_grad(struct mim_model *m, int B, const float *img, const uint8_t *mask
 	MIM_PROF_END("grad zero", t, 0);
 	if (ops->forward(m, B, img, mask, 0, 1, seed, w->latent) < 0)
 		return -1;
-	mim_head_forward(m, B, w->latent, w->pred, w->dec);
+	head_of(m)->forward(m, B, w->latent, w->pred, w->dec);
 	int H = m->cfg.img_size;
+	errno = 0;
 	double l = mim_loss(o, B, H, H, m->cfg.patch_size, img, mask, w->pred, w->dpred);
-	if (isnan(l))
-		return mim_seterr("loss is not a number");
+	if (isnan(l))	/* mim_loss said why when it ran out of memory */
+		return errno == ENOMEM ? -1 : mim_seterr("loss is not a number");
 	if (loss)
 		*loss = l;
-	mim_head_backward(m, B, w->dpred, w->dec, w->dlatent);
+	head_of(m)->backward(m, B, w->dpred, w->dec, w->dlatent);
 	return ops->backward(m, w->dlatent);
 }

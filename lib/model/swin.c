@@ -43,6 +43,8 @@
 #include "mim/kern.h"
 #include "mim/swin.h"
 
+static int swin_features(const struct mim_config *c);
+
 struct sblock {		/* parameter indices of one block (-1: absent) */
 	int n1w, n1b, table, qkvw, qkvb, projw, projb, n2w, n2b, fc1w, fc1b,
 	    fc2w, fc2b;
@@ -135,7 +137,7 @@ swin_params(struct mim_model *m)
 	v->G = c->img_size / c->patch_size;
 	v->E = c->embed_dim;
 	v->ns = c->nstages;
-	v->F = mim_config_features(c);
+	v->F = swin_features(c);
 	for (int s = 0; s < v->ns; s++)
 		if (stage_geometry(&v->st[s], c, s, v->G) < 0)
 			return -1;
@@ -801,8 +803,92 @@ swin_free(struct mim_model *m)
 	m->priv = NULL;
 }
 
+/* ---- the config: keys, defaults, checks (config.c asks) --------------------- */
+
+#define O(f) offsetof(struct mim_config, f)
+/* "depths" (the first list: it sets nstages) and "num_heads" are lists of
+ * equal length */
+static const struct mim_config_key swin_keys[] = {
+	MIM_CONFIG_KEYS_FIRST,
+	{"depths", MIM_K_LIST, O(depths)},
+	{"num_heads", MIM_K_LIST, O(num_heads_s)},
+	{"window_size", MIM_K_INT, O(window_size)},
+	{"mlp_ratio", MIM_K_DBL, O(mlp_ratio)},
+	{"qkv_bias", MIM_K_BOOL, O(qkv_bias)},
+	{"ape", MIM_K_BOOL, O(ape)},
+	{"patch_norm", MIM_K_BOOL, O(patch_norm)},
+	MIM_CONFIG_KEYS_LAST,
+};
+#undef O
+
+/* simmim_pretrain__swin_base__img192_window6__800ep.yaml */
+static void
+swin_defaults(struct mim_config *c)
+{
+	static const int d[] = {2, 2, 18, 2}, h[] = {4, 8, 16, 32};
+
+	c->img_size = 192;
+	c->patch_size = 4;
+	c->embed_dim = 128;
+	c->nstages = 4;
+	memcpy(c->depths, d, sizeof d);
+	memcpy(c->num_heads_s, h, sizeof h);
+	c->window_size = 6;
+	c->patch_norm = 1;
+	c->drop_path_rate = 0.0;
+	c->layer_norm_eps = 1e-5;
+	c->encoder_stride = 32;
+}
+
+static int
+swin_check(const struct mim_config *c)
+{
+	int res = c->img_size / c->patch_size;
+
+	if (c->nstages < 1 || c->nstages > MIM_MAXSTAGE)
+		return mim_seterr("depths must have 1 to %d entries", MIM_MAXSTAGE);
+	if (c->window_size < 1)
+		return mim_seterr("window_size %d is out of range", c->window_size);
+	if (c->embed_dim << (c->nstages - 1) > 1 << 20)
+		return mim_seterr("embed_dim %d is too large for %d stages", c->embed_dim, c->nstages);
+	for (int s = 0; s < c->nstages; s++) {
+		int dim = c->embed_dim << s;
+		if (c->depths[s] < 1 || c->depths[s] > 1000)
+			return mim_seterr("depths[%d] = %d is out of range [1, 1000]", s, c->depths[s]);
+		if (c->num_heads_s[s] < 1 || dim % c->num_heads_s[s])
+			return mim_seterr("stage %d: dim %d is not a multiple of num_heads %d", s, dim,
+			    c->num_heads_s[s]);
+		/* the official window clamp: a stage no larger than the
+		 * window uses one window of the whole stage */
+		if (res > c->window_size && res % c->window_size)
+			return mim_seterr("stage %d: resolution %d is not a multiple of window_size %d",
+			    s, res, c->window_size);
+		if (s < c->nstages - 1) {
+			if (res % 2)
+				return mim_seterr("stage %d: resolution %d is odd, patch merging needs it even",
+				    s, res);
+			res /= 2;
+		}
+	}
+	if (c->encoder_stride != c->patch_size << (c->nstages - 1))
+		return mim_seterr("encoder_stride %d differs from patch_size * 2^(stages-1) = %d",
+		    c->encoder_stride, c->patch_size << (c->nstages - 1));
+	return 0;
+}
+
+/* num_features: the channels double at every patch merging */
+static int
+swin_features(const struct mim_config *c)
+{
+	return c->embed_dim << (c->nstages - 1);
+}
+
 const struct mim_arch_ops mim_swin_ops = {
 	.name = "swin",
+	.keys = swin_keys,
+	.defaults = swin_defaults,
+	.check = swin_check,
+	.features = swin_features,
 	.params = swin_params,
 	.skip = swin_skip,
 	.skip_kw = swin_skip_kw,

@@ -639,8 +639,72 @@ vit_backward(struct mim_model *m, const float *dlatent)
 	return 0;
 }
 
+/* ---- the config: keys, defaults, checks (config.c asks) --------------------- */
+
+#define O(f) offsetof(struct mim_config, f)
+/* in the order of issue 5 (and of mim_config_json) */
+static const struct mim_config_key vit_keys[] = {
+	MIM_CONFIG_KEYS_FIRST,
+	{"depth", MIM_K_INT, O(depth)},
+	{"num_heads", MIM_K_INT, O(num_heads)},
+	{"mlp_ratio", MIM_K_DBL, O(mlp_ratio)},
+	{"qkv_bias", MIM_K_BOOL, O(qkv_bias)},
+	{"init_values", MIM_K_DBLNULL, O(init_values)},
+	{"use_abs_pos_emb", MIM_K_BOOL, O(use_abs_pos_emb)},
+	{"use_rel_pos_bias", MIM_K_BOOL, O(use_rel_pos_bias)},
+	{"use_shared_rel_pos_bias", MIM_K_BOOL, O(use_shared_rel_pos_bias)},
+	{"use_mean_pooling", MIM_K_BOOL, O(use_mean_pooling)},
+	MIM_CONFIG_KEYS_LAST,
+};
+#undef O
+
+/* simmim_pretrain__vit_base__img224__800ep.yaml */
+static void
+vit_defaults(struct mim_config *c)
+{
+	c->img_size = 224;
+	c->patch_size = 16;
+	c->embed_dim = 768;
+	c->depth = 12;
+	c->num_heads = 12;
+	c->init_values = 0.1;
+	c->use_shared_rel_pos_bias = 1;
+	c->drop_path_rate = 0.1;
+	c->layer_norm_eps = 1e-6;
+	c->encoder_stride = 16;
+}
+
+static int
+vit_check(const struct mim_config *c)
+{
+	int grid = c->img_size / c->patch_size;
+
+	if (c->depth < 1 || c->depth > 1000)
+		return mim_seterr("depth %d is out of range [1, 1000]", c->depth);
+	if (c->num_heads < 1 || c->embed_dim % c->num_heads)
+		return mim_seterr("embed_dim %d is not a multiple of num_heads %d", c->embed_dim, c->num_heads);
+	if (!isnan(c->init_values) && !isfinite(c->init_values))
+		return mim_seterr("init_values must be a number or null");
+	if (c->encoder_stride != c->patch_size)
+		return mim_seterr("encoder_stride %d differs from patch_size %d: the prediction would not cover the image",
+		    c->encoder_stride, c->patch_size);
+	if ((int64_t)grid * grid + 1 > 65536)
+		return mim_seterr("%d tokens are too many", grid * grid + 1);
+	return 0;
+}
+
+static int
+vit_features(const struct mim_config *c)
+{
+	return c->embed_dim;
+}
+
 const struct mim_arch_ops mim_vit_ops = {
 	.name = "vit",
+	.keys = vit_keys,
+	.defaults = vit_defaults,
+	.check = vit_check,
+	.features = vit_features,
 	.params = vit_params,
 	.skip = vit_skip,
 	.skip_kw = NULL,

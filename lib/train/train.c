@@ -199,9 +199,11 @@ loss_nonfinite(struct mim_model *m, int B, const float *img, const uint8_t *mask
 {
 	char why[1024];
 	const struct mim_config *c = &m->cfg;
-	size_t hw = (size_t)(c->img_size / c->encoder_stride);
-	float *lat = malloc((size_t)B * mim_config_features(c) * hw * hw * sizeof(float) + 1);
-	float *pred = malloc((size_t)B * 3 * c->img_size * c->img_size * sizeof(float) + 1);
+	int64_t lat_chw[3], pred_chw[3];
+	mim_layer_shape(m, 0, lat_chw);
+	mim_pred_shape(m, pred_chw);
+	float *lat = malloc((size_t)B * lat_chw[0] * lat_chw[1] * lat_chw[2] * sizeof(float) + 1);
+	float *pred = malloc((size_t)B * pred_chw[0] * pred_chw[1] * pred_chw[2] * sizeof(float) + 1);
 	int rc = -1;
 
 	snprintf(why, sizeof why, "%s", mim_errmsg());

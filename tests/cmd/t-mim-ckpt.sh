@@ -7,7 +7,7 @@ expect_ok 'info vit-base' 'mim-ckpt info "$T/vb.st" > "$T/info"'
 check 'vit-base: 86,256,720 parameters (the official count)' 'grep -q "^total 86,256,720 parameters in 189 tensors" "$T/info"'
 check 'encoder 85,666,128, decoder 590,592' 'grep -q "^encoder 85,666,128 " "$T/info" && grep -q "^decoder 590,592 " "$T/info"'
 check 'per-module counts' 'grep -q "^  encoder.blocks.11 *7,088,640$" "$T/info" && grep -q "^  encoder.rel_pos_bias *8,784$" "$T/info"'
-check 'config line has every key' 'grep -q "^config {\"model\":\"vit\",\"img_size\":224,.*\"encoder_stride\":16}$" "$T/info"'
+check 'config line has every key' 'grep -q "^config {\"model\":\"vit\",\"img_size\":224,.*\"encoder_stride\":16,\"head\":\"linear\"}$" "$T/info"'
 expect_ok 'info --json' 'mim-ckpt info --json "$T/vb.st" > "$T/j"'
 check 'json: total and config' '$PY -c "
 import json,sys; o=json.load(open(sys.argv[1]))
@@ -17,7 +17,7 @@ check 'the file is safetensors with official names, F32, mim.config' '$PY - "$T/
 import sys, json, st
 t, meta = st.load(sys.argv[1])
 cfg = json.loads(meta["mim.config"])
-assert cfg["model"] == "vit" and cfg["depth"] == 12 and len(cfg) == 17, cfg
+assert cfg["model"] == "vit" and cfg["depth"] == 12 and len(cfg) == 18 and cfg["head"] == "linear", cfg
 assert t["encoder.blocks.11.attn.qkv.weight"].shape == (2304, 768)
 assert t["encoder.rel_pos_bias.relative_position_index"][0, 0] == 731
 assert all(v.dtype.name == "float32" for k, v in t.items() if not k.endswith("index"))

@@ -107,7 +107,8 @@ main(void)
 	HB = dcopy(hm->w + pb->off, pb->numel);
 	size_t nl = (size_t)B * F_ * hh_ * hh_, np = (size_t)B * 3 * 32 * 32;
 	float *lat = malloc(nl * 4), *hp = malloc(np * 4), *hdo = malloc(np * 4), *dlat = malloc(nl * 4);
-	float *dec = malloc(mim_head_scratch(hm, B) * 4);
+	const struct mim_head_ops *ho = mim_head_get(hm->cfg.head);
+	float *dec = malloc(ho->scratch(hm, B) * 4);
 	LAT = malloc(nl * 8);
 	HDO = malloc(np * 8);
 	randfill(lat, LAT, nl, 1);
@@ -118,8 +119,8 @@ main(void)
 		lf += (double)hp[i] * HDO[i];
 	tap(fabs(lf - Lhead()) < 1e-5 * fabs(Lhead()), "head forward vs 1x1 conv + pixel shuffle in double");
 	hm->g = calloc(hm->nw, 4);
-	mim_head_forward(hm, B, lat, hp, dec);	/* the backward reads its scratch */
-	mim_head_backward(hm, B, hdo, dec, dlat);
+	ho->forward(hm, B, lat, hp, dec);	/* the backward reads its scratch */
+	ho->backward(hm, B, hdo, dec, dlat);
 	gradcheck("head: dlatent (first 300)", dlat, LAT, 300, Lhead, 1e-5);
 	gradcheck("head: decoder.0.weight (first 300)", hm->g + pw->off, HW, 300, Lhead, 1e-5);
 	gradcheck("head: decoder.0.bias", hm->g + pb->off, HB, pb->numel, Lhead, 1e-5);
