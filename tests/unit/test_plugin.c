@@ -212,7 +212,7 @@ test_flat(void)
 	struct mim_config c;
 	char *js;
 
-	tap(mim_config_parse(&c, "{\"model\":\"flat\"}") == 0 && c.arch == mim_arch_find("flat"),
+	tap(mim_config_parse(&c, "{\"model\":\"flat\"}") == 0 && (int)c.arch == mim_arch_find("flat"),
 	    "a registered architecture parses by name");
 	js = mim_config_json(&c);
 	tap(js && strcmp(js, "{\"model\":\"flat\",\"img_size\":8,\"in_chans\":3,\"patch_size\":4,"
