@@ -75,6 +75,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "mim/model.h"
 #include "mim/stream.h"
 
@@ -118,6 +120,27 @@ struct mim_arch_ops {
 	int (*check)(const struct mim_config *c);
 	/* Channels of the encoder output (num_features). */
 	int (*features)(const struct mim_config *c);
+
+	/* ---- reading foreign state dicts (lib/ckpt/infer.c) ---- */
+
+	/* What its SimMIM state dict is known by, for messages:
+	 * "encoder.blocks.* (ViT)". */
+	const char *signature;
+	/* 1 if sd (official names) holds this architecture's encoder. */
+	int (*detect)(const struct mim_frame *sd);
+	/* Its config keys as the weights tell them, into the JSON object o
+	 * ("model", in_chans, patch_size, embed_dim are in already; E the
+	 * embedding width, p the patch): set every key the names and shapes
+	 * determine. *grid: the patch grid side if the weights tell it
+	 * (*from: which tensor said so), else left -1. A key that cannot be
+	 * told and that hint (the user's JSON, may be NULL) does not give:
+	 * append " KEY" to unknown (n bytes). 0, or -1 with the error set. */
+	int (*infer)(const struct mim_frame *sd, json_t *o, const json_t *hint, int E, int p,
+	    int *grid, const char **from, char *unknown, size_t n);
+	/* Keys that leave no trace in the weights (they keep their defaults
+	 * unless the hint gives them; a key the weights told to be null is
+	 * not one), NULL-terminated. */
+	const char *const *untraced;
 
 	/* ---- the model ---- */
 
@@ -239,6 +262,15 @@ int mim_head_register(const struct mim_head_ops *ops);
  * inside ops->params (the arena is allocated afterwards). */
 int mim_addp(struct mim_model *m, int ndim, int64_t d0, int64_t d1, int64_t d2,
     int64_t d3, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+/* A state dict by name pattern (sdnames.c): the tensor fmt(a, b), or NULL;
+ * how many consecutive indices i from 0 have fmt(i) (stage < 0), or
+ * fmt(stage, i); S for a table of S*S + extra rows, S odd, or -1; the
+ * exact integer square root of v, or -1. */
+const struct mim_tensor *mim_sd_get(const struct mim_frame *sd, const char *fmt, int a, int b);
+int mim_sd_count(const struct mim_frame *sd, const char *fmt, int stage);
+int mim_sd_table_side(int64_t rows, int extra);
+int mim_sd_isqrt(int64_t v);
+
 /* Weights and gradients of parameter index i (m->g may be NULL). */
 static inline float *
 mim_pw(const struct mim_model *m, int i)

@@ -883,12 +883,101 @@ swin_features(const struct mim_config *c)
 	return c->embed_dim << (c->nstages - 1);
 }
 
+/* ---- reading a foreign state dict (lib/ckpt/infer.c asks) ------------------
+ *   number of layers.{s}, of their blocks            depths
+ *   layers.{s}.blocks.0.attn table ((2w-1)^2, nH)    num_heads[s], window (the largest w)
+ *   attn_mask (nW, w*w, w*w) in stage s              resolution w sqrt(nW) of stage s
+ *   absolute_pos_embed (1, G*G, E)                   ape, resolution G
+ *   buffers present but no attn_mask in a stage of >= 2 blocks: the
+ *   stage is no larger than its window, so its resolution is w
+ *   patch_embed.norm, attn.qkv.bias                  patch_norm, qkv_bias */
+
+static int
+swin_detect(const struct mim_frame *sd)
+{
+	return mim_frame_get(sd, "encoder.layers.0.blocks.0.norm1.weight") != NULL;
+}
+
+static int
+swin_infer(const struct mim_frame *sd, json_t *o, const json_t *hint, int E, int p, int *grid,
+    const char **from, char *unknown, size_t n)
+{
+	int S = mim_sd_count(sd, "encoder.layers.%d.blocks.0.norm1.weight", -1);
+	int W = 0, wstage[MIM_MAXSTAGE] = {0}, masks = 0, buffers = 0;
+
+	if (S > MIM_MAXSTAGE)
+		return mim_seterr("%d Swin stages, at most %d", S, MIM_MAXSTAGE);
+	json_t *depths = json_array(), *heads = json_array();
+	for (int s = 0; s < S; s++) {
+		json_array_append_new(depths,
+		    json_integer(mim_sd_count(sd, "encoder.layers.%d.blocks.%d.norm1.weight", s)));
+		const struct mim_tensor *t =
+		    mim_sd_get(sd, "encoder.layers.%d.blocks.0.attn.relative_position_bias_table", s, 0);
+		int side = t && t->ndim == 2 ? mim_sd_table_side(t->shape[0], 0) : -1;
+		if (side < 0) {
+			json_decref(depths);
+			json_decref(heads);
+			return mim_seterr("stage %d: no relative position table of (2w-1)^2 rows", s);
+		}
+		json_array_append_new(heads, json_integer(t->shape[1]));
+		wstage[s] = (side + 1) / 2;
+		if (wstage[s] > W)
+			W = wstage[s];
+		buffers |= mim_sd_get(sd, "encoder.layers.%d.blocks.0.attn.relative_position_index", s, 0) != NULL;
+	}
+	json_object_set_new(o, "depths", depths);
+	json_object_set_new(o, "num_heads", heads);
+	json_object_set_new(o, "window_size", json_integer(W));
+	const struct mim_tensor *fc1 = mim_frame_get(sd, "encoder.layers.0.blocks.0.mlp.fc1.weight");
+	if (fc1 && fc1->ndim == 2 && E > 0)
+		json_object_set_new(o, "mlp_ratio", json_real((double)fc1->shape[0] / E));
+	json_object_set_new(o, "qkv_bias",
+	    json_boolean(mim_frame_get(sd, "encoder.layers.0.blocks.0.attn.qkv.bias") != NULL));
+	const struct mim_tensor *ape = mim_frame_get(sd, "encoder.absolute_pos_embed");
+	json_object_set_new(o, "ape", json_boolean(ape != NULL));
+	json_object_set_new(o, "patch_norm",
+	    json_boolean(mim_frame_get(sd, "encoder.patch_embed.norm.weight") != NULL));
+	json_object_set_new(o, "encoder_stride", json_integer(S ? p << (S - 1) : p));
+	if (ape && ape->ndim == 3 && mim_sd_isqrt(ape->shape[1]) > 0) {
+		*grid = mim_sd_isqrt(ape->shape[1]);
+		*from = "absolute_pos_embed";
+	}
+	for (int s = 0; s < S && *grid < 0; s++) {
+		for (int b = 1; b < 100000; b += 2) {
+			if (!mim_sd_get(sd, "encoder.layers.%d.blocks.%d.norm1.weight", s, b))
+				break;
+			const struct mim_tensor *m = mim_sd_get(sd, "encoder.layers.%d.blocks.%d.attn_mask", s, b);
+			int nw = m && m->ndim == 3 ? mim_sd_isqrt(m->shape[0]) : -1;
+			if (nw > 0) {
+				*grid = (wstage[s] * nw) << s;
+				*from = "attn_mask";
+				masks = 1;
+				break;
+			}
+		}
+	}
+	/* buffers kept but no shift mask: the first stage of two or more
+	 * blocks is no larger than its window */
+	for (int s = 0; s < S && *grid < 0 && buffers && !masks; s++)
+		if (mim_sd_get(sd, "encoder.layers.%d.blocks.1.norm1.weight", s, 0)) {
+			*grid = wstage[s] << s;
+			*from = "the absence of shift masks";
+		}
+	return 0;
+}
+
+static const char *const swin_untraced[] = {"drop_path_rate", "layer_norm_eps", NULL};
+
 const struct mim_arch_ops mim_swin_ops = {
 	.name = "swin",
 	.keys = swin_keys,
 	.defaults = swin_defaults,
 	.check = swin_check,
 	.features = swin_features,
+	.signature = "encoder.layers.* (Swin)",
+	.detect = swin_detect,
+	.infer = swin_infer,
+	.untraced = swin_untraced,
 	.params = swin_params,
 	.skip = swin_skip,
 	.skip_kw = swin_skip_kw,

@@ -19,6 +19,7 @@
  * R = (2G-1)^2 + 3 rows of a relative position table. */
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -699,12 +700,91 @@ vit_features(const struct mim_config *c)
 	return c->embed_dim;
 }
 
+/* ---- reading a foreign state dict (lib/ckpt/infer.c asks) ------------------
+ *   number of blocks.{i}                             depth
+ *   blocks.0.mlp.fc1.weight (E*mlp_ratio, E)         mlp_ratio
+ *   rel_pos_bias / blocks.{i}.attn relative_position_bias_table
+ *     ((2g-1)^2 + 3, heads)                          num_heads, grid g (img_size = g p),
+ *                                                    use_(shared_)rel_pos_bias
+ *   pos_embed (1, g*g+1, E)                          use_abs_pos_emb, g
+ *   relative_position_index (g*g+1, g*g+1)           g
+ *   gamma_1 present / absent                         layer scale on (init_values 0.1) / null
+ *   fc_norm / norm                                   use_mean_pooling
+ *   q_bias                                           qkv_bias */
+
+static int
+vit_detect(const struct mim_frame *sd)
+{
+	return mim_frame_get(sd, "encoder.blocks.0.norm1.weight") != NULL;
+}
+
+static int
+is2d(const struct mim_tensor *t)
+{
+	return t && t->ndim == 2;
+}
+
+static int
+vit_infer(const struct mim_frame *sd, json_t *o, const json_t *hint, int E, int p, int *grid,
+    const char **from, char *unknown, size_t n)
+{
+	json_object_set_new(o, "depth", json_integer(mim_sd_count(sd, "encoder.blocks.%d.norm1.weight", -1)));
+	const struct mim_tensor *fc1 = mim_frame_get(sd, "encoder.blocks.0.mlp.fc1.weight");
+	if (is2d(fc1) && E > 0)
+		json_object_set_new(o, "mlp_ratio", json_real((double)fc1->shape[0] / E));
+	json_object_set_new(o, "qkv_bias",
+	    json_boolean(mim_frame_get(sd, "encoder.blocks.0.attn.q_bias") != NULL));
+	int gamma = mim_frame_get(sd, "encoder.blocks.0.gamma_1") != NULL;
+	json_object_set_new(o, "init_values", gamma ? json_real(0.1) : json_null());
+	const struct mim_tensor *shared =
+	    mim_frame_get(sd, "encoder.rel_pos_bias.relative_position_bias_table");
+	const struct mim_tensor *own =
+	    mim_frame_get(sd, "encoder.blocks.0.attn.relative_position_bias_table");
+	const struct mim_tensor *pos = mim_frame_get(sd, "encoder.pos_embed");
+	json_object_set_new(o, "use_shared_rel_pos_bias", json_boolean(shared != NULL));
+	json_object_set_new(o, "use_rel_pos_bias", json_boolean(own != NULL));
+	json_object_set_new(o, "use_abs_pos_emb", json_boolean(pos != NULL));
+	json_object_set_new(o, "use_mean_pooling",
+	    json_boolean(mim_frame_get(sd, "encoder.fc_norm.weight") != NULL));
+	const struct mim_tensor *tab = shared ? shared : own;
+	if (is2d(tab)) {
+		json_object_set_new(o, "num_heads", json_integer(tab->shape[1]));
+		int s = mim_sd_table_side(tab->shape[0], 3);
+		if (s > 0) {
+			*grid = (s + 1) / 2;
+			*from = "the relative position table";
+		}
+	}
+	const struct mim_tensor *idx =
+	    mim_frame_get(sd, "encoder.rel_pos_bias.relative_position_index");
+	if (!idx)
+		idx = mim_frame_get(sd, "encoder.blocks.0.attn.relative_position_index");
+	if (*grid < 0 && pos && pos->ndim == 3 && mim_sd_isqrt(pos->shape[1] - 1) > 0) {
+		*grid = mim_sd_isqrt(pos->shape[1] - 1);
+		*from = "pos_embed";
+	}
+	if (*grid < 0 && is2d(idx) && mim_sd_isqrt(idx->shape[0] - 1) > 0) {
+		*grid = mim_sd_isqrt(idx->shape[0] - 1);
+		*from = "relative_position_index";
+	}
+	json_object_set_new(o, "encoder_stride", json_integer(p));
+	if (!tab && !json_object_get(hint, "num_heads"))
+		snprintf(unknown + strlen(unknown), n - strlen(unknown), " num_heads");
+	return 0;
+}
+
+static const char *const vit_untraced[] = {"drop_path_rate", "layer_norm_eps", "init_values", NULL};
+
 const struct mim_arch_ops mim_vit_ops = {
 	.name = "vit",
 	.keys = vit_keys,
 	.defaults = vit_defaults,
 	.check = vit_check,
 	.features = vit_features,
+	.signature = "encoder.blocks.* (ViT)",
+	.detect = vit_detect,
+	.infer = vit_infer,
+	.untraced = vit_untraced,
 	.params = vit_params,
 	.skip = vit_skip,
 	.skip_kw = NULL,
