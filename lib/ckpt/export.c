@@ -7,6 +7,8 @@
  *      prefix stripped; this drops the decoder. mask_token goes too (the
  *      fine-tune model has none), and so do the buffers the new model
  *      rebuilds: relative_position_index, relative_coords_table, attn_mask.
+ *   Steps 2 and 3 are the architectures' (the ft_* hooks of arch.h, in
+ *   vit.c and swin.c); this file runs them and resamples what they ask.
  *   2. ViT: the shared table rel_pos_bias.relative_position_bias_table is
  *      copied into blocks.{i}.attn.relative_position_bias_table of every
  *      block; the final norm is dropped (fine-tuning pools with a fresh
@@ -36,6 +38,7 @@
 #include <string.h>
 
 #include "mim/ckpt.h"
+#include "../model/arch.h"
 
 /* ---- the 1-D not-a-knot cubic spline as a weight matrix ---------------------- */
 
@@ -265,12 +268,6 @@ resize_table(struct mim_frame *tmp, const char *name, const struct mim_tensor *t
 	return d;
 }
 
-static int
-has_suffix(const char *s, const char *suf)
-{
-	size_t a = strlen(s), b = strlen(suf);
-	return a >= b && strcmp(s + a - b, suf) == 0;
-}
 
 #define NOTE(...) do { if (k < n) k += (size_t)snprintf(note + k, n - k, __VA_ARGS__); } while (0)
 
@@ -325,18 +322,9 @@ mim_ckpt_export(const struct mim_frame *ckpt, const struct mim_export_opt *o, ch
 	ft = c;
 	if (o->img_size)
 		ft.img_size = o->img_size;
-	if (o->window_size) {
-		if (c.arch != MIM_ARCH_SWIN) {
-			mim_seterr("a window size is for Swin models, this is a ViT");
-			goto fail;
-		}
-		ft.window_size = o->window_size;
-	}
-	if (c.arch == MIM_ARCH_VIT) {
-		ft.use_rel_pos_bias = 1;
-		ft.use_shared_rel_pos_bias = 0;
-		ft.use_mean_pooling = !o->keep_norm;
-	}
+	const struct mim_arch_ops *arch = mim_arch_get(c.arch);
+	if (arch->ft_config && arch->ft_config(&ft, o) < 0)
+		goto fail;
 	if (mim_config_check(&ft) < 0) {
 		mim_preferr("fine-tuning model");
 		goto fail;
@@ -344,8 +332,9 @@ mim_ckpt_export(const struct mim_frame *ckpt, const struct mim_export_opt *o, ch
 	int enc = 0;
 	for (int i = 0; i < ckpt->n && !enc; i++)
 		enc = strncmp(ckpt->t[i].name, "encoder.", 8) == 0;
-	const struct mim_tensor *shared = NULL;
-	int grid = ft.img_size / ft.patch_size;
+	const struct mim_tensor *held = NULL;
+	const char *heldname = NULL;
+	int heldside = 0, heldextra = 0, ncopies = 0;
 	for (int i = 0; i < ckpt->n; i++) {
 		const struct mim_tensor *t = &ckpt->t[i];
 		const char *name = t->name;
@@ -365,62 +354,49 @@ mim_ckpt_export(const struct mim_frame *ckpt, const struct mim_export_opt *o, ch
 			ndrop++;
 			continue;
 		}
-		if (c.arch == MIM_ARCH_VIT) {
-			if (strcmp(name, "rel_pos_bias.relative_position_bias_table") == 0) {
-				shared = t;
-				continue;
-			}
-			if (!o->keep_norm && strncmp(name, "norm.", 5) == 0) {
-				ndrop++;
-				continue;
-			}
-			if (has_suffix(name, ".attn.relative_position_bias_table")) {
-				int side = 2 * grid - 1;
-				if (t->ndim == 2 && t->shape[0] != (int64_t)side * side + 3) {
-					S = (int)llround(sqrt((double)(t->shape[0] - 3)));
-					D = side;
-					if (!(t = resize_table(tmp, name, t, 3, side)))
-						goto fail;
-					ntab++;
-				}
-			}
-		} else if (has_suffix(name, ".attn.relative_position_bias_table")) {
-			int s, b, len = 0;
-			if (sscanf(name, "layers.%d.blocks.%d.attn.relative_position_bias_table%n", &s, &b,
-			    &len) != 2 || name[len] || s < 0 || s >= ft.nstages) {
-				mim_seterr("tensor '%s': not a table of a Swin block", t->name);
+		int side = 0, extra = 0;
+		int what = arch->ft_tensor ? arch->ft_tensor(&ft, o, name, &side, &extra) : 1;
+		if (what < 0) {
+			mim_preferr("tensor '%s'", t->name);
+			goto fail;
+		}
+		if (what == 0) {
+			ndrop++;
+			continue;
+		}
+		if (what == 2) {
+			held = t;
+			heldname = name;
+			heldside = side;
+			heldextra = extra;
+			continue;
+		}
+		if (side > 0 && t->ndim == 2 && t->shape[0] != (int64_t)side * side + extra) {
+			S = (int)llround(sqrt((double)(t->shape[0] - extra)));
+			D = side;
+			if (!(t = resize_table(tmp, name, t, extra, side)))
 				goto fail;
-			}
-			int res = grid >> s, w = res <= ft.window_size ? res : ft.window_size;
-			int side = 2 * w - 1;
-			if (t->ndim == 2 && t->shape[0] != (int64_t)side * side) {
-				S = (int)llround(sqrt((double)t->shape[0]));
-				D = side;
-				if (!(t = resize_table(tmp, name, t, 0, side)))
-					goto fail;
-				ntab++;
-			}
+			ntab++;
 		}
 		if (put(out, name, t, o->dtype) < 0)
 			goto fail;
 	}
-	if (c.arch == MIM_ARCH_VIT && shared) {
-		/* the shared table, into every block (resampled once if the grid changed) */
-		int side = 2 * grid - 1;
-		const struct mim_tensor *t = shared;
-		if (t->ndim == 2 && t->shape[0] != (int64_t)side * side + 3) {
-			S = (int)llround(sqrt((double)(t->shape[0] - 3)));
-			D = side;
-			if (!(t = resize_table(tmp, "rel_pos_bias.relative_position_bias_table", t, 3, side)))
+	if (held) {
+		/* the held tensor (ViT's shared table) into its copies, resampled once */
+		const struct mim_tensor *t = held;
+		int resized = 0;
+		char nm[128];
+		if (heldside > 0 && t->ndim == 2 && t->shape[0] != (int64_t)heldside * heldside + heldextra) {
+			S = (int)llround(sqrt((double)(t->shape[0] - heldextra)));
+			D = heldside;
+			if (!(t = resize_table(tmp, heldname, t, heldextra, heldside)))
 				goto fail;
-			ntab += ft.depth;
+			resized = 1;
 		}
-		for (int i = 0; i < ft.depth; i++) {
-			char nm[96];
-			snprintf(nm, sizeof nm, "blocks.%d.attn.relative_position_bias_table", i);
-			if (put(out, nm, t, o->dtype) < 0)
+		for (const char *cn; (cn = arch->ft_copy(&ft, heldname, ncopies, nm, sizeof nm)); ncopies++)
+			if (put(out, cn, t, o->dtype) < 0)
 				goto fail;
-		}
+		ntab += resized ? ncopies : 0;
 	}
 	char *fj = mim_config_json(&ft);
 	if (!fj || mim_meta_set(out, "mim.finetune", fj) < 0) {
@@ -430,9 +406,9 @@ mim_ckpt_export(const struct mim_frame *ckpt, const struct mim_export_opt *o, ch
 	free(fj);
 	NOTE("fine-tuning encoder: %d tensors; dropped %d (decoder, mask_token, buffers) and %d "
 	    "opt.* tensors", out->n, ndrop, nopt);
-	if (c.arch == MIM_ARCH_VIT)
-		NOTE("; shared relative position table copied into %d blocks%s", shared ? ft.depth : 0,
-		    o->keep_norm ? "" : "; final norm dropped");
+	if (arch->ft_note && k < n)
+		arch->ft_note(&ft, o, ncopies, note, n);
+	k = strlen(note);
 	if (ntab)
 		NOTE("; %d tables resampled %dx%d -> %dx%d", ntab, S, S, D, D);
 	mim_frame_free(tmp);

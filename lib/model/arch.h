@@ -77,6 +77,7 @@
 
 #include <jansson.h>
 
+#include "mim/ckpt.h"
 #include "mim/model.h"
 #include "mim/stream.h"
 
@@ -141,6 +142,30 @@ struct mim_arch_ops {
 	 * unless the hint gives them; a key the weights told to be null is
 	 * not one), NULL-terminated. */
 	const char *const *untraced;
+
+	/* ---- the official pretrain -> finetune conversion (lib/ckpt/export.c) ---- */
+
+	/* The fine-tuning model's keys from the export options (ft is the
+	 * pretraining config with img_size already set): a window, pooling,
+	 * the relative position tables it wants. 0, or -1 with the error set
+	 * (an option this architecture has no use for). NULL: nothing. */
+	int (*ft_config)(struct mim_config *ft, const struct mim_export_opt *o);
+	/* What becomes of the encoder tensor `name` ("encoder." stripped; the
+	 * decoder, mask_token and the rebuilt buffers are gone already) in the
+	 * fine-tuning model ft: 0 drop it, 1 keep it, 2 hold it back for
+	 * ft_copy; with 1 or 2, *side > 0 says it is a relative position table
+	 * that must have side^2 + *extra rows (resampled if it has not).
+	 * -1 with the error set. */
+	int (*ft_tensor)(const struct mim_config *ft, const struct mim_export_opt *o,
+	    const char *name, int *side, int *extra);
+	/* The name of copy i (0, 1, ...) of a held tensor at the end of the
+	 * state dict, into buf; NULL after the last. */
+	const char *(*ft_copy)(const struct mim_config *ft, const char *held, int i, char *buf,
+	    size_t n);
+	/* What the conversion did that is this architecture's, appended to the
+	 * export's note (ncopies: the copies ft_copy made). NULL: nothing. */
+	void (*ft_note)(const struct mim_config *ft, const struct mim_export_opt *o, int ncopies,
+	    char *note, size_t n);
 
 	/* ---- the model ---- */
 
@@ -262,6 +287,8 @@ int mim_head_register(const struct mim_head_ops *ops);
  * inside ops->params (the arena is allocated afterwards). */
 int mim_addp(struct mim_model *m, int ndim, int64_t d0, int64_t d1, int64_t d2,
     int64_t d3, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+/* 1 if s ends in suf (sdnames.c) */
+int mim_ends_with(const char *s, const char *suf);
 /* A state dict by name pattern (sdnames.c): the tensor fmt(a, b), or NULL;
  * how many consecutive indices i from 0 have fmt(i) (stage < 0), or
  * fmt(stage, i); S for a table of S*S + extra rows, S odd, or -1; the

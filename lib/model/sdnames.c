@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "arch.h"
 
@@ -40,4 +41,11 @@ mim_sd_isqrt(int64_t v)
 {
 	int s = (int)llround(sqrt((double)v));
 	return v > 0 && (int64_t)s * s == v ? s : -1;
+}
+
+int
+mim_ends_with(const char *s, const char *suf)
+{
+	size_t n = strlen(s), k = strlen(suf);
+	return n >= k && strcmp(s + n - k, suf) == 0;
 }

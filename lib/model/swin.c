@@ -968,6 +968,37 @@ swin_infer(const struct mim_frame *sd, json_t *o, const json_t *hint, int E, int
 
 static const char *const swin_untraced[] = {"drop_path_rate", "layer_norm_eps", NULL};
 
+/* ---- fine-tuning export (lib/ckpt/export.c asks) ----------------------------
+ * The official remap_pretrained_keys_swin: each
+ * layers.{s}.blocks.{b}.attn.relative_position_bias_table of (2w-1)^2 rows
+ * goes to (2w'-1)^2, w' the fine-tuning window clamped to the stage's
+ * resolution. */
+
+static int
+swin_ft_config(struct mim_config *ft, const struct mim_export_opt *o)
+{
+	if (o->window_size)
+		ft->window_size = o->window_size;
+	return 0;
+}
+
+static int
+swin_ft_tensor(const struct mim_config *ft, const struct mim_export_opt *o, const char *name,
+    int *side, int *extra)
+{
+	int s, b, len = 0;
+
+	if (!mim_ends_with(name, ".attn.relative_position_bias_table"))
+		return 1;
+	if (sscanf(name, "layers.%d.blocks.%d.attn.relative_position_bias_table%n", &s, &b, &len) != 2 ||
+	    name[len] || s < 0 || s >= ft->nstages)
+		return mim_seterr("not a table of a Swin block");
+	int res = (ft->img_size / ft->patch_size) >> s, w = res <= ft->window_size ? res : ft->window_size;
+	*side = 2 * w - 1;
+	*extra = 0;
+	return 1;
+}
+
 const struct mim_arch_ops mim_swin_ops = {
 	.name = "swin",
 	.keys = swin_keys,
@@ -978,6 +1009,8 @@ const struct mim_arch_ops mim_swin_ops = {
 	.detect = swin_detect,
 	.infer = swin_infer,
 	.untraced = swin_untraced,
+	.ft_config = swin_ft_config,
+	.ft_tensor = swin_ft_tensor,
 	.params = swin_params,
 	.skip = swin_skip,
 	.skip_kw = swin_skip_kw,

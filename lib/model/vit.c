@@ -775,6 +775,57 @@ vit_infer(const struct mim_frame *sd, json_t *o, const json_t *hint, int E, int 
 
 static const char *const vit_untraced[] = {"drop_path_rate", "layer_norm_eps", "init_values", NULL};
 
+/* ---- fine-tuning export (lib/ckpt/export.c asks) ----------------------------
+ * The official remap_pretrained_keys_vit: the shared table
+ * rel_pos_bias.relative_position_bias_table is copied into every block's
+ * attention; the final norm is dropped (fine-tuning pools with a fresh
+ * fc_norm instead); every table has (2g-1)^2 + 3 rows for the grid g of
+ * the fine-tuning image size (the 3 cls rows kept as they are). */
+
+static int
+vit_ft_config(struct mim_config *ft, const struct mim_export_opt *o)
+{
+	if (o->window_size)
+		return mim_seterr("a window size is for Swin models, this is a ViT");
+	ft->use_rel_pos_bias = 1;
+	ft->use_shared_rel_pos_bias = 0;
+	ft->use_mean_pooling = !o->keep_norm;
+	return 0;
+}
+
+static int
+vit_ft_tensor(const struct mim_config *ft, const struct mim_export_opt *o, const char *name,
+    int *side, int *extra)
+{
+	int shared = strcmp(name, "rel_pos_bias.relative_position_bias_table") == 0;
+
+	if (!o->keep_norm && strncmp(name, "norm.", 5) == 0)
+		return 0;
+	if (shared || mim_ends_with(name, ".attn.relative_position_bias_table")) {
+		*side = 2 * (ft->img_size / ft->patch_size) - 1;
+		*extra = 3;
+	}
+	return shared ? 2 : 1;
+}
+
+static const char *
+vit_ft_copy(const struct mim_config *ft, const char *held, int i, char *buf, size_t n)
+{
+	if (i >= ft->depth)
+		return NULL;
+	snprintf(buf, n, "blocks.%d.attn.relative_position_bias_table", i);
+	return buf;
+}
+
+static void
+vit_ft_note(const struct mim_config *ft, const struct mim_export_opt *o, int ncopies, char *note,
+    size_t n)
+{
+	size_t k = strlen(note);
+	snprintf(note + k, n - k, "; shared relative position table copied into %d blocks%s", ncopies,
+	    o->keep_norm ? "" : "; final norm dropped");
+}
+
 const struct mim_arch_ops mim_vit_ops = {
 	.name = "vit",
 	.keys = vit_keys,
@@ -785,6 +836,10 @@ const struct mim_arch_ops mim_vit_ops = {
 	.detect = vit_detect,
 	.infer = vit_infer,
 	.untraced = vit_untraced,
+	.ft_config = vit_ft_config,
+	.ft_tensor = vit_ft_tensor,
+	.ft_copy = vit_ft_copy,
+	.ft_note = vit_ft_note,
 	.params = vit_params,
 	.skip = vit_skip,
 	.skip_kw = NULL,
