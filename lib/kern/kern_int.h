@@ -38,9 +38,20 @@ void ln_backward_idx(float *dinp, float *dw, float *db, const float *dout,
     const float *inp, const float *w, const float *mean, const float *rstd,
     int R, int C, const int *idx, int L);
 
-/* Column sums in double: acc[c] += sum_r x[r*ld + c], c < C, r < R.
- * Parallel over columns, each column summed in row order: the result does
- * not depend on threads. */
+/* The terms of row r for kern_colsums, in columns c0 .. c0+w-1 (w <= 64):
+ * t[0..w) and, when u is not NULL, u[0..w) for the second sum. Returns
+ * the row's weight k: the sums add (double)t[c] * k; k 0 skips the row. */
+typedef float kern_row_fn(void *ctx, size_t r, int c0, int w, float *t, float *u);
+
+/* Column sums in double over R rows whose terms row() gives: acc[c] +=
+ * sum_r t_r[c] * k_r, and acc2 likewise with u (acc2 NULL: no second
+ * sum; acc NULL: t is summed but not stored). Parallel over blocks of 64
+ * columns, each column summed in row order: the result does not depend on
+ * threads. */
+void kern_colsums(float *acc, float *acc2, size_t R, int C, kern_row_fn *row, void *ctx);
+
+/* kern_colsums of a strided matrix: acc[c] += sum_r x[r*ld + c], c < C,
+ * r < R. */
 void kern_colsum(float *acc, const float *x, size_t R, int C, size_t ld);
 
 /* ---- vector math ---------------------------------------------------------
