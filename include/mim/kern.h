@@ -22,6 +22,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* ---- lib/kern/parallel.c: the kernels' parallel-for ----------------------- */
+
+/* Run fn(ctx, lo, hi) over [0,n) in chunks of at least grain items on the
+ * thread pool (mim_parallel). The split may depend on the thread count,
+ * so fn must give the same results for any split (no reductions across
+ * chunks). For kernels outside lib/kern too (the head's pixel shuffle). */
+void kern_for(size_t n, size_t grain, void (*fn)(void *ctx, size_t lo, size_t hi),
+    void *ctx);
+
 /* ---- lib/kern/linear.c: y = x W^T + b ------------------------------------- */
 
 /* out (R,OC) = inp (R,IC) @ w^T + b; w (OC,IC) as nn.Linear; b (OC) or NULL */
