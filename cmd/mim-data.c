@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "cli.h"
 #include "mim/data.h"
@@ -267,15 +266,6 @@ on_warn(void *ctx, const char *msg)
 	warn("%s", msg);
 }
 
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* --idx: IMAGES [LABELS] into shards of key.png (+ key.cls). */
 static int
 idx_convert(struct cmdline *c)
@@ -421,7 +411,7 @@ main(int argc, char **argv)
 		die_lib();
 	if (!(items = calloc((size_t)c.batch, sizeof *items)))
 		die("out of memory");
-	t0 = tlast = now();
+	t0 = tlast = mim_now();
 
 	while ((rc = mim_loader_next(L, &it)) > 0) {
 		if (c.print_boxes)
@@ -462,8 +452,8 @@ main(int argc, char **argv)
 				n = 0;
 			}
 		}
-		if (c.verbose && now() - tlast >= 2) {
-			tlast = now();
+		if (c.verbose && mim_now() - tlast >= 2) {
+			tlast = mim_now();
 			fprintf(stderr, "%s: %ld images, %ld batches, %.1f images/s\n", argv0, nimg,
 			    batches, nimg / (tlast - t0));
 		}
@@ -496,7 +486,7 @@ main(int argc, char **argv)
 	}
 	if (!c.quiet) {
 		const struct mim_data_counts *k = mim_loader_counts(L);
-		double dt = now() - t0;
+		double dt = mim_now() - t0;
 		if (w)
 			fprintf(stderr, "%s: %lld images in %ld shard%s", argv0, k->images, shards,
 			    shards == 1 ? "" : "s");
