@@ -1,6 +1,6 @@
 /* pool.c -- the library's threads: one knob, mim_threads(), and one set
  * of threads, the pool below, whose workers sleep on a condition variable
- * between jobs. The pool also owns OpenBLAS's own thread count (gemm.c
+ * between jobs (after a short wait for the next one). The pool also owns OpenBLAS's own thread count (gemm.c
  * calls BLAS, but the count is global): 1 while a job runs, since any
  * task may call sgemm, and OpenBLAS's threads for a large product only
  * when they are asked for (MIM_GEMM_THREADS=blas, mim_gemm_blas_threads),

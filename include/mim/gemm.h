@@ -30,8 +30,9 @@ void mim_gemm_ex(int ta, int tb, int M, int N, int K, float alpha,
 
 /* The same product for `batch` independent matrices at strides sA, sB, sC
  * (in floats). Small products (attention heads, Swin windows) are spread
- * over the thread pool with single-threaded BLAS calls, large ones go
- * one by one, each cut over the pool as mim_gemm does. */
+ * over the thread pool, each on one thread (lib/smm.c or single-threaded
+ * BLAS); large ones go one by one, each cut over the pool as mim_gemm
+ * does. */
 void mim_gemm_batch(int ta, int tb, int M, int N, int K, float alpha,
     const float *A, int lda, size_t sA, const float *B, int ldb, size_t sB,
     float beta, float *C, int ldc, size_t sC, int batch);

@@ -10,9 +10,10 @@ int mim_threads(void);
 void mim_set_threads(int n);
 
 /* Run fn(ctx, i) for i in [0,n) on the library's thread pool (mim_threads()
- * threads; the caller takes part). Returns when all are done. Workers
- * sleep on a condition variable between jobs: no spinning. fn must not
- * call mim_parallel itself (nested calls run serially). */
+ * threads; the caller takes part). Returns when all are done. Between
+ * jobs workers watch for the next one for at most 50 us, then sleep on a
+ * condition variable. A call from inside fn runs its tasks serially on
+ * the calling thread. */
 void mim_parallel(int n, void (*fn)(void *ctx, int i), void *ctx);
 
 /* Current pool thread index in [0, mim_threads()) (0 outside a job). */
