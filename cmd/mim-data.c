@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "cli.h"
 #include "mim/data.h"
@@ -71,6 +70,7 @@ enum {
 struct cmdline {
 	struct mim_loader_opts o;
 	int batch, drop_last, quiet, verbose, print_boxes, idx, interp_set;
+	int eval, keep;		/* --eval, --keep-aspect */
 	const char *out;
 	long per_shard;
 };
@@ -94,53 +94,52 @@ three(const char *flag, const char *s, float v[3])
 		v[i] = (float)d[n == 1 ? 0 : i];
 }
 
+static const struct option opts[] = {
+	{"size", required_argument, NULL, 's'},
+	{"scale", required_argument, NULL, O_SCALE},
+	{"ratio", required_argument, NULL, O_RATIO},
+	{"flip", required_argument, NULL, O_FLIP},
+	{"interp", required_argument, NULL, O_INTERP},
+	{"mean", required_argument, NULL, O_MEAN},
+	{"std", required_argument, NULL, O_STD},
+	{"eval", no_argument, NULL, O_EVAL},
+	{"no-augment", no_argument, NULL, O_EVAL},
+	{"crop-ratio", required_argument, NULL, O_CROPR},
+	{"gap", required_argument, NULL, O_GAP},
+	{"shrink-min", required_argument, NULL, O_SHRINK},
+	{"shrink-max", required_argument, NULL, O_SHRINKMAX},
+	{"batch", required_argument, NULL, 'b'},
+	{"drop-last", no_argument, NULL, O_DROP},
+	{"epochs", required_argument, NULL, 'e'},
+	{"shuffle", required_argument, NULL, O_SHUF},
+	{"seed", required_argument, NULL, O_SEED},
+	{"threads", required_argument, NULL, 'j'},
+	{"shard-index", required_argument, NULL, O_SIDX},
+	{"shard-count", required_argument, NULL, O_SCNT},
+	{"split-by", required_argument, NULL, O_SPLIT},
+	{"ext", required_argument, NULL, O_EXT},
+	{"strict", no_argument, NULL, O_STRICT},
+	{"out", required_argument, NULL, 'o'},
+	{"per-shard", required_argument, NULL, O_PERSHARD},
+	{"format", required_argument, NULL, O_FORMAT},
+	{"quality", required_argument, NULL, O_QUAL},
+	{"keep-aspect", no_argument, NULL, O_KEEP},
+	{"idx", no_argument, NULL, O_IDX},
+	{"box", required_argument, NULL, O_BOX},
+	{"print-boxes", no_argument, NULL, O_PBOX},
+	{"quiet", no_argument, NULL, 'q'},
+	{"verbose", no_argument, NULL, 'v'},
+	{"help", no_argument, NULL, 'h'},
+	{0},
+};
+
 static void
-parse(int argc, char **argv, struct cmdline *c)
+defaults(struct cmdline *c)
 {
-	static const struct option opts[] = {
-		{"size", required_argument, NULL, 's'},
-		{"scale", required_argument, NULL, O_SCALE},
-		{"ratio", required_argument, NULL, O_RATIO},
-		{"flip", required_argument, NULL, O_FLIP},
-		{"interp", required_argument, NULL, O_INTERP},
-		{"mean", required_argument, NULL, O_MEAN},
-		{"std", required_argument, NULL, O_STD},
-		{"eval", no_argument, NULL, O_EVAL},
-		{"no-augment", no_argument, NULL, O_EVAL},
-		{"crop-ratio", required_argument, NULL, O_CROPR},
-		{"gap", required_argument, NULL, O_GAP},
-		{"shrink-min", required_argument, NULL, O_SHRINK},
-		{"shrink-max", required_argument, NULL, O_SHRINKMAX},
-		{"batch", required_argument, NULL, 'b'},
-		{"drop-last", no_argument, NULL, O_DROP},
-		{"epochs", required_argument, NULL, 'e'},
-		{"shuffle", required_argument, NULL, O_SHUF},
-		{"seed", required_argument, NULL, O_SEED},
-		{"threads", required_argument, NULL, 'j'},
-		{"shard-index", required_argument, NULL, O_SIDX},
-		{"shard-count", required_argument, NULL, O_SCNT},
-		{"split-by", required_argument, NULL, O_SPLIT},
-		{"ext", required_argument, NULL, O_EXT},
-		{"strict", no_argument, NULL, O_STRICT},
-		{"out", required_argument, NULL, 'o'},
-		{"per-shard", required_argument, NULL, O_PERSHARD},
-		{"format", required_argument, NULL, O_FORMAT},
-		{"quality", required_argument, NULL, O_QUAL},
-		{"keep-aspect", no_argument, NULL, O_KEEP},
-		{"idx", no_argument, NULL, O_IDX},
-		{"box", required_argument, NULL, O_BOX},
-		{"print-boxes", no_argument, NULL, O_PBOX},
-		{"quiet", no_argument, NULL, 'q'},
-		{"verbose", no_argument, NULL, 'v'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
-	};
 	struct mim_loader_opts *o = &c->o;
-	struct mim_aug *a = &o->aug;
-	int ch, keep = 0, eval = 0;
 
 	memset(c, 0, sizeof *c);
-	mim_aug_default(a);
+	mim_aug_default(&o->aug);
 	o->seed = 0;
 	o->epochs = 1;
 	o->threads = 0;
@@ -152,90 +151,111 @@ parse(int argc, char **argv, struct cmdline *c)
 	o->quality = 95;
 	c->batch = 32;
 	c->per_shard = 1000;
-	while ((ch = getopt_long(argc, argv, "s:b:e:j:o:qvh", opts, NULL)) != -1) {
-		double d[5];
-		int n;
-		switch (ch) {
-		case 's': a->size = (int)cli_int("--size", optarg, 1, 8192); break;
-		case O_SCALE: pair("--scale", optarg, a->scale); break;
-		case O_RATIO: pair("--ratio", optarg, a->ratio); break;
-		case O_FLIP: a->flip = cli_double("--flip", optarg, 0, 1); break;
-		case O_INTERP:
-			if (!strcmp(optarg, "bilinear"))
-				a->interp = MIM_INTERP_BILINEAR;
-			else if (!strcmp(optarg, "bicubic"))
-				a->interp = MIM_INTERP_BICUBIC;
-			else
-				usage_error("--interp: '%s': want bilinear or bicubic", optarg);
-			c->interp_set = 1;
-			break;
-		case O_MEAN: three("--mean", optarg, o->mean); break;
-		case O_STD: three("--std", optarg, o->std); break;
-		case O_EVAL: eval = 1; break;
-		case O_CROPR: a->crop_ratio = cli_double("--crop-ratio", optarg, 1e-6, 1); break;
-		case O_GAP: a->gap = cli_double("--gap", optarg, 0, 1e6); break;
-		case O_SHRINK: a->shrink_min = cli_double("--shrink-min", optarg, 0, 1e6); break;
-		case O_SHRINKMAX:
-			a->shrink_max = (int)cli_int("--shrink-max", optarg, 1, 8);
-			if (a->shrink_max & (a->shrink_max - 1))
-				usage_error("--shrink-max: want 1, 2, 4 or 8");
-			break;
-		case 'b': c->batch = (int)cli_int("--batch", optarg, 1, 1 << 20); break;
-		case O_DROP: c->drop_last = 1; break;
-		case 'e': o->epochs = (long)cli_int("--epochs", optarg, 0, 1L << 40); break;
-		case O_SHUF: o->shuffle = (long)cli_int("--shuffle", optarg, 0, 1L << 24); break;
-		case O_SEED: o->seed = (uint64_t)cli_int("--seed", optarg, 0, INT64_MAX); break;
-		case 'j': o->threads = (int)cli_int("--threads", optarg, 1, 1024); break;
-		case O_SIDX: o->rank = (int)cli_int("--shard-index", optarg, 0, 1 << 20); break;
-		case O_SCNT: o->nranks = (int)cli_int("--shard-count", optarg, 1, 1 << 20); break;
-		case O_SPLIT:
-			if (!strcmp(optarg, "shard"))
-				o->split_shards = 1;
-			else if (strcmp(optarg, "sample"))
-				usage_error("--split-by: '%s': want sample or shard", optarg);
-			break;
-		case O_EXT: o->exts = optarg; break;
-		case O_STRICT: o->strict = 1; break;
-		case 'o': c->out = optarg; break;
-		case O_PERSHARD: c->per_shard = (long)cli_int("--per-shard", optarg, 1, 1L << 40); break;
-		case O_FORMAT:
-			if (!strcmp(optarg, "jpeg"))
-				optarg = "jpg";
-			if (strcmp(optarg, "png") && strcmp(optarg, "jpg"))
-				usage_error("--format: '%s': want png or jpg", optarg);
-			o->encfmt = optarg;
-			break;
-		case O_QUAL: o->quality = (int)cli_int("--quality", optarg, 1, 100); break;
-		case O_KEEP: keep = 1; break;
-		case O_IDX: c->idx = 1; break;
-		case O_BOX:
-			n = cli_doubles("--box", optarg, d, 5);
-			if (n < 4)
-				usage_error("--box: want X,Y,W,H or X,Y,W,H,F");
-			for (int i = 0; i < n; i++)
-				if (d[i] != floor(d[i]) || d[i] < 0 || d[i] > 1e9)
-					usage_error("--box: '%s': want non-negative integers", optarg);
-			if (d[2] < 1 || d[3] < 1 || (n == 5 && d[4] > 1))
-				usage_error("--box: '%s': want W,H >= 1 and F 0 or 1", optarg);
-			a->force = 1;
-			a->box = (struct mim_box){(int)d[0], (int)d[1], (int)d[2], (int)d[3],
-			    n == 5 ? (int)d[4] : 0};
-			break;
-		case O_PBOX: c->print_boxes = 1; break;
-		case 'q': c->quiet = 1; break;
-		case 'v': c->verbose = 1; break;
-		case 'h': fputs(usage_text, stdout); exit(0);
-		default: usage_error("unknown option");
-		}
+}
+
+/* --box X,Y,W,H[,F]: a fixed crop for every image */
+static void
+box(struct mim_aug *a, const char *arg)
+{
+	double d[5];
+	int n = cli_doubles("--box", arg, d, 5);
+
+	if (n < 4)
+		usage_error("--box: want X,Y,W,H or X,Y,W,H,F");
+	for (int i = 0; i < n; i++)
+		if (d[i] != floor(d[i]) || d[i] < 0 || d[i] > 1e9)
+			usage_error("--box: '%s': want non-negative integers", arg);
+	if (d[2] < 1 || d[3] < 1 || (n == 5 && d[4] > 1))
+		usage_error("--box: '%s': want W,H >= 1 and F 0 or 1", arg);
+	a->force = 1;
+	a->box = (struct mim_box){(int)d[0], (int)d[1], (int)d[2], (int)d[3],
+	    n == 5 ? (int)d[4] : 0};
+}
+
+/* one option ch of getopt_long, with its argument arg */
+static void
+option(struct cmdline *c, int ch, char *arg)
+{
+	struct mim_loader_opts *o = &c->o;
+	struct mim_aug *a = &o->aug;
+
+	switch (ch) {
+	case 's': a->size = (int)cli_int("--size", arg, 1, 8192); break;
+	case O_SCALE: pair("--scale", arg, a->scale); break;
+	case O_RATIO: pair("--ratio", arg, a->ratio); break;
+	case O_FLIP: a->flip = cli_double("--flip", arg, 0, 1); break;
+	case O_INTERP:
+		if (!strcmp(arg, "bilinear"))
+			a->interp = MIM_INTERP_BILINEAR;
+		else if (!strcmp(arg, "bicubic"))
+			a->interp = MIM_INTERP_BICUBIC;
+		else
+			usage_error("--interp: '%s': want bilinear or bicubic", arg);
+		c->interp_set = 1;
+		break;
+	case O_MEAN: three("--mean", arg, o->mean); break;
+	case O_STD: three("--std", arg, o->std); break;
+	case O_EVAL: c->eval = 1; break;
+	case O_CROPR: a->crop_ratio = cli_double("--crop-ratio", arg, 1e-6, 1); break;
+	case O_GAP: a->gap = cli_double("--gap", arg, 0, 1e6); break;
+	case O_SHRINK: a->shrink_min = cli_double("--shrink-min", arg, 0, 1e6); break;
+	case O_SHRINKMAX:
+		a->shrink_max = (int)cli_int("--shrink-max", arg, 1, 8);
+		if (a->shrink_max & (a->shrink_max - 1))
+			usage_error("--shrink-max: want 1, 2, 4 or 8");
+		break;
+	case 'b': c->batch = (int)cli_int("--batch", arg, 1, 1 << 20); break;
+	case O_DROP: c->drop_last = 1; break;
+	case 'e': o->epochs = (long)cli_int("--epochs", arg, 0, 1L << 40); break;
+	case O_SHUF: o->shuffle = (long)cli_int("--shuffle", arg, 0, 1L << 24); break;
+	case O_SEED: o->seed = (uint64_t)cli_int("--seed", arg, 0, INT64_MAX); break;
+	case 'j': o->threads = (int)cli_int("--threads", arg, 1, 1024); break;
+	case O_SIDX: o->rank = (int)cli_int("--shard-index", arg, 0, 1 << 20); break;
+	case O_SCNT: o->nranks = (int)cli_int("--shard-count", arg, 1, 1 << 20); break;
+	case O_SPLIT:
+		if (!strcmp(arg, "shard"))
+			o->split_shards = 1;
+		else if (strcmp(arg, "sample"))
+			usage_error("--split-by: '%s': want sample or shard", arg);
+		break;
+	case O_EXT: o->exts = arg; break;
+	case O_STRICT: o->strict = 1; break;
+	case 'o': c->out = arg; break;
+	case O_PERSHARD: c->per_shard = (long)cli_int("--per-shard", arg, 1, 1L << 40); break;
+	case O_FORMAT:
+		if (!strcmp(arg, "jpeg"))
+			arg = "jpg";
+		if (strcmp(arg, "png") && strcmp(arg, "jpg"))
+			usage_error("--format: '%s': want png or jpg", arg);
+		o->encfmt = arg;
+		break;
+	case O_QUAL: o->quality = (int)cli_int("--quality", arg, 1, 100); break;
+	case O_KEEP: c->keep = 1; break;
+	case O_IDX: c->idx = 1; break;
+	case O_BOX: box(a, arg); break;
+	case O_PBOX: c->print_boxes = 1; break;
+	case 'q': c->quiet = 1; break;
+	case 'v': c->verbose = 1; break;
+	case 'h': fputs(usage_text, stdout); exit(0);
+	default: usage_error("unknown option");
 	}
-	if (eval && keep)
+}
+
+/* the options together: the transform's mode, and what excludes what */
+static void
+settle(struct cmdline *c)
+{
+	struct mim_loader_opts *o = &c->o;
+	struct mim_aug *a = &o->aug;
+
+	if (c->eval && c->keep)
 		usage_error("--eval and --keep-aspect exclude each other");
-	if (eval) {
+	if (c->eval) {
 		a->mode = MIM_MODE_EVAL;
 		if (!c->interp_set)
 			a->interp = MIM_INTERP_BICUBIC;
 	}
-	if (keep) {
+	if (c->keep) {
 		if (!c->out)
 			usage_error("--keep-aspect gives images of different sizes: only with --out");
 		a->mode = MIM_MODE_RESIZE;
@@ -253,11 +273,22 @@ parse(int argc, char **argv, struct cmdline *c)
 	for (int i = 0; i < 3; i++)
 		if (o->std[i] == 0)
 			usage_error("--std: must not be 0");
-	o->inputs = argv + optind;
-	o->ninputs = argc - optind;
-	if (o->threads == 0)
-		o->threads = mim_threads();
-	o->want = c->out ? MIM_WANT_ENCODED : MIM_WANT_FLOAT;
+}
+
+static void
+parse(int argc, char **argv, struct cmdline *c)
+{
+	int ch;
+
+	defaults(c);
+	while ((ch = getopt_long(argc, argv, "s:b:e:j:o:qvh", opts, NULL)) != -1)
+		option(c, ch, optarg);
+	settle(c);
+	c->o.inputs = argv + optind;
+	c->o.ninputs = argc - optind;
+	if (c->o.threads == 0)
+		c->o.threads = mim_threads();
+	c->o.want = c->out ? MIM_WANT_ENCODED : MIM_WANT_FLOAT;
 }
 
 static void
@@ -265,15 +296,6 @@ on_warn(void *ctx, const char *msg)
 {
 	(void)ctx;
 	warn("%s", msg);
-}
-
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 /* --idx: IMAGES [LABELS] into shards of key.png (+ key.cls). */
@@ -343,7 +365,7 @@ idx_convert(struct cmdline *c)
 
 /* --out: one item as members of a shard. */
 static int
-write_item(struct mim_tarw *w, struct cmdline *c, const struct mim_item *it)
+write_item(struct mim_tarw *w, const struct cmdline *c, const struct mim_item *it)
 {
 	const struct mim_sample *s = it->s;
 	char cls[32];
@@ -378,29 +400,112 @@ write_item(struct mim_tarw *w, struct cmdline *c, const struct mim_item *it)
 	return mim_tarw_end_sample(w);
 }
 
-int
-main(int argc, char **argv)
+/* decoders allocate and free tens of MB per image (a progressive JPEG's
+ * coefficients, line caches): keep that memory in the heap for the next
+ * image instead of mapping fresh, zeroed pages each time, which costs
+ * more system time than the decoding itself */
+static void
+tune_malloc(void)
 {
-	struct cmdline c;
-	struct mim_loader *L;
-	struct mim_tarw *w = NULL;
-	struct mim_item **items;
-	struct mim_item *it;
-	long batches = 0, nimg = 0;
-	int n = 0, rc;
-	double t0, tlast;
-
-	cli_init(argc, argv);
-	/* decoders allocate and free tens of MB per image (a progressive
-	 * JPEG's coefficients, line caches): keep that memory in the heap
-	 * for the next image instead of mapping fresh, zeroed pages each
-	 * time, which costs more system time than the decoding itself */
 	mallopt(M_MMAP_THRESHOLD, 64 << 20);
 	mallopt(M_TRIM_THRESHOLD, 256 << 20);
 	/* one arena: a worker thread's own arena maps every block above its
 	 * 64 MB heap afresh (2 threads: 306k page faults and 1.0 s of system
 	 * time for 228 photos, against 41k and 0.2 s) */
 	mallopt(M_ARENA_MAX, 1);
+}
+
+/* one run of the loader: the items of the pending batch and the counts */
+struct run {
+	const struct cmdline *c;
+	struct mim_loader *L;
+	struct mim_tarw *w;		/* --out, else NULL */
+	struct mim_item **items;	/* the pending batch, n of c->batch */
+	int n;
+	long batches, nimg;
+	double t0, tlast;
+};
+
+/* the pending batch out as a frame (a short one unless --drop-last), then
+ * emptied */
+static void
+flush(struct run *r)
+{
+	if (r->n > 0 && (r->n == r->c->batch || !r->c->drop_last)) {
+		struct mim_frame *f = mim_batch_frame(r->items, r->n, r->c->o.aug.size,
+		    r->batches++);
+		if (!f)
+			die_lib();
+		cli_put(f);
+		mim_frame_free(f);
+	}
+	for (int i = 0; i < r->n; i++)
+		mim_item_free(r->items[i]);
+	r->n = 0;
+}
+
+/* one item from the loader: into a shard, or into the pending batch */
+static void
+take(struct run *r, struct mim_item *it)
+{
+	const struct cmdline *c = r->c;
+
+	if (c->print_boxes)
+		fprintf(stderr, "%s: box %s %d %d %d %d %d %d %d %d\n", argv0, it->s->key,
+		    it->g.W, it->g.H, it->g.box.x, it->g.box.y, it->g.box.w, it->g.box.h,
+		    it->g.box.flip, it->g.shrink);
+	r->nimg++;
+	if (r->w) {
+		if (write_item(r->w, c, it)) {
+			warn("%s", mim_errmsg());
+			mim_tarw_close(r->w);
+			exit(1);
+		}
+		mim_item_free(it);
+		return;
+	}
+	/* batches never span epochs */
+	if (r->n > 0 && r->items[0]->epoch != it->epoch)
+		flush(r);
+	r->items[r->n++] = it;
+	if (r->n == c->batch)
+		flush(r);
+}
+
+/* the final counts on stderr */
+static void
+report(const struct run *r, long shards)
+{
+	const struct mim_data_counts *k = mim_loader_counts(r->L);
+	double dt = mim_now() - r->t0;
+
+	if (r->w)
+		fprintf(stderr, "%s: %lld images in %ld shard%s", argv0, k->images, shards,
+		    shards == 1 ? "" : "s");
+	else
+		fprintf(stderr, "%s: %lld images in %ld batch%s", argv0, k->images, r->batches,
+		    r->batches == 1 ? "" : "es");
+	fprintf(stderr, " (%.1f images/s)", dt > 0 ? k->images / dt : 0.0);
+	if (k->bad_images || k->no_image || k->bad_members || k->bad_shards)
+		fprintf(stderr, "; skipped %lld bad image%s, %lld sample%s without image, "
+		    "%lld damaged member%s, %lld bad shard%s",
+		    k->bad_images, k->bad_images == 1 ? "" : "s",
+		    k->no_image, k->no_image == 1 ? "" : "s",
+		    k->bad_members, k->bad_members == 1 ? "" : "s",
+		    k->bad_shards, k->bad_shards == 1 ? "" : "s");
+	fputc('\n', stderr);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct cmdline c;
+	struct run r = {.c = &c};
+	struct mim_item *it;
+	int rc;
+
+	cli_init(argc, argv);
+	tune_malloc();
 	parse(argc, argv, &c);
 	if (c.idx)
 		return idx_convert(&c);
@@ -415,104 +520,42 @@ main(int argc, char **argv)
 	if (!c.out)
 		cli_stdout_not_tty();
 	c.o.warn = on_warn;
-	if (!(L = mim_loader_open(&c.o)))
+	if (!(r.L = mim_loader_open(&c.o)))
 		die_lib();
-	if (c.out && !(w = mim_tarw_open(c.out, c.per_shard)))
+	if (c.out && !(r.w = mim_tarw_open(c.out, c.per_shard)))
 		die_lib();
-	if (!(items = calloc((size_t)c.batch, sizeof *items)))
+	if (!(r.items = calloc((size_t)c.batch, sizeof *r.items)))
 		die("out of memory");
-	t0 = tlast = now();
+	r.t0 = r.tlast = mim_now();
 
-	while ((rc = mim_loader_next(L, &it)) > 0) {
-		if (c.print_boxes)
-			fprintf(stderr, "%s: box %s %d %d %d %d %d %d %d %d\n", argv0, it->s->key,
-			    it->g.W, it->g.H, it->g.box.x, it->g.box.y, it->g.box.w, it->g.box.h,
-			    it->g.box.flip, it->g.shrink);
-		nimg++;
-		if (w) {
-			if (write_item(w, &c, it)) {
-				warn("%s", mim_errmsg());
-				mim_tarw_close(w);
-				exit(1);
-			}
-			mim_item_free(it);
-		} else {
-			/* batches never span epochs */
-			if (n > 0 && items[0]->epoch != it->epoch) {
-				if (n == c.batch || !c.drop_last) {
-					struct mim_frame *f = mim_batch_frame(items, n, c.o.aug.size, batches++);
-					if (!f)
-						die_lib();
-					cli_put(f);
-					mim_frame_free(f);
-				}
-				for (int i = 0; i < n; i++)
-					mim_item_free(items[i]);
-				n = 0;
-			}
-			items[n++] = it;
-			if (n == c.batch) {
-				struct mim_frame *f = mim_batch_frame(items, n, c.o.aug.size, batches++);
-				if (!f)
-					die_lib();
-				cli_put(f);
-				mim_frame_free(f);
-				for (int i = 0; i < n; i++)
-					mim_item_free(items[i]);
-				n = 0;
-			}
-		}
-		if (c.verbose && now() - tlast >= 2) {
-			tlast = now();
-			fprintf(stderr, "%s: %ld images, %ld batches, %.1f images/s\n", argv0, nimg,
-			    batches, nimg / (tlast - t0));
+	while ((rc = mim_loader_next(r.L, &it)) > 0) {
+		take(&r, it);
+		if (c.verbose && mim_now() - r.tlast >= 2) {
+			r.tlast = mim_now();
+			fprintf(stderr, "%s: %ld images, %ld batches, %.1f images/s\n", argv0,
+			    r.nimg, r.batches, r.nimg / (r.tlast - r.t0));
 		}
 	}
 	if (rc < 0) {
 		/* nothing partial goes out: the pending batch is dropped */
 		warn("%s", mim_errmsg());
-		for (int i = 0; i < n; i++)
-			mim_item_free(items[i]);
-		if (w)
-			mim_tarw_close(w);
-		mim_loader_close(L);
+		for (int i = 0; i < r.n; i++)
+			mim_item_free(r.items[i]);
+		if (r.w)
+			mim_tarw_close(r.w);
+		mim_loader_close(r.L);
 		exit(1);
 	}
-	if (n > 0 && (n == c.batch || !c.drop_last)) {
-		struct mim_frame *f = mim_batch_frame(items, n, c.o.aug.size, batches++);
-		if (!f)
-			die_lib();
-		cli_put(f);
-		mim_frame_free(f);
-	}
-	for (int i = 0; i < n; i++)
-		mim_item_free(items[i]);
-	free(items);
+	flush(&r);
+	free(r.items);
 	long shards = 0;
-	if (w) {
-		shards = mim_tarw_shards(w);
-		if (mim_tarw_close(w))
+	if (r.w) {
+		shards = mim_tarw_shards(r.w);
+		if (mim_tarw_close(r.w))
 			die_lib();
 	}
-	if (!c.quiet) {
-		const struct mim_data_counts *k = mim_loader_counts(L);
-		double dt = now() - t0;
-		if (w)
-			fprintf(stderr, "%s: %lld images in %ld shard%s", argv0, k->images, shards,
-			    shards == 1 ? "" : "s");
-		else
-			fprintf(stderr, "%s: %lld images in %ld batch%s", argv0, k->images, batches,
-			    batches == 1 ? "" : "es");
-		fprintf(stderr, " (%.1f images/s)", dt > 0 ? k->images / dt : 0.0);
-		if (k->bad_images || k->no_image || k->bad_members || k->bad_shards)
-			fprintf(stderr, "; skipped %lld bad image%s, %lld sample%s without image, "
-			    "%lld damaged member%s, %lld bad shard%s",
-			    k->bad_images, k->bad_images == 1 ? "" : "s",
-			    k->no_image, k->no_image == 1 ? "" : "s",
-			    k->bad_members, k->bad_members == 1 ? "" : "s",
-			    k->bad_shards, k->bad_shards == 1 ? "" : "s");
-		fputc('\n', stderr);
-	}
-	mim_loader_close(L);
+	if (!c.quiet)
+		report(&r, shards);
+	mim_loader_close(r.L);
 	cli_exit(0);
 }

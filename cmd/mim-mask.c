@@ -113,165 +113,215 @@ table(struct mim_maskopt o, const char *patches, const char *ratios, int size,
 	cli_exit(0);
 }
 
-int
-main(int argc, char **argv)
-{
-	static const struct option opts[] = {
-		{"strategy", required_argument, NULL, 's'},
-		{"mask-patch", required_argument, NULL, 'm'},
-		{"model-patch", required_argument, NULL, 'p'},
-		{"ckpt", required_argument, NULL, O_CKPT},
-		{"ratio", required_argument, NULL, 'r'},
-		{"seed", required_argument, NULL, O_SEED},
-		{"rng", required_argument, NULL, O_RNG},
-		{"block-min", required_argument, NULL, O_BMIN},
-		{"block-max", required_argument, NULL, O_BMAX},
-		{"block-aspect", required_argument, NULL, O_BASPECT},
-		{"stats", no_argument, NULL, O_STATS},
-		{"avgdist-table", no_argument, NULL, O_TABLE},
-		{"size", required_argument, NULL, O_SIZE},
-		{"samples", required_argument, NULL, O_SAMPLES},
-		{"help", no_argument, NULL, 'h'},
-		{0},
-	};
-	struct mim_maskopt o;
-	const char *ckpt = NULL, *patches = NULL, *ratios = NULL;
-	int c, stats = 0, tablemode = 0, size = 192, samples = 1000, model_set = 0;
-	int table_only = 0;
+static const struct option opts[] = {
+	{"strategy", required_argument, NULL, 's'},
+	{"mask-patch", required_argument, NULL, 'm'},
+	{"model-patch", required_argument, NULL, 'p'},
+	{"ckpt", required_argument, NULL, O_CKPT},
+	{"ratio", required_argument, NULL, 'r'},
+	{"seed", required_argument, NULL, O_SEED},
+	{"rng", required_argument, NULL, O_RNG},
+	{"block-min", required_argument, NULL, O_BMIN},
+	{"block-max", required_argument, NULL, O_BMAX},
+	{"block-aspect", required_argument, NULL, O_BASPECT},
+	{"stats", no_argument, NULL, O_STATS},
+	{"avgdist-table", no_argument, NULL, O_TABLE},
+	{"size", required_argument, NULL, O_SIZE},
+	{"samples", required_argument, NULL, O_SAMPLES},
+	{"help", no_argument, NULL, 'h'},
+	{0},
+};
 
-	cli_init(argc, argv);
-	mim_maskopt_default(&o);
-	while ((c = getopt_long(argc, argv, "s:m:p:r:h", opts, NULL)) != -1) {
-		switch (c) {
+struct cmdline {
+	struct mim_maskopt o;
+	/* -m and -r as given: lists for the table, one value otherwise */
+	const char *ckpt, *patches, *ratios;
+	int stats, tablemode, size, samples, model_set;
+	int table_only;		/* --size or --samples given */
+};
+
+static void
+parse(int argc, char **argv, struct cmdline *c)
+{
+	struct mim_maskopt *o = &c->o;
+	int ch;
+
+	*c = (struct cmdline){.size = 192, .samples = 1000};
+	mim_maskopt_default(o);
+	while ((ch = getopt_long(argc, argv, "s:m:p:r:h", opts, NULL)) != -1) {
+		switch (ch) {
 		case 's':
-			if ((c = mim_mask_strategy_parse(optarg)) < 0)
+			if ((ch = mim_mask_strategy_parse(optarg)) < 0)
 				usage_error("--strategy: '%s' is not random, central or block", optarg);
-			o.strategy = (enum mim_mask_strategy)c;
+			o->strategy = (enum mim_mask_strategy)ch;
 			break;
-		case 'm': patches = optarg; break;
+		case 'm': c->patches = optarg; break;
 		case 'p':
-			o.model_patch = (int)cli_int("--model-patch", optarg, 1, 4096);
-			model_set = 1;
+			o->model_patch = (int)cli_int("--model-patch", optarg, 1, 4096);
+			c->model_set = 1;
 			break;
-		case O_CKPT: ckpt = optarg; break;
-		case 'r': ratios = optarg; break;
-		case O_SEED: o.seed = (uint64_t)cli_int("--seed", optarg, 0, INT64_MAX); break;
+		case O_CKPT: c->ckpt = optarg; break;
+		case 'r': c->ratios = optarg; break;
+		case O_SEED: o->seed = (uint64_t)cli_int("--seed", optarg, 0, INT64_MAX); break;
 		case O_RNG:
-			if ((c = mim_mask_rng_parse(optarg)) < 0)
+			if ((ch = mim_mask_rng_parse(optarg)) < 0)
 				usage_error("--rng: '%s' is not mim or numpy", optarg);
-			o.rng = (enum mim_mask_rng)c;
+			o->rng = (enum mim_mask_rng)ch;
 			break;
-		case O_BMIN: o.block_min = (int)cli_int("--block-min", optarg, 1, 1 << 26); break;
-		case O_BMAX: o.block_max = (int)cli_int("--block-max", optarg, 0, 1 << 26); break;
+		case O_BMIN: o->block_min = (int)cli_int("--block-min", optarg, 1, 1 << 26); break;
+		case O_BMAX: o->block_max = (int)cli_int("--block-max", optarg, 0, 1 << 26); break;
 		case O_BASPECT:
-			o.block_aspect = cli_double("--block-aspect", optarg, 1e-6, 1);
+			o->block_aspect = cli_double("--block-aspect", optarg, 1e-6, 1);
 			break;
-		case O_STATS: stats = 1; break;
-		case O_TABLE: tablemode = 1; break;
+		case O_STATS: c->stats = 1; break;
+		case O_TABLE: c->tablemode = 1; break;
 		case O_SIZE:
-			size = (int)cli_int("--size", optarg, 1, 8192);
-			table_only = 1;
+			c->size = (int)cli_int("--size", optarg, 1, 8192);
+			c->table_only = 1;
 			break;
 		case O_SAMPLES:
-			samples = (int)cli_int("--samples", optarg, 1, 1000000);
-			table_only = 1;
+			c->samples = (int)cli_int("--samples", optarg, 1, 1000000);
+			c->table_only = 1;
 			break;
-		case 'h': fputs(usage_text, stdout); return 0;
+		case 'h': fputs(usage_text, stdout); exit(0);
 		default: usage_error("unknown option");
 		}
 	}
-	if (tablemode) {
-		if (optind < argc)
-			usage_error("--avgdist-table reads no input");
-		table(o, patches ? patches : "4,8,16,32",
-		    ratios ? ratios : "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9", size, samples);
-	}
-	if (table_only)
+}
+
+/* the options of the masking mode (not the table's), checked; the model
+ * patch of --ckpt is read later, after the cheap checks */
+static void
+check_masking(int argc, struct cmdline *c)
+{
+	if (c->table_only)
 		usage_error("--size and --samples go with --avgdist-table");
 	if (optind + 1 < argc)
 		usage_error("more than one input file");
-	if (patches)
-		o.mask_patch = (int)cli_int("--mask-patch", patches, 1, 1 << 20);
-	if (ratios)
-		o.ratio = cli_double("--ratio", ratios, -HUGE_VAL, HUGE_VAL);
-	if (ckpt && model_set)
+	if (c->patches)
+		c->o.mask_patch = (int)cli_int("--mask-patch", c->patches, 1, 1 << 20);
+	if (c->ratios)
+		c->o.ratio = cli_double("--ratio", c->ratios, -HUGE_VAL, HUGE_VAL);
+	if (c->ckpt && c->model_set)
 		usage_error("--model-patch and --ckpt both set the model patch");
-	if (!ckpt && mim_maskopt_check(&o) < 0)
+	if (!c->ckpt && mim_maskopt_check(&c->o) < 0)
 		usage_error("%s", mim_errmsg());
+}
+
+/* --stats: the running sums over every mask */
+struct stats {
+	double fsum, dsum;		/* masked fractions, defined AvgDists */
+	long long nmask, nundef;	/* masks, masks without an AvgDist */
+};
+
+static void
+stats_add(struct stats *st, const uint8_t *m, int64_t h, int64_t w, int model_patch)
+{
+	int64_t on = 0;
+	double d;
+
+	for (int64_t i = 0; i < h * w; i++)
+		on += m[i];
+	st->fsum += (double)on / (double)(h * w);
+	if (mim_avgdist(m, (int)h, (int)w, model_patch, &d) < 0)
+		die_lib();
+	if (isnan(d))
+		st->nundef++;
+	else
+		st->dsum += d;
+	st->nmask++;
+}
+
+static void
+stats_print(const struct stats *st, const char *in)
+{
+	long long nmask = st->nmask, nundef = st->nundef;
+
+	fflush(stdout);
+	if (nmask == 0)
+		warn("%s: 0 masks", in);
+	else if (nundef == nmask)
+		warn("%s: %lld masks, masked fraction %.4f, AvgDist undefined (no mask has a visible pixel)",
+		    in, nmask, st->fsum / nmask);
+	else
+		warn("%s: %lld masks, masked fraction %.4f, AvgDist %.3f px%s", in,
+		    nmask, st->fsum / nmask, st->dsum / (double)(nmask - nundef),
+		    nundef ? " (masks without a visible pixel left out)" : "");
+	if (nundef && nundef < nmask)
+		warn("%s: %lld of %lld masks have no visible pixel", in, nundef, nmask);
+}
+
+/* adds 'mask' to frame k of input in (its 'image' gives B, H, W) */
+static void
+mask_frame(struct mim_masker *g, const struct mim_maskopt *o, struct mim_frame *f,
+    const char *in, long k, struct stats *st)
+{
+	const int64_t want[4] = {-1, 3, -1, -1};
+	struct mim_tensor *img = mim_frame_want(f, "image", MIM_F32, 4, want);
+	int gh, gw;
+
+	if (!img)
+		die("%s: frame %ld: %s", in, k, mim_errmsg());
+	int64_t B = img->shape[0], H = img->shape[2], W = img->shape[3];
+	if (mim_mask_grid(o, H, W, &gh, &gw) < 0)
+		die("%s: frame %ld: %s", in, k, mim_errmsg());
+	int64_t h = H / o->model_patch, w = W / o->model_patch;
+	uint8_t *mask = mim_malloc((size_t)(B * h * w));
+	if (!mask)
+		die_lib();
+	for (int64_t b = 0; b < B; b++) {
+		uint8_t *m = mask + (size_t)(b * h * w);
+		if (mim_masker_next(g, H, W, m) < 0)
+			die("%s: frame %ld: %s", in, k, mim_errmsg());
+		if (st)
+			stats_add(st, m, h, w, o->model_patch);
+	}
+	const int64_t shape[3] = {B, h, w};
+	if (!mim_frame_take(f, "mask", MIM_U8, 3, shape, mask)) {
+		free(mask);
+		die("%s: frame %ld: %s", in, k, mim_errmsg());
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	struct cmdline c;
+
+	cli_init(argc, argv);
+	parse(argc, argv, &c);
+	if (c.tablemode) {
+		if (optind < argc)
+			usage_error("--avgdist-table reads no input");
+		table(c.o, c.patches ? c.patches : "4,8,16,32",
+		    c.ratios ? c.ratios : "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9", c.size, c.samples);
+	}
+	check_masking(argc, &c);
 	cli_stdout_not_tty();
-	if (ckpt) {
-		o.model_patch = ckpt_patch(ckpt);
-		if (mim_maskopt_check(&o) < 0)
-			die("%s: %s", ckpt, mim_errmsg());
+	if (c.ckpt) {
+		c.o.model_patch = ckpt_patch(c.ckpt);
+		if (mim_maskopt_check(&c.o) < 0)
+			die("%s: %s", c.ckpt, mim_errmsg());
 	}
 
-	struct mim_masker *g = mim_masker_new(&o);
+	struct mim_masker *g = mim_masker_new(&c.o);
 	struct mim_reader *r = mim_reader_open(optind < argc ? argv[optind] : "-");
 	struct mim_frame *f;
-	double fsum = 0, dsum = 0;
-	long long nmask = 0, nundef = 0;
+	struct stats st = {0};
 	int rc;
 
 	if (!g || !r)
 		die_lib();
 	const char *in = mim_reader_name(r);
 	while ((rc = mim_read_frame(r, &f)) > 0) {
-		long k = mim_reader_count(r) - 1;
-		const int64_t want[4] = {-1, 3, -1, -1};
-		struct mim_tensor *img = mim_frame_want(f, "image", MIM_F32, 4, want);
-		int gh, gw;
-		if (!img)
-			die("%s: frame %ld: %s", in, k, mim_errmsg());
-		int64_t B = img->shape[0], H = img->shape[2], W = img->shape[3];
-		if (mim_mask_grid(&o, H, W, &gh, &gw) < 0)
-			die("%s: frame %ld: %s", in, k, mim_errmsg());
-		int64_t h = H / o.model_patch, w = W / o.model_patch;
-		uint8_t *mask = mim_malloc((size_t)(B * h * w));
-		if (!mask)
-			die_lib();
-		for (int64_t b = 0; b < B; b++) {
-			uint8_t *m = mask + (size_t)(b * h * w);
-			if (mim_masker_next(g, H, W, m) < 0)
-				die("%s: frame %ld: %s", in, k, mim_errmsg());
-			if (stats) {
-				int64_t on = 0;
-				double d;
-				for (int64_t i = 0; i < h * w; i++)
-					on += m[i];
-				fsum += (double)on / (double)(h * w);
-				if (mim_avgdist(m, (int)h, (int)w, o.model_patch, &d) < 0)
-					die_lib();
-				if (isnan(d))
-					nundef++;
-				else
-					dsum += d;
-				nmask++;
-			}
-		}
-		const int64_t shape[3] = {B, h, w};
-		if (!mim_frame_take(f, "mask", MIM_U8, 3, shape, mask)) {
-			free(mask);
-			die("%s: frame %ld: %s", in, k, mim_errmsg());
-		}
+		mask_frame(g, &c.o, f, in, mim_reader_count(r) - 1, c.stats ? &st : NULL);
 		cli_put(f);
 		mim_frame_free(f);
 	}
 	if (rc < 0)
 		die_lib();
-	if (stats) {
-		fflush(stdout);
-		if (nmask == 0)
-			warn("%s: 0 masks", in);
-		else if (nundef == nmask)
-			warn("%s: %lld masks, masked fraction %.4f, AvgDist undefined (no mask has a visible pixel)",
-			    in, nmask, fsum / nmask);
-		else
-			warn("%s: %lld masks, masked fraction %.4f, AvgDist %.3f px%s", in,
-			    nmask, fsum / nmask, dsum / (double)(nmask - nundef),
-			    nundef ? " (masks without a visible pixel left out)" : "");
-		if (nundef && nundef < nmask)
-			warn("%s: %lld of %lld masks have no visible pixel", in, nundef, nmask);
-	}
+	if (c.stats)
+		stats_print(&st, in);
 	mim_reader_close(r);
 	mim_masker_free(g);
 	cli_exit(0);

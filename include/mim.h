@@ -4,6 +4,7 @@
 #define MIM_H
 
 #include "mim/stream.h"
+#include "mim/pool.h"
 #include "mim/gemm.h"
 #include "mim/model.h"
 #include "mim/kern.h"

@@ -1,11 +1,11 @@
-/* gemm.c -- matrix products (OpenBLAS sgemm) and the thread pool.
+/* gemm.c -- matrix products (OpenBLAS sgemm), cut over the thread pool.
  *
  * Threads: one knob, mim_threads(), and one set of threads: the pool
- * below, whose workers sleep on a condition variable between jobs. BLAS
- * itself runs single-threaded; a product big enough to share is cut into
- * blocks of rows (or columns) of C, each one sgemm on one pool thread.
- * OpenBLAS's own pthreads would otherwise spin (sched_yield) for a while
- * after every product and take a core from the pool's next loop.
+ * (pool.c). BLAS itself runs single-threaded; a product big enough to
+ * share is cut into blocks of rows (or columns) of C, each one sgemm on
+ * one pool thread. OpenBLAS's own pthreads would otherwise spin
+ * (sched_yield) for a while after every product and take a core from the
+ * pool's next loop.
  * Small products (attention heads, Swin windows: up to a few million
  * multiply-adds) skip BLAS for lib/smm.c, whose AVX2 blocks need no
  * packing of A and no call overhead (MIM_SMM=0 turns it off, for the
@@ -24,27 +24,20 @@
  * The cut depends only on the shape and mim_threads(): results are the
  * same from run to run for a given thread count. */
 #include <cblas.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "mim/gemm.h"
 #include "mim/prof.h"
 #include "mim/stream.h"
+#include "pool_int.h"
 #include "smm.h"
-
-extern void openblas_set_num_threads(int);
-extern int openblas_get_num_threads(void);
-
-static _Thread_local int tindex;
-static _Thread_local int in_job;
 
 /* products below this many flops run on the calling thread */
 #define SPLIT_FLOPS 4e6
 
 #define SMALL_MACS (4.0 * 1024 * 1024)
 
-static int blas_mode = -1;	/* 1: OpenBLAS threads large products */
 static int smm_mode = -1;	/* 1: small products through lib/smm.c */
 
 static int
@@ -55,22 +48,6 @@ use_smm(void)
 		smm_mode = !(s && strcmp(s, "0") == 0);
 	}
 	return smm_mode;
-}
-
-void
-mim_gemm_blas_threads(int on)
-{
-	blas_mode = on;
-}
-
-static int
-use_blas_threads(void)
-{
-	if (blas_mode < 0) {
-		const char *s = getenv("MIM_GEMM_THREADS");
-		blas_mode = s && strcmp(s, "blas") == 0;
-	}
-	return blas_mode;
 }
 
 static void
@@ -136,13 +113,13 @@ mim_gemm_ex(int ta, int tb, int M, int N, int K, float alpha, const float *A,
 	double t = MIM_PROF_BEGIN(), flops = 2.0 * M * N * K;
 	int nt = mim_threads();
 
-	int whole = nt == 1 || in_job || flops < SPLIT_FLOPS || (M < 32 && N < 32);
+	int whole = nt == 1 || pool_in_job() || flops < SPLIT_FLOPS || (M < 32 && N < 32);
 
-	if (whole || use_blas_threads()) {
+	if (whole || pool_blas_threaded()) {
 		/* one call: single-threaded BLAS, or OpenBLAS's threads */
 		int bt = whole ? 1 : nt;
-		if (!in_job && openblas_get_num_threads() != bt)
-			openblas_set_num_threads(bt);
+		if (!pool_in_job())
+			pool_set_blas_threads(bt);
 		sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 		if (epi)
 			epi(ctx, 0, M, 0, N);
@@ -204,7 +181,7 @@ mim_gemm_batch(int ta, int tb, int M, int N, int K, float alpha,
 		return;
 	double t = MIM_PROF_BEGIN();
 	/* big products: one after another, each split over the pool */
-	if (nt == 1 || in_job || flops >= 4e7 || batch == 1) {
+	if (nt == 1 || pool_in_job() || flops >= 4e7 || batch == 1) {
 		for (int b = 0; b < batch; b++)
 			mim_gemm(ta, tb, M, N, K, alpha, A + (size_t)b * sA, lda,
 			    B + (size_t)b * sB, ldb, beta, C + (size_t)b * sC, ldc);
@@ -218,186 +195,4 @@ mim_gemm_batch(int ta, int tb, int M, int N, int K, float alpha,
 	chunks = (batch + j.per - 1) / j.per;
 	mim_parallel(chunks, batch_chunk, &j);
 	MIM_PROF_END("gemm batch", t, flops * batch);
-}
-
-/* ---- thread pool ----------------------------------------------------------
- * A job is n tasks; the caller and the workers claim them one at a time
- * from a ticket that carries the job's generation, so a worker that is late
- * can never take a task of the next job. Between jobs a worker watches for
- * the next one for a short while (SPIN_NS: the model's loops follow each
- * other within microseconds, and waking a sleeping thread costs tens of
- * microseconds, more in a virtual machine), then sleeps on a condition
- * variable; the caller waits for the last task the same way. Nothing spins
- * longer than that: a busy machine loses at most SPIN_NS per job. */
-
-#include <stdatomic.h>
-#include <time.h>
-
-#define SPIN_NS 50000
-
-static struct {
-	pthread_mutex_t mu;
-	pthread_cond_t work, done;
-	int nworkers;		/* threads started (excluding the caller) */
-	atomic_long gen;	/* job generation */
-	/* the job (written under mu, with gen) */
-	void (*fn)(void *, int);
-	void *ctx;
-	int n, nt;		/* tasks, threads that may take part */
-	atomic_ullong ticket;	/* gen << 32 | next task */
-	atomic_int left;	/* tasks not finished */
-	int waiting;		/* the caller sleeps on done */
-} pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER,
-    .done = PTHREAD_COND_INITIALIZER};
-
-static long
-nanos(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec * 1000000000L + t.tv_nsec;
-}
-
-static inline void
-relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#endif
-}
-
-/* Wait up to SPIN_NS for *v to differ from old (1), or give up (0). */
-static int
-spin_long(atomic_long *v, long old)
-{
-	long t0 = nanos();
-
-	for (int k = 1;; k++) {
-		if (atomic_load_explicit(v, memory_order_acquire) != old)
-			return 1;
-		relax();
-		if (k % 64 == 0 && nanos() - t0 > SPIN_NS)
-			return 0;
-	}
-}
-
-static int
-spin_zero(atomic_int *v)
-{
-	long t0 = nanos();
-
-	for (int k = 1;; k++) {
-		if (atomic_load_explicit(v, memory_order_acquire) == 0)
-			return 1;
-		relax();
-		if (k % 64 == 0 && nanos() - t0 > SPIN_NS)
-			return 0;
-	}
-}
-
-/* Take and run tasks of job g (fn, ctx, n) until none are left. */
-static void
-drain(long g, void (*fn)(void *, int), void *ctx, int n)
-{
-	unsigned long long tk = atomic_load(&pool.ticket);
-
-	for (;;) {
-		if ((long)(tk >> 32) != (g & 0xffffffff) || (int)(tk & 0xffffffff) >= n)
-			return;
-		if (!atomic_compare_exchange_weak(&pool.ticket, &tk, tk + 1))
-			continue;	/* tk now holds the current ticket */
-		fn(ctx, (int)(tk & 0xffffffff));
-		if (atomic_fetch_sub_explicit(&pool.left, 1, memory_order_acq_rel) == 1) {
-			pthread_mutex_lock(&pool.mu);
-			if (pool.waiting)
-				pthread_cond_broadcast(&pool.done);
-			pthread_mutex_unlock(&pool.mu);
-		}
-		tk = atomic_load(&pool.ticket);
-	}
-}
-
-static void *
-worker(void *arg)
-{
-	long seen = 0;
-
-	tindex = (int)(long)arg;
-	in_job = 1;
-	for (;;) {
-		if (!spin_long(&pool.gen, seen)) {
-			pthread_mutex_lock(&pool.mu);
-			while (atomic_load(&pool.gen) == seen)
-				pthread_cond_wait(&pool.work, &pool.mu);
-			pthread_mutex_unlock(&pool.mu);
-		}
-		pthread_mutex_lock(&pool.mu);
-		seen = atomic_load(&pool.gen);
-		void (*fn)(void *, int) = pool.fn;
-		void *ctx = pool.ctx;
-		int n = pool.n, nt = pool.nt;
-		pthread_mutex_unlock(&pool.mu);
-		if (tindex < nt)
-			drain(seen, fn, ctx, n);
-	}
-	return NULL;
-}
-
-void
-mim_parallel(int n, void (*fn)(void *ctx, int i), void *ctx)
-{
-	int nt = mim_threads();
-
-	if (n <= 0)
-		return;
-	if (nt == 1 || n == 1 || in_job) {
-		for (int i = 0; i < n; i++)
-			fn(ctx, i);
-		return;
-	}
-	/* every thread of the job calls BLAS single-threaded: set before the
-	 * job is published */
-	int blas = openblas_get_num_threads();
-	if (blas != 1)
-		openblas_set_num_threads(1);
-	pthread_mutex_lock(&pool.mu);
-	while (pool.nworkers < nt - 1) {
-		pthread_t t;
-		pthread_attr_t at;
-		pthread_attr_init(&at);
-		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-		if (pthread_create(&t, &at, worker, (void *)(long)(pool.nworkers + 1)))
-			break;
-		pool.nworkers++;
-	}
-	long g = atomic_load(&pool.gen) + 1;
-	pool.fn = fn;
-	pool.ctx = ctx;
-	pool.n = n;
-	pool.nt = nt;
-	atomic_store(&pool.left, n);
-	atomic_store(&pool.ticket, (unsigned long long)(g & 0xffffffff) << 32);
-	atomic_store(&pool.gen, g);
-	pthread_cond_broadcast(&pool.work);
-	pthread_mutex_unlock(&pool.mu);
-	in_job = 1;	/* the caller works too */
-	drain(g, fn, ctx, n);
-	if (!spin_zero(&pool.left)) {
-		pthread_mutex_lock(&pool.mu);
-		pool.waiting = 1;
-		while (atomic_load(&pool.left) > 0)
-			pthread_cond_wait(&pool.done, &pool.mu);
-		pool.waiting = 0;
-		pthread_mutex_unlock(&pool.mu);
-	}
-	in_job = 0;
-	if (blas != 1 && use_blas_threads())
-		openblas_set_num_threads(blas);
-}
-
-int
-mim_thread_index(void)
-{
-	return tindex;
 }

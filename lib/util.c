@@ -129,39 +129,6 @@ mim_writeall(int fd, const void *buf, size_t n)
 	return 0;
 }
 
-/* ---- threads ------------------------------------------------------------ */
-
-static int nthreads;	/* 0: not decided yet */
-
-int
-mim_threads(void)
-{
-	if (nthreads > 0)
-		return nthreads;
-	const char *s = getenv("MIM_THREADS");
-	long n = 0;
-	if (s && *s) {
-		char *end;
-		n = strtol(s, &end, 10);
-		if (*end || n < 1 || n > 1024)
-			n = 0;
-	}
-	if (n <= 0)
-		n = sysconf(_SC_NPROCESSORS_ONLN);
-	if (n <= 0)
-		n = 1;
-	mim_set_threads((int)n);
-	return nthreads;
-}
-
-void
-mim_set_threads(int n)
-{
-	if (n < 1)
-		n = 1;
-	nthreads = n;	/* gemm.c sets OpenBLAS's own count before each call */
-}
-
 /* ---- half precision ----------------------------------------------------- */
 
 static uint32_t

@@ -3,12 +3,16 @@
 #   expect_fail DESC N CMD   CMD exits with status N, prints nothing on
 #                            stdout and a "prog: ..." message on stderr
 #   check DESC CMD           like expect_ok, for assertions (test, cmp, ...)
-# Each prints "ok - DESC" or "not ok - DESC". Work in $T, a fresh temp dir.
+# Each prints "ok - DESC" or "not ok - DESC". Work in $T, a fresh temp dir;
+# $REF is tests/ref, $GOLDEN the golden data.
 set -u
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 PY=/usr/bin/python3
 REF="$MIM_TOP/tests/ref"
+# the golden data (one official training step of each micro model): shared/
+# beside the checkout, where CI puts a copy too
+GOLDEN=${MIM_GOLDEN:-$MIM_TOP/../shared/golden}
 export PYTHONPATH="$MIM_TOP/tests/ref${PYTHONPATH:+:$PYTHONPATH}"
 
 ok()    { echo "ok - $1"; }

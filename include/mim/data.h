@@ -75,7 +75,8 @@ struct mim_aug {
 
 /* The defaults: SimMIM's training transform at 192 px. */
 void mim_aug_default(struct mim_aug *a);
-/* Check ranges (size, scale, ratio, flip, crop_ratio, gap). 0 or -1. */
+/* Check ranges (size, scale, ratio, flip, crop_ratio, gap, shrink_max,
+ * shrink_min, and the box when forced). 0 or -1. */
 int mim_aug_check(const struct mim_aug *a);
 
 /* torchvision's RandomResizedCrop.get_params for a W x H image: 10 tries

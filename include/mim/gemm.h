@@ -6,6 +6,8 @@
 
 #include <stddef.h>
 
+#include "mim/pool.h"
+
 /* C = alpha * op(A) @ op(B) + beta * C, op(X) = X or X^T (ta, tb nonzero).
  * op(A) is (M,K), op(B) is (K,N), C is (M,N); lda/ldb/ldc are the stored
  * row lengths. */
@@ -28,24 +30,11 @@ void mim_gemm_ex(int ta, int tb, int M, int N, int K, float alpha,
 
 /* The same product for `batch` independent matrices at strides sA, sB, sC
  * (in floats). Small products (attention heads, Swin windows) are spread
- * over the thread pool with single-threaded BLAS calls, large ones go
- * one by one, each cut over the pool as mim_gemm does. */
+ * over the thread pool, each on one thread (lib/smm.c or single-threaded
+ * BLAS); large ones go one by one, each cut over the pool as mim_gemm
+ * does. */
 void mim_gemm_batch(int ta, int tb, int M, int N, int K, float alpha,
     const float *A, int lda, size_t sA, const float *B, int ldb, size_t sB,
     float beta, float *C, int ldc, size_t sC, int batch);
-
-/* Large products on OpenBLAS's own threads (1) or cut over the pool (0,
- * the default; MIM_GEMM_THREADS=blas in the environment sets 1). For
- * measuring one against the other (bench/). */
-void mim_gemm_blas_threads(int on);
-
-/* Run fn(ctx, i) for i in [0,n) on the library's thread pool (mim_threads()
- * threads; the caller takes part). Returns when all are done. Workers
- * sleep on a condition variable between jobs: no spinning. fn must not
- * call mim_parallel itself (nested calls run serially). */
-void mim_parallel(int n, void (*fn)(void *ctx, int i), void *ctx);
-
-/* Current pool thread index in [0, mim_threads()) (0 outside a job). */
-int mim_thread_index(void);
 
 #endif

@@ -22,6 +22,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* ---- lib/kern/parallel.c: the kernels' parallel-for ----------------------- */
+
+/* Run fn(ctx, lo, hi) over [0,n) in chunks of at least grain items on the
+ * thread pool (mim_parallel). The split may depend on the thread count,
+ * so fn must give the same results for any split (no reductions across
+ * chunks). For kernels outside lib/kern too (the head's pixel shuffle). */
+void kern_for(size_t n, size_t grain, void (*fn)(void *ctx, size_t lo, size_t hi),
+    void *ctx);
+
 /* ---- lib/kern/linear.c: y = x W^T + b ------------------------------------- */
 
 /* out (R,OC) = inp (R,IC) @ w^T + b; w (OC,IC) as nn.Linear; b (OC) or NULL */
@@ -151,7 +160,8 @@ void residual_backward(float *dy, float *dgamma, const float *dout, const float 
 
 /* ---- lib/kern/pixel_shuffle.c -------------------------------------------------- */
 
-/* out (B,Co,H*r,W*r)[b,c,h*r+i,w*r+j] = inp (B,Co*r*r,H,W)[b,c*r*r+i*r+j,h,w] */
+/* out (B,Co,H*r,W*r)[b,c,h*r+i,w*r+j] = inp (B,Co*r*r,H,W)[b,c*r*r+i*r+j,h,w]
+ * (channel-major input; the head shuffles its token-major output itself) */
 void pixel_shuffle_forward(float *out, const float *inp, int B, int Co, int H, int W, int r);
 /* dinp = the inverse permutation of dout, OVERWRITTEN */
 void pixel_shuffle_backward(float *dinp, const float *dout, int B, int Co, int H, int W, int r);

@@ -32,11 +32,6 @@ long long mim_readall(int fd, void *buf, size_t n);
 /* Write exactly n bytes; 0 or -1 (errno kept, e.g. EPIPE). */
 int mim_writeall(int fd, const void *buf, size_t n);
 
-/* Number of threads for the library's own loops and BLAS: MIM_THREADS, or
- * the number of online CPUs. mim_set_threads overrides (and sets BLAS). */
-int mim_threads(void);
-void mim_set_threads(int n);
-
 /* ---- tensors ------------------------------------------------------------ */
 
 enum mim_dtype {

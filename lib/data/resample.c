@@ -240,7 +240,7 @@ hrow_avx2(uint8_t *o, const uint8_t *row, int c, const struct taps *t, int n,
 }
 #endif
 
-/* The resampler: source rows go in one by one (mim_rs_rows), the
+/* The resampler: source rows go in one by one (mim_rs_row), the
  * horizontal pass (or the plain column crop) turns each into a row of
  * `mid`; mim_rs_finish runs the vertical pass. */
 struct mim_rs {

@@ -1,7 +1,9 @@
 /* kern_int.h -- what the kernels of lib/kern/ share and nobody else needs:
- * a parallel-for over index ranges, and vectorisable exp / normal CDF.
- * The loops here are written so that GCC vectorises them at -O2
- * -march=native (no branches on data, selects instead). */
+ * the spans and row-permuted variants of some kernels, deterministic
+ * column sums, and vectorisable exp / normal CDF. The loops here are
+ * written so that GCC vectorises them at -O2 -march=native (no branches on
+ * data, selects instead). The parallel-for, kern_for, is in mim/kern.h;
+ * the vector types are lib/vec.h's. */
 #ifndef MIM_KERN_INT_H
 #define MIM_KERN_INT_H
 
@@ -10,18 +12,10 @@
 #include <string.h>
 
 #include "mim/gemm.h"
+#include "mim/kern.h"
 #include "mim/prof.h"
 #include "mim/stream.h"
-
-#ifdef __FMA__
-#include <immintrin.h>
-#endif
-
-/* Run fn(ctx, lo, hi) over [0,n) in chunks of at least grain items on the
- * thread pool. The split may depend on the thread count, so fn must give
- * the same results for any split (no reductions across chunks). */
-void kern_for(size_t n, size_t grain, void (*fn)(void *ctx, size_t lo, size_t hi),
-    void *ctx);
+#include "../vec.h"
 
 /* GELU of n contiguous floats on the calling thread (gelu.c), and its
  * backward (as gelu_forward / gelu_backward, the same bytes); out may be
@@ -38,125 +32,28 @@ void ln_backward_idx(float *dinp, float *dw, float *db, const float *dout,
     const float *inp, const float *w, const float *mean, const float *rstd,
     int R, int C, const int *idx, int L);
 
-/* Column sums in double: acc[c] += sum_r x[r*ld + c], c < C, r < R.
- * Parallel over columns, each column summed in row order: the result does
- * not depend on threads. */
+/* The terms of row r for kern_colsums, in columns c0 .. c0+w-1 (w <= 64):
+ * t[0..w) and, when u is not NULL, u[0..w) for the second sum. Returns
+ * the row's weight k: the sums add (double)t[c] * k; k 0 skips the row. */
+typedef float kern_row_fn(void *ctx, size_t r, int c0, int w, float *t, float *u);
+
+/* Column sums in double over R rows whose terms row() gives: acc[c] +=
+ * sum_r t_r[c] * k_r, and acc2 likewise with u (acc2 NULL: no second
+ * sum; acc NULL: t is summed but not stored). Parallel over blocks of 64
+ * columns, each column summed in row order: the result does not depend on
+ * threads. */
+void kern_colsums(float *acc, float *acc2, size_t R, int C, kern_row_fn *row, void *ctx);
+
+/* kern_colsums of a strided matrix: acc[c] += sum_r x[r*ld + c], c < C,
+ * r < R. */
 void kern_colsum(float *acc, const float *x, size_t R, int C, size_t ld);
 
 /* ---- vector math ---------------------------------------------------------
- * GCC/Clang generic vectors of 8 floats (one AVX register; lowered to
- * what the target has). The transcendental loops (GELU, softmax) use them
- * so that they are vectorised at -O2 without fast-math: every lane does
- * exactly the scalar IEEE operations below, so results do not depend on
- * where a loop starts or how it is split. A tail shorter than 8 is padded
- * (vload_n / vstore_n) and goes through the same code. */
-
-/* These helpers are static and never cross a call boundary between files,
- * so GCC's note that 32-byte vector returns change the ABI without AVX
- * (builds without -march=native, e.g. make asan) does not concern them. */
-#if defined(__clang__)
-#pragma clang diagnostic ignored "-Wpsabi"
-#elif defined(__GNUC__)
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
-/* always inlined: no out-of-line copy, so no vector argument ever crosses
- * a call (and GCC has no ABI note to make) */
-#define VINLINE static inline __attribute__((always_inline))
-
-typedef float v8f __attribute__((vector_size(32)));
-typedef int32_t v8i __attribute__((vector_size(32)));
-
-VINLINE v8f
-vdup(float x)
-{
-	return (v8f){x, x, x, x, x, x, x, x};
-}
-
-VINLINE v8f
-vload(const float *p)
-{
-	v8f v;
-	memcpy(&v, p, sizeof v);
-	return v;
-}
-
-VINLINE void
-vstore(float *p, v8f v)
-{
-	memcpy(p, &v, sizeof v);
-}
-
-/* n < 8 elements, the rest of the vector filled with pad */
-VINLINE v8f
-vload_n(const float *p, int n, float pad)
-{
-	v8f v = vdup(pad);
-	for (int i = 0; i < n; i++)
-		v[i] = p[i];
-	return v;
-}
-
-VINLINE void
-vstore_n(float *p, v8f v, int n)
-{
-	for (int i = 0; i < n; i++)
-		p[i] = v[i];
-}
-
-typedef float v4f __attribute__((vector_size(16)));
-typedef double v4d __attribute__((vector_size(32)));
-
-/* 4 floats at p widened to doubles */
-VINLINE v4d
-vload4d(const float *p)
-{
-	v4f v;
-	memcpy(&v, p, sizeof v);
-	return __builtin_convertvector(v, v4d);
-}
-
-VINLINE double
-vsum4d(v4d v)
-{
-	return (v[0] + v[1]) + (v[2] + v[3]);
-}
-
-/* y[0..n) += x[0..n) */
-VINLINE void
-vadd_to(float *y, const float *x, size_t n)
-{
-	size_t i = 0;
-	for (; i + 8 <= n; i += 8)
-		vstore(y + i, vload(y + i) + vload(x + i));
-	for (; i < n; i++)
-		y[i] += x[i];
-}
-
-/* lanes of a where cond (a v8i of -1 / 0), else b */
-VINLINE v8f
-vsel(v8i cond, v8f a, v8f b)
-{
-	return (v8f)(((v8i)a & cond) | ((v8i)b & ~cond));
-}
-
-/* a*b + c: one fused multiply-add where the build targets FMA
- * (-march=native here), else a multiply and an add (the polynomials below
- * are then rounded twice per step; both are far inside their error) */
-VINLINE v8f
-vfma(v8f a, v8f b, v8f c)
-{
-#ifdef __FMA__
-	return (v8f)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
-#else
-	return a * b + c;
-#endif
-}
-
-VINLINE v8f
-vabs(v8f x)
-{
-	return (v8f)((v8i)x & 0x7fffffff);
-}
+ * The transcendental loops (GELU, softmax) use the generic vectors of
+ * vec.h so that they are vectorised at -O2 without fast-math: every lane
+ * does exactly the scalar IEEE operations below, so results do not depend
+ * on where a loop starts or how it is split. A tail shorter than 8 is
+ * padded (vload_n / vstore_n) and goes through the same code. */
 
 /* exp(x) for x in [-87, 88] (clamped), within 2 ulp: Cody-Waite reduction
  * by ln 2 and Cephes' degree-6 polynomial, 2^n built in the exponent. */

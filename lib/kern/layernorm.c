@@ -134,48 +134,24 @@ bwd_rows(void *p, size_t lo, size_t hi)
 	}
 }
 
-/* dw, db: blocks of 64 columns, each summing all rows in order */
-static void
-bwd_cols(void *p, size_t lo, size_t hi)
+/* the terms of dw (t) and db (u) in row r: dout * xh and dout */
+static float
+bwd_cols(void *p, size_t r, int c0, int w, float *t, float *u)
 {
 	const struct ln *j = p;
-	int C = j->C;
+	const float *x = j->inp + src(j, r) * j->C + c0;
+	const float *dy = j->dout + r * j->C + c0;
+	float m = j->cmean[r], rs = j->crstd[r];
+	v8f m8 = vdup(m), r8 = vdup(rs);
+	int c = 0;
 
-	for (size_t blk = lo; blk < hi; blk++) {
-		int c0 = (int)blk * 64, w = C - c0 < 64 ? C - c0 : 64, w8 = w & ~7;
-		v4d sw4[16], sb4[16];
-		double sw[64] = {0}, sb[64] = {0};
-		for (int k = 0; k < 16; k++)
-			sw4[k] = sb4[k] = (v4d){0, 0, 0, 0};
-		for (int r = 0; r < j->R; r++) {
-			const float *x = j->inp + src(j, (size_t)r) * C + c0;
-			const float *dy = j->dout + (size_t)r * C + c0;
-			float m = j->cmean[r], rs = j->crstd[r];
-			v8f m8 = vdup(m), r8 = vdup(rs);
-			for (int c = 0; c < w8; c += 8) {
-				float t[8];
-				vstore(t, vload(dy + c) * ((vload(x + c) - m8) * r8));
-				sw4[c / 4] += vload4d(t);
-				sw4[c / 4 + 1] += vload4d(t + 4);
-				sb4[c / 4] += vload4d(dy + c);
-				sb4[c / 4 + 1] += vload4d(dy + c + 4);
-			}
-			for (int c = w8; c < w; c++) {
-				sw[c] += dy[c] * ((x[c] - m) * rs);
-				sb[c] += dy[c];
-			}
-		}
-		for (int c = 0; c < w8; c++) {
-			sw[c] = sw4[c / 4][c % 4];
-			sb[c] = sb4[c / 4][c % 4];
-		}
-		for (int c = 0; c < w; c++) {
-			if (j->dw)
-				j->dw[c0 + c] += (float)sw[c];
-			if (j->db)
-				j->db[c0 + c] += (float)sb[c];
-		}
-	}
+	for (; c + 8 <= w; c += 8)
+		vstore(t + c, vload(dy + c) * ((vload(x + c) - m8) * r8));
+	for (; c < w; c++)
+		t[c] = dy[c] * ((x[c] - m) * rs);
+	if (u)
+		memcpy(u, dy, (size_t)w * sizeof *u);
+	return 1.0f;
 }
 
 void
@@ -188,7 +164,7 @@ ln_backward_idx(float *dinp, float *dw, float *db, const float *dout,
 	if (dinp)
 		kern_for((size_t)R, 1 + 4096 / (size_t)C, bwd_rows, &j);
 	if (dw || db)
-		kern_for(((size_t)C + 63) / 64, 1, bwd_cols, &j);
+		kern_colsums(dw, db, (size_t)R, C, bwd_cols, &j);
 }
 
 void

@@ -1,6 +1,8 @@
 /* pixel_shuffle.c -- nn.PixelShuffle(r):
  *   out[b, c, h*r+i, w*r+j] = inp[b, c*r*r + i*r + j, h, w]
- * and its inverse for the backward (a permutation, so exact). */
+ * and its inverse for the backward (a permutation, so exact). The
+ * prediction head does not call it: head.c shuffles straight from its
+ * token-major (B*h*w, O) decoder output, which saves a transpose. */
 
 #include "mim/kern.h"
 #include "kern_int.h"

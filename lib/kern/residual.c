@@ -86,47 +86,28 @@ bwd_rows(void *p, size_t lo, size_t hi)
 	}
 }
 
-/* dgamma: blocks of 64 columns, each summing every row in order */
+/* dgamma: the terms of row r, dout * y, and its drop-path factor */
 struct rg {
-	float *dgamma;
 	const float *dout, *y, *kept;
 	float keep;
-	size_t R;
 	int N, C;
 };
 
-static void
-gamma_cols(void *p, size_t lo, size_t hi)
+static float
+gamma_row(void *p, size_t r, int c0, int w, float *t, float *u)
 {
 	const struct rg *j = p;
-	int C = j->C;
+	float k = j->kept ? j->kept[r / (size_t)j->N] / j->keep : 1.0f;
+	const float *d = j->dout + r * j->C + c0, *y = j->y + r * j->C + c0;
+	int c = 0;
 
-	for (size_t blk = lo; blk < hi; blk++) {
-		int c0 = (int)blk * 64, w = C - c0 < 64 ? C - c0 : 64, w8 = w & ~7;
-		v4d s4[16];
-		double s[64] = {0};
-		for (int k = 0; k < 16; k++)
-			s4[k] = (v4d){0, 0, 0, 0};
-		for (size_t r = 0; r < j->R; r++) {
-			float k = j->kept ? j->kept[r / (size_t)j->N] / j->keep : 1.0f;
-			if (k == 0)
-				continue;
-			const float *d = j->dout + r * C + c0, *y = j->y + r * C + c0;
-			v4d k4 = {k, k, k, k};
-			for (int c = 0; c < w8; c += 8) {
-				float t[8];
-				vstore(t, vload(d + c) * vload(y + c));
-				s4[c / 4] += vload4d(t) * k4;
-				s4[c / 4 + 1] += vload4d(t + 4) * k4;
-			}
-			for (int c = w8; c < w; c++)
-				s[c] += (double)(d[c] * y[c]) * k;
-		}
-		for (int c = 0; c < w8; c++)
-			s[c] = s4[c / 4][c % 4];
-		for (int c = 0; c < w; c++)
-			j->dgamma[c0 + c] += (float)s[c];
-	}
+	if (k == 0)
+		return 0;	/* a dropped sample */
+	for (; c + 8 <= w; c += 8)
+		vstore(t + c, vload(d + c) * vload(y + c));
+	for (; c < w; c++)
+		t[c] = d[c] * y[c];
+	return k;
 }
 
 void
@@ -139,8 +120,8 @@ residual_backward(float *dy, float *dgamma, const float *dout, const float *y,
 	if (dy)
 		kern_for((size_t)B * N, 1 + 8192 / (size_t)C, bwd_rows, &j);
 	if (dgamma) {
-		struct rg g = {dgamma, dout, y, kept, keep, (size_t)B * N, N, C};
-		kern_for(((size_t)C + 63) / 64, 1, gamma_cols, &g);
+		struct rg g = {dout, y, kept, keep, N, C};
+		kern_colsums(dgamma, NULL, (size_t)B * N, C, gamma_row, &g);
 	}
 	MIM_PROF_END("residual bwd", prof_t_, 0);
 }

@@ -132,23 +132,7 @@ vit_params(struct mim_model *m)
 	 * grid, plus the three cls entries */
 	if (!(v->index = mim_malloc((size_t)v->N * v->N * sizeof *v->index)))
 		return -1;
-	int G = v->G, N = v->N, R = v->R;
-	for (int p = 0; p < N; p++)
-		for (int q = 0; q < N; q++) {
-			int64_t ix;
-			if (p == 0 && q == 0)
-				ix = R - 1;		/* cls to cls */
-			else if (p == 0)
-				ix = R - 3;		/* cls to token */
-			else if (q == 0)
-				ix = R - 2;		/* token to cls */
-			else {
-				int hp = (p - 1) / G, wp = (p - 1) % G;
-				int hq = (q - 1) / G, wq = (q - 1) % G;
-				ix = (int64_t)(hp - hq + G - 1) * (2 * G - 1) + (wp - wq + G - 1);
-			}
-			v->index[(size_t)p * N + q] = ix;
-		}
+	relpos_index(v->index, v->G);
 	return 0;
 }
 

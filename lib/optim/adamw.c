@@ -20,7 +20,7 @@
 #include "mim/gemm.h"
 #include "mim/optim.h"
 #include "mim/prof.h"
-#include "../kern/kern_int.h"
+#include "../vec.h"
 
 /* lane-wise sqrt, correctly rounded like sqrtf */
 VINLINE v8f

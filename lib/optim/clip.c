@@ -16,7 +16,7 @@
 #include "mim/gemm.h"
 #include "mim/optim.h"
 #include "mim/prof.h"
-#include "../kern/kern_int.h"
+#include "../vec.h"
 
 struct normjob {
 	const struct mim_param *p;

@@ -2,7 +2,7 @@
 # step through pipes, byte equality with the in-process library calls,
 # intermediate and pooled features, loss options, malformed input.
 . "$MIM_TOP/tests/lib.sh"
-G=${MIM_GOLDEN:-/work/shared/golden}
+G=$GOLDEN
 TV="$MIM_TOP/$MIM_BUILD/tests/test_vit"
 
 # a checkpoint written by Python: the official weights + our mim.config,

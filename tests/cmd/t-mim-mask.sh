@@ -57,7 +57,7 @@ expect_ok 'block with other parameters' 'mim-mask --rng numpy --seed 4 -s block 
 check 'equal to the reference' '$MR check "$T/o6" --seed 4 --strategy block --mask-patch 8 --ratio 0.7 --block-min 4 --block-max 30 --block-aspect 0.5 | grep -q "^6 masks"'
 
 # the official golden batches (np.random.seed(7), img 32, mask patch 8)
-G=${MIM_GOLDEN:-/work/shared/golden}
+G=$GOLDEN
 for arch in vit:4 swin:2; do
 	name=${arch%:*} p=${arch#*:}
 	f="$G/micro-$name.s7.b2.safetensors"

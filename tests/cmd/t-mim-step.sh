@@ -4,7 +4,6 @@
 # the NaN guard, --grad-out, accumulation, bad flags and bad input.
 . "$MIM_TOP/tests/lib.sh"
 STEP="$PY $REF/step_ref.py"
-GOLDEN=${MIM_GOLDEN:-/work/shared/golden}
 
 mim-ckpt init --preset micro-vit --seed 3 -o "$T/vit0.st" || { notok 'mim-ckpt init'; exit 1; }
 archs=vit

@@ -4,7 +4,7 @@
 # micro dumps (three configs, drop path included) and on vit-tiny at 192 px
 # (batch 2, generated here); PyTorch loads our vit-base file strictly.
 . "$MIM_TOP/tests/lib.sh"
-G=${MIM_GOLDEN:-/work/shared/golden}
+G=$GOLDEN
 TV="$MIM_TOP/$MIM_BUILD/tests/test_vit"
 if ! have_torch; then
 	echo "skip - no torch in $PY"

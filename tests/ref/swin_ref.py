@@ -5,7 +5,8 @@ reference for lib/model/swin.c. Parameter and buffer names are the official
 state_dict names, so it loads the official weights and its dumps load into mim.
 
   swin_ref.py golden [DIR]       reproduce the official micro-swin step in
-                                 DIR (/work/shared/golden) and print the max
+                                 DIR ($MIM_GOLDEN, else shared/golden beside
+                                 the checkout) and print the max
                                  errors of latent, pred, loss, every gradient
   swin_ref.py gen OUT [options] [+ OUT [options]...]
                                  one forward/backward of a Swin config on a
@@ -36,6 +37,7 @@ Not the official code: every line is written from the reference text.
 """
 import json
 import math
+import os
 import sys
 
 import numpy as np
@@ -44,6 +46,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import st
+
+# the golden data: shared/golden beside the checkout (tests/ref/ is two down)
+GOLDEN = os.environ.get("MIM_GOLDEN") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "golden")
 
 PRESETS = {
     "swin-tiny": dict(embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24]),
@@ -494,9 +500,9 @@ def gen(out, argv):
 
 
 def main(argv):
-    torch.set_num_threads(int(__import__("os").environ.get("MIM_THREADS", "1")))
+    torch.set_num_threads(int(os.environ.get("MIM_THREADS", "1")))
     if len(argv) >= 1 and argv[0] == "golden":
-        return golden(argv[1] if len(argv) > 1 else "/work/shared/golden")
+        return golden(argv[1] if len(argv) > 1 else GOLDEN)
     if len(argv) >= 2 and argv[0] == "gen":
         # several dumps in one process (torch imports slowly): OUT opts + OUT opts
         jobs, cur = [], []

@@ -30,6 +30,24 @@ tap_done(void)
 	return tap_failed ? 1 : 0;
 }
 
+/* the path of file f of the golden data (one official training step of
+ * each micro model): in $MIM_GOLDEN if set, else in shared/golden beside
+ * the checkout ($MIM_TOP/../shared/golden; tests/run.sh sets MIM_TOP, and
+ * without it the checkout is the working directory). f "" gives the
+ * folder. The buffer is static: one path at a time. */
+static inline const char *
+tap_golden(const char *f)
+{
+	static char buf[4096];
+	const char *g = getenv("MIM_GOLDEN"), *top = getenv("MIM_TOP");
+
+	if (g)
+		snprintf(buf, sizeof buf, "%s/%s", g, f);
+	else
+		snprintf(buf, sizeof buf, "%s/../shared/golden/%s", top ? top : ".", f);
+	return buf;
+}
+
 /* max relative error of a vs b, relative to max|b| (scale-free). */
 static inline double
 maxrel(const float *a, const float *b, size_t n)

@@ -8,17 +8,6 @@
 #include "mim.h"
 #include "tap.h"
 
-#define GOLDEN "/work/shared/golden/"
-
-static const char *
-golden(const char *f)
-{
-	static char buf[512];
-	const char *d = getenv("MIM_GOLDEN");
-	snprintf(buf, sizeof buf, "%s/%s", d ? d : GOLDEN, f);
-	return buf;
-}
-
 static void
 test_config(void)
 {
@@ -154,8 +143,8 @@ static void
 test_golden(void)
 {
 	struct mim_config c;
-	struct mim_frame *g = mim_load(golden("micro-vit.s7.b2.safetensors"));
-	struct mim_frame *wf = mim_load(golden("micro-vit.s7.b2.weights.safetensors"));
+	struct mim_frame *g = mim_load(tap_golden("micro-vit.s7.b2.safetensors"));
+	struct mim_frame *wf = mim_load(tap_golden("micro-vit.s7.b2.weights.safetensors"));
 	if (!g || !wf) {
 		tap(0, "golden files: %s", mim_errmsg());
 		return;

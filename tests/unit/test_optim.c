@@ -3,7 +3,7 @@
  * (step_ref.py adamw: 4 steps of torch.optim.AdamW after
  * clip_grad_norm_, two of them clipped), and the official step of the
  * golden micro ViT and Swin files when $MIM_GOLDEN (default
- * /work/shared/golden) has them. Plus the properties that need no
+ * shared/golden beside the checkout) has them. Plus the properties that need no
  * reference: decoupled decay, no decay in the other group, clipping
  * off/under/over the threshold, non-finite norms, thread-count
  * independence. No model code is needed: a parameter table is built by
@@ -311,12 +311,12 @@ properties(void)
 int
 main(void)
 {
-	const char *top = getenv("MIM_TOP"), *gd = getenv("MIM_GOLDEN");
-	char path[4096];
+	const char *top = getenv("MIM_TOP");
+	char path[4096], gd[4096];
 
 	snprintf(path, sizeof path, "%s/tests/ref/adamw_ref.safetensors", top ? top : ".");
 	adamw_ref(path);
-	gd = gd ? gd : "/work/shared/golden";
+	snprintf(gd, sizeof gd, "%s", tap_golden(""));
 	golden(gd, "micro-vit");
 	golden(gd, "micro-swin");
 	properties();

@@ -3,7 +3,7 @@
  *   test_swin            the committed micro dump (tests/ref/swin_micro.
  *                        safetensors, 4 stages: shifts, masks, merging and
  *                        both kinds of window clamp), the official golden
- *                        micro-swin step if /work/shared/golden is there,
+ *                        micro-swin step if shared/golden is there,
  *                        the parameter counts of the presets, buffers, init
  *   test_swin FILE       a dump of tests/ref/swin_ref.py gen (t-swin.sh
  *                        makes one for swin-tiny at 192 px, window 6)
@@ -275,14 +275,13 @@ check_dump(const char *file, const char *what)
 static void
 check_golden(void)
 {
-	const char *wf = path("MIM_GOLDEN", "/work/shared/golden", "micro-swin.s7.b2.weights.safetensors");
+	const char *wf = tap_golden("micro-swin.s7.b2.weights.safetensors");
 	struct mim_frame *w = mim_load(wf);
 	if (!w) {
 		printf("skip - no golden micro-swin (%s)\n", mim_errmsg());
 		return;
 	}
-	struct mim_frame *f = mim_load(path("MIM_GOLDEN", "/work/shared/golden",
-	    "micro-swin.s7.b2.safetensors"));
+	struct mim_frame *f = mim_load(tap_golden("micro-swin.s7.b2.safetensors"));
 	struct mim_config c;
 	mim_config_preset(&c, "micro-swin");
 	struct mim_model *m = mim_model_new(&c);

@@ -12,15 +12,6 @@
 
 #define TOL 1e-4
 
-static const char *
-golden(const char *f)
-{
-	static char buf[512];
-	const char *d = getenv("MIM_GOLDEN");
-	snprintf(buf, sizeof buf, "%s/%s", d ? d : "/work/shared/golden", f);
-	return buf;
-}
-
 /* --pipeline CKPT: the in-process twin of mim-encode | mim-head | mim-loss
  * (stdin to stdout), for tests/cmd/t-mim-encode.sh to compare bytes with */
 static int
@@ -155,8 +146,8 @@ main(int argc, char **argv)
 		return pipeline(argv[2]);
 	if (argc == 4 && strcmp(argv[1], "--compare") == 0)
 		return compare(argv[2], argv[3]);
-	struct mim_frame *g = mim_load(golden("micro-vit.s7.b2.safetensors"));
-	struct mim_frame *wf = mim_load(golden("micro-vit.s7.b2.weights.safetensors"));
+	struct mim_frame *g = mim_load(tap_golden("micro-vit.s7.b2.safetensors"));
+	struct mim_frame *wf = mim_load(tap_golden("micro-vit.s7.b2.weights.safetensors"));
 	struct mim_config c;
 	if (!g || !wf) {
 		tap(0, "golden files: %s", mim_errmsg());

@@ -1,0 +1,27 @@
+/* mim/pool.h -- the library's threads (lib/pool.c): how many, and the
+ * pool that runs the kernels' loops and cuts large products. */
+#ifndef MIM_POOL_H
+#define MIM_POOL_H
+
+/* Number of threads for the library's own loops and BLAS: MIM_THREADS, or
+ * the number of online CPUs. mim_set_threads overrides (OpenBLAS follows
+ * at its next use). */
+int mim_threads(void);
+void mim_set_threads(int n);
+
+/* Run fn(ctx, i) for i in [0,n) on the library's thread pool (mim_threads()
+ * threads; the caller takes part). Returns when all are done. Between
+ * jobs workers watch for the next one for at most 50 us, then sleep on a
+ * condition variable. A call from inside fn runs its tasks serially on
+ * the calling thread. */
+void mim_parallel(int n, void (*fn)(void *ctx, int i), void *ctx);
+
+/* Current pool thread index in [0, mim_threads()) (0 outside a job). */
+int mim_thread_index(void);
+
+/* Large products on OpenBLAS's own threads (1) or cut over the pool (0,
+ * the default; MIM_GEMM_THREADS=blas in the environment sets 1). For
+ * measuring one against the other (bench/). */
+void mim_gemm_blas_threads(int on);
+
+#endif

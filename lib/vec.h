@@ -1,0 +1,125 @@
+/* vec.h -- GCC/Clang generic vectors for the library's hot loops (lib/kern/,
+ * lib/optim/): 8 floats (one AVX register; lowered to what the target
+ * has) and 4 doubles, their loads, stores and lane-wise basics. Private
+ * to lib/: not installed. */
+#ifndef MIM_VEC_H
+#define MIM_VEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+/* the intrinsics that the generic vectors have no operator for: vfma
+ * here, AdamW's square root */
+#if defined(__FMA__) || defined(__AVX__)
+#include <immintrin.h>
+#endif
+
+/* These helpers are static and never cross a call boundary between files,
+ * so GCC's note that 32-byte vector returns change the ABI without AVX
+ * (builds without -march=native, e.g. make asan) does not concern them. */
+#if defined(__clang__)
+#pragma clang diagnostic ignored "-Wpsabi"
+#elif defined(__GNUC__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+/* always inlined: no out-of-line copy, so no vector argument ever crosses
+ * a call (and GCC has no ABI note to make) */
+#define VINLINE static inline __attribute__((always_inline))
+
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+VINLINE v8f
+vdup(float x)
+{
+	return (v8f){x, x, x, x, x, x, x, x};
+}
+
+VINLINE v8f
+vload(const float *p)
+{
+	v8f v;
+	memcpy(&v, p, sizeof v);
+	return v;
+}
+
+VINLINE void
+vstore(float *p, v8f v)
+{
+	memcpy(p, &v, sizeof v);
+}
+
+/* n < 8 elements, the rest of the vector filled with pad */
+VINLINE v8f
+vload_n(const float *p, int n, float pad)
+{
+	v8f v = vdup(pad);
+	for (int i = 0; i < n; i++)
+		v[i] = p[i];
+	return v;
+}
+
+VINLINE void
+vstore_n(float *p, v8f v, int n)
+{
+	for (int i = 0; i < n; i++)
+		p[i] = v[i];
+}
+
+typedef float v4f __attribute__((vector_size(16)));
+typedef double v4d __attribute__((vector_size(32)));
+
+/* 4 floats at p widened to doubles */
+VINLINE v4d
+vload4d(const float *p)
+{
+	v4f v;
+	memcpy(&v, p, sizeof v);
+	return __builtin_convertvector(v, v4d);
+}
+
+VINLINE double
+vsum4d(v4d v)
+{
+	return (v[0] + v[1]) + (v[2] + v[3]);
+}
+
+/* y[0..n) += x[0..n) */
+VINLINE void
+vadd_to(float *y, const float *x, size_t n)
+{
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		vstore(y + i, vload(y + i) + vload(x + i));
+	for (; i < n; i++)
+		y[i] += x[i];
+}
+
+/* lanes of a where cond (a v8i of -1 / 0), else b */
+VINLINE v8f
+vsel(v8i cond, v8f a, v8f b)
+{
+	return (v8f)(((v8i)a & cond) | ((v8i)b & ~cond));
+}
+
+/* a*b + c: one fused multiply-add where the build targets FMA
+ * (-march=native here), else a multiply and an add (the polynomials below
+ * are then rounded twice per step; both are far inside their error) */
+VINLINE v8f
+vfma(v8f a, v8f b, v8f c)
+{
+#ifdef __FMA__
+	return (v8f)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
+#else
+	return a * b + c;
+#endif
+}
+
+VINLINE v8f
+vabs(v8f x)
+{
+	return (v8f)((v8i)x & 0x7fffffff);
+}
+
+#endif
