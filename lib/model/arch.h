@@ -63,7 +63,7 @@
  *
  * THREADS AND SPEED: every matrix product goes through mim_gemm /
  * mim_gemm_batch (include/mim/gemm.h); elementwise loops through
- * mim_parallel. Results must not depend on scheduling: never let the thread
+ * mim_parallel (include/mim/pool.h). Results must not depend on scheduling: never let the thread
  * that happens to run a job decide an order of float additions. The
  * kernels of include/mim/kern.h follow this and are shared by all
  * architectures (layernorm, linear, gelu, softmax, attention with additive

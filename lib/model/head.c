@@ -21,7 +21,6 @@
 #include "mim/gemm.h"
 #include "mim/kern.h"
 #include "mim/prof.h"
-#include "../kern/kern_int.h"
 
 static void
 dims(const struct mim_model *m, int *F, int *O, int *h, int *s)
