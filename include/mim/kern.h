@@ -160,11 +160,11 @@ void residual_backward(float *dy, float *dgamma, const float *dout, const float 
 
 /* ---- lib/kern/pixel_shuffle.c -------------------------------------------------- */
 
-/* out (B,Co,H*r,W*r)[b,c,h*r+i,w*r+j] = inp (B,Co*r*r,H,W)[b,c*r*r+i*r+j,h,w]
- * (channel-major input; the head shuffles its token-major output itself) */
-void pixel_shuffle_forward(float *out, const float *inp, int B, int Co, int H, int W, int r);
-/* dinp = the inverse permutation of dout, OVERWRITTEN */
-void pixel_shuffle_backward(float *dinp, const float *dout, int B, int Co, int H, int W, int r);
+/* nn.PixelShuffle(r) of token-major input (the head's 1x1 convolution output):
+ * out (B,Co,H*r,W*r)[b,c,h*r+i,w*r+j] = dec (B*H*W,Co*r*r)[(b*H+h)*W+w, c*r*r+i*r+j] */
+void pixel_shuffle_forward(float *out, const float *dec, int B, int Co, int H, int W, int r);
+/* ddec = the inverse permutation of dout, OVERWRITTEN */
+void pixel_shuffle_backward(float *ddec, const float *dout, int B, int Co, int H, int W, int r);
 
 /* ---- lib/kern/transpose.c ------------------------------------------------------ */
 

@@ -1,5 +1,6 @@
-/* test_kern_shuffle.c -- PixelShuffle (the official formula) and the
- * token / feature-map transpose: exact permutations, forward and back. */
+/* test_kern_shuffle.c -- PixelShuffle of token-major input (the official
+ * formula on the transposed map) and the token / feature-map transpose:
+ * exact permutations, forward and back. */
 #include "mim.h"
 #include "mim/kern.h"
 #include "gradcheck.h"
@@ -19,8 +20,8 @@ main(void)
 					for (int i = 0; i < r; i++)
 						for (int j = 0; j < r; j++)
 							ok &= out[((b * Co + c) * H * r + h * r + i) * W * r + w * r + j] ==
-							    in[((b * Co * r * r + c * r * r + i * r + j) * H + h) * W + w];
-	tap(ok, "pixel shuffle: out[b,c,h*r+i,w*r+j] = in[b,c*r*r+i*r+j,h,w]");
+							    in[((b * H + h) * W + w) * Co * r * r + c * r * r + i * r + j];
+	tap(ok, "pixel shuffle: out[b,c,h*r+i,w*r+j] = dec[(b*H+h)*W+w, c*r*r+i*r+j]");
 	pixel_shuffle_backward(back, out, B, Co, H, W, r);
 	tap(memcmp(back, in, sizeof in) == 0, "backward is the inverse permutation");
 
