@@ -209,6 +209,33 @@ cli_batch(struct mim_frame *f, const char *name, const int64_t d[3], const char 
 	return t;
 }
 
+const uint8_t *
+cli_mask(const struct mim_frame *f, const int64_t want[3], const char *where, const char *need)
+{
+	static uint8_t *buf;	/* (static: reachable at exit) */
+	static size_t cap;
+	struct mim_tensor *t = mim_frame_get(f, "mask");
+
+	if (!t && !need)
+		return NULL;
+	if (!t)
+		die("%s: no tensor 'mask' (%s)", where, need);
+	if (mim_mask_check(t) < 0)
+		die("%s: %s", where, mim_errmsg());
+	if (!mim_frame_want(f, "mask", -1, 3, want))
+		die("%s: %s%s", where, mim_errmsg(), want[1] >= 0 ? " (image / model patch size)" : "");
+	size_t n = (size_t)mim_tensor_numel(t);
+	if (!buf || n > cap) {
+		uint8_t *p = realloc(buf, n ? n : 1);
+		if (!p)
+			die("out of memory");
+		buf = p;
+		cap = n;
+	}
+	mim_mask_bytes(t, buf);
+	return buf;
+}
+
 void
 cli_exit(int status)
 {

@@ -48,6 +48,13 @@ void cli_frames(char **files, int put,
  * what: where the wanted shape comes from). */
 struct mim_tensor *cli_batch(struct mim_frame *f, const char *name, const int64_t d[3],
     const char *where, const char *hint, const char *what);
+/* The frame's tensor 'mask' as 0/1 bytes, in a buffer of cli's that the
+ * next call reuses. Any integer dtype or BOOL, nonzero = masked
+ * (mim_mask_bytes); want is its shape [B,h,w], -1 for any. NULL when the
+ * frame has none and need is NULL; else dies "WHERE: no tensor 'mask'
+ * (NEED)", and "WHERE: tensor 'mask': ..." on another dtype or shape. */
+const uint8_t *cli_mask(const struct mim_frame *f, const int64_t want[3], const char *where,
+    const char *need);
 /* Check stdout for a late write error (full disk), then exit(status). */
 void cli_exit(int status) __attribute__((noreturn));
 

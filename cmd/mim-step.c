@@ -309,13 +309,24 @@ batch_of(const struct mim_frame *f, const struct mim_config *c, long k,
 	if (!(tm = mim_frame_get(f, "mask")))
 		return mim_seterr("%s: frame %ld: no tensor 'mask' (pipe the images through mim-mask)",
 		    input, k);
-	if (!(tm = mim_frame_want(f, "mask", tm->dtype == MIM_BOOL ? MIM_BOOL : MIM_U8, 3, msh))) {
+	if (mim_mask_check(tm) < 0) {
 		snprintf(why, sizeof why, "%s", mim_errmsg());
-		return mim_seterr("%s: frame %ld: %s (want U8 [%lld,%d,%d]: patch %d)", input, k,
-		    why, (long long)ti->shape[0], S / p, S / p, p);
+		return mim_seterr("%s: frame %ld: %s", input, k, why);
 	}
+	if (!mim_frame_want(f, "mask", -1, 3, msh)) {
+		snprintf(why, sizeof why, "%s", mim_errmsg());
+		return mim_seterr("%s: frame %ld: %s (image / model patch size)", input, k, why);
+	}
+	/* the mask as 0/1 bytes, whatever its integer dtype */
+	static uint8_t *buf;
+	size_t n = (size_t)mim_tensor_numel(tm);
+	uint8_t *nb = realloc(buf, n ? n : 1);
+	if (!nb)
+		return mim_seterr("out of memory");
+	buf = nb;
+	mim_mask_bytes(tm, buf);
 	*img = ti->data;
-	*mask = tm->data;
+	*mask = buf;
 	return (int)ti->shape[0];
 }
 
