@@ -2,6 +2,7 @@
  * library itself never prints or exits. */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -234,6 +235,62 @@ cli_mask(const struct mim_frame *f, const int64_t want[3], const char *where, co
 	}
 	mim_mask_bytes(t, buf);
 	return buf;
+}
+
+void
+cli_say(void *ctx, enum mim_say kind, const char *text)
+{
+	(void)ctx;
+	if (kind == MIM_SAY_PROGRESS)
+		fprintf(stderr, "\r%s: %s", argv0, text);
+	else if (kind == MIM_SAY_EOL)
+		fputc('\n', stderr);
+	else
+		warn("%s", text);
+}
+
+volatile sig_atomic_t cli_stop;
+static volatile sig_atomic_t reading;	/* cli_next_frame is waiting */
+static struct mim_run *stop_run;
+
+static void
+on_signal(int sig)
+{
+	int e = errno;
+
+	cli_stop = sig;
+	signal(sig, SIG_DFL);	/* a second one kills */
+	if (reading && stop_run && stop_run->fd >= 0) {
+		int fd = open("/dev/null", O_RDONLY);
+		if (fd >= 0) {
+			dup2(fd, stop_run->fd);
+			close(fd);
+		}
+	}
+	errno = e;
+}
+
+void
+cli_stop_on_signals(struct mim_run *r)
+{
+	struct sigaction sa = {.sa_handler = on_signal};
+
+	stop_run = r;
+	r->stop = &cli_stop;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+int
+cli_next_frame(void *ctx, struct mim_frame **f)
+{
+	struct mim_run *r = ctx;
+
+	reading = 1;
+	int rc = cli_stop ? 0 : mim_read_frame(r->reader, f);
+	reading = 0;
+	return rc;
 }
 
 void
