@@ -80,7 +80,9 @@ struct mim_run {
 	void *next_ctx;
 	struct mim_reader *reader;	/* (mim_run_open, or the tool's) */
 	const char *input;	/* the input's name, for messages */
-	int fd;			/* mim_run_open: the reader's file descriptor */
+	int fd;			/* the reader's file descriptor (mim_run_open
+				 * sets it; a tool with a reader of its own
+				 * sets it, or -1) */
 	volatile sig_atomic_t *stop;	/* nonzero: stop at the next frame
 					 * (the signal number), or NULL */
 	void (*say)(void *ctx, enum mim_say kind, const char *text);
