@@ -2,6 +2,7 @@
  * library itself never prints or exits. */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -207,6 +208,89 @@ cli_batch(struct mim_frame *f, const char *name, const int64_t d[3], const char 
 		    mim_shape_str(got, sizeof got, t->ndim, t->shape),
 		    (long long)d[0], (long long)d[1], (long long)d[2], what);
 	return t;
+}
+
+const uint8_t *
+cli_mask(const struct mim_frame *f, const int64_t want[3], const char *where, const char *need)
+{
+	static uint8_t *buf;	/* (static: reachable at exit) */
+	static size_t cap;
+	struct mim_tensor *t = mim_frame_get(f, "mask");
+
+	if (!t && !need)
+		return NULL;
+	if (!t)
+		die("%s: no tensor 'mask' (%s)", where, need);
+	if (mim_mask_check(t) < 0)
+		die("%s: %s", where, mim_errmsg());
+	if (!mim_frame_want(f, "mask", -1, 3, want))
+		die("%s: %s%s", where, mim_errmsg(), want[1] >= 0 ? " (image / model patch size)" : "");
+	size_t n = (size_t)mim_tensor_numel(t);
+	if (!buf || n > cap) {
+		uint8_t *p = realloc(buf, n ? n : 1);
+		if (!p)
+			die("out of memory");
+		buf = p;
+		cap = n;
+	}
+	mim_mask_bytes(t, buf);
+	return buf;
+}
+
+void
+cli_say(void *ctx, enum mim_say kind, const char *text)
+{
+	(void)ctx;
+	if (kind == MIM_SAY_PROGRESS)
+		fprintf(stderr, "\r%s: %s", argv0, text);
+	else if (kind == MIM_SAY_EOL)
+		fputc('\n', stderr);
+	else
+		warn("%s", text);
+}
+
+volatile sig_atomic_t cli_stop;
+static volatile sig_atomic_t reading;	/* cli_next_frame is waiting */
+static struct mim_run *stop_run;
+
+static void
+on_signal(int sig)
+{
+	int e = errno;
+
+	cli_stop = sig;
+	signal(sig, SIG_DFL);	/* a second one kills */
+	if (reading && stop_run && stop_run->fd >= 0) {
+		int fd = open("/dev/null", O_RDONLY);
+		if (fd >= 0) {
+			dup2(fd, stop_run->fd);
+			close(fd);
+		}
+	}
+	errno = e;
+}
+
+void
+cli_stop_on_signals(struct mim_run *r)
+{
+	struct sigaction sa = {.sa_handler = on_signal};
+
+	stop_run = r;
+	r->stop = &cli_stop;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+int
+cli_next_frame(void *ctx, struct mim_frame **f)
+{
+	struct mim_run *r = ctx;
+
+	reading = 1;
+	int rc = cli_stop ? 0 : mim_read_frame(r->reader, f);
+	reading = 0;
+	return rc;
 }
 
 void

@@ -4,6 +4,7 @@
 #ifndef MIM_CLI_H
 #define MIM_CLI_H
 
+#include <signal.h>
 #include <stdint.h>
 #include "mim.h"
 
@@ -48,6 +49,26 @@ void cli_frames(char **files, int put,
  * what: where the wanted shape comes from). */
 struct mim_tensor *cli_batch(struct mim_frame *f, const char *name, const int64_t d[3],
     const char *where, const char *hint, const char *what);
+/* The frame's tensor 'mask' as 0/1 bytes, in a buffer of cli's that the
+ * next call reuses. Any integer dtype or BOOL, nonzero = masked
+ * (mim_mask_bytes); want is its shape [B,h,w], -1 for any. NULL when the
+ * frame has none and need is NULL; else dies "WHERE: no tensor 'mask'
+ * (NEED)", and "WHERE: tensor 'mask': ..." on another dtype or shape. */
+const uint8_t *cli_mask(const struct mim_frame *f, const int64_t want[3], const char *where,
+    const char *need);
+/* The say hook of a training run (mim/train.h): messages as warn()
+ * prints them, the progress line redrawn in place on stderr. */
+void cli_say(void *ctx, enum mim_say kind, const char *text);
+/* Stop a training run (mim/train.h) on SIGINT or SIGTERM: at the next
+ * step boundary, with the progress saved (r->stop = &cli_stop, the
+ * signal). A read in cli_next_frame waiting for input then ends at once:
+ * /dev/null is put in place of r->fd (EOF; the frame in transit is not
+ * needed any more). A second signal kills. */
+extern volatile sig_atomic_t cli_stop;
+void cli_stop_on_signals(struct mim_run *r);
+/* The next hook of a run (ctx: the struct mim_run): mim_read_frame of its
+ * reader, interruptible by cli_stop_on_signals; 0 once a signal came. */
+int cli_next_frame(void *ctx, struct mim_frame **f);
 /* Check stdout for a late write error (full disk), then exit(status). */
 void cli_exit(int status) __attribute__((noreturn));
 

@@ -13,8 +13,9 @@ static const char usage_text[] =
 "usage: mim-encode --ckpt FILE [--layer K] [--pool mean] [--threads N] [FILE...]\n"
 "Run the encoder of checkpoint FILE on every frame of the mim streams FILE...\n"
 "(stdin when none): reads 'image' F32 [B,3,H,W] (H = W = the model's\n"
-"img_size) and 'mask' [B,H/p,W/p] if present (1 = masked; none: nothing\n"
-"masked), adds 'latent' F32 [B,C,H/s,W/s] and passes everything else on.\n"
+"img_size) and 'mask' [B,H/p,W/p] if present (U8 or any integer type or\n"
+"BOOL, nonzero = masked; none: nothing masked), adds 'latent' F32\n"
+"[B,C,H/s,W/s] and passes everything else on.\n"
 "  -c, --ckpt FILE    the model checkpoint (mim-ckpt(1))\n"
 "  -l, --layer K      features of layer K instead (ViT: block K's output,\n"
 "                     no final norm; Swin: stage K), K >= 1; 0 = output\n"
@@ -22,35 +23,9 @@ static const char usage_text[] =
 "  -t, --threads N    threads (default MIM_THREADS or all CPUs)\n"
 "  -h, --help         this help\n";
 
-/* The frame's mask as bytes (B,h,w), or NULL if it has none. */
-static uint8_t *
-get_mask(const struct mim_frame *f, int B, int h, int w, const char *where)
-{
-	struct mim_tensor *t = mim_frame_get(f, "mask");
-	char got[128];
-
-	if (!t)
-		return NULL;
-	if (t->dtype != MIM_U8 && t->dtype != MIM_BOOL && t->dtype != MIM_I64 &&
-	    t->dtype != MIM_I32 && t->dtype != MIM_I8)
-		die("%s: tensor 'mask': dtype %s, want U8", where, mim_dtype_name(t->dtype));
-	if (t->ndim != 3 || t->shape[0] != B || t->shape[1] != h || t->shape[2] != w)
-		die("%s: tensor 'mask': shape %s, want [%d,%d,%d] (image / model patch size)", where,
-		    mim_shape_str(got, sizeof got, t->ndim, t->shape), B, h, w);
-	size_t n = (size_t)B * h * w;
-	uint8_t *m = malloc(n ? n : 1);
-	if (!m)
-		die("out of memory");
-	for (size_t i = 0; i < n; i++)
-		m[i] = t->dtype == MIM_U8 || t->dtype == MIM_BOOL ? ((uint8_t *)t->data)[i] != 0 :
-		    mim_tensor_get(t, (int64_t)i) != 0;
-	return m;
-}
-
 /* what is in flight, global so that an exit through die() leaves nothing
  * unreachable behind (LeakSanitizer) */
 static struct mim_model *m;
-static uint8_t *mask;
 static float *lat;
 
 struct enc {
@@ -69,7 +44,8 @@ encode_frame(struct mim_frame *f, const char *where, void *ctx)
 	const int64_t want[3] = {cf->in_chans, S, S};
 	struct mim_tensor *img = cli_batch(f, "image", want, where, NULL, "the checkpoint's img_size");
 	int B = (int)img->shape[0];
-	mask = get_mask(f, B, gp, gp, where);
+	const int64_t msh[3] = {B, gp, gp};
+	const uint8_t *mask = cli_mask(f, msh, where, NULL);
 	size_t per = (size_t)(e->chw[0] * e->chw[1] * e->chw[2]);
 	lat = malloc((size_t)B * per * sizeof(float));
 	if (!lat)
@@ -98,8 +74,6 @@ encode_frame(struct mim_frame *f, const char *where, void *ctx)
 	}
 	if (*e->meta && mim_meta_set(f, "mim.latent", e->meta) < 0)
 		die("%s", mim_errmsg());
-	free(mask);
-	mask = NULL;
 }
 
 int

@@ -25,10 +25,6 @@ static const char usage_text[] =
 "  -h, --help           this help\n";
 
 
-/* what is in flight, global so that an exit through die() leaves nothing
- * unreachable behind (LeakSanitizer) */
-static uint8_t *mask;
-
 struct run {
 	struct mim_lossopt o;
 	int quiet;
@@ -57,7 +53,7 @@ loss_frame(struct mim_frame *f, const char *where, void *ctx)
 	if (mim_pred_check(img->shape, pred->ndim, pred->shape) < 0)
 		die("%s: %s", where, mim_errmsg());
 	int B = (int)img->shape[0], H = (int)img->shape[2], W = (int)img->shape[3], p = 1;
-	mask = NULL;
+	const uint8_t *mask = NULL;
 	if (!mk && L->o.region == MIM_REGION_MASKED)
 		die("%s: no tensor 'mask' (--region all needs none)", where);
 	if (mk) {
@@ -66,15 +62,8 @@ loss_frame(struct mim_frame *f, const char *where, void *ctx)
 			die("%s: tensor 'mask': shape %s does not tile the image %s", where,
 			    mim_shape_str(got, sizeof got, mk->ndim, mk->shape),
 			    mim_shape_str(want, sizeof want, img->ndim, img->shape));
-		if (mk->dtype == MIM_F32 || mk->dtype == MIM_F16 || mk->dtype == MIM_BF16 ||
-		    mk->dtype == MIM_F64)
-			die("%s: tensor 'mask': dtype %s, want U8", where, mim_dtype_name(mk->dtype));
 		p = H / (int)mk->shape[1];
-		size_t cells = (size_t)mim_tensor_numel(mk);
-		if (!(mask = malloc(cells)))
-			die("out of memory");
-		for (size_t i = 0; i < cells; i++)
-			mask[i] = mim_tensor_get(mk, (int64_t)i) != 0;
+		mask = cli_mask(f, mk->shape, where, NULL);
 	}
 	double l = mim_loss(&L->o, B, H, W, p, img->data, mask, pred->data, NULL);
 	float lf = (float)l;
@@ -84,8 +73,6 @@ loss_frame(struct mim_frame *f, const char *where, void *ctx)
 	L->n++;
 	if (!L->quiet)
 		fprintf(stderr, "%s: frame %ld: loss %.6f, mean %.6f\n", argv0, L->n - 1, lf, L->sum / L->n);
-	free(mask);
-	mask = NULL;
 }
 
 int

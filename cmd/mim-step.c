@@ -2,21 +2,14 @@
  * mask} frames, forward, loss, backward, clipping and the AdamW update
  * (lib/train, lib/optim), with the official schedules; checkpoints that a
  * killed run resumes from exactly. Under mpirun, data-parallel: every rank
- * trains on its own stream and the gradients are averaged (cmd/step/dp.c).
- * See mim-step(1). */
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
+ * trains on its own stream and the gradients are averaged (the run and its
+ * agreement protocol: lib/train/run.c, mim/train.h; the MPI calls:
+ * cmd/step/dp.c). See mim-step(1). */
 #include <getopt.h>
-#include <jansson.h>
-#include <libgen.h>
 #include <math.h>
-#include <sched.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -73,51 +66,20 @@ enum {
 	O_GRAD_OUT, O_MPI, O_NO_MPI,
 };
 
-/* All the information the user supplied on the command line. */
+/* All the information the user supplied on the command line, but for what
+ * goes straight into the run (checkpoint, steps, saves, skips, log). */
 struct cmdline {
-	const char *ckpt, *input, *log, *grad_out;
-	long long steps, save_every, skip;	/* skip < 0: from the checkpoint */
+	const char *input, *grad_out;
 	double lr, base_lr, warmup_lr, min_lr;	/* lr < 0: use base_lr */
-	int skip_nonfinite, quiet, threads;
+	int quiet, threads;
 	enum dp_mode mpi;
 	struct mim_trainopt o;			/* the rest, lrs unscaled */
 };
 
-static volatile sig_atomic_t stop_signal, reading;
-static int input_fd = -1;
-
-/* SIGINT, SIGTERM: stop at the next step boundary. If the input is being
- * waited for, put /dev/null in its place so the read ends at once (with
- * EOF; the frame in transit is not needed any more). */
-static void
-on_signal(int sig)
-{
-	int e = errno;
-
-	stop_signal = sig;
-	signal(sig, SIG_DFL);	/* a second one kills */
-	if (reading && input_fd >= 0) {
-		int fd = open("/dev/null", O_RDONLY);
-		if (fd >= 0) {
-			dup2(fd, input_fd);
-			close(fd);
-		}
-	}
-	errno = e;
-}
-
-/* mim_read_frame, interruptible by on_signal */
-static int
-next_frame(struct mim_reader *rd, struct mim_frame **f)
-{
-	reading = 1;
-	int rc = stop_signal ? 0 : mim_read_frame(rd, f);
-	reading = 0;
-	return rc;
-}
+static struct mim_run run;	/* (static: reachable at any exit) */
 
 static void
-parse(int argc, char **argv, struct cmdline *cl)
+parse(int argc, char **argv, struct cmdline *cl, struct mim_run *r)
 {
 	static const struct option opts[] = {
 		{"ckpt", required_argument, NULL, 'c'},
@@ -156,16 +118,16 @@ parse(int argc, char **argv, struct cmdline *cl)
 
 	memset(cl, 0, sizeof *cl);
 	mim_trainopt_default(&cl->o);
-	cl->steps = -1;
-	cl->save_every = 100;
-	cl->skip = -1;
+	r->steps = -1;
+	r->save_every = 100;
+	r->skip = -1;
 	cl->base_lr = 5e-4;
 	cl->warmup_lr = 5e-7;
 	cl->min_lr = 5e-6;
 	while ((c = getopt_long(argc, argv, "c:n:t:qh", opts, NULL)) != -1) {
 		switch (c) {
-		case 'c': cl->ckpt = optarg; break;
-		case 'n': cl->steps = cli_int("--steps", optarg, 1, INT64_MAX / 1024); break;
+		case 'c': r->ckpt = optarg; break;
+		case 'n': r->steps = cli_int("--steps", optarg, 1, INT64_MAX / 1024); break;
 		case O_LR: cl->lr = cli_double("--lr", optarg, 0, 1e3); have_lr = 1; break;
 		case O_BASE_LR: cl->base_lr = cli_double("--base-lr", optarg, 0, 1e3); have_base = 1; break;
 		case O_WARMUP_LR: cl->warmup_lr = cli_double("--warmup-lr", optarg, 0, 1e3); break;
@@ -187,10 +149,10 @@ parse(int argc, char **argv, struct cmdline *cl)
 		case O_LOSS: cl->o.loss.kind = cli_loss("--loss", optarg); break;
 		case O_REGION: cl->o.loss.region = cli_region("--region", optarg); break;
 		case O_BETA: cl->o.loss.beta = cli_double("--beta", optarg, 1e-12, 1e12); break;
-		case O_SAVE_EVERY: cl->save_every = cli_int("--save-every", optarg, 0, INT64_MAX); break;
-		case O_SKIP: cl->skip = cli_int("--skip", optarg, 0, INT64_MAX / 2); break;
-		case O_SKIP_NONFINITE: cl->skip_nonfinite = 1; break;
-		case O_LOG: cl->log = optarg; break;
+		case O_SAVE_EVERY: r->save_every = cli_int("--save-every", optarg, 0, INT64_MAX); break;
+		case O_SKIP: r->skip = cli_int("--skip", optarg, 0, INT64_MAX / 2); break;
+		case O_SKIP_NONFINITE: r->skip_nonfinite = 1; break;
+		case O_LOG: r->log = optarg; break;
 		case O_GRAD_OUT: cl->grad_out = optarg; break;
 		case O_MPI: cl->mpi = DP_ON; break;
 		case O_NO_MPI: cl->mpi = DP_OFF; break;
@@ -203,14 +165,14 @@ parse(int argc, char **argv, struct cmdline *cl)
 	if (optind + 1 < argc)
 		usage_error("more than one input");
 	cl->input = optind < argc ? argv[optind] : "-";
-	if (!cl->ckpt)
+	if (!r->ckpt)
 		usage_error("--ckpt FILE is required (make one with mim-ckpt init)");
 	if (have_lr && have_base)
 		usage_error("--lr and --base-lr exclude each other");
 	cl->lr = have_lr ? cl->lr : -1;
-	if (cl->grad_out)
+	if ((r->grad_only = cl->grad_out != NULL))
 		return;
-	if (cl->steps < 0)
+	if (r->steps < 0)
 		usage_error("--steps N is required");
 	if (ms) {
 		double v[MIM_MAXMILESTONE];
@@ -224,643 +186,81 @@ parse(int argc, char **argv, struct cmdline *cl)
 	if (ms && s->kind != MIM_SCHED_MULTISTEP)
 		usage_error("--milestones needs --sched multistep");
 	/* check the schedule now, with placeholder lrs, for a usage error */
-	s->steps = cl->steps;
+	s->steps = r->steps;
 	s->lr = s->warmup_lr = s->min_lr = 0;
 	if (mim_sched_check(s) < 0)
 		usage_error("%s", mim_errmsg());
 }
 
-/* The run's settings once the batch size is known: lrs scaled (--base-lr,
- * by the images of a step on all ranks) or absolute (--lr). */
-static void
-resolve(struct cmdline *cl, int B)
-{
-	struct mim_trainopt *o = &cl->o;
-
-	o->batch = B;
-	o->world = dp_world;
-	if (cl->lr >= 0) {
-		o->sched.lr = cl->lr;
-		o->sched.warmup_lr = cl->warmup_lr;
-		o->sched.min_lr = cl->min_lr;
-		o->base_lr = 0;
-	} else {
-		o->sched.lr = mim_lr_scale(cl->base_lr, B, dp_world, o->accum);
-		o->sched.warmup_lr = mim_lr_scale(cl->warmup_lr, B, dp_world, o->accum);
-		o->sched.min_lr = mim_lr_scale(cl->min_lr, B, dp_world, o->accum);
-		o->base_lr = cl->base_lr;
-	}
-	if (cl->steps > 0)
-		o->sched.steps = cl->steps;
-}
-
-/* A killed save leaves FILE.tmp.PID behind: remove those of dead PIDs. */
-static void
-clean_temps(const char *ckpt)
-{
-	char *d1 = strdup(ckpt), *d2 = strdup(ckpt);
-	if (!d1 || !d2)
-		goto done;
-	const char *dir = dirname(d1), *base = basename(d2);
-	size_t bl = strlen(base);
-	DIR *dp = opendir(dir);
-	if (!dp)
-		goto done;
-	struct dirent *e;
-	while ((e = readdir(dp))) {
-		const char *n = e->d_name;
-		if (strncmp(n, base, bl) != 0 || strncmp(n + bl, ".tmp.", 5) != 0)
-			continue;
-		char *end;
-		long pid = strtol(n + bl + 5, &end, 10);
-		if (*end || pid <= 0 || (kill((pid_t)pid, 0) == 0 || errno != ESRCH))
-			continue;
-		char path[4096];
-		snprintf(path, sizeof path, "%s/%s", dir, n);
-		unlink(path);
-	}
-	closedir(dp);
-done:
-	free(d1);
-	free(d2);
-}
-
-/* Check a frame's image and mask against the model: B, or -1 with the
- * error set. */
-static int
-batch_of(const struct mim_frame *f, const struct mim_config *c, long k,
-    const char *input, const float **img, const uint8_t **mask)
-{
-	int S = c->img_size, p = c->patch_size;
-	int64_t ish[4] = {-1, c->in_chans, S, S};
-	struct mim_tensor *ti = mim_frame_want(f, "image", MIM_F32, 4, ish), *tm;
-
-	char why[1024];		/* (mim_seterr must not read its own buffer) */
-
-	if (!ti) {
-		snprintf(why, sizeof why, "%s", mim_errmsg());
-		return mim_seterr("%s: frame %ld: %s (the model takes %d x %d images)",
-		    input, k, why, S, S);
-	}
-	if (ti->shape[0] < 1 || ti->shape[0] > 1 << 20)
-		return mim_seterr("%s: frame %ld: tensor 'image': batch of %lld", input, k,
-		    (long long)ti->shape[0]);
-	int64_t msh[3] = {ti->shape[0], S / p, S / p};
-	if (!(tm = mim_frame_get(f, "mask")))
-		return mim_seterr("%s: frame %ld: no tensor 'mask' (pipe the images through mim-mask)",
-		    input, k);
-	if (!(tm = mim_frame_want(f, "mask", tm->dtype == MIM_BOOL ? MIM_BOOL : MIM_U8, 3, msh))) {
-		snprintf(why, sizeof why, "%s", mim_errmsg());
-		return mim_seterr("%s: frame %ld: %s (want U8 [%lld,%d,%d]: patch %d)", input, k,
-		    why, (long long)ti->shape[0], S / p, S / p, p);
-	}
-	*img = ti->data;
-	*mask = tm->data;
-	return (int)ti->shape[0];
-}
-
-/* ---- data parallel --------------------------------------------------------
- * Every rank runs this program on its own input. Ranks decide together:
- * at each agreement point every rank passes what it found (its own
- * problem as a message, or the signal that asked it to stop) and all get
- * the worst, so they stop at the same frame. A rank that fails between
- * two agreement points calls agree() with its message at once: that meets
- * the others at whichever point they reach next, for the loop is ordered
- * so that the next collective after any local failure is an agreement
- * (the digest check and the gradient sums come only after an agreement
- * all passed). Alone (no MPI) the agreement is the rank's own verdict. */
-#define BAD 1000	/* above any signal number */
-static int told;	/* this rank has seen a failure agreed */
-
-static int
-agree(const char *msg, int sig)
-{
-	int st = dp_max(msg ? BAD : sig);
-
-	if (st >= BAD)
-		told = 1;
-	return st;
-}
-
-/* A failure found before the other ranks could hear of it: tell them. */
-static void
-tell(void)
-{
-	if (!told)
-		agree("", 0);
-}
-
-/* Leave once every rank has agreed to: finalize, then status. */
+/* Leave once every rank has agreed to: finalize, then exit with the status
+ * of how the run ended (enum mim_run_end). */
 static void __attribute__((noreturn))
-leave(int status)
+leave(int end)
 {
 	dp_barrier();
 	dp_finalize();
-	exit(status);
+	exit(end == MIM_RUN_DONE ? 0 : end == MIM_RUN_STOPPED ? 128 + run.signal : 1);
 }
 
-/* Leave with status 1, printing msg (NULL: another rank's problem, which
- * that rank reports). */
+/* --grad-out: rank 0 writes the gradient of the first batch (the mean
+ * over the ranks) to OUT; the others wait in leave(). */
 static void __attribute__((noreturn))
-fail(const char *msg)
+grad_out(const struct cmdline *cl)
 {
-	if (msg)
-		fprintf(stderr, "%s: %s\n", argv0, msg);
-	leave(1);
-}
+	static struct mim_frame *g;
+	int st = mim_run_grad(&run, &cl->o, &g);
 
-/* Check together: the run fails when any rank passes a message. */
-static void
-together(const char *msg)
-{
-	char m[1200];
-
-	if (msg)
-		snprintf(m, sizeof m, "%s", msg);	/* may be mim_errmsg() */
-	if (agree(msg, 0) >= BAD)
-		fail(msg ? m : NULL);
-}
-
-/* The reduce hook of struct mim_train: the step's gradient and loss
- * become their means over the ranks. An agreement first, so that a rank
- * that failed in its forward or backward stops everyone here. */
-static int
-reduce(void *ctx, float *g, size_t n, double *loss)
-{
-	(void)ctx;
-	if (agree(NULL, 0) >= BAD)
-		return mim_seterr("stopping with another rank");
-	*loss = dp_sum(*loss) / dp_world;
-	dp_sum_floats(g, n);
-	const float w = (float)dp_world;
-	for (size_t i = 0; i < n; i++)
-		g[i] /= w;
-	return 0;
-}
-
-/* Threads of a rank that neither --threads nor MIM_THREADS sets: the
- * cores mpirun bound it to, or when it is not bound (--bind-to none) an
- * equal share of the node's cores. */
-static int
-rank_threads(void)
-{
-	long online = sysconf(_SC_NPROCESSORS_ONLN);
-	cpu_set_t set;
-	int n = 0;
-
-	if (online < 1)
-		online = 1;
-	if (sched_getaffinity(0, sizeof set, &set) == 0)
-		n = CPU_COUNT(&set);
-	if (n >= 1 && n < online)
-		return n;
-	n = (int)(online / dp_local_size());
-	return n < 1 ? 1 : n;
-}
-
-/* The settings every rank must share, as one digest: a rank started with
- * other flags would train another model or deadlock the others. */
-static uint64_t
-settings_digest(const struct cmdline *cl)
-{
-	static const char *keys[] = {"optim", "sched", "loss", "rng"};
-	uint64_t h = 1469598103934665603ULL;	/* FNV-1a */
-	char extra[128];
-
-	for (int i = 0; i < 5; i++) {
-		char *v = i < 4 ? mim_train_setting(&cl->o, keys[i]) : NULL;
-		const char *p = v;
-		if (i == 4) {
-			snprintf(extra, sizeof extra, "%lld %lld %lld %d", cl->steps, cl->skip,
-			    cl->save_every, cl->skip_nonfinite);
-			p = extra;
-		}
-		for (; p && *p; p++)
-			h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-		h = (h ^ 0xff) * 1099511628211ULL;
-		free(v);
-	}
-	return h;
-}
-
-/* ---- the tool --------------------------------------------------------------- */
-
-static void
-grad_out(struct cmdline *cl, struct mim_model *m, int B, const float *img,
-    const uint8_t *mask)
-{
-	double loss;
-	uint64_t seed = mim_train_seed(cl->o.seed, 0, dp_rank);
-
-	together(mim_model_grad(m, B, img, mask, &cl->o.loss, seed, &loss) < 0 ?
-	    mim_errmsg() : NULL);
-	if (dp_world > 1 && reduce(NULL, m->g, m->nw, &loss) < 0)
-		leave(1);	/* (cannot happen: all passed together()) */
-	if (dp_rank > 0)
-		leave(0);
-	/* rank 0 writes; the others wait in leave() */
-	struct mim_frame *f = mim_frame_new();
-	char name[1024], buf[64];
-	if (!f)
-		fail(mim_errmsg());
-	for (int i = 0; i < m->np; i++) {
-		const struct mim_param *p = &m->p[i];
-		snprintf(name, sizeof name, "grad.%s", p->name);
-		if (!mim_frame_add(f, name, MIM_F32, p->ndim, p->shape, m->g + p->off))
-			fail(mim_errmsg());
-	}
-	float l = (float)loss;
-	if (!mim_frame_add(f, "loss", MIM_F32, 0, NULL, &l))
-		fail(mim_errmsg());
-	char *js = mim_config_json(&m->cfg);
-	snprintf(buf, sizeof buf, "%.9g", mim_grad_norm(m->p, m->np, m->g));
-	if (!js || mim_meta_set(f, "mim.config", js) < 0 || mim_meta_set(f, "mim.grad_norm", buf) < 0)
-		fail(mim_errmsg());
-	free(js);
+	if (st)
+		leave(st);
 	if (strcmp(cl->grad_out, "-") == 0) {
 		cli_stdout_not_tty();
-		cli_put(f);
-	} else if (mim_save(cl->grad_out, f) < 0) {
-		fail(mim_errmsg());
-	}
-	mim_frame_free(f);
-	leave(0);
-}
-
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* Everything the loop needs to save, log and report. */
-struct run {
-	struct cmdline *cl;
-	struct mim_train *t;
-	int64_t saved;		/* step of the checkpoint on disk */
-	FILE *log;
-	int tty;
-	double t0, tlast;
-	double input_s;		/* spent reading frames since the last report */
-	int64_t step0;
-};
-
-/* Rank 0 saves (the ranks hold the same state); every rank notes the
- * step saved, which decides the collectives of the loop. 0, or -1 with
- * the error set. */
-static int
-save(struct run *r)
-{
-	if (dp_rank == 0 && mim_train_save(r->t, r->cl->ckpt) < 0)
-		return -1;
-	r->saved = r->t->step;
-	return 0;
-}
-
-/* Stop on a problem with the input (or the model's work on it), found here
- * (msg) or by another rank (msg NULL; agreed already): keep the progress
- * made, then report. */
-static void __attribute__((noreturn))
-stop_input(struct run *r, const char *msg)
-{
-	char why[1200];
-
-	if (msg)
-		snprintf(why, sizeof why, "%s", msg);	/* may be mim_errmsg(), which save() reuses */
-	tell();
-	if (r->t && r->t->step > r->saved && save(r) < 0)
+		cli_put(g);
+	} else if (mim_save(cl->grad_out, g) < 0) {
 		warn("%s", mim_errmsg());
-	if (r->tty)
-		fputc('\n', stderr);
-	fail(msg ? why : NULL);
-}
-
-/* The ranks must hold the same state: compare digests (collective). */
-static void
-check_same(struct run *r)
-{
-	if (dp_world > 1 && !dp_same(mim_train_digest(r->t))) {
-		if (dp_rank == 0)
-			warn("step %lld: the ranks' weights or moments differ; stopping, %s stays at step %lld",
-			    (long long)r->t->step, r->cl->ckpt, (long long)r->saved);
-		leave(1);
+		leave(MIM_RUN_FAILED);
 	}
-}
-
-/* x as a JSON number (null when not finite) */
-static void
-num(char *buf, size_t n, double x)
-{
-	if (isfinite(x))
-		snprintf(buf, n, "%.9g", x);
-	else
-		snprintf(buf, n, "null");
-}
-
-/* Log and progress line of a step (rank 0). 0, or -1 with the error set. */
-static int
-report(struct run *r, const struct mim_stepinfo *in)
-{
-	const struct cmdline *cl = r->cl;
-	double t = now(), dt = t - r->tlast;
-	double ips = dt > 0 ? (double)cl->o.batch * cl->o.accum * dp_world / dt : 0;
-
-	r->tlast = t;
-	if (r->log) {
-		char l[32], n[32];
-		num(l, sizeof l, in->loss);
-		num(n, sizeof n, in->grad_norm);
-		fprintf(r->log, "{\"step\":%lld,\"loss\":%s,\"lr\":%.17g,\"grad_norm\":%s,\"img_per_s\":%.4g,"
-		    "\"input_s\":%.4g%s}\n", (long long)in->step + 1, l, in->lr, n, ips, r->input_s,
-		    in->nonfinite ? ",\"skipped\":true" : "");
-		if (fflush(r->log) == EOF)
-			return mim_seterr("%s: %s", cl->log, strerror(errno));
-	}
-	if (r->tty) {
-		int64_t done = r->t->step - r->step0;
-		double avg = done > 0 ? (t - r->t0) / (double)done : 0;
-		long eta = (long)(avg * (double)(cl->steps - r->t->step));
-		fprintf(stderr, "\r%s: step %lld/%lld  loss %.4f  lr %.3g  %.1f img/s  ETA %ld:%02ld:%02ld ",
-		    argv0, (long long)r->t->step, cl->steps, in->loss, in->lr, ips,
-		    eta / 3600, eta / 60 % 60, eta % 60);
-	}
-	r->input_s = 0;
-	return 0;
-}
-
-/* The checkpoint on every rank: rank 0 reads FILE and sends the model's
- * config and weights; returns the frame on rank 0 (NULL elsewhere) and
- * sets *mp, *resume. Exits (status 0) when the run is already done. */
-static struct mim_frame *
-load(struct cmdline *cl, struct mim_model **mp, int *resume)
-{
-	struct mim_frame *cf = NULL;
-	struct mim_model *m = NULL;
-	char msg[1200], *js = NULL;
-	long long head[3] = {0, 0, 0};	/* resume, done, config length */
-
-	if (dp_rank == 0) {
-		if (!(cf = mim_load(cl->ckpt)))
-			snprintf(msg, sizeof msg, "%s (make a checkpoint with mim-ckpt init)", mim_errmsg());
-		else if (!(m = mim_model_from_frame(cf)))
-			snprintf(msg, sizeof msg, "%s: %s", cl->ckpt, mim_errmsg());
-		else if (dp_world > 1 && !(js = mim_config_json(&m->cfg)))
-			snprintf(msg, sizeof msg, "%s", mim_errmsg());
-		together(m && (dp_world == 1 || js) ? NULL : msg);
-		head[0] = mim_train_is_ckpt(cf);
-		if (head[0] && !cl->grad_out) {
-			const char *s = mim_meta_get(cf, "mim.train.step");
-			if ((head[1] = strtoll(s, NULL, 10) >= cl->steps))
-				fprintf(stderr, "%s: %s: already at step %s of %lld\n", argv0, cl->ckpt, s,
-				    cl->steps);
-		}
-		head[2] = js ? (long long)strlen(js) + 1 : 0;
-	} else {
-		together(NULL);
-	}
-	dp_bcast(head, sizeof head);
-	*resume = (int)head[0];
-	if (head[1]) {
-		mim_frame_free(cf);
-		mim_model_free(m);
-		free(js);
-		leave(0);
-	}
-	if (dp_world > 1) {
-		if (dp_rank > 0 && !(js = mim_malloc((size_t)head[2])))
-			snprintf(msg, sizeof msg, "%s", mim_errmsg());
-		together(js ? NULL : msg);
-		dp_bcast(js, (size_t)head[2]);
-		if (dp_rank > 0) {
-			struct mim_config c;
-			if (mim_config_parse(&c, js) < 0 || !(m = mim_model_new(&c)))
-				snprintf(msg, sizeof msg, "%s", mim_errmsg());
-			together(m ? NULL : msg);
-		} else {
-			together(NULL);
-		}
-		free(js);
-		dp_bcast(m->w, m->nw * sizeof(float));
-	}
-	*mp = m;
-	return cf;
-}
-
-/* Rank 0's training state (restored from cf on resume) to every rank. */
-static void
-share_state(struct mim_train *t, const struct mim_frame *cf, int resume, const char *ckpt)
-{
-	char msg[1200];
-	int bad = dp_rank == 0 && resume && mim_train_restore(t, cf) < 0;
-
-	if (bad)
-		snprintf(msg, sizeof msg, "%s: %s", ckpt, mim_errmsg());
-	together(bad ? msg : NULL);
-	if (dp_world == 1)
-		return;
-	int64_t pos[2] = {t->step, t->batches};
-	dp_bcast(pos, sizeof pos);
-	t->step = pos[0];
-	t->batches = pos[1];
-	dp_bcast(t->exp_avg, t->model->nw * sizeof(float));
-	dp_bcast(t->exp_avg_sq, t->model->nw * sizeof(float));
+	mim_frame_free(g);
+	leave(MIM_RUN_DONE);
 }
 
 int
 main(int argc, char **argv)
 {
-	/* static: what lives until exit stays reachable (fail() exits from
-	 * anywhere; leak checkers see no leak) */
-	static struct cmdline cl;
-	static struct run r = {.cl = &cl};
-	static struct mim_frame *cf, *f;
-	static struct mim_model *m;
-	static struct mim_reader *rd;
-	static struct mim_train *t;
-	static char prefix[64], msg[1200];
-	const char *bad = NULL;
-	int resume, rc;
+	static struct cmdline cl;	/* (static: reachable at any exit) */
+	static char prefix[64];
+	struct mim_run *r = &run;
+	int st;
 
 	cli_init(argc, argv);
-	parse(argc, argv, &cl);
+	parse(argc, argv, &cl, r);
 	dp_init(cl.mpi);
 	if (dp_world > 1) {	/* messages say which rank: "mim-step: rank 1: ..." */
 		snprintf(prefix, sizeof prefix, "%s: rank %d", argv0, dp_rank);
 		argv0 = prefix;
 	}
-	if (cl.threads)
-		mim_set_threads(cl.threads);
-	else if (dp_on() && !getenv("MIM_THREADS"))
-		mim_set_threads(rank_threads());
+	int threads = cl.threads ? cl.threads : dp_threads();
+	if (threads)
+		mim_set_threads(threads);
 
-	cf = load(&cl, &m, &resume);
-	if (!cl.grad_out && dp_rank == 0)
-		clean_temps(cl.ckpt);
-
-	/* every rank its own input */
-	input_fd = strcmp(cl.input, "-") ? open(cl.input, O_RDONLY | O_CLOEXEC) : STDIN_FILENO;
-	if (input_fd < 0)
-		snprintf(msg, sizeof msg, "%s: %s", cl.input, strerror(errno));
-	else if (!(rd = mim_reader_fdopen(input_fd, strcmp(cl.input, "-") ? cl.input : "<stdin>")))
-		snprintf(msg, sizeof msg, "%s", mim_errmsg());
-	together(rd ? NULL : msg);
-	const char *in = mim_reader_name(rd);
-	const float *img = NULL;
-	const uint8_t *mask = NULL;
-	int B = -1;
-	rc = mim_read_frame(rd, &f);
-	if (rc == 0)
-		snprintf(msg, sizeof msg, "%s: no frames", in);
-	if (rc < 0 || (rc > 0 && (B = batch_of(f, &m->cfg, 0, in, &img, &mask)) < 0))
-		snprintf(msg, sizeof msg, "%s", mim_errmsg());
-	together(B < 0 ? msg : NULL);
-	int bmax = dp_max(B), bmin = -dp_max(-B);
-	if (bmin != bmax) {
-		if (dp_rank == 0)
-			warn("the ranks' inputs have batches of %d to %d images: give every rank the same -b",
-			    bmin, bmax);
-		leave(1);
-	}
+	/* the run: the checkpoint, then every rank's frames */
+	dp_hooks(&r->dp);
+	r->next = cli_next_frame;
+	r->next_ctx = r;
+	r->say = cli_say;
+	if ((st = mim_run_load(r)) || (st = mim_run_open(r, cl.input)) || (st = mim_run_first(r)))
+		leave(st);
 	if (cl.grad_out)
-		grad_out(&cl, m, B, img, mask);
+		grad_out(&cl);
 
-	resolve(&cl, B);
-	t = mim_train_new(m, &cl.o);
-	together(t ? NULL : mim_errmsg());
-	t->reduce = dp_world > 1 ? reduce : NULL;
-	t->rank = dp_rank;
-	r.t = t;
-	share_state(t, cf, resume, cl.ckpt);
-	mim_frame_free(cf);
-	cf = NULL;
-	r.saved = t->step;
-	if (cl.skip >= 0)
-		t->batches = cl.skip;
-	if (!dp_same(settings_digest(&cl))) {
-		if (dp_rank == 0)
-			warn("the ranks were started with different settings: give every rank the same flags");
-		leave(1);
-	}
-	if (dp_rank == 0 && cl.log && !(r.log = fopen(cl.log, "a")))
-		snprintf(msg, sizeof msg, "%s: %s", cl.log, strerror(errno));
-	together(dp_rank == 0 && cl.log && !r.log ? msg : NULL);
-	r.tty = dp_rank == 0 && !cl.quiet && isatty(STDERR_FILENO);
-
-	struct sigaction sa = {.sa_handler = on_signal};
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-
-	/* the stream replays from its start: skip what the run has consumed */
-	for (int64_t k = 0; k < t->batches && !bad && !stop_signal; k++) {
-		mim_frame_free(f);
-		f = NULL;
-		if ((rc = next_frame(rd, &f)) > 0 || stop_signal)
-			continue;
-		snprintf(msg, sizeof msg, "%s: %s while skipping the %lld frames already trained on",
-		    in, rc < 0 ? mim_errmsg() : "end of input", (long long)t->batches);
-		bad = msg;
-	}
-	if (!bad && !stop_signal && t->batches > 0 &&
-	    (B = batch_of(f, &m->cfg, (long)t->batches, in, &img, &mask)) < 0) {
-		snprintf(msg, sizeof msg, "%s", mim_errmsg());
-		bad = msg;
-	}
-	int st = agree(bad, stop_signal);
-	if (st >= BAD)
-		fail(bad);
-	if (st > 0)
-		leave(128 + st);
-
-	r.t0 = r.tlast = now();
-	r.step0 = t->step;
-	long k = (long)t->batches;
-	int sig = 0;
-	/* each pass: agree on the frame in hand, train on it, read the next
-	 * (a problem with that one waits for the next agreement) */
-	while (t->step < cl.steps) {
-		struct mim_stepinfo info;
-		if (!bad && B != cl.o.batch) {
-			snprintf(msg, sizeof msg, "%s: frame %ld: batch of %d images, the run uses %d",
-			    in, k, B, cl.o.batch);
-			bad = msg;
-		}
-		if ((st = agree(bad, stop_signal)) >= BAD)
-			stop_input(&r, bad);
-		if ((sig = st) > 0)
-			break;
-		int took = mim_train_batch(t, B, img, mask, &info);
-		if (took < 0)
-			stop_input(&r, told ? NULL : mim_errmsg());
-		if (took) {
-			/* (collectives first: a failure of rank 0's log or save
-			 * below meets the others at their next agreement) */
-			int at_save = cl.save_every && t->step % cl.save_every == 0 && t->step > r.saved;
-			if (at_save)
-				check_same(&r);
-			int logged = dp_rank == 0 ? report(&r, &info) : 0;
-			if (info.nonfinite && !cl.skip_nonfinite) {	/* the same on every rank */
-				if (r.tty)
-					fputc('\n', stderr);
-				if (dp_rank == 0)
-					warn("step %lld: %s is not finite (loss %g, grad norm %g); stopping, %s stays at step %lld",
-					    (long long)info.step + 1, isfinite(info.loss) ? "the gradient" : "the loss",
-					    info.loss, info.grad_norm, cl.ckpt, (long long)r.saved);
-				leave(1);
-			}
-			if (logged < 0)
-				stop_input(&r, mim_errmsg());
-			if (info.nonfinite && dp_rank == 0)
-				warn("step %lld: non-finite loss or gradient, batch skipped", (long long)info.step + 1);
-			if (at_save && save(&r) < 0)
-				stop_input(&r, mim_errmsg());
-		}
-		if (t->step >= cl.steps)
-			break;
-		mim_frame_free(f);
-		f = NULL;
-		double ti = now();
-		rc = next_frame(rd, &f);
-		k++;
-		if (rc <= 0 && !stop_signal) {
-			snprintf(msg, sizeof msg, rc < 0 ? "%s" : "%s: input ended after step %lld of %lld",
-			    rc < 0 ? mim_errmsg() : in, (long long)t->step, cl.steps);
-			bad = msg;
-		}
-		if (rc > 0 && (B = batch_of(f, &m->cfg, k, in, &img, &mask)) < 0) {
-			snprintf(msg, sizeof msg, "%s", mim_errmsg());
-			bad = msg;
-		}
-		r.input_s += now() - ti;
-	}
-	mim_frame_free(f);
-	mim_reader_close(rd);
-	if (input_fd != STDIN_FILENO)
-		close(input_fd);
-	if (!sig)	/* meet a rank that failed after its last step */
-		together(NULL);
-	check_same(&r);
-	bad = t->step > r.saved && save(&r) < 0 ? mim_errmsg() : NULL;
-	if (r.tty)
-		fputc('\n', stderr);
-	if (!bad && r.log && fclose(r.log) == EOF)
-		bad = strerror(errno);
-	if (bad)
-		snprintf(msg, sizeof msg, "%s", bad);
-	together(bad ? msg : NULL);
-	if (sig) {
-		if (dp_rank == 0)
-			warn("%s: stopped by signal %d at step %lld; saved", cl.ckpt, sig,
-			    (long long)t->step);
-		mim_train_free(t);
-		mim_model_free(m);
-		leave(128 + sig);
-	}
-	mim_train_free(t);
-	mim_model_free(m);
+	/* train to the last step, stopping at a step boundary on a signal */
+	mim_run_lrs(r, &cl.o, cl.lr >= 0 ? cl.lr : cl.base_lr, cl.warmup_lr, cl.min_lr, cl.lr < 0);
+	if ((st = mim_run_prepare(r, &cl.o)))
+		leave(st);
+	r->progress = dp_rank == 0 && !cl.quiet && isatty(STDERR_FILENO);
+	cli_stop_on_signals(r);
+	if ((st = mim_run_train(r)))
+		leave(st);
+	mim_run_free(r);
 	dp_finalize();
 	return 0;
 }

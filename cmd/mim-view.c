@@ -152,9 +152,10 @@ add_frame(struct sheet *s, const struct mim_frame *f, const char *input, long k,
 	if (pred && (pred->dtype != MIM_F32 || pred->ndim != 4 || pred->shape[1] != 3))
 		die("%s: frame %ld: tensor 'pred': want F32 [B,3,H,W], got %s %s", input, k,
 		    mim_dtype_name(pred->dtype), mim_shape_str(sh, sizeof sh, pred->ndim, pred->shape));
-	if (mask && ((mask->dtype != MIM_U8 && mask->dtype != MIM_BOOL) || mask->ndim != 3))
-		die("%s: frame %ld: tensor 'mask': want U8 [B,h,w], got %s %s", input, k,
-		    mim_dtype_name(mask->dtype), mim_shape_str(sh, sizeof sh, mask->ndim, mask->shape));
+	char where[300];
+	const int64_t any[3] = {-1, -1, -1};
+	snprintf(where, sizeof where, "%s: frame %ld", input, k);
+	const uint8_t *mbytes = mask ? cli_mask(f, any, where, NULL) : NULL;
 	const struct mim_tensor *ref = img ? img : pred;
 	if (ref) {
 		B = ref->shape[0];
@@ -180,7 +181,7 @@ add_frame(struct sheet *s, const struct mim_frame *f, const char *input, long k,
 			int mh = (int)mask->shape[1], mw = (int)mask->shape[2];
 			int sc = o.scale ? o.scale : (mh < 96 ? (96 + mh - 1) / mh : 1);
 			struct mim_rgb *t = mim_view_mask(mh, mw,
-			    (const uint8_t *)mask->data + (size_t)b * mh * mw, sc);
+			    mbytes + (size_t)b * mh * mw, sc);
 			if (!t)
 				die_lib();
 			sheet_add(s, t);
@@ -191,7 +192,7 @@ add_frame(struct sheet *s, const struct mim_frame *f, const char *input, long k,
 		for (int c = 0; c < o.ncols; c++) {
 			struct mim_rgb *t = mim_view_tile(o.cols[c], (int)H, (int)W, (int)p,
 			    img ? (const float *)img->data + b * is : NULL,
-			    mask ? (const uint8_t *)mask->data + (size_t)b * (H / p) * (W / p) : NULL,
+			    mask ? mbytes + (size_t)b * (H / p) * (W / p) : NULL,
 			    pred ? (const float *)pred->data + b * is : NULL, o.mean, o.std, sc);
 			if (!t)
 				die_lib();

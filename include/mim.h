@@ -15,5 +15,6 @@
 #include "mim/view.h"
 #include "mim/mask.h"
 #include "mim/data.h"
+#include "mim/train.h"
 
 #endif

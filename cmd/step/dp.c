@@ -1,8 +1,10 @@
 /* dp.c -- the MPI calls of data-parallel mim-step (see dp.h). */
 #include <limits.h>
 #include <mpi.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "step/dp.h"
 
@@ -128,4 +130,32 @@ dp_barrier(void)
 {
 	if (dp_on())
 		MPI_Barrier(MPI_COMM_WORLD);
+}
+
+void
+dp_hooks(struct mim_dp *h)
+{
+	*h = (struct mim_dp){
+		.rank = dp_rank, .world = dp_world, .max = dp_max, .sum = dp_sum,
+		.sum_floats = dp_sum_floats, .bcast = dp_bcast, .same = dp_same,
+	};
+}
+
+int
+dp_threads(void)
+{
+	long online = sysconf(_SC_NPROCESSORS_ONLN);
+	cpu_set_t set;
+	int n = 0;
+
+	if (!dp_on() || getenv("MIM_THREADS"))
+		return 0;
+	if (online < 1)
+		online = 1;
+	if (sched_getaffinity(0, sizeof set, &set) == 0)
+		n = CPU_COUNT(&set);
+	if (n >= 1 && n < online)
+		return n;
+	n = (int)(online / dp_local_size());
+	return n < 1 ? 1 : n;
 }

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mim/train.h"
+
 enum dp_mode { DP_AUTO, DP_ON, DP_OFF };
 
 extern int dp_rank, dp_world;	/* 0 and 1 outside MPI */
@@ -22,6 +24,10 @@ int dp_launched(void);
  * and dp_world. Returns 1 when MPI is on. */
 int dp_init(enum dp_mode mode);
 int dp_on(void);
+/* Threads of a rank that neither --threads nor MIM_THREADS sets: the
+ * cores mpirun bound it to, or when it is not bound (--bind-to none) an
+ * equal share of the node's cores. 0 without MPI or with MIM_THREADS. */
+int dp_threads(void);
 /* Ranks on this node (OMPI_COMM_WORLD_LOCAL_SIZE; dp_world if unknown). */
 int dp_local_size(void);
 /* MPI_Finalize, once; a no-op without MPI. */
@@ -38,5 +44,8 @@ void dp_bcast(void *buf, size_t n);
 /* x = sum over ranks of x, in place (in pieces under INT_MAX). */
 void dp_sum_floats(float *x, size_t n);
 void dp_barrier(void);
+/* The calls above as the collectives of a training run (mim/train.h),
+ * with this process's rank and world: call after dp_init. */
+void dp_hooks(struct mim_dp *h);
 
 #endif

@@ -125,4 +125,17 @@ int mim_avgdist(const uint8_t *mask, int h, int w, int s, double *avg);
 int mim_avgdist_mean(const struct mim_maskopt *o, int H, int W, int n,
     double *mean, double *sem, int *undefined);
 
+/* ---- masks in a stream (lib/data/masktensor.c) ---------------------------
+ * A frame's `mask` may come in any integer dtype or BOOL (U8 from mim-mask,
+ * I64 or BOOL from PyTorch and NumPy); nonzero is masked. Floats are
+ * refused: a mask of 0.5 means nothing. */
+struct mim_tensor;
+
+/* 0 if t's dtype is one a mask may have, else -1 with the error set
+ * ("tensor 'mask': dtype F32, want an integer or BOOL mask ..."). */
+int mim_mask_check(const struct mim_tensor *t);
+/* The mask t as 0/1 bytes into out (numel(t) bytes). 0, or -1 (the error
+ * of mim_mask_check). */
+int mim_mask_bytes(const struct mim_tensor *t, uint8_t *out);
+
 #endif

@@ -38,7 +38,7 @@ st.save(T + "/nomask.mim", {"image": np.zeros((2, 3, 32, 32), np.float32)})
 st.save(T + "/size.mim", {"image": np.zeros((2, 3, 64, 64), np.float32),
                           "mask": np.zeros((2, 16, 16), np.uint8)})
 st.save(T + "/mdtype.mim", {"image": np.zeros((2, 3, 32, 32), np.float32),
-                            "mask": np.zeros((2, 8, 8), np.int64)})
+                            "mask": np.zeros((2, 8, 8), np.float32)})
 PYEOF
 expect_fail 'frame without mask' 1 'mim-step -c "$T/vit0.st" -n 1 "$T/nomask.mim"'
 check 'message names the missing mask' 'mim-step -c "$T/vit0.st" -n 1 "$T/nomask.mim" 2>&1 | grep -q "no tensor .mask."'

@@ -1,0 +1,769 @@
+/* run.c -- a training run: checkpoint, frames, steps, saves, log and
+ * progress, stops, and the agreement protocol of data-parallel ranks
+ * (see include/mim/train.h). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "mim/mask.h"
+#include "mim/prof.h"
+#include "mim/train.h"
+
+#define BAD 1000	/* an agreement's verdict: above any signal number */
+
+/* ---- collectives: one process when a hook is NULL ------------------------ */
+
+static int
+dmax(struct mim_run *r, int v)
+{
+	return r->dp.max ? r->dp.max(v) : v;
+}
+
+static double
+dsum(struct mim_run *r, double x)
+{
+	return r->dp.sum ? r->dp.sum(x) : x;
+}
+
+static void
+dsum_floats(struct mim_run *r, float *x, size_t n)
+{
+	if (r->dp.sum_floats)
+		r->dp.sum_floats(x, n);
+}
+
+static void
+dbcast(struct mim_run *r, void *buf, size_t n)
+{
+	if (r->dp.bcast)
+		r->dp.bcast(buf, n);
+}
+
+static int
+dsame(struct mim_run *r, uint64_t v)
+{
+	return r->dp.same ? r->dp.same(v) : 1;
+}
+
+static int
+stopped(const struct mim_run *r)
+{
+	return r->stop ? *r->stop : 0;
+}
+
+static void __attribute__((format(printf, 3, 4)))
+say(struct mim_run *r, enum mim_say kind, const char *fmt, ...)
+{
+	char text[1400];
+	va_list ap;
+
+	if (!r->say)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof text, fmt, ap);
+	va_end(ap);
+	r->say(r->say_ctx, kind, text);
+}
+
+/* End the progress line, if there is one. */
+static void
+end_line(struct mim_run *r)
+{
+	if (r->progress && r->say)
+		r->say(r->say_ctx, MIM_SAY_EOL, "");
+}
+
+/* ---- the agreement ------------------------------------------------------- */
+
+/* Every rank passes its problem (msg) or the signal that asks it to stop;
+ * all get the worst: >= BAD when a rank failed, else the signal or 0. */
+static int
+agree(struct mim_run *r, const char *msg, int sig)
+{
+	int st = dmax(r, msg ? BAD : sig);
+
+	if (st >= BAD)
+		r->told = 1;
+	return st;
+}
+
+/* A failure found before the other ranks could hear of it: tell them. */
+static void
+tell(struct mim_run *r)
+{
+	if (!r->told)
+		agree(r, "", 0);
+}
+
+int
+mim_run_together(struct mim_run *r, const char *msg)
+{
+	char m[1200];
+
+	if (msg)
+		snprintf(m, sizeof m, "%s", msg);	/* may be mim_errmsg() */
+	if (agree(r, msg, 0) < BAD)
+		return 0;
+	if (msg)
+		say(r, MIM_SAY_MSG, "%s", m);
+	return MIM_RUN_FAILED;
+}
+
+/* The reduce hook of struct mim_train: the step's gradient and loss
+ * become their means over the ranks. An agreement first, so that a rank
+ * that failed in its forward or backward stops everyone here. */
+static int
+reduce(void *ctx, float *g, size_t n, double *loss)
+{
+	struct mim_run *r = ctx;
+
+	if (agree(r, NULL, 0) >= BAD)
+		return mim_seterr("stopping with another rank");
+	*loss = dsum(r, *loss) / r->dp.world;
+	dsum_floats(r, g, n);
+	const float w = (float)r->dp.world;
+	for (size_t i = 0; i < n; i++)
+		g[i] /= w;
+	return 0;
+}
+
+/* ---- the checkpoint ---------------------------------------------------------- */
+
+/* A killed save leaves FILE.tmp.PID behind: remove those of dead PIDs. */
+static void
+clean_temps(const char *ckpt)
+{
+	char *d1 = strdup(ckpt), *d2 = strdup(ckpt);
+	if (!d1 || !d2)
+		goto done;
+	const char *dir = dirname(d1), *base = basename(d2);
+	size_t bl = strlen(base);
+	DIR *dp = opendir(dir);
+	if (!dp)
+		goto done;
+	struct dirent *e;
+	while ((e = readdir(dp))) {
+		const char *n = e->d_name;
+		if (strncmp(n, base, bl) != 0 || strncmp(n + bl, ".tmp.", 5) != 0)
+			continue;
+		char *end;
+		long pid = strtol(n + bl + 5, &end, 10);
+		if (*end || pid <= 0 || (kill((pid_t)pid, 0) == 0 || errno != ESRCH))
+			continue;
+		char path[4096];
+		snprintf(path, sizeof path, "%s/%s", dir, n);
+		unlink(path);
+	}
+	closedir(dp);
+done:
+	free(d1);
+	free(d2);
+}
+
+/* Rank 0: read the checkpoint; head = {resume, done, config length}. */
+static int
+load_rank0(struct mim_run *r, char **js, long long head[3])
+{
+	char msg[1200];
+	int st;
+
+	if (!(r->cf = mim_load(r->ckpt)))
+		snprintf(msg, sizeof msg, "%s (make a checkpoint with mim-ckpt init)", mim_errmsg());
+	else if (!(r->model = mim_model_from_frame(r->cf)))
+		snprintf(msg, sizeof msg, "%s: %s", r->ckpt, mim_errmsg());
+	else if (r->dp.world > 1 && !(*js = mim_config_json(&r->model->cfg)))
+		snprintf(msg, sizeof msg, "%s", mim_errmsg());
+	if ((st = mim_run_together(r, r->model && (r->dp.world == 1 || *js) ? NULL : msg)))
+		return st;
+	head[0] = mim_train_is_ckpt(r->cf);
+	if (head[0] && !r->grad_only) {
+		const char *s = mim_meta_get(r->cf, "mim.train.step");
+		if ((head[1] = strtoll(s, NULL, 10) >= r->steps))
+			say(r, MIM_SAY_MSG, "%s: already at step %s of %lld", r->ckpt, s,
+			    (long long)r->steps);
+	}
+	head[2] = *js ? (long long)strlen(*js) + 1 : 0;
+	return 0;
+}
+
+/* Rank 0's model (config js of n bytes, then the weights) to the others. */
+static int
+share_model(struct mim_run *r, char *js, size_t n)
+{
+	char msg[1200];
+	int st;
+
+	if (r->dp.rank > 0 && !(js = mim_malloc(n)))
+		snprintf(msg, sizeof msg, "%s", mim_errmsg());
+	if ((st = mim_run_together(r, js ? NULL : msg)))
+		return st;
+	dbcast(r, js, n);
+	if (r->dp.rank > 0) {
+		struct mim_config c;
+		if (mim_config_parse(&c, js) < 0 || !(r->model = mim_model_new(&c)))
+			snprintf(msg, sizeof msg, "%s", mim_errmsg());
+		st = mim_run_together(r, r->model ? NULL : msg);
+	} else {
+		st = mim_run_together(r, NULL);
+	}
+	free(js);
+	if (!st)
+		dbcast(r, r->model->w, r->model->nw * sizeof(float));
+	return st;
+}
+
+int
+mim_run_load(struct mim_run *r)
+{
+	char *js = NULL;
+	long long head[3] = {0, 0, 0};	/* resume, done, config length */
+	int st;
+
+	if (r->dp.world < 1)
+		r->dp.world = 1;
+	if (r->dp.rank == 0)
+		st = load_rank0(r, &js, head);
+	else
+		st = mim_run_together(r, NULL);
+	if (st) {
+		free(js);
+		return st;
+	}
+	dbcast(r, head, sizeof head);
+	r->resume = (int)head[0];
+	if (head[1]) {
+		free(js);
+		return MIM_RUN_DONE;
+	}
+	if (r->dp.world > 1 && (st = share_model(r, js, (size_t)head[2])))
+		return st;
+	if (!r->grad_only && r->dp.rank == 0)
+		clean_temps(r->ckpt);
+	return 0;
+}
+
+/* ---- frames -------------------------------------------------------------------- */
+
+int
+mim_run_open(struct mim_run *r, const char *path)
+{
+	int std = strcmp(path, "-") == 0;
+
+	r->fd = std ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
+	if (r->fd < 0)
+		snprintf(r->msg, sizeof r->msg, "%s: %s", path, strerror(errno));
+	else if (!(r->reader = mim_reader_fdopen(r->fd, std ? "<stdin>" : path)))
+		snprintf(r->msg, sizeof r->msg, "%s", mim_errmsg());
+	r->input = r->reader ? mim_reader_name(r->reader) : path;
+	r->own_fd = !std;
+	return mim_run_together(r, r->reader ? NULL : r->msg);
+}
+
+/* Close the input (and the fd, unless stdin). */
+static void
+close_input(struct mim_run *r)
+{
+	mim_reader_close(r->reader);
+	r->reader = NULL;
+	if (r->own_fd && r->fd >= 0)
+		close(r->fd);
+	r->fd = -1;
+	r->own_fd = 0;
+}
+
+static int
+next(struct mim_run *r, struct mim_frame **f)
+{
+	return r->next ? r->next(r->next_ctx, f) : mim_read_frame(r->reader, f);
+}
+
+/* Check frame k's image and mask against the model; point r->img and
+ * r->mask at them (the mask as 0/1 bytes, whatever its integer dtype).
+ * B, or -1 with the error set. */
+static int
+batch_of(struct mim_run *r, const struct mim_frame *f, long k)
+{
+	const struct mim_config *c = &r->model->cfg;
+	int S = c->img_size, p = c->patch_size;
+	int64_t ish[4] = {-1, c->in_chans, S, S};
+	struct mim_tensor *ti = mim_frame_want(f, "image", MIM_F32, 4, ish), *tm;
+	const char *in = r->input;
+	char why[1024];		/* (mim_seterr must not read its own buffer) */
+
+	if (!ti) {
+		snprintf(why, sizeof why, "%s", mim_errmsg());
+		return mim_seterr("%s: frame %ld: %s (the model takes %d x %d images)",
+		    in, k, why, S, S);
+	}
+	if (ti->shape[0] < 1 || ti->shape[0] > 1 << 20)
+		return mim_seterr("%s: frame %ld: tensor 'image': batch of %lld", in, k,
+		    (long long)ti->shape[0]);
+	int64_t msh[3] = {ti->shape[0], S / p, S / p};
+	if (!(tm = mim_frame_get(f, "mask")))
+		return mim_seterr("%s: frame %ld: no tensor 'mask' (pipe the images through mim-mask)",
+		    in, k);
+	if (mim_mask_check(tm) < 0) {
+		snprintf(why, sizeof why, "%s", mim_errmsg());
+		return mim_seterr("%s: frame %ld: %s", in, k, why);
+	}
+	if (!mim_frame_want(f, "mask", -1, 3, msh)) {
+		snprintf(why, sizeof why, "%s", mim_errmsg());
+		return mim_seterr("%s: frame %ld: %s (image / model patch size)", in, k, why);
+	}
+	size_t n = (size_t)mim_tensor_numel(tm);
+	if (n > r->maskcap || !r->maskbuf) {
+		uint8_t *nb = realloc(r->maskbuf, n ? n : 1);
+		if (!nb)
+			return mim_seterr("out of memory");
+		r->maskbuf = nb;
+		r->maskcap = n;
+	}
+	mim_mask_bytes(tm, r->maskbuf);
+	r->img = ti->data;
+	r->mask = r->maskbuf;
+	return (int)ti->shape[0];
+}
+
+int
+mim_run_first(struct mim_run *r)
+{
+	int rc = next(r, &r->frame), B = -1, st;
+
+	if (rc == 0)
+		snprintf(r->msg, sizeof r->msg, "%s: no frames", r->input);
+	if (rc < 0 || (rc > 0 && (B = batch_of(r, r->frame, 0)) < 0))
+		snprintf(r->msg, sizeof r->msg, "%s", mim_errmsg());
+	if ((st = mim_run_together(r, B < 0 ? r->msg : NULL)))
+		return st;
+	int bmax = dmax(r, B), bmin = -dmax(r, -B);
+	if (bmin != bmax) {
+		if (r->dp.rank == 0)
+			say(r, MIM_SAY_MSG, "the ranks' inputs have batches of %d to %d images: "
+			    "give every rank the same -b", bmin, bmax);
+		return MIM_RUN_FAILED;
+	}
+	r->B = r->batch = B;
+	return 0;
+}
+
+/* ---- --grad-out -------------------------------------------------------------- */
+
+/* The frame of a gradient (rank 0), or NULL with the error set. */
+static struct mim_frame *
+grad_frame(const struct mim_model *m, double loss)
+{
+	struct mim_frame *f = mim_frame_new();
+	char name[1024], buf[64];
+
+	if (!f)
+		return NULL;
+	for (int i = 0; i < m->np; i++) {
+		const struct mim_param *p = &m->p[i];
+		snprintf(name, sizeof name, "grad.%s", p->name);
+		if (!mim_frame_add(f, name, MIM_F32, p->ndim, p->shape, m->g + p->off))
+			goto fail;
+	}
+	float l = (float)loss;
+	if (!mim_frame_add(f, "loss", MIM_F32, 0, NULL, &l))
+		goto fail;
+	char *js = mim_config_json(&m->cfg);
+	snprintf(buf, sizeof buf, "%.9g", mim_grad_norm(m->p, m->np, m->g));
+	int bad = !js || mim_meta_set(f, "mim.config", js) < 0 || mim_meta_set(f, "mim.grad_norm", buf) < 0;
+	free(js);
+	if (!bad)
+		return f;
+fail:
+	mim_frame_free(f);
+	return NULL;
+}
+
+int
+mim_run_grad(struct mim_run *r, const struct mim_trainopt *o, struct mim_frame **out)
+{
+	struct mim_model *m = r->model;
+	double loss;
+	uint64_t seed = mim_train_seed(o->seed, 0, r->dp.rank);
+	int st;
+
+	st = mim_run_together(r, mim_model_grad(m, r->B, r->img, r->mask, &o->loss, seed, &loss) < 0 ?
+	    mim_errmsg() : NULL);
+	if (st)
+		return st;
+	if (r->dp.world > 1 && reduce(r, m->g, m->nw, &loss) < 0)
+		return MIM_RUN_FAILED;	/* (cannot happen: all passed together) */
+	if (r->dp.rank > 0)
+		return MIM_RUN_DONE;
+	if (!(*out = grad_frame(m, loss))) {
+		say(r, MIM_SAY_MSG, "%s", mim_errmsg());
+		return MIM_RUN_FAILED;
+	}
+	return 0;
+}
+
+/* ---- the training state ---------------------------------------------------- */
+
+/* Rank 0's training state (restored from the checkpoint on resume) to
+ * every rank. */
+static int
+share_state(struct mim_run *r)
+{
+	struct mim_train *t = r->t;
+	char msg[1200];
+	int bad = r->dp.rank == 0 && r->resume && mim_train_restore(t, r->cf) < 0, st;
+
+	if (bad)
+		snprintf(msg, sizeof msg, "%s: %s", r->ckpt, mim_errmsg());
+	if ((st = mim_run_together(r, bad ? msg : NULL)) || r->dp.world == 1)
+		return st;
+	int64_t pos[2] = {t->step, t->batches};
+	dbcast(r, pos, sizeof pos);
+	t->step = pos[0];
+	t->batches = pos[1];
+	dbcast(r, t->exp_avg, t->model->nw * sizeof(float));
+	dbcast(r, t->exp_avg_sq, t->model->nw * sizeof(float));
+	return 0;
+}
+
+/* The settings every rank must share, as one digest: a rank started with
+ * other flags would train another model or deadlock the others. */
+static uint64_t
+settings_digest(const struct mim_run *r, const struct mim_trainopt *o)
+{
+	static const char *keys[] = {"optim", "sched", "loss", "rng"};
+	uint64_t h = 1469598103934665603ULL;	/* FNV-1a */
+	char extra[128];
+
+	for (int i = 0; i < 5; i++) {
+		char *v = i < 4 ? mim_train_setting(o, keys[i]) : NULL;
+		const char *p = v;
+		if (i == 4) {
+			snprintf(extra, sizeof extra, "%lld %lld %lld %d", (long long)r->steps,
+			    (long long)r->skip, (long long)r->save_every, r->skip_nonfinite);
+			p = extra;
+		}
+		for (; p && *p; p++)
+			h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+		h = (h ^ 0xff) * 1099511628211ULL;
+		free(v);
+	}
+	return h;
+}
+
+void
+mim_run_lrs(const struct mim_run *r, struct mim_trainopt *o, double lr, double warmup_lr,
+    double min_lr, int per512)
+{
+	int B = r->batch, world = r->dp.world;
+
+	o->batch = B;
+	o->world = world;
+	o->sched.lr = per512 ? mim_lr_scale(lr, B, world, o->accum) : lr;
+	o->sched.warmup_lr = per512 ? mim_lr_scale(warmup_lr, B, world, o->accum) : warmup_lr;
+	o->sched.min_lr = per512 ? mim_lr_scale(min_lr, B, world, o->accum) : min_lr;
+	o->base_lr = per512 ? lr : 0;
+}
+
+int
+mim_run_prepare(struct mim_run *r, const struct mim_trainopt *o)
+{
+	int st;
+
+	r->t = mim_train_new(r->model, o);
+	if ((st = mim_run_together(r, r->t ? NULL : mim_errmsg())))
+		return st;
+	r->t->reduce = r->dp.world > 1 ? reduce : NULL;
+	r->t->reduce_ctx = r;
+	r->t->rank = r->dp.rank;
+	if ((st = share_state(r)))
+		return st;
+	mim_frame_free(r->cf);
+	r->cf = NULL;
+	r->saved = r->t->step;
+	if (r->skip >= 0)
+		r->t->batches = r->skip;
+	if (!dsame(r, settings_digest(r, o))) {
+		if (r->dp.rank == 0)
+			say(r, MIM_SAY_MSG, "the ranks were started with different settings: "
+			    "give every rank the same flags");
+		return MIM_RUN_FAILED;
+	}
+	int nolog = r->dp.rank == 0 && r->log && !(r->logf = fopen(r->log, "a"));
+	if (nolog)
+		snprintf(r->msg, sizeof r->msg, "%s: %s", r->log, strerror(errno));
+	return mim_run_together(r, nolog ? r->msg : NULL);
+}
+
+/* ---- the loop ------------------------------------------------------------------ */
+
+/* Rank 0 saves (the ranks hold the same state); every rank notes the
+ * step saved, which decides the collectives of the loop. 0, or -1 with
+ * the error set. */
+static int
+save(struct mim_run *r)
+{
+	if (r->dp.rank == 0 && mim_train_save(r->t, r->ckpt) < 0)
+		return -1;
+	r->saved = r->t->step;
+	return 0;
+}
+
+/* Stop on a problem with the input (or the model's work on it), found here
+ * (msg) or by another rank (msg NULL; agreed already): keep the progress
+ * made, then say why. */
+static int
+stop_input(struct mim_run *r, const char *msg)
+{
+	char why[1200];
+
+	if (msg)
+		snprintf(why, sizeof why, "%s", msg);	/* may be mim_errmsg(), which save() reuses */
+	tell(r);
+	if (r->t->step > r->saved && save(r) < 0)
+		say(r, MIM_SAY_MSG, "%s", mim_errmsg());
+	end_line(r);
+	if (msg)
+		say(r, MIM_SAY_MSG, "%s", why);
+	return MIM_RUN_FAILED;
+}
+
+/* The ranks must hold the same state: compare digests (collective). */
+static int
+check_same(struct mim_run *r)
+{
+	if (r->dp.world > 1 && !dsame(r, mim_train_digest(r->t))) {
+		if (r->dp.rank == 0)
+			say(r, MIM_SAY_MSG, "step %lld: the ranks' weights or moments differ; stopping, "
+			    "%s stays at step %lld", (long long)r->t->step, r->ckpt, (long long)r->saved);
+		return MIM_RUN_FAILED;
+	}
+	return 0;
+}
+
+/* x as a JSON number (null when not finite) */
+static void
+num(char *buf, size_t n, double x)
+{
+	if (isfinite(x))
+		snprintf(buf, n, "%.9g", x);
+	else
+		snprintf(buf, n, "null");
+}
+
+/* Log and progress line of a step (rank 0). 0, or -1 with the error set. */
+static int
+report(struct mim_run *r, const struct mim_stepinfo *in)
+{
+	const struct mim_trainopt *o = &r->t->o;
+	double t = mim_now(), dt = t - r->tlast;
+	double ips = dt > 0 ? (double)o->batch * o->accum * r->dp.world / dt : 0;
+
+	r->tlast = t;
+	if (r->logf) {
+		char l[32], n[32];
+		num(l, sizeof l, in->loss);
+		num(n, sizeof n, in->grad_norm);
+		fprintf(r->logf, "{\"step\":%lld,\"loss\":%s,\"lr\":%.17g,\"grad_norm\":%s,\"img_per_s\":%.4g,"
+		    "\"input_s\":%.4g%s}\n", (long long)in->step + 1, l, in->lr, n, ips, r->input_s,
+		    in->nonfinite ? ",\"skipped\":true" : "");
+		if (fflush(r->logf) == EOF)
+			return mim_seterr("%s: %s", r->log, strerror(errno));
+	}
+	if (r->progress) {
+		int64_t done = r->t->step - r->step0;
+		double avg = done > 0 ? (t - r->t0) / (double)done : 0;
+		long eta = (long)(avg * (double)(r->steps - r->t->step));
+		say(r, MIM_SAY_PROGRESS, "step %lld/%lld  loss %.4f  lr %.3g  %.1f img/s  ETA %ld:%02ld:%02ld ",
+		    (long long)r->t->step, (long long)r->steps, in->loss, in->lr, ips,
+		    eta / 3600, eta / 60 % 60, eta % 60);
+	}
+	r->input_s = 0;
+	return 0;
+}
+
+/* After a step was taken (or rejected as non-finite): digest check, log,
+ * the non-finite rule, save. */
+static int
+step_taken(struct mim_run *r, const struct mim_stepinfo *info)
+{
+	struct mim_train *t = r->t;
+	int st;
+
+	/* (collectives first: a failure of rank 0's log or save below meets
+	 * the others at their next agreement) */
+	int at_save = r->save_every && t->step % r->save_every == 0 && t->step > r->saved;
+	if (at_save && (st = check_same(r)))
+		return st;
+	int logged = r->dp.rank == 0 ? report(r, info) : 0;
+	if (info->nonfinite && !r->skip_nonfinite) {	/* the same on every rank */
+		end_line(r);
+		if (r->dp.rank == 0)
+			say(r, MIM_SAY_MSG, "step %lld: %s is not finite (loss %g, grad norm %g); "
+			    "stopping, %s stays at step %lld", (long long)info->step + 1,
+			    isfinite(info->loss) ? "the gradient" : "the loss", info->loss,
+			    info->grad_norm, r->ckpt, (long long)r->saved);
+		return MIM_RUN_FAILED;
+	}
+	if (logged < 0)
+		return stop_input(r, mim_errmsg());
+	if (info->nonfinite && r->dp.rank == 0)
+		say(r, MIM_SAY_MSG, "step %lld: non-finite loss or gradient, batch skipped",
+		    (long long)info->step + 1);
+	if (at_save && save(r) < 0)
+		return stop_input(r, mim_errmsg());
+	return 0;
+}
+
+/* The stream replays from its start: skip what the run has consumed. */
+static int
+skip_consumed(struct mim_run *r)
+{
+	struct mim_train *t = r->t;
+	const char *bad = NULL;
+	int rc;
+
+	for (int64_t k = 0; k < t->batches && !bad && !stopped(r); k++) {
+		mim_frame_free(r->frame);
+		r->frame = NULL;
+		if ((rc = next(r, &r->frame)) > 0 || stopped(r))
+			continue;
+		snprintf(r->msg, sizeof r->msg, "%s: %s while skipping the %lld frames already trained on",
+		    r->input, rc < 0 ? mim_errmsg() : "end of input", (long long)t->batches);
+		bad = r->msg;
+	}
+	if (!bad && !stopped(r) && t->batches > 0 &&
+	    (r->B = batch_of(r, r->frame, (long)t->batches)) < 0) {
+		snprintf(r->msg, sizeof r->msg, "%s", mim_errmsg());
+		bad = r->msg;
+	}
+	int st = agree(r, bad, stopped(r));
+	if (st >= BAD) {
+		if (bad)
+			say(r, MIM_SAY_MSG, "%s", bad);
+		return MIM_RUN_FAILED;
+	}
+	r->signal = st;
+	return st > 0 ? MIM_RUN_STOPPED : 0;
+}
+
+/* Read the next frame; a problem with it is NULL'd into *bad for the next
+ * agreement. */
+static void
+read_next(struct mim_run *r, const char **bad)
+{
+	mim_frame_free(r->frame);
+	r->frame = NULL;
+	double ti = mim_now();
+	int rc = next(r, &r->frame);
+	r->k++;
+	if (rc < 0 && !stopped(r)) {
+		snprintf(r->msg, sizeof r->msg, "%s", mim_errmsg());
+		*bad = r->msg;
+	} else if (rc == 0 && !stopped(r)) {
+		snprintf(r->msg, sizeof r->msg, "%s: input ended after step %lld of %lld", r->input,
+		    (long long)r->t->step, (long long)r->steps);
+		*bad = r->msg;
+	}
+	if (rc > 0 && (r->B = batch_of(r, r->frame, r->k)) < 0) {
+		snprintf(r->msg, sizeof r->msg, "%s", mim_errmsg());
+		*bad = r->msg;
+	}
+	r->input_s += mim_now() - ti;
+}
+
+/* After the last step or a signal: meet the others, save, close the log. */
+static int
+finish(struct mim_run *r, int sig)
+{
+	struct mim_train *t = r->t;
+	int st;
+
+	mim_frame_free(r->frame);
+	r->frame = NULL;
+	close_input(r);
+	if (!sig && (st = mim_run_together(r, NULL)))	/* meet a rank that failed after its last step */
+		return st;
+	if ((st = check_same(r)))
+		return st;
+	const char *bad = t->step > r->saved && save(r) < 0 ? mim_errmsg() : NULL;
+	end_line(r);
+	if (!bad && r->logf) {
+		int rc = fclose(r->logf);
+		r->logf = NULL;
+		if (rc == EOF)
+			bad = strerror(errno);
+	}
+	if ((st = mim_run_together(r, bad)))
+		return st;
+	if (!sig)
+		return 0;
+	if (r->dp.rank == 0)
+		say(r, MIM_SAY_MSG, "%s: stopped by signal %d at step %lld; saved", r->ckpt, sig,
+		    (long long)t->step);
+	r->signal = sig;
+	return MIM_RUN_STOPPED;
+}
+
+int
+mim_run_train(struct mim_run *r)
+{
+	struct mim_train *t = r->t;
+	const char *bad = NULL;
+	int st, sig = 0;
+
+	if ((st = skip_consumed(r)))
+		return st;
+	r->t0 = r->tlast = mim_now();
+	r->step0 = t->step;
+	r->k = (long)t->batches;
+	/* each pass: agree on the frame in hand, train on it, read the next
+	 * (a problem with that one waits for the next agreement) */
+	while (t->step < r->steps) {
+		struct mim_stepinfo info;
+		if (!bad && r->B != t->o.batch) {
+			snprintf(r->msg, sizeof r->msg, "%s: frame %ld: batch of %d images, the run uses %d",
+			    r->input, r->k, r->B, t->o.batch);
+			bad = r->msg;
+		}
+		if ((st = agree(r, bad, stopped(r))) >= BAD)
+			return stop_input(r, bad);
+		if ((sig = st) > 0)
+			break;
+		int took = mim_train_batch(t, r->B, r->img, r->mask, &info);
+		if (took < 0)
+			return stop_input(r, r->told ? NULL : mim_errmsg());
+		if (took && (st = step_taken(r, &info)))
+			return st;
+		if (t->step >= r->steps)
+			break;
+		read_next(r, &bad);
+	}
+	return finish(r, sig);
+}
+
+void
+mim_run_free(struct mim_run *r)
+{
+	mim_train_free(r->t);
+	mim_model_free(r->model);
+	mim_frame_free(r->cf);
+	mim_frame_free(r->frame);
+	free(r->maskbuf);
+	close_input(r);
+	if (r->logf)
+		fclose(r->logf);
+	r->t = NULL;
+	r->model = NULL;
+	r->cf = r->frame = NULL;
+	r->maskbuf = NULL;
+	r->maskcap = 0;
+	r->logf = NULL;
+}
