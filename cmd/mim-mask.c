@@ -48,11 +48,12 @@ ckpt_patch(const char *path)
 	if (!f)
 		die_lib();
 	const char *js = mim_meta_get(f, "mim.config");
-	if (!js)
+	int bad = !js || mim_config_parse(&cfg, js) < 0;
+	mim_frame_free(f);	/* before a die(): nothing left behind */
+	if (bad && !js)
 		die("%s: no mim.config in the metadata", path);
-	if (mim_config_parse(&cfg, js) < 0)
+	if (bad)
 		die("%s: %s", path, mim_errmsg());
-	mim_frame_free(f);
 	return cfg.patch_size;
 }
 
