@@ -11,10 +11,10 @@
 
 static const char usage_text[] =
 "usage: mim-head --ckpt FILE [--threads N] [FILE...]\n"
-"Run the prediction head (decoder) of checkpoint FILE on every frame of the\n"
-"mim streams FILE... (stdin when none): reads 'latent' F32 [B,C,h,w] as\n"
-"mim-encode(1) writes it, adds 'pred' F32 [B,3,h*s,w*s] (s = encoder\n"
-"stride), the reconstruction in normalised pixel space, and passes\n"
+"Run the prediction head (decoder: linear or mlp) of checkpoint FILE on every\n"
+"frame of the mim streams FILE... (stdin when none): reads 'latent' F32\n"
+"[B,C,h,w] as mim-encode(1) writes it, adds 'pred' F32 [B,3,h*s,w*s] (s =\n"
+"encoder stride), the reconstruction in normalised pixel space, and passes\n"
 "everything else on.\n"
 "  -c, --ckpt FILE    the model checkpoint (mim-ckpt(1))\n"
 "  -t, --threads N    threads (default MIM_THREADS or all CPUs)\n"

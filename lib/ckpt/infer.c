@@ -74,6 +74,13 @@ mim_ckpt_infer(const struct mim_frame *sd, const char *hint, struct mim_config *
 	const char *gridfrom = NULL;
 	if (arch->infer(sd, o, h, E, p, &grid, &gridfrom, unknown, sizeof unknown) < 0)
 		goto done;
+	/* the head, by its parameters (none: the default) */
+	const struct mim_head_ops *hd;
+	for (int i = 0; (hd = mim_head_get(i)); i++)
+		if (hd->infer && hd->infer(sd, o)) {
+			json_object_set_new(o, "head", json_string(hd->name));
+			break;
+		}
 	if (grid > 0 && !json_object_get(h, "img_size")) {
 		json_object_set_new(o, "img_size", json_integer((json_int_t)grid * p));
 	} else if (!json_object_get(h, "img_size")) {

@@ -238,6 +238,15 @@ extern const struct mim_arch_ops mim_swin_ops;
 struct mim_head_ops {
 	const char *name;	/* the "head" key: "linear" */
 
+	/* The head's own keys of mim.config (written after "head"), or NULL;
+	 * and their defaults (after the architecture's), or NULL. */
+	const struct mim_config_key *keys;
+	void (*defaults)(struct mim_config *c);
+
+	/* 1 if the state dict sd holds this head's parameters (official
+	 * names); then set its keys that the shapes tell into o. NULL: never
+	 * inferred. */
+	int (*infer)(const struct mim_frame *sd, json_t *o);
 	/* Sizes only this head knows, for a config whose encoder already
 	 * passed (e.g. a head that needs a Swin encoder). NULL: none. 0 / -1,
 	 * the message without the "config: " prefix. */
@@ -264,6 +273,7 @@ struct mim_head_ops {
 };
 
 extern const struct mim_head_ops mim_head_linear_ops;
+extern const struct mim_head_ops mim_head_mlp_ops;
 
 /* ---- the registry (registry.c) -------------------------------------------- */
 

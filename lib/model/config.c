@@ -61,6 +61,27 @@ mim_config_head_name(const struct mim_config *c)
 	return h ? h->name : "?";
 }
 
+/* The key called name of head h's table, or NULL. */
+static const struct mim_config_key *
+head_key(int h, const char *name)
+{
+	const struct mim_config_key *k = mim_head_get(h)->keys;
+	for (; k && k->name; k++)
+		if (strcmp(k->name, name) == 0)
+			return k;
+	return NULL;
+}
+
+/* Whether any head has a key called name (for the message). */
+static int
+head_key_any(const char *name)
+{
+	for (int h = 0; mim_head_get(h); h++)
+		if (head_key(h, name))
+			return 1;
+	return 0;
+}
+
 const char *
 mim_config_key_name(int i)
 {
@@ -75,6 +96,15 @@ mim_config_key_name(int i)
 			for (int b = 0; b < a && !seen; b++)
 				for (const struct mim_config_key *e = mim_arch_get(b)->keys; e->name; e++)
 					seen |= strcmp(e->name, k->name) == 0;
+			if (!seen && i-- == 0)
+				return k->name;
+		}
+	const struct mim_head_ops *h;
+	for (int a = 0; (h = mim_head_get(a)); a++)
+		for (const struct mim_config_key *k = h->keys; k && k->name; k++) {
+			int seen = 0;	/* in an earlier head's table */
+			for (int b = 0; b < a && !seen; b++)
+				seen |= head_key(b, k->name) != NULL;
 			if (!seen && i-- == 0)
 				return k->name;
 		}
@@ -203,6 +233,8 @@ mim_config_parse(struct mim_config *c, const char *text)
 	struct mim_config t;
 	mim_config_default(&t, arch);
 	t.head = head;
+	if (mim_head_get(head)->defaults)
+		mim_head_get(head)->defaults(&t);
 	const struct mim_config_key *keys = keys_of(arch);
 	int len[64], dflt = t.nstages;	/* lengths of the lists given */
 	for (int i = 0; i < 64; i++)
@@ -215,10 +247,14 @@ mim_config_parse(struct mim_config *c, const char *text)
 		const struct mim_config_key *k = keys;
 		while (k->name && strcmp(k->name, key) != 0)
 			k++;
-		if (!k->name) {
+		if (!k->name && (k = head_key(head, key)) == NULL) {
 			/* the message first: key lives inside o */
-			mim_seterr("config: unknown key \"%s\" for model \"%s\"",
-			    key, mim_arch_get(arch)->name);
+			if (head_key_any(key))
+				mim_seterr("config: key \"%s\" is not for head \"%s\"",
+				    key, mim_head_get(head)->name);
+			else
+				mim_seterr("config: unknown key \"%s\" for model \"%s\"",
+				    key, mim_arch_get(arch)->name);
 			json_decref(o);
 			return -1;
 		}
@@ -226,7 +262,7 @@ mim_config_parse(struct mim_config *c, const char *text)
 			json_decref(o);
 			return mim_preferr("config");
 		}
-		if (k->type == K_LIST && k - keys < 64) {
+		if (k->type == K_LIST && k >= keys && k - keys < 64) {
 			len[k - keys] = (int)json_array_size(v);
 			/* the first list of the table sets nstages */
 			const struct mim_config_key *f = keys;
@@ -259,17 +295,15 @@ fmt_double(char *buf, size_t n, double v)
 		strncat(buf, ".0", n - strlen(buf) - 1);
 }
 
-char *
-mim_config_json(const struct mim_config *c)
+/* ,"key":value for every key of a table, at s + *len (cap bytes in all) */
+static void
+put_keys(char *s, size_t cap, size_t *len, const struct mim_config *c,
+    const struct mim_config_key *k)
 {
-	size_t cap = 1024, len = 0;
-	char *s = mim_malloc(cap), num[64];
+	char num[64];
 
-	if (!s)
-		return NULL;
-#define PUT(...) len += (size_t)snprintf(s + len, cap - len, __VA_ARGS__)
-	PUT("{\"model\":\"%s\"", mim_config_arch_name(c));
-	for (const struct mim_config_key *k = keys_of(c->arch); k->name; k++) {
+#define PUT(...) *len += (size_t)snprintf(s + *len, cap - *len, __VA_ARGS__)
+	for (; k && k->name; k++) {
 		PUT(",\"%s\":", k->name);
 		switch (k->type) {
 		case K_INT:
@@ -295,9 +329,23 @@ mim_config_json(const struct mim_config *c)
 			break;
 		}
 	}
-	PUT(",\"head\":\"%s\"}", mim_config_head_name(c));
 #undef PUT
-	/* 17 keys of bounded size cannot reach 1024 bytes */
+}
+
+char *
+mim_config_json(const struct mim_config *c)
+{
+	size_t cap = 1024, len = 0;
+	char *s = mim_malloc(cap);
+
+	if (!s)
+		return NULL;
+	len += (size_t)snprintf(s, cap, "{\"model\":\"%s\"", mim_config_arch_name(c));
+	put_keys(s, cap, &len, c, keys_of(c->arch));
+	len += (size_t)snprintf(s + len, cap - len, ",\"head\":\"%s\"", mim_config_head_name(c));
+	put_keys(s, cap, &len, c, mim_head_get(c->head)->keys);
+	snprintf(s + len, cap - len, "}");
+	/* some 20 keys of bounded size cannot reach 1024 bytes */
 	return s;
 }
 
