@@ -50,20 +50,28 @@ static const char usage_text[] =
 "      --skip-nonfinite   skip a batch with NaN/Inf loss or gradient (default:\n"
 "                         stop with an error, keeping the last checkpoint)\n"
 "      --log FILE         append one JSON line per step to FILE\n"
+"      --extend           continue a run to more --steps than its checkpoint's\n"
+"                         schedule has, stretched to the new length\n"
+"      --val FILE         every --val-every K steps (default 100), the masked\n"
+"                         loss on FILE's {image, mask} frames (--val-batches N:\n"
+"                         the first N) into the log and the progress\n"
+"      --progress-every S a progress line every S seconds when stderr is not\n"
+"                         a terminal (default 30; 0: every step)\n"
 "      --grad-out OUT     write the gradients of the first batch (grad.<name>,\n"
 "                         loss) to OUT ('-': stdout) and exit\n"
 "      --mpi, --no-mpi    data-parallel over MPI: on, off (default: on when\n"
 "                         started by mpirun/mpiexec)\n"
 "  -t, --threads N        threads (default $MIM_THREADS, else all cores; a\n"
 "                         rank: its cores, or its share of the node's)\n"
-"  -q, --quiet            no progress line on a terminal\n"
+"  -q, --quiet            no progress lines, no final 'saved' line\n"
 "  -h, --help             this help\n";
 
 enum {
 	O_LR = 256, O_BASE_LR, O_WARMUP_LR, O_MIN_LR, O_SCHED, O_WARMUP_STEPS,
 	O_MILESTONES, O_GAMMA, O_OFFICIAL, O_WD, O_CLIP, O_ACCUM, O_SEED, O_LOSS,
 	O_REGION, O_BETA, O_SAVE_EVERY, O_SKIP, O_SKIP_NONFINITE, O_LOG,
-	O_GRAD_OUT, O_MPI, O_NO_MPI,
+	O_GRAD_OUT, O_MPI, O_NO_MPI, O_EXTEND, O_VAL, O_VAL_EVERY, O_VAL_BATCHES,
+	O_PROGRESS_EVERY,
 };
 
 /* All the information the user supplied on the command line, but for what
@@ -71,47 +79,53 @@ enum {
 struct cmdline {
 	const char *input, *grad_out;
 	double lr, base_lr, warmup_lr, min_lr;	/* lr < 0: use base_lr */
-	int quiet, threads;
+	int quiet, threads, have_val;
 	enum dp_mode mpi;
 	struct mim_trainopt o;			/* the rest, lrs unscaled */
 };
 
 static struct mim_run run;	/* (static: reachable at any exit) */
 
+static const struct option opts[] = {
+	{"ckpt", required_argument, NULL, 'c'},
+	{"steps", required_argument, NULL, 'n'},
+	{"lr", required_argument, NULL, O_LR},
+	{"base-lr", required_argument, NULL, O_BASE_LR},
+	{"warmup-lr", required_argument, NULL, O_WARMUP_LR},
+	{"min-lr", required_argument, NULL, O_MIN_LR},
+	{"sched", required_argument, NULL, O_SCHED},
+	{"warmup-steps", required_argument, NULL, O_WARMUP_STEPS},
+	{"milestones", required_argument, NULL, O_MILESTONES},
+	{"gamma", required_argument, NULL, O_GAMMA},
+	{"official-sched", no_argument, NULL, O_OFFICIAL},
+	{"weight-decay", required_argument, NULL, O_WD},
+	{"clip-grad", required_argument, NULL, O_CLIP},
+	{"accum", required_argument, NULL, O_ACCUM},
+	{"seed", required_argument, NULL, O_SEED},
+	{"loss", required_argument, NULL, O_LOSS},
+	{"region", required_argument, NULL, O_REGION},
+	{"beta", required_argument, NULL, O_BETA},
+	{"save-every", required_argument, NULL, O_SAVE_EVERY},
+	{"skip", required_argument, NULL, O_SKIP},
+	{"skip-nonfinite", no_argument, NULL, O_SKIP_NONFINITE},
+	{"log", required_argument, NULL, O_LOG},
+	{"grad-out", required_argument, NULL, O_GRAD_OUT},
+	{"mpi", no_argument, NULL, O_MPI},
+	{"no-mpi", no_argument, NULL, O_NO_MPI},
+	{"threads", required_argument, NULL, 't'},
+	{"quiet", no_argument, NULL, 'q'},
+	{"extend", no_argument, NULL, O_EXTEND},
+	{"val", required_argument, NULL, O_VAL},
+	{"val-every", required_argument, NULL, O_VAL_EVERY},
+	{"val-batches", required_argument, NULL, O_VAL_BATCHES},
+	{"progress-every", required_argument, NULL, O_PROGRESS_EVERY},
+	{"help", no_argument, NULL, 'h'},
+	{0},
+};
+
 static void
 parse(int argc, char **argv, struct cmdline *cl, struct mim_run *r)
 {
-	static const struct option opts[] = {
-		{"ckpt", required_argument, NULL, 'c'},
-		{"steps", required_argument, NULL, 'n'},
-		{"lr", required_argument, NULL, O_LR},
-		{"base-lr", required_argument, NULL, O_BASE_LR},
-		{"warmup-lr", required_argument, NULL, O_WARMUP_LR},
-		{"min-lr", required_argument, NULL, O_MIN_LR},
-		{"sched", required_argument, NULL, O_SCHED},
-		{"warmup-steps", required_argument, NULL, O_WARMUP_STEPS},
-		{"milestones", required_argument, NULL, O_MILESTONES},
-		{"gamma", required_argument, NULL, O_GAMMA},
-		{"official-sched", no_argument, NULL, O_OFFICIAL},
-		{"weight-decay", required_argument, NULL, O_WD},
-		{"clip-grad", required_argument, NULL, O_CLIP},
-		{"accum", required_argument, NULL, O_ACCUM},
-		{"seed", required_argument, NULL, O_SEED},
-		{"loss", required_argument, NULL, O_LOSS},
-		{"region", required_argument, NULL, O_REGION},
-		{"beta", required_argument, NULL, O_BETA},
-		{"save-every", required_argument, NULL, O_SAVE_EVERY},
-		{"skip", required_argument, NULL, O_SKIP},
-		{"skip-nonfinite", no_argument, NULL, O_SKIP_NONFINITE},
-		{"log", required_argument, NULL, O_LOG},
-		{"grad-out", required_argument, NULL, O_GRAD_OUT},
-		{"mpi", no_argument, NULL, O_MPI},
-		{"no-mpi", no_argument, NULL, O_NO_MPI},
-		{"threads", required_argument, NULL, 't'},
-		{"quiet", no_argument, NULL, 'q'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
-	};
 	struct mim_sched *s = &cl->o.sched;
 	const char *ms = NULL;
 	int c, have_lr = 0, have_base = 0;
@@ -121,6 +135,8 @@ parse(int argc, char **argv, struct cmdline *cl, struct mim_run *r)
 	r->steps = -1;
 	r->save_every = 100;
 	r->skip = -1;
+	r->val_every = 100;
+	r->progress_every = 30;
 	cl->base_lr = 5e-4;
 	cl->warmup_lr = 5e-7;
 	cl->min_lr = 5e-6;
@@ -157,6 +173,11 @@ parse(int argc, char **argv, struct cmdline *cl, struct mim_run *r)
 		case O_MPI: cl->mpi = DP_ON; break;
 		case O_NO_MPI: cl->mpi = DP_OFF; break;
 		case 't': cl->threads = (int)cli_int("--threads", optarg, 1, 1024); break;
+		case O_EXTEND: r->extend = 1; break;
+		case O_VAL: r->val = optarg; break;
+		case O_VAL_EVERY: r->val_every = cli_int("--val-every", optarg, 1, INT64_MAX); cl->have_val = 1; break;
+		case O_VAL_BATCHES: r->val_batches = cli_int("--val-batches", optarg, 1, INT64_MAX); cl->have_val = 1; break;
+		case O_PROGRESS_EVERY: r->progress_every = cli_double("--progress-every", optarg, 0, 1e9); break;
 		case 'q': cl->quiet = 1; break;
 		case 'h': fputs(usage_text, stdout); exit(0);
 		default: usage_error("unknown option");
@@ -167,6 +188,10 @@ parse(int argc, char **argv, struct cmdline *cl, struct mim_run *r)
 	cl->input = optind < argc ? argv[optind] : "-";
 	if (!r->ckpt)
 		usage_error("--ckpt FILE is required (make one with mim-ckpt init)");
+	if (cl->have_val && !r->val)
+		usage_error("--val-every and --val-batches need --val FILE");
+	if (r->val && strcmp(r->val, "-") == 0)
+		usage_error("--val: a file, not stdin: every pass reads it again");
 	if (have_lr && have_base)
 		usage_error("--lr and --base-lr exclude each other");
 	cl->lr = have_lr ? cl->lr : -1;
@@ -197,6 +222,11 @@ parse(int argc, char **argv, struct cmdline *cl, struct mim_run *r)
 static void __attribute__((noreturn))
 leave(int end)
 {
+	/* what the checkpoint holds now, unless -q (run.progress: rank 0,
+	 * not quiet); a signal's message says it already */
+	if (run.progress && run.saved_step > 0 && end != MIM_RUN_STOPPED)
+		warn("%s: saved step %lld", run.ckpt, (long long)run.saved_step);
+	mim_run_free(&run);	/* (and the lock) */
 	dp_barrier();
 	dp_finalize();
 	exit(end == MIM_RUN_DONE ? 0 : end == MIM_RUN_STOPPED ? 128 + run.signal : 1);
@@ -256,11 +286,8 @@ main(int argc, char **argv)
 	mim_run_lrs(r, &cl.o, cl.lr >= 0 ? cl.lr : cl.base_lr, cl.warmup_lr, cl.min_lr, cl.lr < 0);
 	if ((st = mim_run_prepare(r, &cl.o)))
 		leave(st);
-	r->progress = dp_rank == 0 && !cl.quiet && isatty(STDERR_FILENO);
+	if (dp_rank == 0 && !cl.quiet)
+		r->progress = isatty(STDERR_FILENO) ? MIM_PROGRESS_REDRAW : MIM_PROGRESS_LINES;
 	cli_stop_on_signals(r);
-	if ((st = mim_run_train(r)))
-		leave(st);
-	mim_run_free(r);
-	dp_finalize();
-	return 0;
+	leave((st = mim_run_train(r)) ? st : MIM_RUN_DONE);
 }

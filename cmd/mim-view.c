@@ -29,7 +29,8 @@ static const char usage_text[] =
 "      --mean M[,M,M]    undo this normalisation (default ImageNet's\n"
 "      --std S[,S,S]     0.485,0.456,0.406 and 0.229,0.224,0.225)\n"
 "      --no-labels       no column titles\n"
-"      --curve LOG       plot loss against step from mim-step's --log\n"
+"      --curve LOG       plot loss against step from mim-step's --log (and\n"
+"                        val_loss, from mim-step --val, beside it)\n"
 "      --title T         title of the curve (default: the log's name)\n"
 "  -h, --help            this help\n";
 

@@ -198,6 +198,14 @@ int mim_train_is_ckpt(const struct mim_frame *f);
  * stored in f must equal t->o: a differing one is an error naming the key
  * and both values. 0 or -1. */
 int mim_train_restore(struct mim_train *t, const struct mim_frame *f);
+/* mim_train_restore, but with extend a stored mim.train.sched that equals
+ * t->o's but for fewer "steps" is taken: the run continues on t->o's
+ * schedule, a pure function of the step, so a cosine is stretched to the
+ * new length and the lr moves to the new curve at the current step (what
+ * the official code does when it resumes with a new total). A stored
+ * schedule of more steps is an error. Without extend, a schedule that
+ * differs only in fewer steps is refused with a hint at --extend. */
+int mim_train_restore_extended(struct mim_train *t, const struct mim_frame *f, int extend);
 /* The settings of o as they are stored (malloc'd JSON); key is "optim",
  * "sched", "loss" or "rng". NULL on error. */
 char *mim_train_setting(const struct mim_trainopt *o, const char *key);

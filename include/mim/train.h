@@ -21,7 +21,8 @@
  * (rank 0 for what all ranks see alike), in the order a user reads them.
  *
  * The calls, in order (each collective: every rank makes it):
- *   mim_run_load     checkpoint and model on every rank
+ *   mim_run_load     checkpoint and model on every rank (rank 0 first
+ *                    probes the folder and locks the checkpoint)
  *   mim_run_open     every rank its input
  *   mim_run_first    the first frame: the batch size
  *   mim_run_grad     (--grad-out: the first batch's gradient, then stop)
@@ -60,6 +61,17 @@ enum mim_say {
 	MIM_SAY_MSG,		/* a message: "prog: TEXT" and a newline */
 	MIM_SAY_PROGRESS,	/* the progress line, redrawn: "\rprog: TEXT" */
 	MIM_SAY_EOL,		/* end the progress line: a newline */
+	MIM_SAY_LINE,		/* a progress line of its own, for a log file
+				 * or a pipe: "prog: TEXT" and a newline */
+};
+
+/* How a run reports its progress (rank 0). */
+enum mim_progress {
+	MIM_PROGRESS_NONE,
+	MIM_PROGRESS_REDRAW,	/* a terminal: the line redrawn after each step */
+	MIM_PROGRESS_LINES,	/* anything else: a line of its own every
+				 * progress_every seconds (and after the first
+				 * step), so that nohup, CI and tee show it */
 };
 
 struct mim_run {
@@ -72,7 +84,19 @@ struct mim_run {
 	int skip_nonfinite;	/* skip a non-finite step, do not stop */
 	int grad_only;		/* mim_run_grad follows: no step count checks */
 	const char *log;	/* append a JSON line per step (rank 0), or NULL */
-	int progress;		/* say a progress line after each step */
+	int progress;		/* enum mim_progress */
+	double progress_every;	/* MIM_PROGRESS_LINES: seconds between lines
+				 * (0: a line per step) */
+	int extend;		/* a stored schedule of fewer steps is taken:
+				 * the run goes on to `steps` on the new
+				 * schedule (mim_train_restore_extended) */
+	/* validation (rank 0): every val_every steps, the masked loss of the
+	 * model on the frames of the stream val (its first val_batches; 0:
+	 * all), without gradient or drop path; a JSON line of the log
+	 * {"step","val_loss","val_frames","val_s"} and a progress line. It
+	 * reads the weights and changes nothing a step depends on. */
+	const char *val;
+	int64_t val_every, val_batches;
 	struct mim_dp dp;
 	/* the frames: 1 and *f, 0 at the end, -1 with the error set; NULL:
 	 * mim_read_frame(reader) */
@@ -94,6 +118,7 @@ struct mim_run {
 	int resume;		/* the checkpoint carried training state */
 	int batch;		/* images per frame (mim_run_first) */
 	int signal;		/* MIM_RUN_STOPPED: the signal */
+	int64_t saved_step;	/* the step this run last saved, 0: none */
 	/* (private) */
 	struct mim_frame *cf, *frame;
 	const float *img;
@@ -101,16 +126,32 @@ struct mim_run {
 	uint8_t *maskbuf;
 	size_t maskcap;
 	int B, told, own_fd;
+	int lockfd;		/* FILE.lock, held (lockpath set) */
+	char *lockpath;
+	float *vbuf;		/* validation: latent, then prediction */
+	uint8_t *vmask;		/* validation: the mask's bytes */
+	size_t vcap, vmaskcap;
 	long k;			/* index of the frame in hand */
 	int64_t saved, step0;	/* step of the checkpoint on disk, at start */
 	FILE *logf;
-	double t0, tlast, input_s;
+	double t0, tlast, input_s, tline;
+	int64_t line_step;	/* MIM_PROGRESS_LINES: step of the last line */
 	char msg[1200];
 };
 
 /* Rank 0 reads the checkpoint and sends the model's config and weights to
  * the others; removes the temporary files of killed saves. MIM_RUN_DONE
- * when the checkpoint is already at `steps` (said so). */
+ * when the checkpoint is already at `steps` (said so).
+ * Unless grad_only, rank 0 first makes sure that the run can save and
+ * that no other run saves to the same file: it creates and removes the
+ * save's temporary file (FILE.tmp.PID) in the checkpoint's folder, a real
+ * probe where access(2) would pass root on a read-only mount, and takes
+ * an exclusive flock(2) on FILE.lock for the whole run, writing its pid
+ * into it. The lock is a file of its own because a save renames a new
+ * file over FILE: a lock on FILE's inode would stay with the old one. A
+ * run that finds the lock held fails at once, naming the holder's pid.
+ * The kernel drops the lock of a killed run; the file it leaves is taken
+ * over by the next run, and mim_run_free removes it. */
 int mim_run_load(struct mim_run *r);
 /* Open the input: FILE, or stdin for "-"; r->fd is its descriptor, which
  * the run closes after the last step (before the final save). */
@@ -132,13 +173,15 @@ int mim_run_grad(struct mim_run *r, const struct mim_trainopt *o, struct mim_fra
 void mim_run_lrs(const struct mim_run *r, struct mim_trainopt *o, double lr, double warmup_lr,
     double min_lr, int per512);
 /* The training state with the settings o (o->batch == r->batch), restored
- * from the checkpoint on resume and the same on every rank, which must
- * all have the same settings; opens the log. */
+ * from the checkpoint on resume (with r->extend: to a longer schedule)
+ * and the same on every rank, which must all have the same settings;
+ * opens the log; checks the first frame of the validation stream. */
 int mim_run_prepare(struct mim_run *r, const struct mim_trainopt *o);
 /* Skip the consumed frames, then train to step r->steps, saving every
  * save_every steps and at the end. 0 when the last step is saved. */
 int mim_run_train(struct mim_run *r);
-/* Free what the run holds (not r itself); closes the log. */
+/* Free what the run holds (not r itself); closes the log, removes and
+ * releases the lock. */
 void mim_run_free(struct mim_run *r);
 
 #endif

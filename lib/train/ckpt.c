@@ -192,8 +192,53 @@ get_moment(const struct mim_frame *f, const struct mim_param *p,
 	return 0;
 }
 
-int
-mim_train_restore(struct mim_train *t, const struct mim_frame *f)
+/* The "steps" of a stored schedule, or -1. (The text is ours, from
+ * mim_train_setting: the caller checks it by writing it again.) */
+static int64_t
+stored_steps(const char *sched)
+{
+	const char *p = strstr(sched, "\"steps\":");
+	char *end;
+
+	if (!p)
+		return -1;
+	errno = 0;
+	long long v = strtoll(p + 8, &end, 10);
+	return errno || end == p + 8 || v < 1 ? -1 : v;
+}
+
+/* Compare the stored setting `key` (have) with t->o's (want). The
+ * schedule may be an extension (see mim_train_restore_extended). 0, or
+ * -1 with the error set. */
+static int
+check_setting(const struct mim_train *t, const char *key, const char *have,
+    const char *want, int extend)
+{
+	if (strcmp(have, want) == 0)
+		return 0;
+	int64_t s0 = strcmp(key, "mim.train.sched") == 0 ? stored_steps(have) : -1;
+	int64_t s1 = t->o.sched.steps;
+	char *as_stored = NULL;
+	if (s0 > 0) {	/* t->o's schedule with the stored steps */
+		struct mim_trainopt o = t->o;
+		o.sched.steps = s0;
+		if (!(as_stored = mim_train_setting(&o, "sched")))
+			return -1;
+	}
+	int only_steps = as_stored && strcmp(have, as_stored) == 0;
+	free(as_stored);
+	if (only_steps && extend && s0 < s1)
+		return 0;
+	if (only_steps && extend)
+		return mim_seterr("%s: --extend makes a schedule longer: the checkpoint's has "
+		    "%lld steps, this run %lld", key, (long long)s0, (long long)s1);
+	return mim_seterr("%s differs: the checkpoint has %s, this run %s%s", key, have, want,
+	    only_steps && s0 < s1 ? " (--extend continues the run to the new steps, "
+	    "the schedule stretched)" : "");
+}
+
+static int
+restore(struct mim_train *t, const struct mim_frame *f, int extend)
 {
 	const struct mim_model *m = t->model;
 	int64_t step, batches;
@@ -211,13 +256,10 @@ mim_train_restore(struct mim_train *t, const struct mim_frame *f)
 			free(want);
 			return mim_seterr("metadata '%s' missing", key);
 		}
-		if (strcmp(have, want) != 0) {
-			mim_seterr("%s differs: the checkpoint has %s, this run %s",
-			    key, have, want);
-			free(want);
-			return -1;
-		}
+		int bad = check_setting(t, key, have, want, extend) < 0;
 		free(want);
+		if (bad)
+			return -1;
 	}
 	for (int k = 0; k < m->np; k++)
 		if (get_moment(f, &m->p[k], "exp_avg", t->exp_avg + m->p[k].off) < 0 ||
@@ -227,4 +269,16 @@ mim_train_restore(struct mim_train *t, const struct mim_frame *f)
 	t->batches = batches;
 	mim_train_discard(t);
 	return 0;
+}
+
+int
+mim_train_restore(struct mim_train *t, const struct mim_frame *f)
+{
+	return restore(t, f, 0);
+}
+
+int
+mim_train_restore_extended(struct mim_train *t, const struct mim_frame *f, int extend)
+{
+	return restore(t, f, extend);
 }

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -78,7 +80,7 @@ say(struct mim_run *r, enum mim_say kind, const char *fmt, ...)
 static void
 end_line(struct mim_run *r)
 {
-	if (r->progress && r->say)
+	if (r->progress == MIM_PROGRESS_REDRAW && r->say)
 		r->say(r->say_ctx, MIM_SAY_EOL, "");
 }
 
@@ -169,14 +171,131 @@ done:
 	free(d2);
 }
 
-/* Rank 0: read the checkpoint; head = {resume, done, config length}. */
+/* ---- the checkpoint's folder and lock (rank 0; see mim_run_load) -------------- */
+
+/* The folder of path, for messages. */
+static void
+folder(const char *path, char *buf, size_t n)
+{
+	const char *sl = strrchr(path, '/');
+
+	if (!sl)
+		snprintf(buf, n, ".");
+	else
+		snprintf(buf, n, "%.*s", sl == path ? 1 : (int)(sl - path), path);
+}
+
+/* Create and remove the save's own temporary file: what a save needs of
+ * the folder, tested for real (root passes access(W_OK) on a read-only
+ * mount or an immutable folder). 0, or -1 with the error set. */
+static int
+probe_folder(const struct mim_run *r)
+{
+	char tmp[4200], dir[4200];
+	int fd;
+
+	snprintf(tmp, sizeof tmp, "%s.tmp.%ld", r->ckpt, (long)getpid());
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) >= 0) {
+		close(fd);
+		unlink(tmp);
+		return 0;
+	}
+	int e = errno;
+	folder(r->ckpt, dir, sizeof dir);
+	return mim_seterr("%s: cannot save the checkpoint in this folder (%s); nothing trained",
+	    dir, strerror(e));
+}
+
+/* The holder of the lock on fd, for the message of a refused run. */
+static int
+refuse(const struct mim_run *r, int fd, const char *path)
+{
+	char buf[32] = "";
+	ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+	long pid = n > 0 ? strtol(buf, NULL, 10) : 0;
+
+	close(fd);
+	if (pid > 0)
+		return mim_seterr("%s: in use by another run (pid %ld holds %s); nothing trained",
+		    r->ckpt, pid, path);
+	return mim_seterr("%s: in use by another run (%s is locked); nothing trained", r->ckpt, path);
+}
+
+/* Take FILE.lock (flock, exclusive, not waiting) and write our pid into
+ * it. The holder removes the file before it lets go (mim_run_free), so
+ * the file we locked must still be the one at the path: otherwise we
+ * locked a removed file, and take the new one. 0, or -1 with the error
+ * set. */
+static int
+lock_ckpt(struct mim_run *r)
+{
+	size_t n = strlen(r->ckpt) + 8;
+	char *path = mim_malloc(n);
+
+	if (!path)
+		return -1;
+	snprintf(path, n, "%s.lock", r->ckpt);
+	for (int tries = 0; tries < 1000; tries++) {
+		struct stat a, b;
+		int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+		if (fd < 0) {
+			mim_seterr("%s: %s", path, strerror(errno));
+			break;
+		}
+		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+			int e = errno;
+			if (e == EWOULDBLOCK) {
+				refuse(r, fd, path);	/* (closes fd) */
+			} else {
+				mim_seterr("%s: flock: %s", path, strerror(e));
+				close(fd);
+			}
+			break;
+		}
+		if (fstat(fd, &a) < 0 || stat(path, &b) < 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+			close(fd);	/* removed by its holder as we opened it */
+			continue;
+		}
+		char pid[32];
+		int k = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+		if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)k, 0) != k) {
+			mim_seterr("%s: %s", path, strerror(errno));
+			close(fd);
+			break;
+		}
+		r->lockfd = fd;
+		r->lockpath = path;
+		return 0;
+	}
+	free(path);
+	return -1;
+}
+
+static void
+unlock_ckpt(struct mim_run *r)
+{
+	if (!r->lockpath)
+		return;
+	unlink(r->lockpath);	/* (before letting go: see lock_ckpt) */
+	close(r->lockfd);
+	free(r->lockpath);
+	r->lockpath = NULL;
+}
+
+/* Rank 0: read the checkpoint; head = {resume, done (1, or 2: failed),
+ * config length}. */
 static int
 load_rank0(struct mim_run *r, char **js, long long head[3])
 {
 	char msg[1200];
 	int st;
 
-	if (!(r->cf = mim_load(r->ckpt)))
+	/* (a checkpoint that is not there has nothing to protect: the load
+	 * says so) */
+	int guard = !r->grad_only && access(r->ckpt, F_OK) == 0;
+	if (guard && (probe_folder(r) < 0 || lock_ckpt(r) < 0))
+		snprintf(msg, sizeof msg, "%s", mim_errmsg());
+	else if (!(r->cf = mim_load(r->ckpt)))
 		snprintf(msg, sizeof msg, "%s (make a checkpoint with mim-ckpt init)", mim_errmsg());
 	else if (!(r->model = mim_model_from_frame(r->cf)))
 		snprintf(msg, sizeof msg, "%s: %s", r->ckpt, mim_errmsg());
@@ -187,9 +306,15 @@ load_rank0(struct mim_run *r, char **js, long long head[3])
 	head[0] = mim_train_is_ckpt(r->cf);
 	if (head[0] && !r->grad_only) {
 		const char *s = mim_meta_get(r->cf, "mim.train.step");
-		if ((head[1] = strtoll(s, NULL, 10) >= r->steps))
+		long long at = strtoll(s, NULL, 10);
+		if (r->extend && at > r->steps) {	/* (head[1] 2: failed, said) */
+			say(r, MIM_SAY_MSG, "%s: at step %s: --extend to %lld steps would be fewer "
+			    "than done", r->ckpt, s, (long long)r->steps);
+			head[1] = 2;
+		} else if ((head[1] = at >= r->steps)) {
 			say(r, MIM_SAY_MSG, "%s: already at step %s of %lld", r->ckpt, s,
 			    (long long)r->steps);
+		}
 	}
 	head[2] = *js ? (long long)strlen(*js) + 1 : 0;
 	return 0;
@@ -225,7 +350,7 @@ int
 mim_run_load(struct mim_run *r)
 {
 	char *js = NULL;
-	long long head[3] = {0, 0, 0};	/* resume, done, config length */
+	long long head[3] = {0, 0, 0};	/* resume, done, config length: load_rank0 */
 	int st;
 
 	if (r->dp.world < 1)
@@ -242,7 +367,7 @@ mim_run_load(struct mim_run *r)
 	r->resume = (int)head[0];
 	if (head[1]) {
 		free(js);
-		return MIM_RUN_DONE;
+		return head[1] == 2 ? MIM_RUN_FAILED : MIM_RUN_DONE;
 	}
 	if (r->dp.world > 1 && (st = share_model(r, js, (size_t)head[2])))
 		return st;
@@ -286,17 +411,17 @@ next(struct mim_run *r, struct mim_frame **f)
 	return r->next ? r->next(r->next_ctx, f) : mim_read_frame(r->reader, f);
 }
 
-/* Check frame k's image and mask against the model; point r->img and
- * r->mask at them (the mask as 0/1 bytes, whatever its integer dtype).
- * B, or -1 with the error set. */
+/* Check frame k of the stream `in` (its name) against the model; point
+ * *img and *mask at its image and mask (the mask as 0/1 bytes in *buf of
+ * *cap, whatever its integer dtype). B, or -1 with the error set. */
 static int
-batch_of(struct mim_run *r, const struct mim_frame *f, long k)
+check_batch(struct mim_run *r, const struct mim_frame *f, const char *in, long k,
+    const float **img, const uint8_t **mask, uint8_t **buf, size_t *cap)
 {
 	const struct mim_config *c = &r->model->cfg;
 	int S = c->img_size, p = c->patch_size;
 	int64_t ish[4] = {-1, c->in_chans, S, S};
 	struct mim_tensor *ti = mim_frame_want(f, "image", MIM_F32, 4, ish), *tm;
-	const char *in = r->input;
 	char why[1024];		/* (mim_seterr must not read its own buffer) */
 
 	if (!ti) {
@@ -320,17 +445,24 @@ batch_of(struct mim_run *r, const struct mim_frame *f, long k)
 		return mim_seterr("%s: frame %ld: %s (image / model patch size)", in, k, why);
 	}
 	size_t n = (size_t)mim_tensor_numel(tm);
-	if (n > r->maskcap || !r->maskbuf) {
-		uint8_t *nb = realloc(r->maskbuf, n ? n : 1);
+	if (n > *cap || !*buf) {
+		uint8_t *nb = realloc(*buf, n ? n : 1);
 		if (!nb)
 			return mim_seterr("out of memory");
-		r->maskbuf = nb;
-		r->maskcap = n;
+		*buf = nb;
+		*cap = n;
 	}
-	mim_mask_bytes(tm, r->maskbuf);
-	r->img = ti->data;
-	r->mask = r->maskbuf;
+	mim_mask_bytes(tm, *buf);
+	*img = ti->data;
+	*mask = *buf;
 	return (int)ti->shape[0];
+}
+
+/* check_batch of frame k of the input: r->img, r->mask. */
+static int
+batch_of(struct mim_run *r, const struct mim_frame *f, long k)
+{
+	return check_batch(r, f, r->input, k, &r->img, &r->mask, &r->maskbuf, &r->maskcap);
 }
 
 int
@@ -409,6 +541,91 @@ mim_run_grad(struct mim_run *r, const struct mim_trainopt *o, struct mim_frame *
 	return 0;
 }
 
+/* ---- validation (rank 0) ------------------------------------------------------ */
+
+/* Room for a batch of B: the latent, then the prediction. */
+static int
+val_room(struct mim_run *r, int B, size_t *nl)
+{
+	int64_t lat[3], pred[3];
+
+	if (mim_layer_shape(r->model, 0, lat) < 0)
+		return -1;
+	mim_pred_shape(r->model, pred);
+	*nl = (size_t)B * (size_t)(lat[0] * lat[1] * lat[2]);
+	size_t n = *nl + (size_t)B * (size_t)(pred[0] * pred[1] * pred[2]);
+	if (n > r->vcap) {
+		float *nb = realloc(r->vbuf, n * sizeof(float));
+		if (!nb)
+			return mim_seterr("out of memory");
+		r->vbuf = nb;
+		r->vcap = n;
+	}
+	return 0;
+}
+
+/* The mean of the masked losses of the first val_batches frames of r->val
+ * (0: all) into *loss, their count into *nf: mim-encode | mim-head |
+ * mim-loss in one, for inference (no drop path, no gradient), into
+ * buffers of its own. A step depends on the weights, the moments, the
+ * step and the data position, which this only reads: a run with
+ * validation trains the same bytes as one without (the frame in hand, its
+ * mask in r->maskbuf, stays too). With loss NULL, check
+ * the first frame only. 0, or -1 with the error set. */
+static int
+validate(struct mim_run *r, double *loss, long *nf)
+{
+	const struct mim_config *c = &r->model->cfg;
+	struct mim_reader *rd = mim_reader_open(r->val);
+	struct mim_frame *f = NULL;
+	double sum = 0;
+	long k = 0;
+	int rc = 0;
+
+	if (!rd)
+		return -1;
+	while ((loss || k < 1) && (!r->val_batches || k < r->val_batches) &&
+	    (rc = mim_read_frame(rd, &f)) > 0) {
+		const float *img;
+		const uint8_t *mask;
+		size_t nl;
+		int B = check_batch(r, f, mim_reader_name(rd), k, &img, &mask, &r->vmask, &r->vmaskcap);
+		if (B < 0 || val_room(r, B, &nl) < 0 ||
+		    mim_encode(r->model, B, img, mask, r->vbuf) < 0 ||
+		    mim_head(r->model, B, r->vbuf, r->vbuf + nl) < 0) {
+			rc = -1;
+			break;
+		}
+		if (loss)
+			sum += mim_loss(&r->t->o.loss, B, c->img_size, c->img_size, c->patch_size,
+			    img, mask, r->vbuf + nl, NULL);
+		k++;
+		mim_frame_free(f);
+		f = NULL;
+	}
+	mim_frame_free(f);
+	if (rc == 0 && k == 0)
+		rc = mim_seterr("%s: no frames", mim_reader_name(rd));
+	mim_reader_close(rd);
+	if (rc < 0)
+		return -1;
+	if (loss) {
+		*loss = sum / (double)k;
+		*nf = k;
+	}
+	return 0;
+}
+
+/* At the start: the stream opens and its first frame fits the model
+ * (and the buffers are made). */
+static int
+check_val(struct mim_run *r)
+{
+	if (r->val_every < 1)
+		return mim_seterr("%s: validation every %lld steps", r->val, (long long)r->val_every);
+	return validate(r, NULL, NULL);
+}
+
 /* ---- the training state ---------------------------------------------------- */
 
 /* Rank 0's training state (restored from the checkpoint on resume) to
@@ -418,7 +635,7 @@ share_state(struct mim_run *r)
 {
 	struct mim_train *t = r->t;
 	char msg[1200];
-	int bad = r->dp.rank == 0 && r->resume && mim_train_restore(t, r->cf) < 0, st;
+	int bad = r->dp.rank == 0 && r->resume && mim_train_restore_extended(t, r->cf, r->extend) < 0, st;
 
 	if (bad)
 		snprintf(msg, sizeof msg, "%s: %s", r->ckpt, mim_errmsg());
@@ -496,10 +713,15 @@ mim_run_prepare(struct mim_run *r, const struct mim_trainopt *o)
 			    "give every rank the same flags");
 		return MIM_RUN_FAILED;
 	}
-	int nolog = r->dp.rank == 0 && r->log && !(r->logf = fopen(r->log, "a"));
-	if (nolog)
+	const char *bad = NULL;
+	if (r->dp.rank == 0 && r->log && !(r->logf = fopen(r->log, "a"))) {
 		snprintf(r->msg, sizeof r->msg, "%s: %s", r->log, strerror(errno));
-	return mim_run_together(r, nolog ? r->msg : NULL);
+		bad = r->msg;
+	} else if (r->dp.rank == 0 && r->val && check_val(r) < 0) {
+		snprintf(r->msg, sizeof r->msg, "%s", mim_errmsg());
+		bad = r->msg;
+	}
+	return mim_run_together(r, bad);
 }
 
 /* ---- the loop ------------------------------------------------------------------ */
@@ -512,7 +734,7 @@ save(struct mim_run *r)
 {
 	if (r->dp.rank == 0 && mim_train_save(r->t, r->ckpt) < 0)
 		return -1;
-	r->saved = r->t->step;
+	r->saved = r->saved_step = r->t->step;
 	return 0;
 }
 
@@ -577,20 +799,58 @@ report(struct mim_run *r, const struct mim_stepinfo *in)
 		if (fflush(r->logf) == EOF)
 			return mim_seterr("%s: %s", r->log, strerror(errno));
 	}
-	if (r->progress) {
-		int64_t done = r->t->step - r->step0;
-		double avg = done > 0 ? (t - r->t0) / (double)done : 0;
-		long eta = (long)(avg * (double)(r->steps - r->t->step));
+	int64_t step = r->t->step, done = step - r->step0;
+	double avg = done > 0 ? (t - r->t0) / (double)done : 0;
+	long eta = (long)(avg * (double)(r->steps - step));
+	if (r->progress == MIM_PROGRESS_REDRAW)
 		say(r, MIM_SAY_PROGRESS, "step %lld/%lld  loss %.4f  lr %.3g  %.1f img/s  ETA %ld:%02ld:%02ld ",
-		    (long long)r->t->step, (long long)r->steps, in->loss, in->lr, ips,
+		    (long long)step, (long long)r->steps, in->loss, in->lr, ips,
 		    eta / 3600, eta / 60 % 60, eta % 60);
+	if (r->progress == MIM_PROGRESS_LINES &&
+	    (r->line_step == r->step0 || t - r->tline >= r->progress_every || step >= r->steps)) {
+		/* (img/s over the steps since the last line) */
+		double dl = t - r->tline, imgs = (double)(step - r->line_step) * o->batch * o->accum *
+		    r->dp.world;
+		say(r, MIM_SAY_LINE, "step %lld/%lld  loss %.4f  lr %.3g  %.1f img/s  ETA %ld:%02ld:%02ld",
+		    (long long)step, (long long)r->steps, in->loss, in->lr, dl > 0 ? imgs / dl : 0,
+		    eta / 3600, eta / 60 % 60, eta % 60);
+		r->tline = t;
+		r->line_step = step;
 	}
 	r->input_s = 0;
 	return 0;
 }
 
+/* Validation after a step (rank 0): a line of the log and of progress. Its
+ * time is left out of the next step's img/s. 0, or -1 with the error set. */
+static int
+val_pass(struct mim_run *r)
+{
+	double loss, t = mim_now();
+	long nf;
+	char l[32];
+
+	if (validate(r, &loss, &nf) < 0)
+		return -1;
+	double dt = mim_now() - t;
+	r->tlast += dt;
+	r->tline += dt;
+	num(l, sizeof l, loss);
+	if (r->logf) {
+		fprintf(r->logf, "{\"step\":%lld,\"val_loss\":%s,\"val_frames\":%ld,\"val_s\":%.4g}\n",
+		    (long long)r->t->step, l, nf, dt);
+		if (fflush(r->logf) == EOF)
+			return mim_seterr("%s: %s", r->log, strerror(errno));
+	}
+	end_line(r);
+	if (r->progress)
+		say(r, MIM_SAY_LINE, "step %lld/%lld  val_loss %.4f  (%ld frame%s of %s)",
+		    (long long)r->t->step, (long long)r->steps, loss, nf, nf == 1 ? "" : "s", r->val);
+	return 0;
+}
+
 /* After a step was taken (or rejected as non-finite): digest check, log,
- * the non-finite rule, save. */
+ * the non-finite rule, save, validation. */
 static int
 step_taken(struct mim_run *r, const struct mim_stepinfo *info)
 {
@@ -618,6 +878,9 @@ step_taken(struct mim_run *r, const struct mim_stepinfo *info)
 		say(r, MIM_SAY_MSG, "step %lld: non-finite loss or gradient, batch skipped",
 		    (long long)info->step + 1);
 	if (at_save && save(r) < 0)
+		return stop_input(r, mim_errmsg());
+	if (r->dp.rank == 0 && r->val && !info->nonfinite && t->step % r->val_every == 0 &&
+	    val_pass(r) < 0)
 		return stop_input(r, mim_errmsg());
 	return 0;
 }
@@ -721,8 +984,8 @@ mim_run_train(struct mim_run *r)
 
 	if ((st = skip_consumed(r)))
 		return st;
-	r->t0 = r->tlast = mim_now();
-	r->step0 = t->step;
+	r->t0 = r->tlast = r->tline = mim_now();
+	r->step0 = r->line_step = t->step;
 	r->k = (long)t->batches;
 	/* each pass: agree on the frame in hand, train on it, read the next
 	 * (a problem with that one waits for the next agreement) */
@@ -752,6 +1015,12 @@ mim_run_train(struct mim_run *r)
 void
 mim_run_free(struct mim_run *r)
 {
+	unlock_ckpt(r);
+	free(r->vbuf);
+	free(r->vmask);
+	r->vbuf = NULL;
+	r->vmask = NULL;
+	r->vcap = r->vmaskcap = 0;
 	mim_train_free(r->t);
 	mim_model_free(r->model);
 	mim_frame_free(r->cf);

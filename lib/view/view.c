@@ -236,20 +236,45 @@ nice_step(double range, int want)
 	return (f < 1.5 ? 1 : f < 3 ? 2 : f < 7 ? 5 : 10) * mag;
 }
 
-char *
-mim_view_curve_svg(const char *log_path, const char *title)
+/* A series of points of the curve. */
+struct series {
+	double *x, *y;
+	size_t n, cap;
+};
+
+static int
+series_add(struct series *s, double x, double y)
+{
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? 2 * s->cap : 256;
+		double *a = realloc(s->x, cap * sizeof *a);
+		if (a)
+			s->x = a;
+		double *b = a ? realloc(s->y, cap * sizeof *b) : NULL;
+		if (!b)
+			return mim_seterr("out of memory");
+		s->y = b;
+		s->cap = cap;
+	}
+	s->x[s->n] = x;
+	s->y[s->n] = y;
+	s->n++;
+	return 0;
+}
+
+/* The training steps ({"step","loss",...}) and the validation passes
+ * ({"step","val_loss",...}) of a log. 0, or -1 with the error set. */
+static int
+read_log(const char *log_path, struct series *tr, struct series *va)
 {
 	FILE *fp = fopen(log_path, "r");
-	double *st = NULL, *lo = NULL;
-	size_t n = 0, cap = 0;
 	char line[4096];
 	long lineno = 0;
+	int rc = 0;
 
-	if (!fp) {
-		mim_seterr("%s: %s", log_path, strerror(errno));
-		return NULL;
-	}
-	while (fgets(line, sizeof line, fp)) {
+	if (!fp)
+		return mim_seterr("%s: %s", log_path, strerror(errno));
+	while (!rc && fgets(line, sizeof line, fp)) {
 		json_error_t je;
 		lineno++;
 		if (line[strspn(line, " \t\r\n")] == 0)
@@ -257,40 +282,36 @@ mim_view_curve_svg(const char *log_path, const char *title)
 		json_t *o = json_loads(line, 0, &je);
 		json_t *s = o ? json_object_get(o, "step") : NULL;
 		json_t *l = o ? json_object_get(o, "loss") : NULL;
-		if (!json_is_number(s) || !json_is_number(l)) {
-			json_decref(o);
-			fclose(fp);
-			free(st);
-			free(lo);
-			mim_seterr("%s: line %ld: not a JSON object with numbers \"step\" and \"loss\"",
-			    log_path, lineno);
-			return NULL;
-		}
-		if (n == cap) {
-			cap = cap ? 2 * cap : 256;
-			double *a = realloc(st, cap * sizeof *a), *b2 = a ? realloc(lo, cap * sizeof *b2) : NULL;
-			if (a)
-				st = a;
-			if (!a || !b2) {
-				json_decref(o);
-				fclose(fp);
-				free(st);
-				free(lo);
-				mim_seterr("out of memory");
-				return NULL;
-			}
-			lo = b2;
-		}
-		st[n] = json_number_value(s);
-		lo[n] = json_number_value(l);
-		n++;
+		json_t *v = o ? json_object_get(o, "val_loss") : NULL;
+		if (json_is_number(s) && json_is_number(l))
+			rc = series_add(tr, json_number_value(s), json_number_value(l));
+		else if (json_is_number(s) && json_is_number(v))
+			rc = series_add(va, json_number_value(s), json_number_value(v));
+		else
+			rc = mim_seterr("%s: line %ld: not a JSON object with numbers \"step\" and "
+			    "\"loss\" (or \"val_loss\")", log_path, lineno);
 		json_decref(o);
 	}
 	fclose(fp);
-	if (n == 0) {
-		mim_seterr("%s: no steps in the log", log_path);
+	if (!rc && tr->n == 0)
+		rc = mim_seterr("%s: no steps in the log", log_path);
+	return rc;
+}
+
+char *
+mim_view_curve_svg(const char *log_path, const char *title)
+{
+	struct series tr = {0}, va = {0};
+
+	if (read_log(log_path, &tr, &va) < 0) {
+		free(tr.x);
+		free(tr.y);
+		free(va.x);
+		free(va.y);
 		return NULL;
 	}
+	double *st = tr.x, *lo = tr.y;
+	size_t n = tr.n;
 
 	double x0 = st[0], x1 = st[0], y0 = INFINITY, y1 = -INFINITY;
 	for (size_t i = 0; i < n; i++) {
@@ -299,6 +320,14 @@ mim_view_curve_svg(const char *log_path, const char *title)
 		if (isfinite(lo[i])) {
 			y0 = fmin(y0, lo[i]);
 			y1 = fmax(y1, lo[i]);
+		}
+	}
+	for (size_t i = 0; i < va.n; i++) {
+		x0 = fmin(x0, va.x[i]);
+		x1 = fmax(x1, va.x[i]);
+		if (isfinite(va.y[i])) {
+			y0 = fmin(y0, va.y[i]);
+			y1 = fmax(y1, va.y[i]);
 		}
 	}
 	if (!isfinite(y0))
@@ -356,11 +385,33 @@ mim_view_curve_svg(const char *log_path, const char *title)
 		bprintf(&b, "%.1f,%.1f ", PX(st[i]), PY(ema));
 	}
 	bprintf(&b, "\"/>\n<text x=\"%.1f\" y=\"%d\" text-anchor=\"end\" fill=\"#08519c\">"
-	    "first %.4g, last %.4g, %zu steps</text>\n</svg>\n", L + pw - 6, T + 16, lo[0], lo[n - 1], n);
+	    "first %.4g, last %.4g, %zu steps</text>\n", L + pw - 6, T + 16, lo[0], lo[n - 1], n);
+	if (va.n) {	/* the held-out loss, its points marked; a legend */
+		const char *vc = "#d94801";
+		bprintf(&b, "<polyline class=\"val_loss\" fill=\"none\" stroke=\"%s\" stroke-width=\"2\" "
+		    "points=\"", vc);
+		for (size_t i = 0; i < va.n; i++)
+			if (isfinite(va.y[i]))
+				bprintf(&b, "%.1f,%.1f ", PX(va.x[i]), PY(va.y[i]));
+		bprintf(&b, "\"/>\n");
+		for (size_t i = 0; i < va.n; i++)
+			if (isfinite(va.y[i]))
+				bprintf(&b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n",
+				    PX(va.x[i]), PY(va.y[i]), vc);
+		bprintf(&b, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%d\" y2=\"%d\" stroke=\"#08519c\" "
+		    "stroke-width=\"2\"/><text x=\"%.1f\" y=\"%d\">train loss</text>\n"
+		    "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%d\" y2=\"%d\" stroke=\"%s\" stroke-width=\"2\"/>"
+		    "<text x=\"%.1f\" y=\"%d\">val loss (last %.4g, %zu passes)</text>\n",
+		    L + 10.0, L + 30.0, T + 16, T + 16, L + 36.0, T + 20,
+		    L + 10.0, L + 30.0, T + 34, T + 34, vc, L + 36.0, T + 38, va.y[va.n - 1], va.n);
+	}
+	bprintf(&b, "</svg>\n");
 #undef PX
 #undef PY
 	free(st);
 	free(lo);
+	free(va.x);
+	free(va.y);
 	if (b.err) {
 		free(b.s);
 		mim_seterr("out of memory");

@@ -1,7 +1,8 @@
 # t-mim-step-mpi.sh -- data-parallel mim-step under Open MPI's mpirun: 2 ranks
 # at batch B against one process at 2B on the same images (micro ViT and
 # Swin), the averaged gradient exactly, resume after a failed rank and after
-# SIGTERM to mpirun byte for byte, the agreement checks, --mpi alone.
+# SIGTERM to mpirun byte for byte, the agreement checks, --mpi alone,
+# validation on rank 0.
 . "$MIM_TOP/tests/lib.sh"
 if ! command -v mpirun >/dev/null 2>&1; then echo "skip - no mpirun (openmpi-bin)"; exit 0; fi
 leaks=	# ASAN_OPTIONS of the run that LeakSanitizer checks
@@ -121,6 +122,14 @@ assert all(abs(x["grad_norm"] - y["grad_norm"]) <= 1e-4 * y["grad_norm"] for x, 
 PYEOF'
 done
 check 'the checkpoint records the 2 ranks' 'mim-ckpt info "$T/swin2.st" | grep -q "\"batch\":2,\"world\":2}"'
+# rank 0 validates (the others wait): the same training bytes; rank 0
+# holds the lock, and says what it saved
+cp "$T/vit0.st" "$T/vitv.st"
+MIM_MPI_PIECE=1000 MIM_THREADS=$half ranks vit -c "$T/vitv.st" $train --accum 2 --val "$T/vit.0.mim" \
+	--val-every 2 --log "$T/vitv.log" 2>"$T/vitv.err"
+check '2 ranks, --val on rank 0: the checkpoint of the run without, byte for byte; 3 val lines' \
+	'cmp "$T/vitv.st" "$T/vit2.st" && [ "$(grep -c "val_loss" "$T/vitv.log")" -eq 3 ] &&
+	 grep -q "^mim-step: rank 0: .*vitv.st: saved step 6$" "$T/vitv.err" && [ ! -e "$T/vitv.st.lock" ]'
 
 
 # ---- resume: a rank whose input fails, then SIGTERM to mpirun ------------------------

@@ -1,13 +1,16 @@
 /* test_run.c -- the training run of lib/train/run.c, in one process and
  * against fake peers: saves and log lines, resume (skipping the consumed
  * frames) to the same bytes as an uninterrupted run, a finished run, the
- * stop flag, non-finite steps, an input that ends or goes bad, and the
- * agreement protocol (another rank's failure, a digest mismatch). */
+ * stop flag, non-finite steps, an input that ends or goes bad, the
+ * agreement protocol (another rank's failure, a digest mismatch), and the
+ * checkpoint's lock. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include "mim.h"
@@ -117,7 +120,7 @@ peer_same(uint64_t v)
 struct how {
 	const char *ckpt, *log;
 	int64_t steps, save_every, skip;
-	int skip_nonfinite, peers;
+	int skip_nonfinite, peers, extend;
 	struct feed feed;
 };
 
@@ -129,7 +132,7 @@ run(struct how *h, int64_t *step)
 	static volatile sig_atomic_t stop;
 	struct mim_run r = {
 		.ckpt = h->ckpt, .steps = h->steps, .save_every = h->save_every, .skip = h->skip,
-		.skip_nonfinite = h->skip_nonfinite, .log = h->log, .progress = 1,
+		.skip_nonfinite = h->skip_nonfinite, .log = h->log, .progress = 1, .extend = h->extend,
 		.next = feed_next, .next_ctx = &h->feed, .input = "feed", .stop = &stop, .say = say,
 	};
 	struct mim_trainopt o;
@@ -308,6 +311,23 @@ main(void)
 	    strstr(said, "step 1: the ranks' weights or moments differ; stopping"),
 	    "the ranks' states differ: stopped before saving (%s)", said);
 	peer_differs_at = 0;
+
+	/* the checkpoint's lock: held by another open file (as another process
+	 * would), the run is refused before anything, naming the holder; a
+	 * lock file nobody holds is taken over, and removed at the end */
+	int lk = open("a.st.lock", O_RDWR | O_CREAT, 0644);
+	tap(lk >= 0 && flock(lk, LOCK_EX | LOCK_NB) == 0 && write(lk, "4242\n", 5) == 5, "hold a.st.lock");
+	a.steps = 7;
+	a.feed.reads = 0;
+	st = run(&a, &step);
+	tap(st == MIM_RUN_FAILED && a.feed.reads == 0 && saved_step(a.ckpt) == 5 &&
+	    strstr(said, "a.st: in use by another run (pid 4242 holds a.st.lock)"),
+	    "a locked checkpoint: refused, nothing read or saved (%s)", said);
+	close(lk);	/* (the file stays, unheld: a killed run's) */
+	a.extend = 1;	/* (and the finished run goes on to step 7) */
+	st = run(&a, &step);
+	tap(st == 0 && saved_step(a.ckpt) == 7 && a.feed.reads == 7 && access("a.st.lock", F_OK) < 0,
+	    "the stale lock file: taken over, removed at the end; extended to step 7 (%d, %s)", st, said);
 
 	const char *files[] = {"init.st", "a.st", "a.log", "b.st", "c.st", "d.st", "e.st"};
 	for (size_t i = 0; i < sizeof files / sizeof *files; i++)
