@@ -97,6 +97,59 @@ flag_value(const char *flag, const char *s)
 	return v;
 }
 
+/* The config of init: the preset's (or the defaults of --model), then
+ * --config's keys, then the --KEY flags (over, consumed). Exits 2 on a
+ * usage error. */
+static void
+init_config(struct mim_config *cfg, const char *preset, const char *config, json_t *over)
+{
+	/* base: the preset, or the defaults of --model */
+	json_t *mv = json_object_get(over, "model");
+	if (preset) {
+		if (mim_config_preset(cfg, preset) < 0)
+			usage_error("--preset: %s", mim_errmsg());
+		if (mv && json_is_string(mv) &&
+		    strcmp(json_string_value(mv), mim_config_arch_name(cfg)) != 0)
+			usage_error("--model %s contradicts --preset %s", json_string_value(mv), preset);
+	} else {
+		/* the defaults of --model (any the library has; none: vit) */
+		json_t *d = json_object();
+		if (mv)
+			json_object_set(d, "model", mv);
+		char *dj = d ? json_dumps(d, JSON_COMPACT) : NULL;
+		json_decref(d);
+		if (!dj)
+			die("out of memory");
+		if (mim_config_parse(cfg, dj) < 0)
+			usage_error("init: %s", mim_errmsg());
+		free(dj);
+	}
+	char *base = mim_config_json(cfg);
+	json_t *o = base ? json_loads(base, 0, NULL) : NULL;
+	free(base);
+	if (!o)
+		die("out of memory");
+	if (config) {
+		json_error_t e;
+		json_t *co = json_loads(config, 0, &e);
+		if (!co || !json_is_object(co))
+			usage_error("--config: not a JSON object%s%s", co ? "" : ": ", co ? "" : e.text);
+		json_t *cm = json_object_get(co, "model");
+		if (cm && !json_equal(cm, json_object_get(o, "model")))
+			usage_error("--config: \"model\" contradicts the preset or --model");
+		json_object_update(o, co);
+		json_decref(co);
+	}
+	json_object_update(o, over);
+	json_decref(over);
+	char *js = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(o);
+	if (!js || mim_config_parse(cfg, js) < 0)
+		usage_error("init: %s", mim_errmsg());
+	free(js);
+
+}
+
 int
 ckpt_init(int argc, char **argv)
 {
@@ -145,52 +198,8 @@ ckpt_init(int argc, char **argv)
 	if (optind < argc)
 		usage_error("init: unexpected argument '%s'", argv[optind]);
 
-	/* base: the preset, or the defaults of --model */
 	struct mim_config cfg;
-	json_t *mv = json_object_get(over, "model");
-	if (preset) {
-		if (mim_config_preset(&cfg, preset) < 0)
-			usage_error("--preset: %s", mim_errmsg());
-		if (mv && json_is_string(mv) &&
-		    strcmp(json_string_value(mv), mim_config_arch_name(&cfg)) != 0)
-			usage_error("--model %s contradicts --preset %s", json_string_value(mv), preset);
-	} else {
-		/* the defaults of --model (any the library has; none: vit) */
-		json_t *d = json_object();
-		if (mv)
-			json_object_set(d, "model", mv);
-		char *dj = d ? json_dumps(d, JSON_COMPACT) : NULL;
-		json_decref(d);
-		if (!dj)
-			die("out of memory");
-		if (mim_config_parse(&cfg, dj) < 0)
-			usage_error("init: %s", mim_errmsg());
-		free(dj);
-	}
-	char *base = mim_config_json(&cfg);
-	json_t *o = base ? json_loads(base, 0, NULL) : NULL;
-	free(base);
-	if (!o)
-		die("out of memory");
-	if (config) {
-		json_error_t e;
-		json_t *co = json_loads(config, 0, &e);
-		if (!co || !json_is_object(co))
-			usage_error("--config: not a JSON object%s%s", co ? "" : ": ", co ? "" : e.text);
-		json_t *cm = json_object_get(co, "model");
-		if (cm && !json_equal(cm, json_object_get(o, "model")))
-			usage_error("--config: \"model\" contradicts the preset or --model");
-		json_object_update(o, co);
-		json_decref(co);
-	}
-	json_object_update(o, over);
-	json_decref(over);
-	char *js = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	json_decref(o);
-	if (!js || mim_config_parse(&cfg, js) < 0)
-		usage_error("init: %s", mim_errmsg());
-	free(js);
-
+	init_config(&cfg, preset, config, over);
 	if (!out)
 		cli_stdout_not_tty();
 	struct mim_model *m = mim_model_new(&cfg);
