@@ -284,6 +284,26 @@ mask_frame(struct mim_masker *g, const struct mim_maskopt *o, struct mim_frame *
 	}
 }
 
+/* A stream that starts part-way (mim-data --resume) says how many images
+ * came before its first frame (mim.images): its masks go on from there, as
+ * in the uninterrupted stream. Only the first frame counts: streams joined
+ * one after another keep counting. */
+static void
+resume_at(struct mim_masker *g, const struct mim_frame *f, const char *in)
+{
+	const char *v = mim_meta_get(f, "mim.images");
+	const struct mim_tensor *img = mim_frame_get(f, "image");
+	char *end;
+
+	if (!v || !img || img->ndim != 4)
+		return;
+	long long n = strtoll(v, &end, 10);
+	if (*end || n < 0)
+		die("%s: frame 0: mim.images '%s' is not a count", in, v);
+	if (n > 0 && mim_masker_skip(g, img->shape[2], img->shape[3], n) < 0)
+		die("%s: frame 0: %s", in, mim_errmsg());
+}
+
 int
 main(int argc, char **argv)
 {
@@ -315,6 +335,8 @@ main(int argc, char **argv)
 		die_lib();
 	const char *in = mim_reader_name(r);
 	while ((rc = mim_read_frame(r, &f)) > 0) {
+		if (mim_reader_count(r) == 1)
+			resume_at(g, f, in);
 		mask_frame(g, &c.o, f, in, mim_reader_count(r) - 1, c.stats ? &st : NULL);
 		cli_put(f);
 		mim_frame_free(f);

@@ -126,6 +126,16 @@ dp_sum_floats(float *x, size_t n)
 }
 
 void
+dp_gather(const void *mine, void *all, size_t n)
+{
+	if (!dp_on()) {
+		memcpy(all, mine, n);
+		return;
+	}
+	MPI_Gather(mine, (int)n, MPI_BYTE, all, (int)n, MPI_BYTE, 0, MPI_COMM_WORLD);
+}
+
+void
 dp_barrier(void)
 {
 	if (dp_on())
@@ -138,6 +148,7 @@ dp_hooks(struct mim_dp *h)
 	*h = (struct mim_dp){
 		.rank = dp_rank, .world = dp_world, .max = dp_max, .sum = dp_sum,
 		.sum_floats = dp_sum_floats, .bcast = dp_bcast, .same = dp_same,
+		.gather = dp_gather,
 	};
 }
 

@@ -43,6 +43,7 @@ int dp_same(uint64_t v);
 void dp_bcast(void *buf, size_t n);
 /* x = sum over ranks of x, in place (in pieces under INT_MAX). */
 void dp_sum_floats(float *x, size_t n);
+void dp_gather(const void *mine, void *all, size_t n);
 void dp_barrier(void);
 /* The calls above as the collectives of a training run (mim/train.h),
  * with this process's rank and world: call after dp_init. */

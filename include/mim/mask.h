@@ -80,6 +80,10 @@ int mim_masker_next(struct mim_masker *g, int64_t H, int64_t W, uint8_t *out);
 int mim_masker_next_cells(struct mim_masker *g, int gh, int gw, uint8_t *cells);
 /* Number of masks drawn so far. */
 int64_t mim_masker_index(const struct mim_masker *g);
+/* Go on as if n more masks of H x W images had been drawn (a stream that
+ * resumes part-way): the seed's own generator jumps, numpy's draws and
+ * drops them. 0, or -1 with the error set. */
+int mim_masker_skip(struct mim_masker *g, int64_t H, int64_t W, int64_t n);
 /* Repeat each cell of a gh x gw grid s x s times: out is (gh*s) x (gw*s). */
 void mim_mask_upsample(uint8_t *out, const uint8_t *cells, int gh, int gw, int s);
 

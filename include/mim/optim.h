@@ -143,6 +143,10 @@ struct mim_train {
 	int (*reduce)(void *ctx, float *g, size_t n, double *loss);
 	void *reduce_ctx;
 	int rank;		/* mixed into the drop path seeds */
+	/* Where each rank's input resumes, as JSON (a list, one mim.pos of
+	 * mim-data per rank), saved as mim.train.data; NULL: unknown (not
+	 * saved). Not owned. */
+	const char *data;
 };
 
 /* A training state for m (not owned) with zero moments at step 0, or NULL.
@@ -184,6 +188,9 @@ uint64_t mim_train_digest(const struct mim_train *t);
  *                       [,"world":..]}   (world only when > 1)
  *   mim.train.loss     {"loss":"l1"|"l2"|"smooth-l1","region":..,"beta":..}
  *   mim.train.rng      {"seed":..,"drop_path":"splitmix64(seed,batch,rank)"}
+ *   mim.train.data     where each rank's input resumes (when its frames
+ *                      said, mim-data's mim.pos): [{"epoch":..,"next":..,
+ *                      "batch":..,"images":..}, ...]; mim-data --resume
  * The file depends only on the state (no times, no paths), so equal
  * states give equal bytes. */
 

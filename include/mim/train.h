@@ -49,6 +49,9 @@ struct mim_dp {
 	void (*sum_floats)(float *x, size_t n);	/* in place */
 	void (*bcast)(void *buf, size_t n);	/* rank 0's bytes to all */
 	int (*same)(uint64_t v);	/* 1 when v is equal on every rank */
+	/* every rank's n bytes of mine, in rank order, into all (rank 0;
+	 * world * n bytes) */
+	void (*gather)(const void *mine, void *all, size_t n);
 };
 
 enum mim_run_end {
@@ -132,6 +135,10 @@ struct mim_run {
 	uint8_t *vmask;		/* validation: the mask's bytes */
 	size_t vcap, vmaskcap;
 	long k;			/* index of the frame in hand */
+	char pos[128];		/* mim.pos of the last frame trained on ("":
+				 * none), and the steps it is true for */
+	char *posall;		/* rank 0: every rank's, as mim.train.data */
+	int64_t pos_step;	/* the step posall was gathered at, -1: none */
 	int64_t saved, step0;	/* step of the checkpoint on disk, at start */
 	FILE *logf;
 	double t0, tlast, input_s, tline;

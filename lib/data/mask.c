@@ -433,6 +433,27 @@ mim_masker_next_cells(struct mim_masker *g, int gh, int gw, uint8_t *cells)
 }
 
 int
+mim_masker_skip(struct mim_masker *g, int64_t H, int64_t W, int64_t n)
+{
+	int gh, gw;
+
+	if (n < 0)
+		return mim_seterr("cannot skip %lld masks back", (long long)n);
+	if (g->o.rng == MIM_RNG_MIM) {	/* mask i is keyed by (seed, i) */
+		g->index += n;
+		return 0;
+	}
+	/* numpy's Mersenne twister is one sequence: draw and drop */
+	if (mim_mask_grid(&g->o, H, W, &gh, &gw) < 0 ||
+	    grow((void **)&g->cells, &g->cellcap, (size_t)gh * gw, 1) < 0)
+		return -1;
+	for (int64_t i = 0; i < n; i++)
+		if (mim_masker_next_cells(g, gh, gw, g->cells) < 0)
+			return -1;
+	return 0;
+}
+
+int
 mim_masker_next(struct mim_masker *g, int64_t H, int64_t W, uint8_t *out)
 {
 	int gh, gw;

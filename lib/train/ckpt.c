@@ -14,6 +14,8 @@
  *                            world (data-parallel ranks, only when > 1)
  *     mim.train.loss         JSON: loss kind, region, beta
  *     mim.train.rng          JSON: the seed the drop path seeds derive from
+ *     mim.train.data         JSON: where each rank's input resumes (a list
+ *                            of mim-data's mim.pos; only when known)
  *
  * All metadata values are JSON texts (numbers as JSON numbers, doubles
  * in the fewest digits that read back exactly). The frame
@@ -138,7 +140,8 @@ mim_train_save(const struct mim_train *t, const char *path)
 	if (!f)
 		return mim_preferr("%s", path);
 	if (set_int(f, "mim.train.step", t->step) < 0 ||
-	    set_int(f, "mim.train.batches", t->batches) < 0)
+	    set_int(f, "mim.train.batches", t->batches) < 0 ||
+	    (t->data && mim_meta_set(f, "mim.train.data", t->data) < 0))
 		goto done;
 	for (int i = 0; i < NSETTING; i++) {
 		char key[64], *v = mim_train_setting(&t->o, setting_keys[i]);

@@ -732,7 +732,20 @@ mim_run_prepare(struct mim_run *r, const struct mim_trainopt *o)
 static int
 save(struct mim_run *r)
 {
-	if (r->dp.rank == 0 && mim_train_save(r->t, r->ckpt) < 0)
+	char one[sizeof r->pos + 2];
+
+	/* where the input resumes: this rank's, or all ranks' as gathered
+	 * at this step (none when a rank stopped between two gatherings) */
+	r->t->data = NULL;
+	if (r->dp.world == 1 && r->pos[0]) {
+		snprintf(one, sizeof one, "[%s]", r->pos);
+		r->t->data = one;
+	} else if (r->dp.world > 1 && r->pos_step == r->t->step) {
+		r->t->data = r->posall;
+	}
+	int rc = r->dp.rank == 0 ? mim_train_save(r->t, r->ckpt) : 0;
+	r->t->data = NULL;
+	if (rc < 0)
 		return -1;
 	r->saved = r->saved_step = r->t->step;
 	return 0;
@@ -757,10 +770,45 @@ stop_input(struct mim_run *r, const char *msg)
 	return MIM_RUN_FAILED;
 }
 
+/* Every rank's input position (mim.pos of its last frame trained on) to
+ * rank 0, as mim.train.data for the save that follows (collective; with
+ * the state check). NULL when a rank's frames did not say. */
+static void
+gather_pos(struct mim_run *r)
+{
+	size_t n = sizeof r->pos, W = (size_t)r->dp.world;
+	char *all = r->dp.rank == 0 ? mim_calloc(W, n) : NULL;
+
+	if (r->dp.gather)
+		r->dp.gather(r->pos, all ? all : r->pos, n);
+	free(r->posall);
+	r->posall = NULL;
+	r->pos_step = -1;
+	if (!all)
+		return;
+	size_t len = 2;
+	int known = 1;
+	for (size_t i = 0; i < W; i++) {
+		known &= all[i * n] != 0 && memchr(all + i * n, 0, n) != NULL;
+		len += strlen(all + i * n) + 1;
+	}
+	if (known && (r->posall = mim_malloc(len))) {
+		strcpy(r->posall, "[");
+		for (size_t i = 0; i < W; i++) {
+			strcat(r->posall, all + i * n);
+			strcat(r->posall, i + 1 < W ? "," : "]");
+		}
+		r->pos_step = r->t->step;
+	}
+	free(all);
+}
+
 /* The ranks must hold the same state: compare digests (collective). */
 static int
 check_same(struct mim_run *r)
 {
+	if (r->dp.world > 1)
+		gather_pos(r);
 	if (r->dp.world > 1 && !dsame(r, mim_train_digest(r->t))) {
 		if (r->dp.rank == 0)
 			say(r, MIM_SAY_MSG, "step %lld: the ranks' weights or moments differ; stopping, "
@@ -885,15 +933,54 @@ step_taken(struct mim_run *r, const struct mim_stepinfo *info)
 	return 0;
 }
 
-/* The stream replays from its start: skip what the run has consumed. */
+/* The frame in hand is trained on next: where the input resumes after it
+ * (mim-data's mim.pos; "" when it does not say). */
+static void
+note_pos(struct mim_run *r)
+{
+	const char *p = mim_meta_get(r->frame, "mim.pos");
+
+	if (p && strlen(p) < sizeof r->pos)
+		snprintf(r->pos, sizeof r->pos, "%s", p);
+	else
+		r->pos[0] = 0;
+}
+
+/* The frame number of the frame in hand in its stream (mim-data's
+ * mim.batch), or -1. */
+static int64_t
+frame_number(const struct mim_frame *f)
+{
+	const char *v = mim_meta_get(f, "mim.batch");
+	char *end;
+
+	if (!v)
+		return -1;
+	long long n = strtoll(v, &end, 10);
+	return *end || n < 0 ? -1 : (int64_t)n;
+}
+
+/* Skip what the run has consumed: the stream replays from its start, or
+ * (mim-data --resume) starts at the frame numbered where the run stopped:
+ * its first frame says so (mim.batch). */
 static int
 skip_consumed(struct mim_run *r)
 {
 	struct mim_train *t = r->t;
 	const char *bad = NULL;
 	int rc;
+	int64_t first = frame_number(r->frame), skip = t->batches;
 
-	for (int64_t k = 0; k < t->batches && !bad && !stopped(r); k++) {
+	if (first > 0 && r->skip < 0) {	/* a stream that resumes part-way */
+		if (first > t->batches) {
+			snprintf(r->msg, sizeof r->msg, "%s: the input starts at frame %lld, but %s has "
+			    "consumed %lld: not this run's (mim-data --resume with another checkpoint?)",
+			    r->input, (long long)first, r->ckpt, (long long)t->batches);
+			bad = r->msg;
+		}
+		skip = t->batches - first;
+	}
+	for (int64_t k = 0; k < skip && !bad && !stopped(r); k++) {
 		mim_frame_free(r->frame);
 		r->frame = NULL;
 		if ((rc = next(r, &r->frame)) > 0 || stopped(r))
@@ -1000,6 +1087,7 @@ mim_run_train(struct mim_run *r)
 			return stop_input(r, bad);
 		if ((sig = st) > 0)
 			break;
+		note_pos(r);
 		int took = mim_train_batch(t, r->B, r->img, r->mask, &info);
 		if (took < 0)
 			return stop_input(r, r->told ? NULL : mim_errmsg());
@@ -1026,6 +1114,8 @@ mim_run_free(struct mim_run *r)
 	mim_frame_free(r->cf);
 	mim_frame_free(r->frame);
 	free(r->maskbuf);
+	free(r->posall);
+	r->posall = NULL;
 	close_input(r);
 	if (r->logf)
 		fclose(r->logf);
