@@ -271,6 +271,23 @@ void mim_item_free(struct mim_item *it);
 const struct mim_data_counts *mim_loader_counts(const struct mim_loader *L);
 void mim_loader_close(struct mim_loader *L);
 
+/* Where a stream resumes (lib/data/pos.c): after a frame, the first
+ * sample not consumed (epoch, its index in the epoch's order), the next
+ * frame's number and the images of the frames so far. */
+struct mim_data_pos {
+	long epoch, next, batch;
+	long long images;
+};
+/* As JSON, {"epoch":..,"next":..,"batch":..,"images":..} (a frame's
+ * mim.pos). 0 or -1. */
+int mim_data_pos_format(char *buf, size_t n, const struct mim_data_pos *p);
+/* Rank's entry of a list of them (mim-step's mim.train.data). 0 or -1. */
+int mim_data_pos_parse(const char *json, int rank, struct mim_data_pos *p);
+/* Before the first mim_loader_next: go to sample `next` of epoch `epoch`
+ * of the order, reading the samples before it but decoding none. 0, or
+ * -1 with the error set (the input ends before it). */
+int mim_loader_seek(struct mim_loader *L, long epoch, long next);
+
 /* A frame from n items of one epoch (MIM_WANT_FLOAT, size S): image F32
  * (n,3,S,S); label I64 (n) if any item has a label (-1 where one has
  * none); metadata mim.keys (JSON list), mim.batch (batch) and mim.epoch. */

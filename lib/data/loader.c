@@ -297,6 +297,27 @@ next_sample(struct mim_loader *L, struct mim_sample **out, long *epoch, long *in
 	}
 }
 
+int
+mim_loader_seek(struct mim_loader *L, long epoch, long next)
+{
+	struct mim_sample *s;
+	long e, i;
+
+	if (L->dispatch || L->head)
+		return mim_seterr("seek after the first sample");
+	for (;;) {
+		long cur = L->started ? L->eindex : 0;
+		if (L->epoch > epoch || (L->epoch == epoch && cur >= next))
+			return L->epoch == epoch && cur > next ? mim_seterr("seek past the position") : 0;
+		int r = next_sample(L, &s, &e, &i);
+		if (r == 1)
+			mim_sample_free(s);
+		else if (r == 0 || r < 0)
+			return r < 0 ? -1 : mim_seterr("the input ends before epoch %ld, sample %ld "
+			    "(not the input the run was trained on?)", epoch, next);
+	}
+}
+
 /* ---- decoding ------------------------------------------------------------- */
 
 static const struct mim_member *
