@@ -46,6 +46,8 @@ static const char usage_text[] =
 "      --ext LIST          image extensions by priority, default\n"
 "                          jpg,jpeg,png,webp,ppm,pgm,pbm,pnm,tif,tiff,gif\n"
 "      --strict            a bad image, member or shard is an error\n"
+"      --resume CKPT       start where the run of mim-step's CKPT stopped\n"
+"                          (its rank --shard-index), decoding nothing before\n"
 "Writing shards instead of frames:\n"
 "  -o, --out PATTERN       tar shards named PATTERN % index ('out-%06d.tar')\n"
 "      --per-shard N       samples per shard, default 1000\n"
@@ -64,7 +66,7 @@ static const char usage_text[] =
 enum {
 	O_SCALE = 256, O_RATIO, O_FLIP, O_INTERP, O_MEAN, O_STD, O_EVAL, O_CROPR,
 	O_GAP, O_SHRINK, O_SHRINKMAX, O_DROP, O_SHUF, O_SEED, O_SIDX, O_SCNT, O_SPLIT, O_EXT,
-	O_STRICT, O_PERSHARD, O_FORMAT, O_QUAL, O_KEEP, O_IDX, O_BOX, O_PBOX,
+	O_STRICT, O_PERSHARD, O_FORMAT, O_QUAL, O_KEEP, O_IDX, O_BOX, O_PBOX, O_RESUME,
 };
 
 struct cmdline {
@@ -72,6 +74,7 @@ struct cmdline {
 	int batch, drop_last, quiet, verbose, print_boxes, idx, interp_set;
 	int eval, keep;		/* --eval, --keep-aspect */
 	const char *out;
+	const char *resume;	/* --resume CKPT */
 	long per_shard;
 };
 
@@ -119,6 +122,7 @@ static const struct option opts[] = {
 	{"split-by", required_argument, NULL, O_SPLIT},
 	{"ext", required_argument, NULL, O_EXT},
 	{"strict", no_argument, NULL, O_STRICT},
+	{"resume", required_argument, NULL, O_RESUME},
 	{"out", required_argument, NULL, 'o'},
 	{"per-shard", required_argument, NULL, O_PERSHARD},
 	{"format", required_argument, NULL, O_FORMAT},
@@ -234,6 +238,7 @@ option(struct cmdline *c, int ch, char *arg)
 	case O_IDX: c->idx = 1; break;
 	case O_BOX: box(a, arg); break;
 	case O_PBOX: c->print_boxes = 1; break;
+	case O_RESUME: c->resume = arg; break;
 	case 'q': c->quiet = 1; break;
 	case 'v': c->verbose = 1; break;
 	case 'h': fputs(usage_text, stdout); exit(0);
@@ -266,6 +271,8 @@ settle(struct cmdline *c)
 		usage_error("--shard-index %d: want less than --shard-count %d", o->rank, o->nranks);
 	if (c->idx && !c->out)
 		usage_error("--idx writes shards: it needs --out");
+	if (c->resume && c->out)
+		usage_error("--resume continues a training stream: not with --out");
 	if (mim_aug_check(a))
 		usage_error("%s", mim_errmsg());
 	if (c->out && mim_pattern_check(c->out))
@@ -423,6 +430,8 @@ struct run {
 	struct mim_item **items;	/* the pending batch, n of c->batch */
 	int n;
 	long batches, nimg;
+	long batch0;			/* the first frame's number (--resume) */
+	long long images;		/* in the frames written so far */
 	double t0, tlast;
 };
 
@@ -434,8 +443,16 @@ flush(struct run *r)
 	if (r->n > 0 && (r->n == r->c->batch || !r->c->drop_last)) {
 		struct mim_frame *f = mim_batch_frame(r->items, r->n, r->c->o.aug.size,
 		    r->batches++);
-		if (!f)
+		/* where a stream resumes after this frame (mim-step keeps it)
+		 * and how many images came before it (mim-mask numbers by it) */
+		const struct mim_item *last = r->items[r->n - 1];
+		struct mim_data_pos pos = {last->epoch, last->index + 1, r->batches, r->images + r->n};
+		char pj[160], nb[32];
+		snprintf(nb, sizeof nb, "%lld", r->images);
+		if (!f || mim_data_pos_format(pj, sizeof pj, &pos) < 0 ||
+		    mim_meta_set(f, "mim.pos", pj) < 0 || mim_meta_set(f, "mim.images", nb) < 0)
 			die_lib();
+		r->images += r->n;
 		cli_put(f);
 		mim_frame_free(f);
 	}
@@ -472,6 +489,41 @@ take(struct run *r, struct mim_item *it)
 		flush(r);
 }
 
+/* --resume CKPT: go where the checkpoint's run stopped reading (its
+ * mim.train.data for our rank); a checkpoint that has not trained yet
+ * starts at the beginning */
+static void
+resume(struct run *r, const char *ckpt)
+{
+	struct mim_frame *f = mim_load_header(ckpt);
+	struct mim_data_pos pos;
+
+	if (!f)
+		die_lib();
+	const char *data = mim_meta_get(f, "mim.train.data");
+	if (!data && !mim_meta_get(f, "mim.train.step")) {
+		mim_frame_free(f);
+		return;		/* nothing trained: from the start */
+	}
+	if (!data) {
+		mim_frame_free(f);
+		die("%s: no data position (mim.train.data): its run read frames that did not say "
+		    "where they were (not from mim-data?), or stopped between two state checks under "
+		    "mpirun; replay the stream instead (leave out --resume)", ckpt);
+	}
+	int bad = mim_data_pos_parse(data, r->c->o.rank, &pos) < 0;
+	mim_frame_free(f);
+	if (bad)
+		die("%s: mim.train.data: %s", ckpt, mim_errmsg());
+	if (mim_loader_seek(r->L, pos.epoch, pos.next) < 0)
+		die("%s: %s", ckpt, mim_errmsg());
+	r->batches = r->batch0 = pos.batch;
+	r->images = pos.images;
+	if (!r->c->quiet)
+		fprintf(stderr, "%s: %s: resuming at epoch %ld, sample %ld, frame %ld\n", argv0, ckpt,
+		    pos.epoch, pos.next, pos.batch);
+}
+
 /* the final counts on stderr */
 static void
 report(const struct run *r, long shards)
@@ -483,8 +535,8 @@ report(const struct run *r, long shards)
 		fprintf(stderr, "%s: %lld images in %ld shard%s", argv0, k->images, shards,
 		    shards == 1 ? "" : "s");
 	else
-		fprintf(stderr, "%s: %lld images in %ld batch%s", argv0, k->images, r->batches,
-		    r->batches == 1 ? "" : "es");
+		fprintf(stderr, "%s: %lld images in %ld batch%s", argv0, k->images,
+		    r->batches - r->batch0, r->batches - r->batch0 == 1 ? "" : "es");
 	fprintf(stderr, " (%.1f images/s)", dt > 0 ? k->images / dt : 0.0);
 	if (k->bad_images || k->no_image || k->bad_members || k->bad_shards)
 		fprintf(stderr, "; skipped %lld bad image%s, %lld sample%s without image, "
@@ -526,6 +578,8 @@ main(int argc, char **argv)
 		die_lib();
 	if (!(r.items = calloc((size_t)c.batch, sizeof *r.items)))
 		die("out of memory");
+	if (c.resume)
+		resume(&r, c.resume);
 	r.t0 = r.tlast = mim_now();
 
 	while ((rc = mim_loader_next(r.L, &it)) > 0) {
