@@ -99,3 +99,38 @@ expect_fail '--resume of a missing file' 1 'data --resume "$T/nope.st"'
 expect_fail '--resume for another rank than the run had' 1 'data --resume "$T/a.st" --shard-index 1 --shard-count 2'
 expect_fail '--resume with --out' 2 'mim-data --resume "$T/a.st" --out "$T/x-%d.tar" "$T"/s-*.tar'
 expect_fail 'a resumed stream given to another run' 1 'cp "$T/init.st" "$T/d.st" && data --epochs 0 --resume "$T/a.st" | mim-mask --mask-patch 8 --ckpt "$T/d.st" | train "$T/d.st"'
+
+# data-parallel: 2 ranks, each its half of the samples; the positions of
+# both ranks are kept, and each rank's mim-data resumes at its own
+if command -v mpirun >/dev/null 2>&1 && [ -z "${MIM_SANITIZE:-}" ]; then
+	export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+	MPI="timeout 120 mpirun -np 2 --oversubscribe --bind-to none"
+	# rank's pipeline: CKPT CUT (frames to pass, 0: all) [mim-data flags]
+	export T PY MIM_THREADS=1
+	rank() {
+		$MPI sh -c 'r=$OMPI_COMM_WORLD_RANK; c=$1; n=$2; shift 2
+			mim-data -q -j 1 --size 32 --batch 2 --drop-last --shuffle 6 --seed 3 --epochs 0 \
+				--shard-index $r --shard-count 2 "$@" "$T"/s-*.tar |
+			if [ "$n" = 0 ]; then cat; else $PY -c "
+import sys, st
+for i, (t, m) in enumerate(st.read_frames(sys.stdin.buffer)):
+    sys.stdout.buffer.write(st.frame_bytes(t, m))
+    if i == $n - 1: break
+"; fi | mim-mask --mask-patch 8 --ckpt "$c" |
+			mim-step -q --ckpt "$c" --steps 9 --lr 1e-3 --save-every 2' sh "$@"
+	}
+	cp "$T/init.st" "$T/pa.st"
+	cp "$T/init.st" "$T/pb.st"
+	expect_ok 'mpirun, 2 ranks: 9 steps' 'rank "$T/pa.st" 0'
+	check 'both ranks'"'"' positions kept' '$PY - "$T/pa.st" <<PYEOF
+import sys, st, json
+t, meta = st.load(sys.argv[1])
+pos = json.loads(meta["mim.train.data"])
+assert len(pos) == 2 and all(p["batch"] == 9 and p["images"] == 18 for p in pos), pos
+PYEOF'
+	expect_fail 'mpirun, the inputs cut after 4 frames' 1 'rank "$T/pb.st" 4'
+	expect_ok 'resumed, each rank from its position' 'rank "$T/pb.st" 0 --resume "$T/pb.st"'
+	check 'ends byte-identical to the uninterrupted data-parallel run' 'cmp "$T/pa.st" "$T/pb.st"'
+else
+	echo "skip - mpirun: not installed, or under the sanitizers"
+fi
