@@ -71,12 +71,21 @@ struct mim_aug {
 	int shrink_max;		/* largest s: 1, 2 (default), 4 or 8 */
 	int force;		/* use `box` (and box.flip) instead of sampling */
 	struct mim_box box;
+	int64_t max_pixels;	/* refuse images of more pixels, from the
+				 * header, before any pixel buffer is sized
+				 * (MIM_MAX_PIXELS) */
 };
+
+/* PIL's decompression-bomb limit: Image.open refuses an image of more
+ * than 2 * MAX_IMAGE_PIXELS = 178956970 pixels (about 13377 squared). A
+ * 74-byte PNG can claim 999999 x 999999, and the decoders would size
+ * their buffers from that claim. */
+#define MIM_MAX_PIXELS ((int64_t)178956970)
 
 /* The defaults: SimMIM's training transform at 192 px. */
 void mim_aug_default(struct mim_aug *a);
 /* Check ranges (size, scale, ratio, flip, crop_ratio, gap, shrink_max,
- * shrink_min, and the box when forced). 0 or -1. */
+ * shrink_min, max_pixels, and the box when forced). 0 or -1. */
 int mim_aug_check(const struct mim_aug *a);
 
 /* torchvision's RandomResizedCrop.get_params for a W x H image: 10 tries
@@ -113,7 +122,8 @@ void mim_data_thread_done(void);
  * convert('RGB'), grey being replicated later. On success *out holds a
  * malloc'd image (size x size in train and eval modes) and *g, if not
  * NULL, what was done. -1 with the error set on a bad or unsupported
- * image. */
+ * image, or one of more than a->max_pixels pixels (refused from its
+ * header). */
 int mim_image_transform(const void *buf, size_t n, const struct mim_aug *a,
     struct mim_drng *rng, struct mim_img *out, struct mim_geom *g);
 
