@@ -5,7 +5,12 @@
 . "$MIM_TOP/tests/lib.sh"
 
 # peak resident memory of a command, in KiB (GNU time), into $T/rss
-rss() { /usr/bin/time -f %M -o "$T/rss" "$@"; }
+rss() {
+	/usr/bin/time -f %M -o "$T/rss.t" "$@"
+	set -- $?
+	tail -n 1 "$T/rss.t" > "$T/rss"
+	return "$1"
+}
 
 # ---- images: the pixel limit ---------------------------------------------------
 $PY "$MIM_TOP/tests/fuzz/image_seeds.py" --plain "$T/seeds"
@@ -30,3 +35,27 @@ check '--max-pixels: at the limit decoded, one over refused (libjpeg and libvips
 	mim-data -s 8 --max-pixels 3 "$T/small" 2>&1 > /dev/null | grep -q "png-ok.png: image of 2x2 pixels is over the limit of 3"'
 expect_fail '--max-pixels 0' 2 'mim-data --max-pixels 0 "$T/small"'
 check '--max-pixels 0: the range in the message' 'mim-data --max-pixels 0 "$T/small" 2>&1 | grep -q "max-pixels: 0 is out of range"'
+
+# ---- frames: the cap on streams ----------------------------------------------------
+# a frame header claiming 12 GiB of data, then (below) zeros from /dev/zero
+$PY - "$T" <<'PYEOF'
+import json, struct, sys
+def frame(n, data=b""):
+    h = json.dumps({"x": {"dtype": "U8", "shape": [n], "data_offsets": [0, n]}}).encode()
+    h += b" " * (-len(h) % 8)
+    return struct.pack("<Q", len(h)) + h + data
+open(sys.argv[1] + "/claim12g", "wb").write(frame(12 << 30))
+open(sys.argv[1] + "/f2k", "wb").write(frame(2048, bytes(2048)))
+PYEOF
+expect_fail 'a pipe frame claiming 12 GiB, fed zeros: refused' 1 \
+	'cat "$T/claim12g" /dev/zero | rss timeout 20 mim-info > /dev/null'
+check 'refused from the header, naming the limit, in little memory; MIM_MAX_FRAME=16G reads on' \
+	'cat "$T/claim12g" /dev/zero | rss timeout 20 mim-info 2>&1 > /dev/null |
+	grep -q "<stdin>: frame 0: frame of 128849019[0-9][0-9] bytes is over the limit of 4294967296 for a stream (raise it with MIM_MAX_FRAME)" &&
+	test "$(cat "$T/rss")" -lt 65536 &&
+	{ cat "$T/claim12g"; head -c 1000000 /dev/zero; } | MIM_MAX_FRAME=16G timeout 20 mim-info 2>&1 > /dev/null |
+	grep -q "truncated data (1000000 of 12884901888 bytes)"'
+check 'MIM_MAX_FRAME=1K: a 2 KiB frame from a pipe refused, from a file read' \
+	'cat "$T/f2k" | MIM_MAX_FRAME=1K mim-info 2>&1 > /dev/null | grep -q "over the limit of 1024" &&
+	MIM_MAX_FRAME=1K mim-info "$T/f2k" > /dev/null'
+expect_fail 'MIM_MAX_FRAME not a size' 1 'MIM_MAX_FRAME=12X mim-info < "$T/f2k"'
