@@ -46,6 +46,7 @@ static const char usage_text[] =
 "      --ext LIST          image extensions by priority, default\n"
 "                          jpg,jpeg,png,webp,ppm,pgm,pbm,pnm,tif,tiff,gif\n"
 "      --strict            a bad image, member or shard is an error\n"
+"      --allow-empty       no image at all is not an error (exit 0)\n"
 "      --max-pixels N      skip (as a bad image) any image of more than N pixels,\n"
 "                          refused from its header; default 178956970 (PIL's)\n"
 "Writing shards instead of frames:\n"
@@ -66,12 +67,12 @@ static const char usage_text[] =
 enum {
 	O_SCALE = 256, O_RATIO, O_FLIP, O_INTERP, O_MEAN, O_STD, O_EVAL, O_CROPR,
 	O_GAP, O_SHRINK, O_SHRINKMAX, O_DROP, O_SHUF, O_SEED, O_SIDX, O_SCNT, O_SPLIT, O_EXT,
-	O_STRICT, O_MAXPIX, O_PERSHARD, O_FORMAT, O_QUAL, O_KEEP, O_IDX, O_BOX, O_PBOX,
+	O_STRICT, O_EMPTY, O_MAXPIX, O_PERSHARD, O_FORMAT, O_QUAL, O_KEEP, O_IDX, O_BOX, O_PBOX,
 };
 
 struct cmdline {
 	struct mim_loader_opts o;
-	int batch, drop_last, quiet, verbose, print_boxes, idx, interp_set;
+	int batch, drop_last, quiet, verbose, print_boxes, idx, interp_set, allow_empty;
 	int eval, keep;		/* --eval, --keep-aspect */
 	const char *out;
 	long per_shard;
@@ -121,6 +122,7 @@ static const struct option opts[] = {
 	{"split-by", required_argument, NULL, O_SPLIT},
 	{"ext", required_argument, NULL, O_EXT},
 	{"strict", no_argument, NULL, O_STRICT},
+	{"allow-empty", no_argument, NULL, O_EMPTY},
 	{"max-pixels", required_argument, NULL, O_MAXPIX},
 	{"out", required_argument, NULL, 'o'},
 	{"per-shard", required_argument, NULL, O_PERSHARD},
@@ -223,6 +225,7 @@ option(struct cmdline *c, int ch, char *arg)
 		break;
 	case O_EXT: o->exts = arg; break;
 	case O_STRICT: o->strict = 1; break;
+	case O_EMPTY: c->allow_empty = 1; break;
 	case O_MAXPIX: a->max_pixels = (int64_t)cli_int("--max-pixels", arg, 1, INT64_MAX); break;
 	case 'o': c->out = arg; break;
 	case O_PERSHARD: c->per_shard = (long)cli_int("--per-shard", arg, 1, 1L << 40); break;
@@ -560,6 +563,13 @@ main(int argc, char **argv)
 	}
 	if (!c.quiet)
 		report(&r, shards);
+	const struct mim_data_counts *k = mim_loader_counts(r.L);
+	int empty = k->images == 0, nosamples = k->samples == 0 && k->bad_shards == 0;
 	mim_loader_close(r.L);
+	/* an empty folder, a shard of something else, images that all
+	 * failed: better said here than as a downstream tool's "no frames" */
+	if (empty && !c.allow_empty)
+		die("no images: %s (--allow-empty accepts that)",
+		    nosamples ? "the input holds no samples" : "none of the input could be decoded");
 	cli_exit(0);
 }

@@ -203,6 +203,19 @@ PYEOF'
 sed 's/^/#   /' "$T/.err"
 expect_fail 'strict: the first bad member is fatal' 1 'mim-data --strict -s 16 -b 64 "$D/bad.tar" "$D/a-0.tar"'
 expect_fail 'without end and no image at all: an error' 1 'mim-data -e 0 --ext png "$D/a-0.tar" --ext gif'
+mkdir -p "$T/empty" "$T/textonly"
+echo "not an image" > "$T/textonly/a.txt"
+head -c 4096 /dev/urandom > "$T/garbage.tar"
+expect_fail 'an empty folder: no images is an error' 1 'mim-data -s 16 "$T/empty"'
+check 'an empty folder: the message says so' 'mim-data -q -s 16 "$T/empty" 2>&1 | grep -q "^mim-data: no images: the input holds no samples (--allow-empty accepts that)$"'
+check 'a glob that matched nothing, a folder without images, garbage: exit 1, "no images"' \
+	'! mim-data -s 16 "$T/empty/*.tar" 2> /dev/null &&
+	mim-data -s 16 "$T/textonly" 2>&1 | grep -q "no images: none of the input could be decoded" &&
+	head -c 4096 /dev/urandom | mim-data -s 16 2>&1 | grep -q "no images: none of the input could be decoded" &&
+	mim-data -s 16 "$T/garbage.tar" 2>&1 | grep -q "no images: none"; test $? = 0'
+check 'images that all fail to decode: exit 1' '! mim-data -s 16 --ext txt "$D/a-0.tar" > /dev/null 2>&1'
+check '--allow-empty: exit 0 and no frames, as before' \
+	'mim-data --allow-empty -s 16 "$T/empty" "$T/textonly" "$T/garbage.tar" > "$T/ae" && ! test -s "$T/ae"'
 expect_ok 'a closed pipe ends a run without end quietly' '(mim-data -q -s 16 -e 0 $A; echo $? > "$T/st") | head -c 5000 > /dev/null; test "$(cat "$T/st")" = 0'
 
 # ---- parity with torchvision (committed arrays, real photos) ----------------
