@@ -59,3 +59,17 @@ check 'MIM_MAX_FRAME=1K: a 2 KiB frame from a pipe refused, from a file read' \
 	'cat "$T/f2k" | MIM_MAX_FRAME=1K mim-info 2>&1 > /dev/null | grep -q "over the limit of 1024" &&
 	MIM_MAX_FRAME=1K mim-info "$T/f2k" > /dev/null'
 expect_fail 'MIM_MAX_FRAME not a size' 1 'MIM_MAX_FRAME=12X mim-info < "$T/f2k"'
+
+# ---- tar streams of zeros --------------------------------------------------------
+# (libarchive reads on through zero blocks for a concatenated archive)
+(cd "$T/small" && tar -cf "$T/small.tar" png-ok.png jpeg-ok.jpg)
+expect_fail 'zeros on stdin: not a tar archive, at once' 1 \
+	'head -c 256M /dev/zero | timeout 20 mim-data -s 8 > /dev/null'
+check 'zeros on stdin: the message says why' \
+	'head -c 256M /dev/zero | timeout 20 mim-data -s 8 2>&1 > /dev/null |
+	grep -q "<stdin>: not a readable tar archive: 64 MiB of zero blocks and no member header"'
+expect_ok 'a tar, then endless zeros: its images, then the end of the shard' \
+	'cat "$T/small.tar" /dev/zero | timeout 20 mim-data -s 8 > "$T/z" 2> "$T/zerr"'
+check 'a tar, then endless zeros: two images, one bad shard' \
+	'grep -q "<stdin>: truncated or damaged: 64 MiB of zero blocks" "$T/zerr" &&
+	grep -q "2 images in 1 batch.* 1 bad shard" "$T/zerr"'
