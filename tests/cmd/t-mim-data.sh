@@ -148,7 +148,7 @@ want = ["s%03d" % i for i in range(10)]
 assert sorted(e[0]) == want and sorted(e[1]) == want and e[0] != want and e[0] != e[1], e
 PYEOF'
 for by in sample shard; do
-	for r in 0 1 2; do mim-data -q -s 8 --shard-index $r --shard-count 3 --split-by $by $A > "$T/r$r"; done
+	for r in 0 1 2; do mim-data -q --allow-empty -s 8 --shard-index $r --shard-count 3 --split-by $by $A > "$T/r$r"; done
 	check "3 ranks by $by: disjoint, together all" '$PY - "$T/r0" "$T/r1" "$T/r2" <<PYEOF
 import sys, json, st
 ks = [sum([json.loads(m["mim.keys"]) for t, m in st.read_frames(open(p, "rb"))], []) for p in sys.argv[1:]]
@@ -284,6 +284,23 @@ b = np.concatenate([f[0]["image"] for f in st.read_frames(open(sys.argv[2], "rb"
 l = np.concatenate([f[0]["label"] for f in st.read_frames(open(sys.argv[2], "rb"))])
 assert np.array_equal(a, b) and list(l) == [i % 3 for i in range(10)]
 PYEOF'
+# a write error names the shard and the reason: a file size limit (as a
+# full disk, without needing one) makes write(2) fail with EFBIG
+mkdir -p "$T/full"
+expect_fail 'a shard that cannot be written: exit 1' 1 \
+	'(trap "" XFSZ; ulimit -f 8; mim-data -q --eval -s 128 --out "$T/full/p-%03d.tar" $A)'
+cp "$T/.err" "$T/full.err"
+check 'the message names the shard and the reason; no partial shard left' \
+	'grep -q "^mim-data: $T/full/p-000.tar: File too large$" "$T/full.err" && test -z "$(ls "$T/full")"'
+if [ "$(id -u)" = 0 ] && mkdir -p "$T/tiny" && mount -t tmpfs -o size=64k tmpfs "$T/tiny" 2>/dev/null; then
+	expect_fail 'a full disk: exit 1' 1 'mim-data -q --eval -s 128 --out "$T/tiny/p-%03d.tar" $A'
+	cp "$T/.err" "$T/tiny.err"
+	check 'a full disk: "No space left on device", naming the shard' \
+		'grep -q "^mim-data: $T/tiny/p-00[0-9].tar: No space left on device$" "$T/tiny.err"'
+	umount "$T/tiny"
+else
+	echo "skip - a full disk: cannot mount a small tmpfs"
+fi
 expect_ok 'keep aspect, JPEG, from a folder' 'mim-data -q --keep-aspect -s 40 --format jpg --out "$T/k-%d.tar" "$D/folder"'
 check 'shorter side 40, class labels added' '$PY - "$T/k-0.tar" <<PYEOF
 import io, sys, tarfile
