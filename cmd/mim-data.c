@@ -288,7 +288,7 @@ parse(int argc, char **argv, struct cmdline *c)
 	int ch;
 
 	defaults(c);
-	while ((ch = getopt_long(argc, argv, "s:b:e:j:o:qvh", opts, NULL)) != -1)
+	while ((ch = cli_getopt(argc, argv, "s:b:e:j:o:qvh", opts, NULL)) != -1)
 		option(c, ch, optarg);
 	settle(c);
 	c->o.inputs = argv + optind;
