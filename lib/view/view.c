@@ -236,20 +236,23 @@ nice_step(double range, int want)
 	return (f < 1.5 ? 1 : f < 3 ? 2 : f < 7 ? 5 : 10) * mag;
 }
 
-char *
-mim_view_curve_svg(const char *log_path, const char *title)
+/* The steps and losses of a log; a read error or a bad line: -1, both
+ * freed. A last line without its newline is a line still being written
+ * (mim-step appends while a run goes on): it is left out, not an error. */
+static int
+read_log(const char *log_path, double **stp, double **lop, size_t *np)
 {
 	FILE *fp = fopen(log_path, "r");
 	double *st = NULL, *lo = NULL;
-	size_t n = 0, cap = 0;
-	char line[4096];
+	size_t n = 0, cap = 0, lcap = 0;
+	char *line = NULL;
+	ssize_t len;
 	long lineno = 0;
+	int rc = 0;
 
-	if (!fp) {
-		mim_seterr("%s: %s", log_path, strerror(errno));
-		return NULL;
-	}
-	while (fgets(line, sizeof line, fp)) {
+	if (!fp)
+		return mim_seterr("%s: %s", log_path, strerror(errno));
+	while ((len = getline(&line, &lcap, fp)) > 0 && line[len - 1] == '\n') {
 		json_error_t je;
 		lineno++;
 		if (line[strspn(line, " \t\r\n")] == 0)
@@ -259,12 +262,9 @@ mim_view_curve_svg(const char *log_path, const char *title)
 		json_t *l = o ? json_object_get(o, "loss") : NULL;
 		if (!json_is_number(s) || !json_is_number(l)) {
 			json_decref(o);
-			fclose(fp);
-			free(st);
-			free(lo);
-			mim_seterr("%s: line %ld: not a JSON object with numbers \"step\" and \"loss\"",
+			rc = mim_seterr("%s: line %ld: not a JSON object with numbers \"step\" and \"loss\"",
 			    log_path, lineno);
-			return NULL;
+			break;
 		}
 		if (n == cap) {
 			cap = cap ? 2 * cap : 256;
@@ -273,11 +273,8 @@ mim_view_curve_svg(const char *log_path, const char *title)
 				st = a;
 			if (!a || !b2) {
 				json_decref(o);
-				fclose(fp);
-				free(st);
-				free(lo);
-				mim_seterr("out of memory");
-				return NULL;
+				rc = mim_seterr("out of memory");
+				break;
 			}
 			lo = b2;
 		}
@@ -286,7 +283,29 @@ mim_view_curve_svg(const char *log_path, const char *title)
 		n++;
 		json_decref(o);
 	}
+	if (!rc && ferror(fp))
+		rc = mim_seterr("%s: %s", log_path, strerror(errno));
+	free(line);
 	fclose(fp);
+	if (rc) {
+		free(st);
+		free(lo);
+		return -1;
+	}
+	*stp = st;
+	*lop = lo;
+	*np = n;
+	return 0;
+}
+
+char *
+mim_view_curve_svg(const char *log_path, const char *title)
+{
+	double *st = NULL, *lo = NULL;
+	size_t n = 0;
+
+	if (read_log(log_path, &st, &lo, &n))
+		return NULL;
 	if (n == 0) {
 		mim_seterr("%s: no steps in the log", log_path);
 		return NULL;
