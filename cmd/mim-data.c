@@ -40,6 +40,8 @@ static const char usage_text[] =
 "      --shuffle K         shuffle buffer of K samples (0: input order)\n"
 "      --seed N            default 0; fixes order, crops and flips\n"
 "  -j, --threads N         decoding threads (default MIM_THREADS or CPUs)\n"
+"      --max-inflight SIZE samples being decoded and results waiting their\n"
+"                          turn hold at most SIZE bytes (K, M, G), default 1G\n"
 "      --shard-index I     take part I of --shard-count N parts\n"
 "      --shard-count N\n"
 "      --split-by WHAT     sample (default) or shard\n"
@@ -67,7 +69,7 @@ static const char usage_text[] =
 enum {
 	O_SCALE = 256, O_RATIO, O_FLIP, O_INTERP, O_MEAN, O_STD, O_EVAL, O_CROPR,
 	O_GAP, O_SHRINK, O_SHRINKMAX, O_DROP, O_SHUF, O_SEED, O_SIDX, O_SCNT, O_SPLIT, O_EXT,
-	O_STRICT, O_EMPTY, O_MAXPIX, O_PERSHARD, O_FORMAT, O_QUAL, O_KEEP, O_IDX, O_BOX, O_PBOX,
+	O_STRICT, O_EMPTY, O_MAXPIX, O_INFLIGHT, O_PERSHARD, O_FORMAT, O_QUAL, O_KEEP, O_IDX, O_BOX, O_PBOX,
 };
 
 struct cmdline {
@@ -117,6 +119,7 @@ static const struct option opts[] = {
 	{"shuffle", required_argument, NULL, O_SHUF},
 	{"seed", required_argument, NULL, O_SEED},
 	{"threads", required_argument, NULL, 'j'},
+	{"max-inflight", required_argument, NULL, O_INFLIGHT},
 	{"shard-index", required_argument, NULL, O_SIDX},
 	{"shard-count", required_argument, NULL, O_SCNT},
 	{"split-by", required_argument, NULL, O_SPLIT},
@@ -215,6 +218,10 @@ option(struct cmdline *c, int ch, char *arg)
 	case O_SHUF: o->shuffle = (long)cli_int("--shuffle", arg, 0, 1L << 24); break;
 	case O_SEED: o->seed = (uint64_t)cli_int("--seed", arg, 0, INT64_MAX); break;
 	case 'j': o->threads = (int)cli_int("--threads", arg, 1, 1024); break;
+	case O_INFLIGHT:
+		if (mim_parse_size(arg, &o->max_inflight))
+			usage_error("--max-inflight: '%s' is not a size (bytes, or with K, M, G or T)", arg);
+		break;
 	case O_SIDX: o->rank = (int)cli_int("--shard-index", arg, 0, 1 << 20); break;
 	case O_SCNT: o->nranks = (int)cli_int("--shard-count", arg, 1, 1 << 20); break;
 	case O_SPLIT:

@@ -601,29 +601,15 @@ mim_pipe_grow(int fd)
 #endif
 }
 
-/* MIM_MAX_FRAME: bytes, or with a binary K, M, G or T; unset or empty:
- * MIM_MAX_FRAME_DEFAULT. 0 or -1. */
+/* MIM_MAX_FRAME, or MIM_MAX_FRAME_DEFAULT when unset or empty. 0 or -1. */
 static int
 max_frame(uint64_t *out)
 {
 	const char *s = getenv("MIM_MAX_FRAME");
-	char *end;
 
 	*out = MIM_MAX_FRAME_DEFAULT;
-	if (!s || !*s)
-		return 0;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	int shift = 0;
-	switch (*end) {
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	case 't': case 'T': shift = 40; end++; break;
-	}
-	if (*s == '-' || end == s || *end || errno || v == 0 || v > (UINT64_MAX >> shift))
+	if (s && *s && mim_parse_size(s, out))
 		return mim_seterr("MIM_MAX_FRAME: '%s' is not a size (bytes, or with K, M, G or T)", s);
-	*out = (uint64_t)v << shift;
 	return 0;
 }
 

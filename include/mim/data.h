@@ -250,6 +250,8 @@ struct mim_loader_opts {
 	int rank, nranks;	/* this process takes part rank of nranks */
 	int split_shards;	/* split by whole input shard rather than sample */
 	int strict;		/* any skipped input is an error */
+	uint64_t max_inflight;	/* bytes of samples queued for decoding and of
+				 * results not yet taken; 0: MIM_INFLIGHT_DEFAULT */
 	enum mim_want want;
 	float mean[3], std[3];	/* MIM_WANT_FLOAT */
 	const char *encfmt;	/* MIM_WANT_ENCODED: "png" or "jpg" */
@@ -257,6 +259,14 @@ struct mim_loader_opts {
 	void (*warn)(void *ctx, const char *msg);
 	void *ctx;
 };
+
+/* The decode ring holds up to 16 samples a thread, their encoded members
+ * and then their decoded results, until they are taken in order. It
+ * stops taking in samples while these hold this many bytes (one sample
+ * is always let in, whatever its size): a shard of 100 MB members would
+ * otherwise have 16 of them a thread in memory. The pixel limit
+ * (mim_aug.max_pixels) bounds what each thread's decoder holds. */
+#define MIM_INFLIGHT_DEFAULT ((uint64_t)1 << 30)
 
 /* One processed sample, in output order. */
 struct mim_item {

@@ -31,6 +31,10 @@ char *mim_strdup(const char *s);
 long long mim_readall(int fd, void *buf, size_t n);
 /* Write exactly n bytes; 0 or -1 (errno kept, e.g. EPIPE). */
 int mim_writeall(int fd, const void *buf, size_t n);
+/* A size in bytes: digits, optionally followed by a binary K, M, G or T
+ * (4G = 4 << 30). At least 1. 0, or -1 if s is not one (no message set:
+ * the caller names what it parsed). */
+int mim_parse_size(const char *s, uint64_t *out);
 
 /* ---- tensors ------------------------------------------------------------ */
 

@@ -73,3 +73,23 @@ expect_ok 'a tar, then endless zeros: its images, then the end of the shard' \
 check 'a tar, then endless zeros: two images, one bad shard' \
 	'grep -q "<stdin>: truncated or damaged: 64 MiB of zero blocks" "$T/zerr" &&
 	grep -q "2 images in 1 batch.* 1 bad shard" "$T/zerr"'
+
+# ---- the decode ring's memory budget -------------------------------------------
+# 40 samples of a tiny image and a 2 MiB member: with --out the ring (32
+# jobs at -j 2) holds whole samples until they are written
+$PY - "$T/seeds/png-ok.png" "$T/fat.tar" <<'PYEOF'
+import io, sys, tarfile
+png = open(sys.argv[1], "rb").read()
+with tarfile.open(sys.argv[2], "w") as t:
+    for i in range(40):
+        for ext, d in (("png", png), ("bin", bytes(2 << 20))):
+            ti = tarfile.TarInfo("s%03d.%s" % (i, ext)); ti.size = len(d); t.addfile(ti, io.BytesIO(d))
+PYEOF
+mkdir -p "$T/o1" "$T/o2"
+expect_ok '--max-inflight 1G and 4M' \
+	'rss mim-data -q -j 2 --eval -s 16 --out "$T/o1/x-%d.tar" --max-inflight 1G "$T/fat.tar" && cp "$T/rss" "$T/rss1" &&
+	rss mim-data -q -j 2 --eval -s 16 --out "$T/o2/x-%d.tar" --max-inflight 4M "$T/fat.tar" && cp "$T/rss" "$T/rss2"'
+check '--max-inflight 4M: 40 MB less at the peak, the same shard' \
+	'test "$(cat "$T/rss2")" -lt $(($(cat "$T/rss1") - 40000)) && cmp "$T/o1/x-0.tar" "$T/o2/x-0.tar" ||
+	{ echo "max RSS $(cat "$T/rss1") and $(cat "$T/rss2") KiB" >&2; false; }'
+expect_fail '--max-inflight: not a size' 2 'mim-data --max-inflight 3X "$T/fat.tar"'
