@@ -176,6 +176,7 @@ struct mim_tar {
 	char *name;
 	int fd, ownfd;
 	int seekable;		/* a regular file: skip by lseek */
+	off_t size;		/* its size */
 	int in_header;		/* inside archive_read_next_header */
 	la_int64_t hdr_start;	/* the tar stream's position then */
 	uint8_t *rbuf;		/* TAR_BLOCK bytes */
@@ -222,16 +223,20 @@ tar_read(struct archive *a, void *ctx, const void **buf)
 }
 
 /* The skip callback: members of other ranks are passed over by lseek in
- * a file; a pipe is read through (0: libarchive reads and discards). */
+ * a file; a pipe is read through (0: libarchive reads and discards), and
+ * so is a skip past the end of a file, which then shows as truncation (as
+ * in libarchive's own file reader). */
 static la_int64_t
 tar_skip(struct archive *a, void *ctx, la_int64_t n)
 {
 	struct mim_tar *t = ctx;
+	off_t at;
 
 	(void)a;
 	if (!t->seekable || n <= 0)
 		return 0;
-	if (lseek(t->fd, (off_t)n, SEEK_CUR) < 0) {
+	if ((at = lseek(t->fd, 0, SEEK_CUR)) < 0 || n > t->size - at ||
+	    lseek(t->fd, (off_t)n, SEEK_CUR) < 0) {
 		t->seekable = 0;
 		return 0;
 	}
@@ -265,6 +270,7 @@ mim_tar_open(const char *path)
 		t->ownfd = 1;
 	}
 	t->seekable = fstat(t->fd, &st) == 0 && S_ISREG(st.st_mode);
+	t->size = t->seekable ? st.st_size : 0;
 	archive_read_support_format_tar(t->a);
 	archive_read_support_filter_all(t->a);
 	archive_read_set_format_option(t->a, "tar", "read_concatenated_archives", "1");
