@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -72,6 +73,96 @@ usage_error(const char *fmt, ...)
 	va_end(ap);
 	fprintf(stderr, "Try '%s --help' for more information.\n", argv0);
 	exit(2);
+}
+
+/* The long options that "--name" (up to any '=') names: how many, and
+ * their names, comma-separated, into list; *one, the option when exactly
+ * one. An exact match is the only one; prefixes of options with the same
+ * meaning count once, as in getopt. */
+static int
+long_matches(const struct option *lo, const char *tok, char *list, size_t n,
+    const struct option **one)
+{
+	size_t len = strcspn(tok, "=");
+	int k = 0;
+
+	*list = '\0';
+	*one = NULL;
+	for (const struct option *o = lo; o && o->name; o++)
+		if (!strncmp(o->name, tok, len) && strlen(o->name) == len) {
+			snprintf(list, n, "--%s", o->name);
+			*one = o;
+			return 1;
+		}
+	for (const struct option *o = lo; o && o->name; o++) {
+		if (strncmp(o->name, tok, len))
+			continue;
+		int dup = 0;
+		for (const struct option *p = lo; p < o; p++)
+			dup |= !strncmp(p->name, tok, len) && p->has_arg == o->has_arg &&
+			    p->flag == o->flag && p->val == o->val;
+		if (dup)
+			continue;
+		size_t at = strlen(list);
+		snprintf(list + at, n - at, "%s--%s", k++ ? ", " : "", o->name);
+		*one = o;
+	}
+	if (k != 1)
+		*one = NULL;
+	return k;
+}
+
+/* getopt_long said '?' or ':' (the option string begins with ':'): one
+ * message for the option at fault. With opterr 0, glibc leaves optopt 0
+ * for a long option it does not know or finds ambiguous, argv[optind - 1]
+ * being that option; for a long option's missing or unwanted value optopt
+ * is its value; else optopt is the short option. */
+static void __attribute__((noreturn))
+bad_option(int c, char **argv, const struct option *lo)
+{
+	const char *tok = optind > 0 ? argv[optind - 1] : "", *sub = "", *colon = "";
+	const struct option *o;
+	char list[512];
+
+	/* a subcommand's argv[0], "diff" for "mim-ckpt diff" */
+	if (argv[0] && strcmp(argv[0], argv0)) {
+		const char *b = strrchr(argv[0], '/');
+		sub = b ? b + 1 : argv[0];
+		colon = ": ";
+		if (!strcmp(sub, argv0))
+			sub = colon = "";
+	}
+	if (tok[0] == '-' && tok[1] == '-' && tok[2]) {
+		int k = long_matches(lo, tok + 2, list, sizeof list, &o);
+		int len = (int)strcspn(tok + 2, "=");
+		if (optopt == 0 && k > 1)
+			usage_error("%s%soption '--%.*s' is ambiguous (%s)", sub, colon, len, tok + 2, list);
+		if (optopt == 0)
+			usage_error("%s%sunknown option '--%.*s'", sub, colon, len, tok + 2);
+		if (o && o->val == optopt && c == ':')
+			usage_error("%s%soption '%s' needs a value", sub, colon, list);
+		if (o && o->val == optopt && strchr(tok, '='))
+			usage_error("%s%soption '%s' takes no value", sub, colon, list);
+	}
+	if (c == ':')
+		usage_error("%s%soption '-%c' needs a value", sub, colon, optopt);
+	usage_error("%s%sunknown option '-%c'", sub, colon, optopt);
+}
+
+int
+cli_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts,
+    int *longindex)
+{
+	char so[128];
+	int c;
+
+	/* a leading ':' makes a missing value ':' rather than '?' */
+	snprintf(so, sizeof so, ":%s", shortopts[0] == ':' ? shortopts + 1 : shortopts);
+	opterr = 0;
+	c = getopt_long(argc, argv, so, longopts, longindex);
+	if (c == '?' || c == ':')
+		bad_option(c, argv, longopts);
+	return c;
 }
 
 long long

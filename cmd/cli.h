@@ -22,6 +22,16 @@ void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Print "prog: msg" and "usage..." hint and exit 2. */
 void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
+/* getopt_long, with its errors as one message naming the option, exit 2:
+ * "prog: unknown option '--frob'", "prog: option '--ckpt' needs a value",
+ * "prog: option '--help' takes no value", "prog: option '--s' is
+ * ambiguous (--size, --scale)" (a subcommand, argv[0] other than the
+ * program, comes first: "mim-ckpt: diff: ..."). getopt's own messages are
+ * off; it never returns '?' or ':'. */
+struct option;
+int cli_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts,
+    int *longindex);
+
 /* Parse a flag value or exit 2 naming the flag. */
 long long cli_int(const char *flag, const char *s, long long min, long long max);
 double cli_double(const char *flag, const char *s, double min, double max);

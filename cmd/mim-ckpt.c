@@ -179,7 +179,7 @@ ckpt_init(int argc, char **argv)
 	opts[NK + 3] = (struct option){"output", required_argument, NULL, 'o'};
 	opts[NK + 4] = (struct option){"help", no_argument, NULL, 'h'};
 	opts[NK + 5] = (struct option){0};
-	while ((c = getopt_long(argc, argv, "p:c:s:o:h", opts, &idx)) != -1) {
+	while ((c = cli_getopt(argc, argv, "p:c:s:o:h", opts, &idx)) != -1) {
 		switch (c) {
 		case 'p': preset = optarg; break;
 		case 'c': config = optarg; break;
@@ -287,7 +287,7 @@ ckpt_info(int argc, char **argv)
 	};
 	int json = 0, c;
 
-	while ((c = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
+	while ((c = cli_getopt(argc, argv, "jh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'j': json = 1; break;
 		case 'h': info_usage(); return 0;

@@ -40,6 +40,8 @@ static const char usage_text[] =
 "      --shuffle K         shuffle buffer of K samples (0: input order)\n"
 "      --seed N            default 0; fixes order, crops and flips\n"
 "  -j, --threads N         decoding threads (default MIM_THREADS or CPUs)\n"
+"      --max-inflight N    samples being decoded and results waiting their\n"
+"                          turn hold at most N bytes (or K, M, G), default 1G\n"
 "      --shard-index I     take part I of --shard-count N parts\n"
 "      --shard-count N\n"
 "      --split-by WHAT     sample (default) or shard\n"
@@ -48,6 +50,9 @@ static const char usage_text[] =
 "      --strict            a bad image, member or shard is an error\n"
 "      --resume CKPT       start where the run of mim-step's CKPT stopped\n"
 "                          (its rank --shard-index), decoding nothing before\n"
+"      --allow-empty       no image at all is not an error (exit 0)\n"
+"      --max-pixels N      skip (as a bad image) any image of more than N pixels,\n"
+"                          refused from its header; default 178956970 (PIL's)\n"
 "Writing shards instead of frames:\n"
 "  -o, --out PATTERN       tar shards named PATTERN % index ('out-%06d.tar')\n"
 "      --per-shard N       samples per shard, default 1000\n"
@@ -66,12 +71,13 @@ static const char usage_text[] =
 enum {
 	O_SCALE = 256, O_RATIO, O_FLIP, O_INTERP, O_MEAN, O_STD, O_EVAL, O_CROPR,
 	O_GAP, O_SHRINK, O_SHRINKMAX, O_DROP, O_SHUF, O_SEED, O_SIDX, O_SCNT, O_SPLIT, O_EXT,
-	O_STRICT, O_PERSHARD, O_FORMAT, O_QUAL, O_KEEP, O_IDX, O_BOX, O_PBOX, O_RESUME,
+	O_STRICT, O_EMPTY, O_MAXPIX, O_INFLIGHT, O_PERSHARD, O_FORMAT, O_QUAL, O_KEEP, O_IDX, O_BOX,
+	O_PBOX, O_RESUME,
 };
 
 struct cmdline {
 	struct mim_loader_opts o;
-	int batch, drop_last, quiet, verbose, print_boxes, idx, interp_set;
+	int batch, drop_last, quiet, verbose, print_boxes, idx, interp_set, allow_empty;
 	int eval, keep;		/* --eval, --keep-aspect */
 	const char *out;
 	const char *resume;	/* --resume CKPT */
@@ -117,12 +123,15 @@ static const struct option opts[] = {
 	{"shuffle", required_argument, NULL, O_SHUF},
 	{"seed", required_argument, NULL, O_SEED},
 	{"threads", required_argument, NULL, 'j'},
+	{"max-inflight", required_argument, NULL, O_INFLIGHT},
 	{"shard-index", required_argument, NULL, O_SIDX},
 	{"shard-count", required_argument, NULL, O_SCNT},
 	{"split-by", required_argument, NULL, O_SPLIT},
 	{"ext", required_argument, NULL, O_EXT},
 	{"strict", no_argument, NULL, O_STRICT},
 	{"resume", required_argument, NULL, O_RESUME},
+	{"allow-empty", no_argument, NULL, O_EMPTY},
+	{"max-pixels", required_argument, NULL, O_MAXPIX},
 	{"out", required_argument, NULL, 'o'},
 	{"per-shard", required_argument, NULL, O_PERSHARD},
 	{"format", required_argument, NULL, O_FORMAT},
@@ -214,6 +223,10 @@ option(struct cmdline *c, int ch, char *arg)
 	case O_SHUF: o->shuffle = (long)cli_int("--shuffle", arg, 0, 1L << 24); break;
 	case O_SEED: o->seed = (uint64_t)cli_int("--seed", arg, 0, INT64_MAX); break;
 	case 'j': o->threads = (int)cli_int("--threads", arg, 1, 1024); break;
+	case O_INFLIGHT:
+		if (mim_parse_size(arg, &o->max_inflight))
+			usage_error("--max-inflight: '%s' is not a size (bytes, or with K, M, G or T)", arg);
+		break;
 	case O_SIDX: o->rank = (int)cli_int("--shard-index", arg, 0, 1 << 20); break;
 	case O_SCNT: o->nranks = (int)cli_int("--shard-count", arg, 1, 1 << 20); break;
 	case O_SPLIT:
@@ -224,6 +237,8 @@ option(struct cmdline *c, int ch, char *arg)
 		break;
 	case O_EXT: o->exts = arg; break;
 	case O_STRICT: o->strict = 1; break;
+	case O_EMPTY: c->allow_empty = 1; break;
+	case O_MAXPIX: a->max_pixels = (int64_t)cli_int("--max-pixels", arg, 1, INT64_MAX); break;
 	case 'o': c->out = arg; break;
 	case O_PERSHARD: c->per_shard = (long)cli_int("--per-shard", arg, 1, 1L << 40); break;
 	case O_FORMAT:
@@ -288,7 +303,7 @@ parse(int argc, char **argv, struct cmdline *c)
 	int ch;
 
 	defaults(c);
-	while ((ch = getopt_long(argc, argv, "s:b:e:j:o:qvh", opts, NULL)) != -1)
+	while ((ch = cli_getopt(argc, argv, "s:b:e:j:o:qvh", opts, NULL)) != -1)
 		option(c, ch, optarg);
 	settle(c);
 	c->o.inputs = argv + optind;
@@ -610,6 +625,13 @@ main(int argc, char **argv)
 	}
 	if (!c.quiet)
 		report(&r, shards);
+	const struct mim_data_counts *k = mim_loader_counts(r.L);
+	int empty = k->images == 0, nosamples = k->samples == 0 && k->bad_shards == 0;
 	mim_loader_close(r.L);
+	/* an empty folder, a shard of something else, images that all
+	 * failed: better said here than as a downstream tool's "no frames" */
+	if (empty && !c.allow_empty)
+		die("no images: %s (--allow-empty accepts that)",
+		    nosamples ? "the input holds no samples" : "none of the input could be decoded");
 	cli_exit(0);
 }

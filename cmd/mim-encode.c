@@ -91,7 +91,7 @@ main(int argc, char **argv)
 	int layer = 0, pool = 0, c;
 
 	cli_init(argc, argv);
-	while ((c = getopt_long(argc, argv, "c:l:p:t:h", opts, NULL)) != -1) {
+	while ((c = cli_getopt(argc, argv, "c:l:p:t:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': ckpt = optarg; break;
 		case 'l': layer = (int)cli_int("--layer", optarg, 0, 100000); break;

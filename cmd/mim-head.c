@@ -58,7 +58,7 @@ main(int argc, char **argv)
 	int c;
 
 	cli_init(argc, argv);
-	while ((c = getopt_long(argc, argv, "c:t:h", opts, NULL)) != -1) {
+	while ((c = cli_getopt(argc, argv, "c:t:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': ckpt = optarg; break;
 		case 't': mim_set_threads((int)cli_int("--threads", optarg, 1, 1024)); break;

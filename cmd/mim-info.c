@@ -128,7 +128,7 @@ main(int argc, char **argv)
 	int json = 0, c, status = 0;
 
 	cli_init(argc, argv);
-	while ((c = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
+	while ((c = cli_getopt(argc, argv, "jh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'j': json = 1; break;
 		case 'h': fputs(usage_text, stdout); return 0;

@@ -90,7 +90,7 @@ main(int argc, char **argv)
 	int quiet = 0, c;
 
 	cli_init(argc, argv);
-	while ((c = getopt_long(argc, argv, "l:b:r:qh", opts, NULL)) != -1) {
+	while ((c = cli_getopt(argc, argv, "l:b:r:qh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'l': o.kind = cli_loss("--loss", optarg); break;
 		case 'b': o.beta = cli_double("--beta", optarg, 0, 1e30); break;

@@ -149,7 +149,7 @@ parse(int argc, char **argv, struct cmdline *c)
 
 	*c = (struct cmdline){.size = 192, .samples = 1000};
 	mim_maskopt_default(o);
-	while ((ch = getopt_long(argc, argv, "s:m:p:r:h", opts, NULL)) != -1) {
+	while ((ch = cli_getopt(argc, argv, "s:m:p:r:h", opts, NULL)) != -1) {
 		switch (ch) {
 		case 's':
 			if ((ch = mim_mask_strategy_parse(optarg)) < 0)

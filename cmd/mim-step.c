@@ -140,7 +140,7 @@ parse(int argc, char **argv, struct cmdline *cl, struct mim_run *r)
 	cl->base_lr = 5e-4;
 	cl->warmup_lr = 5e-7;
 	cl->min_lr = 5e-6;
-	while ((c = getopt_long(argc, argv, "c:n:t:qh", opts, NULL)) != -1) {
+	while ((c = cli_getopt(argc, argv, "c:n:t:qh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': r->ckpt = optarg; break;
 		case 'n': r->steps = cli_int("--steps", optarg, 1, INT64_MAX / 1024); break;

@@ -246,7 +246,7 @@ main(int argc, char **argv)
 
 	cli_init(argc, argv);
 	parse_columns("original,masked,reconstruction,prediction");
-	while ((c = getopt_long(argc, argv, "o:n:c:s:h", opts, NULL)) != -1) {
+	while ((c = cli_getopt(argc, argv, "o:n:c:s:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'o': o.output = optarg; break;
 		case OPT_OUT: o.outdir = optarg; break;

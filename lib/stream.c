@@ -582,6 +582,7 @@ struct mim_reader {
 	long count;
 	size_t hdrcap;
 	int64_t fsize;		/* regular files: size, else -1 */
+	uint64_t maxframe;	/* pipes: MIM_MAX_FRAME */
 	int64_t pos;
 	int failed;
 };
@@ -600,14 +601,30 @@ mim_pipe_grow(int fd)
 #endif
 }
 
+/* MIM_MAX_FRAME, or MIM_MAX_FRAME_DEFAULT when unset or empty. 0 or -1. */
+static int
+max_frame(uint64_t *out)
+{
+	const char *s = getenv("MIM_MAX_FRAME");
+
+	*out = MIM_MAX_FRAME_DEFAULT;
+	if (s && *s && mim_parse_size(s, out))
+		return mim_seterr("MIM_MAX_FRAME: '%s' is not a size (bytes, or with K, M, G or T)", s);
+	return 0;
+}
+
 struct mim_reader *
 mim_reader_fdopen(int fd, const char *name)
 {
-	struct mim_reader *r = mim_calloc(1, sizeof *r);
+	struct mim_reader *r;
 	struct stat st;
+	uint64_t maxframe;
 
-	if (!r)
+	if (max_frame(&maxframe))
 		return NULL;
+	if (!(r = mim_calloc(1, sizeof *r)))
+		return NULL;
+	r->maxframe = maxframe;
 	r->fd = fd;
 	r->name = mim_strdup(name);
 	if (!r->name) {
@@ -729,6 +746,14 @@ read_frame(struct mim_reader *r, struct mim_frame **out)
 	if (r->fsize >= 0 && dl > r->fsize - r->pos) {
 		mim_seterr("truncated data (%lld of %lld bytes)",
 		    (long long)(r->fsize - r->pos), (long long)dl);
+		goto fail;
+	}
+	/* a file's size bounds its frames; a pipe's claim is only a claim,
+	 * and a stream of zeros would honour any of them */
+	if (r->fsize < 0 && 8 + hn + (uint64_t)dl > r->maxframe) {
+		mim_seterr("frame of %llu bytes is over the limit of %llu for a stream "
+		    "(raise it with MIM_MAX_FRAME)", (unsigned long long)(8 + hn + (uint64_t)dl),
+		    (unsigned long long)r->maxframe);
 		goto fail;
 	}
 	/* grow the buffer with the data actually read */

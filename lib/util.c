@@ -90,6 +90,26 @@ mim_strdup(const char *s)
 	return p;
 }
 
+int
+mim_parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	int shift = 0;
+
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	switch (*end) {
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	case 't': case 'T': shift = 40; end++; break;
+	}
+	if (*s < '0' || *s > '9' || *end || errno || v == 0 || v > (UINT64_MAX >> shift))
+		return -1;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
 long long
 mim_readall(int fd, void *buf, size_t n)
 {

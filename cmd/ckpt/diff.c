@@ -37,7 +37,7 @@ ckpt_diff(int argc, char **argv)
 	double tol = 0, rtol = -1;
 	int all = 0, c;
 
-	while ((c = getopt_long(argc, argv, "t:r:ah", opts, NULL)) != -1) {
+	while ((c = cli_getopt(argc, argv, "t:r:ah", opts, NULL)) != -1) {
 		switch (c) {
 		case 't': tol = cli_double("--tol", optarg, 0, HUGE_VAL); break;
 		case 'r': rtol = cli_double("--rtol", optarg, 0, HUGE_VAL); break;

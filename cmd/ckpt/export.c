@@ -52,7 +52,7 @@ ckpt_export(int argc, char **argv)
 	const char *out = NULL;
 	int quiet = 0, pth = 0, c;
 
-	while ((c = getopt_long(argc, argv, "fi:w:kd:Pqo:h", opts, NULL)) != -1) {
+	while ((c = cli_getopt(argc, argv, "fi:w:kd:Pqo:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'f': o.finetune = 1; break;
 		case 'i': o.img_size = (int)cli_int("--img-size", optarg, 1, 16384); break;

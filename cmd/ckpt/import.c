@@ -80,7 +80,7 @@ ckpt_import(int argc, char **argv)
 	const char *preset = NULL, *config = NULL, *out = NULL;
 	int raw = 0, quiet = 0, c;
 
-	while ((c = getopt_long(argc, argv, "p:c:rqo:h", opts, NULL)) != -1) {
+	while ((c = cli_getopt(argc, argv, "p:c:rqo:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p': preset = optarg; break;
 		case 'c': config = optarg; break;

@@ -71,12 +71,21 @@ struct mim_aug {
 	int shrink_max;		/* largest s: 1, 2 (default), 4 or 8 */
 	int force;		/* use `box` (and box.flip) instead of sampling */
 	struct mim_box box;
+	int64_t max_pixels;	/* refuse images of more pixels, from the
+				 * header, before any pixel buffer is sized
+				 * (MIM_MAX_PIXELS) */
 };
+
+/* PIL's decompression-bomb limit: Image.open refuses an image of more
+ * than 2 * MAX_IMAGE_PIXELS = 178956970 pixels (about 13377 squared). A
+ * 74-byte PNG can claim 999999 x 999999, and the decoders would size
+ * their buffers from that claim. */
+#define MIM_MAX_PIXELS ((int64_t)178956970)
 
 /* The defaults: SimMIM's training transform at 192 px. */
 void mim_aug_default(struct mim_aug *a);
 /* Check ranges (size, scale, ratio, flip, crop_ratio, gap, shrink_max,
- * shrink_min, and the box when forced). 0 or -1. */
+ * shrink_min, max_pixels, and the box when forced). 0 or -1. */
 int mim_aug_check(const struct mim_aug *a);
 
 /* torchvision's RandomResizedCrop.get_params for a W x H image: 10 tries
@@ -113,7 +122,8 @@ void mim_data_thread_done(void);
  * convert('RGB'), grey being replicated later. On success *out holds a
  * malloc'd image (size x size in train and eval modes) and *g, if not
  * NULL, what was done. -1 with the error set on a bad or unsupported
- * image. */
+ * image, or one of more than a->max_pixels pixels (refused from its
+ * header). */
 int mim_image_transform(const void *buf, size_t n, const struct mim_aug *a,
     struct mim_drng *rng, struct mim_img *out, struct mim_geom *g);
 
@@ -240,6 +250,8 @@ struct mim_loader_opts {
 	int rank, nranks;	/* this process takes part rank of nranks */
 	int split_shards;	/* split by whole input shard rather than sample */
 	int strict;		/* any skipped input is an error */
+	uint64_t max_inflight;	/* bytes of samples queued for decoding and of
+				 * results not yet taken; 0: MIM_INFLIGHT_DEFAULT */
 	enum mim_want want;
 	float mean[3], std[3];	/* MIM_WANT_FLOAT */
 	const char *encfmt;	/* MIM_WANT_ENCODED: "png" or "jpg" */
@@ -247,6 +259,14 @@ struct mim_loader_opts {
 	void (*warn)(void *ctx, const char *msg);
 	void *ctx;
 };
+
+/* The decode ring holds up to 16 samples a thread, their encoded members
+ * and then their decoded results, until they are taken in order. It
+ * stops taking in samples while these hold this many bytes (one sample
+ * is always let in, whatever its size): a shard of 100 MB members would
+ * otherwise have 16 of them a thread in memory. The pixel limit
+ * (mim_aug.max_pixels) bounds what each thread's decoder holds. */
+#define MIM_INFLIGHT_DEFAULT ((uint64_t)1 << 30)
 
 /* One processed sample, in output order. */
 struct mim_item {

@@ -31,6 +31,10 @@ char *mim_strdup(const char *s);
 long long mim_readall(int fd, void *buf, size_t n);
 /* Write exactly n bytes; 0 or -1 (errno kept, e.g. EPIPE). */
 int mim_writeall(int fd, const void *buf, size_t n);
+/* A size in bytes: digits, optionally followed by a binary K, M, G or T
+ * (4G = 4 << 30). At least 1. 0, or -1 if s is not one (no message set:
+ * the caller names what it parsed). */
+int mim_parse_size(const char *s, uint64_t *out);
 
 /* ---- tensors ------------------------------------------------------------ */
 
@@ -106,13 +110,22 @@ struct mim_tensor *mim_frame_want(const struct mim_frame *f, const char *name,
 
 #define MIM_PIPE_HDRCAP ((size_t)16 << 20)	/* 16 MiB */
 #define MIM_FILE_HDRCAP ((size_t)100000000)	/* safetensors' own cap */
+/* The largest frame (8 + header + data bytes) read from a pipe or any
+ * input that is not a regular file, unless the environment variable
+ * MIM_MAX_FRAME says otherwise (bytes, or with K, M, G or T): a file's
+ * size bounds its frames, a pipe's header could claim anything. 4 GiB
+ * holds a batch of 256 images of 1024 x 1024, or ViT-Large with its
+ * optimizer state. */
+#define MIM_MAX_FRAME_DEFAULT ((uint64_t)4 << 30)
 
 struct mim_reader;
 
 /* Open path for reading ("-" or NULL = stdin). Returns NULL on error. */
 struct mim_reader *mim_reader_open(const char *path);
 /* Wrap an open fd; name is used in messages. The header cap is chosen
- * from the fd: regular files MIM_FILE_HDRCAP, pipes MIM_PIPE_HDRCAP. */
+ * from the fd: regular files MIM_FILE_HDRCAP, pipes MIM_PIPE_HDRCAP; on
+ * pipes frames are capped at MIM_MAX_FRAME too (NULL if that variable is
+ * not a size). */
 struct mim_reader *mim_reader_fdopen(int fd, const char *name);
 void mim_reader_close(struct mim_reader *r);
 const char *mim_reader_name(const struct mim_reader *r);

@@ -38,7 +38,9 @@ struct mim_rgb *mim_view_mask(int h, int w, const uint8_t *mask, int scale);
 /* A loss curve from mim-step's --log (JSON lines with "step" and "loss",
  * optionally "lr") as an SVG document (malloc'd string); the validation
  * lines ("step" and "val_loss", from --val) as a second series, with a
- * legend. */
+ * legend. A last line without its newline, still being written by a
+ * running job, is left out; any other line that is not such an object is
+ * an error. */
 char *mim_view_curve_svg(const char *log_path, const char *title);
 /* Rasterise an SVG document to PNG (libvips + librsvg). */
 int mim_svg_to_png(const char *svg, const char *path);

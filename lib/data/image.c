@@ -106,6 +106,7 @@ mim_aug_default(struct mim_aug *a)
 	a->gap = 0;
 	a->shrink_min = 3;
 	a->shrink_max = 2;
+	a->max_pixels = MIM_MAX_PIXELS;
 }
 
 int
@@ -127,6 +128,8 @@ mim_aug_check(const struct mim_aug *a)
 		return mim_seterr("shrink maximum %d: want 1, 2, 4 or 8", a->shrink_max);
 	if (!(a->shrink_min == 0 || (a->shrink_min >= 1 && a->shrink_min <= 1e6)))
 		return mim_seterr("shrink minimum %g: want 0 (off) or >= 1", a->shrink_min);
+	if (a->max_pixels < 1)
+		return mim_seterr("pixel limit %lld: want at least 1", (long long)a->max_pixels);
 	if (a->force && (a->box.w < 1 || a->box.h < 1 || a->box.x < 0 || a->box.y < 0))
 		return mim_seterr("box %d,%d,%d,%d: want x,y >= 0 and w,h >= 1",
 		    a->box.x, a->box.y, a->box.w, a->box.h);
@@ -299,6 +302,21 @@ to_8bit(VipsImage *in, VipsImage **out)
 	else if (im->Bands == 2)
 		STEP(vips_extract_band(im, &o_, 0, NULL));
 	*out = im;
+	return 0;
+}
+
+/* Refuse a W x H image over the pixel limit. Both paths ask this of the
+ * header alone, before a decoder sizes anything from the claim: a 74-byte
+ * PNG saying 999999 x 999999 otherwise costs tens of GB of row buffers
+ * and line caches. */
+static int
+too_large(const struct mim_aug *a, int W, int H)
+{
+	if (W < 1 || H < 1)
+		return mim_seterr("bad image: size %dx%d", W, H);
+	if ((int64_t)W * H > a->max_pixels)
+		return mim_seterr("image of %dx%d pixels is over the limit of %lld pixels",
+		    W, H, (long long)a->max_pixels);
 	return 0;
 }
 
@@ -526,6 +544,8 @@ run_jpeg(const void *buf, size_t n, const struct mim_aug *a, struct mim_drng *rn
 
 	if (!(j = jpg_open(buf, n, &W, &H, &c)))
 		return -1;
+	if (too_large(a, W, H))
+		goto out;
 	if (!c) {
 		jpg_close(j);
 		return 1;
@@ -589,7 +609,7 @@ run(const void *buf, size_t n, const struct mim_aug *a, struct mim_drng *rng,
 	if (!(im = open_image(buf, n, 1)))
 		return vipserr("bad image");
 	int W = im->Xsize, H = im->Ysize;
-	if (make_plan(&p, a, W, H, rng)) {
+	if (too_large(a, W, H) || make_plan(&p, a, W, H, rng)) {
 		g_object_unref(im);
 		return -1;
 	}

@@ -38,6 +38,7 @@ struct job {
 	int ok, fatal;
 	char err[768];
 	struct mim_item *it;
+	uint64_t cost;		/* bytes counted in inflight */
 };
 
 struct input {
@@ -79,6 +80,7 @@ struct mim_loader {
 	/* jobs */
 	struct job *jobs;
 	long Q, head, tail, dispatch;
+	uint64_t inflight, budget;	/* bytes of the jobs in the ring */
 	pthread_t *thr;
 	int nthr, stop;
 	pthread_mutex_t mu;
@@ -429,11 +431,27 @@ enqueue(struct mim_loader *L, struct job *src)
 	pthread_mutex_unlock(&L->mu);
 }
 
-/* Queue samples until the ring is full or the input pauses. */
+/* What a job holds until it is taken: the sample's members, then its
+ * result. */
+static uint64_t
+job_cost(const struct mim_loader *L, const struct mim_sample *s)
+{
+	uint64_t S = (uint64_t)L->o.aug.size, c = 3 * S * S;
+
+	if (L->o.want == MIM_WANT_FLOAT)
+		c *= sizeof(float);
+	for (int i = 0; i < s->n; i++)
+		c += s->m[i].size;
+	return c;
+}
+
+/* Queue samples until the ring is full, holds its budget of bytes, or the
+ * input pauses. */
 static void
 fill(struct mim_loader *L)
 {
-	while (L->head - L->tail < L->Q && !L->src_done && !L->at_boundary) {
+	while (L->head - L->tail < L->Q && !L->src_done && !L->at_boundary &&
+	    (L->head == L->tail || L->inflight < L->budget)) {
 		struct job j = {0};
 		int r = next_sample(L, &j.s, &j.epoch, &j.index);
 		if (r < 0 || L->pending_fatal) {
@@ -463,6 +481,8 @@ fill(struct mim_loader *L)
 			continue;
 		}
 		j.state = J_QUEUED;
+		j.cost = job_cost(L, j.s);
+		L->inflight += j.cost;
 		enqueue(L, &j);
 	}
 }
@@ -495,6 +515,7 @@ mim_loader_next(struct mim_loader *L, struct mim_item **out)
 			pthread_mutex_unlock(&L->mu);
 		}
 		L->tail++;
+		L->inflight -= j->cost;
 		mim_sample_free(j->s);
 		j->s = NULL;
 		j->state = J_FREE;
@@ -631,6 +652,7 @@ mim_loader_open(const struct mim_loader_opts *o)
 	 * takes 20 times a small one) holds up the ordered output while the
 	 * other workers go on with the next 15 a thread */
 	L->Q = threads > 1 ? 16 * threads : 1;
+	L->budget = o->max_inflight ? o->max_inflight : MIM_INFLIGHT_DEFAULT;
 	if (!(L->jobs = mim_calloc((size_t)L->Q, sizeof *L->jobs)))
 		goto fail;
 	if (threads > 1) {

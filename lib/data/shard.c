@@ -174,35 +174,110 @@ mim_wds_split(const char *path, size_t *keylen, const char **ext)
 struct mim_tar {
 	struct archive *a;
 	char *name;
+	int fd, ownfd;
+	int seekable;		/* a regular file: skip by lseek */
+	off_t size;		/* its size */
+	int in_header;		/* inside archive_read_next_header */
+	la_int64_t hdr_start;	/* the tar stream's position then */
+	uint8_t *rbuf;		/* TAR_BLOCK bytes */
 	struct mim_sample *cur;	/* sample being collected */
 	int done;		/* no more members */
 	int failed;		/* ended by an error: err */
 	int skip;		/* the current sample is not wanted */
 	long nstarted;		/* samples begun */
+	long nheaders;		/* member headers read */
 	char err[2048];		/* read buffer for members of unknown size */
 };
+
+#define TAR_BLOCK (1 << 16)
+/* How far the tar stream may go inside one archive_read_next_header: a
+ * header, its pax or GNU long-name records and the padding. With
+ * read_concatenated_archives, libarchive reads on through end-of-archive
+ * (zero) blocks looking for the next archive, all inside that one call:
+ * on /dev/zero, for ever. */
+#define TAR_HEADER_SPAN ((la_int64_t)64 << 20)
+
+/* libarchive's read callback: the next block of the input, unless a
+ * header has been looked for over TAR_HEADER_SPAN bytes. */
+static la_ssize_t
+tar_read(struct archive *a, void *ctx, const void **buf)
+{
+	struct mim_tar *t = ctx;
+
+	if (t->in_header && archive_filter_bytes(a, 0) - t->hdr_start > TAR_HEADER_SPAN) {
+		archive_set_error(a, EINVAL, "%d MiB of zero blocks and no member header",
+		    (int)(TAR_HEADER_SPAN >> 20));
+		return -1;
+	}
+	for (;;) {
+		ssize_t n = read(t->fd, t->rbuf, TAR_BLOCK);
+		if (n >= 0) {
+			*buf = t->rbuf;
+			return n;
+		}
+		if (errno != EINTR) {
+			archive_set_error(a, errno, "read error: %s", strerror(errno));
+			return -1;
+		}
+	}
+}
+
+/* The skip callback: members of other ranks are passed over by lseek in
+ * a file; a pipe is read through (0: libarchive reads and discards), and
+ * so is a skip past the end of a file, which then shows as truncation (as
+ * in libarchive's own file reader). */
+static la_int64_t
+tar_skip(struct archive *a, void *ctx, la_int64_t n)
+{
+	struct mim_tar *t = ctx;
+	off_t at;
+
+	(void)a;
+	if (!t->seekable || n <= 0)
+		return 0;
+	if ((at = lseek(t->fd, 0, SEEK_CUR)) < 0 || n > t->size - at ||
+	    lseek(t->fd, (off_t)n, SEEK_CUR) < 0) {
+		t->seekable = 0;
+		return 0;
+	}
+	return n;
+}
 
 struct mim_tar *
 mim_tar_open(const char *path)
 {
 	struct mim_tar *t = mim_calloc(1, sizeof *t);
+	struct stat st;
 	int rc;
 
 	if (!t)
 		return NULL;
+	t->fd = -1;
 	t->name = mim_strdup(strcmp(path, "-") ? path : "<stdin>");
 	t->a = archive_read_new();
-	if (!t->name || !t->a) {
+	t->rbuf = malloc(TAR_BLOCK);
+	if (!t->name || !t->a || !t->rbuf) {
 		mim_tar_close(t);
 		return mim_seterr("out of memory"), NULL;
 	}
+	if (!strcmp(path, "-")) {
+		t->fd = 0;
+	} else if ((t->fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+		mim_seterr("%s: %s", t->name, strerror(errno));
+		mim_tar_close(t);
+		return NULL;
+	} else {
+		t->ownfd = 1;
+	}
+	t->seekable = fstat(t->fd, &st) == 0 && S_ISREG(st.st_mode);
+	t->size = t->seekable ? st.st_size : 0;
 	archive_read_support_format_tar(t->a);
 	archive_read_support_filter_all(t->a);
 	archive_read_set_format_option(t->a, "tar", "read_concatenated_archives", "1");
-	if (!strcmp(path, "-"))
-		rc = archive_read_open_fd(t->a, 0, 1 << 16);
-	else
-		rc = archive_read_open_filename(t->a, path, 1 << 16);
+	archive_read_set_read_callback(t->a, tar_read);
+	archive_read_set_skip_callback(t->a, tar_skip);
+	archive_read_set_callback_data(t->a, t);
+	rc = archive_read_open1(t->a);
 	if (rc != ARCHIVE_OK) {
 		const char *e = archive_error_string(t->a);
 		mim_seterr("%s: %s", t->name, e ? e : "cannot open");
@@ -225,6 +300,9 @@ mim_tar_close(struct mim_tar *t)
 		return;
 	if (t->a)
 		archive_read_free(t->a);
+	if (t->ownfd)
+		close(t->fd);
+	free(t->rbuf);
 	mim_sample_free(t->cur);
 	free(t->name);
 	free(t);
@@ -340,7 +418,10 @@ mim_tar_next(struct mim_tar *t, struct mim_sample **out,
 
 	*out = NULL;
 	while (!t->done) {
+		t->hdr_start = archive_filter_bytes(t->a, 0);
+		t->in_header = 1;
 		int r = archive_read_next_header(t->a, &e);
+		t->in_header = 0;
 		if (r == ARCHIVE_EOF) {
 			t->done = 1;
 			break;
@@ -360,16 +441,20 @@ mim_tar_next(struct mim_tar *t, struct mim_sample **out,
 			continue;
 		}
 		if (r == ARCHIVE_FATAL) {
-			tar_fail(t, archive_file_count(t->a) > 0 ? "truncated or damaged" : "not a readable tar archive");
+			tar_fail(t, t->nheaders > 0 ? "truncated or damaged" : "not a readable tar archive");
 			break;
 		}
 		retries = 0;
-		if (archive_entry_filetype(e) != AE_IFREG)
-			continue;
+		t->nheaders++;
 		const char *path = archive_entry_pathname(e), *ext;
 		size_t kl;
-		if (!path || mim_wds_split(path, &kl, &ext))
+		if (archive_entry_filetype(e) != AE_IFREG || !path || mim_wds_split(path, &kl, &ext)) {
+			/* not a member of a sample: skipped here, so that the
+			 * next header is found within TAR_HEADER_SPAN */
+			if (archive_read_data_skip(t->a) == ARCHIVE_FATAL)
+				tar_fail(t, "truncated or damaged");
 			continue;
+		}
 
 		/* a new key closes the current sample */
 		struct mim_sample *ready = NULL;

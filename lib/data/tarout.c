@@ -135,6 +135,21 @@ discard(struct mim_tarw *w)
 	}
 }
 
+/* libarchive's error as ours, "shard: reason": its fd writer says only
+ * "Write error" and keeps the reason in errno (ENOSPC, EFBIG, EIO) */
+static int
+archive_err(struct mim_tarw *w)
+{
+	const char *m = archive_error_string(w->a);
+	int en = archive_errno(w->a);
+
+	if (en > 0 && (!m || !strcmp(m, "Write error")))
+		return mim_seterr("%s: %s", w->name, strerror(en));
+	if (en > 0)
+		return mim_seterr("%s: %s: %s", w->name, m, strerror(en));
+	return mim_seterr("%s: %s", w->name, m ? m : "write error");
+}
+
 static int
 start_shard(struct mim_tarw *w)
 {
@@ -163,10 +178,8 @@ finish_shard(struct mim_tarw *w)
 
 	if (!w->a)
 		return 0;
-	if (archive_write_close(w->a) != ARCHIVE_OK) {
-		const char *e = archive_error_string(w->a);
-		rc = mim_seterr("%s: %s", w->name, e ? e : "write error");
-	}
+	if (archive_write_close(w->a) != ARCHIVE_OK)
+		rc = archive_err(w);
 	archive_write_free(w->a);
 	w->a = NULL;
 	if (!rc && fsync(w->fd))
@@ -214,9 +227,8 @@ mim_tarw_add(struct mim_tarw *w, const char *key, const char *ext, const void *d
 	int rc = archive_write_header(w->a, e);
 	archive_entry_free(e);
 	if (rc != ARCHIVE_OK || (n && archive_write_data(w->a, data, n) != (la_ssize_t)n)) {
-		const char *m = archive_error_string(w->a);
 		w->failed = 1;
-		return mim_seterr("%s: %s", w->name, m ? m : "write error");
+		return archive_err(w);
 	}
 	return 0;
 }

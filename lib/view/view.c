@@ -263,18 +263,22 @@ series_add(struct series *s, double x, double y)
 }
 
 /* The training steps ({"step","loss",...}) and the validation passes
- * ({"step","val_loss",...}) of a log. 0, or -1 with the error set. */
+ * ({"step","val_loss",...}) of a log. 0, or -1 with the error set. A last
+ * line without its newline is a line still being written (mim-step
+ * appends while a run goes on): it is left out, not an error. */
 static int
 read_log(const char *log_path, struct series *tr, struct series *va)
 {
 	FILE *fp = fopen(log_path, "r");
-	char line[4096];
+	size_t lcap = 0;
+	char *line = NULL;
+	ssize_t len;
 	long lineno = 0;
 	int rc = 0;
 
 	if (!fp)
 		return mim_seterr("%s: %s", log_path, strerror(errno));
-	while (!rc && fgets(line, sizeof line, fp)) {
+	while (!rc && (len = getline(&line, &lcap, fp)) > 0 && line[len - 1] == '\n') {
 		json_error_t je;
 		lineno++;
 		if (line[strspn(line, " \t\r\n")] == 0)
@@ -292,6 +296,9 @@ read_log(const char *log_path, struct series *tr, struct series *va)
 			    "\"loss\" (or \"val_loss\")", log_path, lineno);
 		json_decref(o);
 	}
+	if (!rc && ferror(fp))
+		rc = mim_seterr("%s: %s", log_path, strerror(errno));
+	free(line);
 	fclose(fp);
 	if (!rc && tr->n == 0)
 		rc = mim_seterr("%s: no steps in the log", log_path);

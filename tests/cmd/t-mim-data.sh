@@ -148,7 +148,7 @@ want = ["s%03d" % i for i in range(10)]
 assert sorted(e[0]) == want and sorted(e[1]) == want and e[0] != want and e[0] != e[1], e
 PYEOF'
 for by in sample shard; do
-	for r in 0 1 2; do mim-data -q -s 8 --shard-index $r --shard-count 3 --split-by $by $A > "$T/r$r"; done
+	for r in 0 1 2; do mim-data -q --allow-empty -s 8 --shard-index $r --shard-count 3 --split-by $by $A > "$T/r$r"; done
 	check "3 ranks by $by: disjoint, together all" '$PY - "$T/r0" "$T/r1" "$T/r2" <<PYEOF
 import sys, json, st
 ks = [sum([json.loads(m["mim.keys"]) for t, m in st.read_frames(open(p, "rb"))], []) for p in sys.argv[1:]]
@@ -203,6 +203,19 @@ PYEOF'
 sed 's/^/#   /' "$T/.err"
 expect_fail 'strict: the first bad member is fatal' 1 'mim-data --strict -s 16 -b 64 "$D/bad.tar" "$D/a-0.tar"'
 expect_fail 'without end and no image at all: an error' 1 'mim-data -e 0 --ext png "$D/a-0.tar" --ext gif'
+mkdir -p "$T/empty" "$T/textonly"
+echo "not an image" > "$T/textonly/a.txt"
+head -c 4096 /dev/urandom > "$T/garbage.tar"
+expect_fail 'an empty folder: no images is an error' 1 'mim-data -s 16 "$T/empty"'
+check 'an empty folder: the message says so' 'mim-data -q -s 16 "$T/empty" 2>&1 | grep -q "^mim-data: no images: the input holds no samples (--allow-empty accepts that)$"'
+check 'a glob that matched nothing, a folder without images, garbage: exit 1, "no images"' \
+	'! mim-data -s 16 "$T/empty/*.tar" 2> /dev/null &&
+	mim-data -s 16 "$T/textonly" 2>&1 | grep -q "no images: none of the input could be decoded" &&
+	head -c 4096 /dev/urandom | mim-data -s 16 2>&1 | grep -q "no images: none of the input could be decoded" &&
+	mim-data -s 16 "$T/garbage.tar" 2>&1 | grep -q "no images: none"; test $? = 0'
+check 'images that all fail to decode: exit 1' '! mim-data -s 16 --ext txt "$D/a-0.tar" > /dev/null 2>&1'
+check '--allow-empty: exit 0 and no frames, as before' \
+	'mim-data --allow-empty -s 16 "$T/empty" "$T/textonly" "$T/garbage.tar" > "$T/ae" && ! test -s "$T/ae"'
 expect_ok 'a closed pipe ends a run without end quietly' '(mim-data -q -s 16 -e 0 $A; echo $? > "$T/st") | head -c 5000 > /dev/null; test "$(cat "$T/st")" = 0'
 
 # ---- parity with torchvision (committed arrays, real photos) ----------------
@@ -271,6 +284,23 @@ b = np.concatenate([f[0]["image"] for f in st.read_frames(open(sys.argv[2], "rb"
 l = np.concatenate([f[0]["label"] for f in st.read_frames(open(sys.argv[2], "rb"))])
 assert np.array_equal(a, b) and list(l) == [i % 3 for i in range(10)]
 PYEOF'
+# a write error names the shard and the reason: a file size limit (as a
+# full disk, without needing one) makes write(2) fail with EFBIG
+mkdir -p "$T/full"
+expect_fail 'a shard that cannot be written: exit 1' 1 \
+	'(trap "" XFSZ; ulimit -f 8; mim-data -q --eval -s 128 --out "$T/full/p-%03d.tar" $A)'
+cp "$T/.err" "$T/full.err"
+check 'the message names the shard and the reason; no partial shard left' \
+	'grep -q "^mim-data: $T/full/p-000.tar: File too large$" "$T/full.err" && test -z "$(ls "$T/full")"'
+if [ "$(id -u)" = 0 ] && mkdir -p "$T/tiny" && mount -t tmpfs -o size=64k tmpfs "$T/tiny" 2>/dev/null; then
+	expect_fail 'a full disk: exit 1' 1 'mim-data -q --eval -s 128 --out "$T/tiny/p-%03d.tar" $A'
+	cp "$T/.err" "$T/tiny.err"
+	check 'a full disk: "No space left on device", naming the shard' \
+		'grep -q "^mim-data: $T/tiny/p-00[0-9].tar: No space left on device$" "$T/tiny.err"'
+	umount "$T/tiny"
+else
+	echo "skip - a full disk: cannot mount a small tmpfs"
+fi
 expect_ok 'keep aspect, JPEG, from a folder' 'mim-data -q --keep-aspect -s 40 --format jpg --out "$T/k-%d.tar" "$D/folder"'
 check 'shorter side 40, class labels added' '$PY - "$T/k-0.tar" <<PYEOF
 import io, sys, tarfile

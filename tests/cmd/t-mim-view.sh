@@ -60,6 +60,14 @@ expect_fail 'pred and image shapes disagree' 1 'mim-view -o "$T/x.png" "$T/badpr
 check 'no picture left behind by a failure' 'test ! -e "$T/x.png"'
 printf 'not json\n' > "$T/badlog"
 expect_fail 'bad log' 1 'mim-view --curve "$T/badlog" -o "$T/x.svg"'
+# the log of a running job: its last line half written
+{ cat "$T/log"; printf '{"step": 51, "lo'; } > "$T/growing"
+expect_ok 'a log still being written: its complete lines' 'mim-view --curve "$T/growing" -o "$T/g.svg"'
+check 'a log still being written: 50 steps plotted' 'grep -q "50 steps" "$T/g.svg"'
+{ cat "$T/log"; printf '{"step": 51, "lo\n'; } > "$T/cutline"
+expect_fail 'a malformed complete line is still an error' 1 'mim-view --curve "$T/cutline" -o "$T/x.svg"'
+cp "$T/.err" "$T/cut.err"
+check 'the message names the line' 'grep -q "cutline: line 51: not a JSON object" "$T/cut.err"'
 expect_fail 'empty stream' 1 ': | mim-view -o "$T/x.png"'
 expect_fail 'no output given' 2 'mim-view "$T/full.mim"'
 expect_fail 'unknown column' 2 'mim-view -c nope -o "$T/x.png" "$T/full.mim"'

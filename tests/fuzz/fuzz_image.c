@@ -3,8 +3,12 @@
  * libjpeg directly, everything else through libvips). The first byte picks
  * the output size, the mode and the JPEG shrink, so crops, skips and
  * scaled decoding all see bad data.
- *   make fuzz && build/fuzz/fuzz_image -max_total_time=600 corpus/
- * (seed corpus: a few small JPEGs of each kind, e.g. from the wallpapers) */
+ *   make fuzz && cp -r tests/fuzz/image_seeds corpus &&
+ *   build/fuzz/fuzz_image -max_total_time=600 -rss_limit_mb=2048 corpus/
+ * (seeds: tests/fuzz/image_seeds.py's tiny images of each format, whole
+ * and with headers claiming up to 1e12 pixels; the default pixel limit
+ * of mim_aug_default applies, so those must be refused, not decoded.
+ * Add a few small real JPEGs of each kind, e.g. from the wallpapers.) */
 #include <stdint.h>
 #include <stdlib.h>
 

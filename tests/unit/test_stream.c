@@ -154,7 +154,10 @@ malformed(void)
 		{"metadata not string", "{\"__metadata__\":{\"k\":1}}", "not a string", 0},
 		{"end before begin", "{\"a\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,0]}}", "end before begin", 0},
 		{"truncated data", "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", "truncated data", 5},
-		{"huge offsets", "{\"a\":{\"dtype\":\"U8\",\"shape\":[1000000000000],\"data_offsets\":[0,1000000000000]}}", "truncated data", 10},
+		/* a claim under the pipe's frame cap: the buffer grows with
+		 * the 10 bytes that come, then the data ends */
+		{"large claim", "{\"a\":{\"dtype\":\"U8\",\"shape\":[1000000000],\"data_offsets\":[0,1000000000]}}", "truncated data", 10},
+		{"huge offsets", "{\"a\":{\"dtype\":\"U8\",\"shape\":[1000000000000],\"data_offsets\":[0,1000000000000]}}", "over the limit of 4294967296 for a stream", 10},
 	};
 	char buf[4096];
 
