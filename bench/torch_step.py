@@ -88,6 +88,14 @@ def main():
         return torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.precision == "bf16")
     torch.set_num_threads(a.threads)
     model, cfg, kind = load_model(a.ckpt)
+    if a.precision == "bf16":
+        # torch 1.13's CPU autocast leaves layer_norm out of its float
+        # list, and a bf16 input (Swin's patch embedding: a conv, then
+        # the norm) with float weights fails; cast it to float, as
+        # autocast does on CUDA and as mim keeps LayerNorm
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.LayerNorm):
+                mod.register_forward_pre_hook(lambda m, x: tuple(t.float() for t in x))
     data = frames(a.stream)
     opt = torch.optim.AdamW(param_groups(model), lr=1e-4, betas=(0.9, 0.999), eps=1e-8,
                             weight_decay=0.05)
