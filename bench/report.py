@@ -128,12 +128,12 @@ def main(argv):
     if rr:
         out.append("")
         out.append("Every round (images/s; mim-step, PyTorch step, mim-encode, PyTorch encode):\n")
-        out.append("| model | batch | mim-step | PyTorch step | mim-encode | PyTorch encode |")
-        out.append("|---|---|---|---|---|---|")
+        out.append("| model | batch | precision | mim-step | PyTorch step | mim-encode | PyTorch encode |")
+        out.append("|---|---|---|---|---|---|---|")
         for r in rr:
             rd = r["rounds"]
-            out.append("| %s | %d | %s | %s | %s | %s |" % (
-                r["model"], r["batch"],
+            out.append("| %s | %d | %s | %s | %s | %s | %s |" % (
+                r["model"], r["batch"], r.get("precision", "fp32"),
                 *[" / ".join("%.2f" % x for x in rd.get(k, [])) or "-"
                   for k in ("step", "torch_step", "encode", "torch_encode")]))
     print("\n".join(out))
