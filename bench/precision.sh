@@ -25,7 +25,7 @@ case $M in vit-*) p=16 ;; *) p=4 ;; esac
 
 "$BIN/mim-ckpt" init --preset "$M" --img-size 192 -o "$W/init.st"
 # enough epochs of the wallpapers for N frames, decoded once
-"$BIN/mim-data" -q -b "$B" -s 192 --drop-last -e 0 --shuffle 256 --seed 1 /usr/share/wallpapers |
+"$BIN/mim-data" -q -b "$B" -s 192 --drop-last -e 0 --shuffle 256 --seed 1 /usr/share/wallpapers 2>"$W/data.err" |
     "$BIN/mim-mask" -p "$p" -m 32 -r 0.6 | head -c $((N * (B * 3 * 192 * 192 * 4 + 65536))) >"$W/in.mim" || true
 for pr in fp32 bf16; do
 	echo "# $M batch $B: $N steps, $pr, load $(cut -d' ' -f1 /proc/loadavg)" >&2
