@@ -17,7 +17,7 @@ endif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lvips -ljpeg -larchive -ljansson -lopenblas -lglib-2.0 -lgobject-2.0)
 ALL_CFLAGS  = $(CFLAGS) $(SANFLAGS) -Iinclude -Icmd $(PKG_CFLAGS) -MMD -MP -D_GNU_SOURCE
-LDLIBS      = $(PKG_LIBS) -lm -lpthread
+LDLIBS      = $(PKG_LIBS) $(DNNL_LIBS) -lm -lpthread
 
 LIBSRC  := $(sort $(wildcard lib/*.c lib/*/*.c))
 CMDSRC  := $(sort $(wildcard cmd/mim-*.c))

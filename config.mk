@@ -8,3 +8,7 @@ CFLAGS    ?= $(OPT) -g -std=c11 -Wall -Wextra -Wno-unused-parameter -Wshadow -Wv
 # (whose idle threads spin) and every tool starts faster
 LDFLAGS   ?= -Wl,--as-needed
 PKGS      ?= vips libjpeg libarchive jansson openblas
+# oneDNN, for bf16 products (lib/onednn.c): Debian 12's libdnnl-dev has no
+# pkg-config file. Debian builds it on OpenMP, whose thread count
+# lib/onednn.c sets, hence libgomp by name.
+DNNL_LIBS ?= $(shell pkg-config --libs dnnl 2>/dev/null || echo -ldnnl) -lgomp

@@ -35,20 +35,20 @@ def main(argv):
     out.append("Training step (forward, loss, backward, clip, AdamW), 192 px, images/s "
                "(median of the steps after warm-up; each side's best of %d rounds, the two "
                "sides taking turns):\n" % max(rounds, 1))
-    out.append("| model | batch | GFLOP/img | mim-step img/s | PyTorch img/s | mim/PyTorch "
+    out.append("| model | batch | precision | GFLOP/img | mim-step img/s | PyTorch img/s | mim/PyTorch "
                "| mim GFLOP/s | of sgemm peak | PyTorch of peak | mim RSS GB | PyTorch RSS GB | load |")
-    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if r["kind"] == "skip":
-            out.append("| %s | %d | | skipped: needs ~%d GB, %d GB available | | | | | | | | |"
+            out.append("| %s | %d | | | skipped: needs ~%d GB, %d GB available | | | | | | | | |"
                        % (r["model"], r["batch"], r["need_gb"], r["avail_gb"]))
         if r["kind"] != "row":
             continue
         f = r["flops"]["step"]
         rate = r["step_ips"] * f / 1e9
         trate = r["torch_step_ips"] * f / 1e9 if r["torch_step_ips"] else None
-        out.append("| %s | %d | %.1f | %.2f | %s | %s | %.1f | %s | %s | %s | %s | %.1f |" % (
-            r["model"], r["batch"], f / 1e9, r["step_ips"], fmt(r["torch_step_ips"]),
+        out.append("| %s | %d | %s | %.1f | %.2f | %s | %s | %.1f | %s | %s | %s | %s | %.1f |" % (
+            r["model"], r["batch"], r.get("precision", "fp32"), f / 1e9, r["step_ips"], fmt(r["torch_step_ips"]),
             ratio(r["step_ips"], r["torch_step_ips"]), rate,
             "%.0f%%" % (100 * rate / peak) if peak else "-",
             "%.0f%%" % (100 * trate / peak) if peak and trate else "-",
@@ -56,19 +56,38 @@ def main(argv):
     out.append("")
     out.append("Encoder forward (mim-encode; PyTorch: encoder under no_grad), images/s "
                "(best of the rounds as above):\n")
-    out.append("| model | batch | GFLOP/img | mim-encode img/s | PyTorch img/s | mim/PyTorch "
+    out.append("| model | batch | precision | GFLOP/img | mim-encode img/s | PyTorch img/s | mim/PyTorch "
                "| mim GFLOP/s | of sgemm peak | mim RSS GB | PyTorch RSS GB |")
-    out.append("|---|---|---|---|---|---|---|---|---|---|")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if r["kind"] != "row":
             continue
         f = r["flops"]["encode"]
         rate = r["encode_ips"] * f / 1e9
-        out.append("| %s | %d | %.1f | %.2f | %s | %s | %.1f | %s | %s | %s |" % (
-            r["model"], r["batch"], f / 1e9, r["encode_ips"], fmt(r["torch_encode_ips"]),
+        out.append("| %s | %d | %s | %.1f | %.2f | %s | %s | %.1f | %s | %s | %s |" % (
+            r["model"], r["batch"], r.get("precision", "fp32"), f / 1e9, r["encode_ips"], fmt(r["torch_encode_ips"]),
             ratio(r["encode_ips"], r["torch_encode_ips"]), rate,
             "%.0f%%" % (100 * rate / peak) if peak else "-",
             gb(r["encode_rss_kb"]), gb(r["torch_encode_rss_kb"])))
+    both = {}
+    for r in rows:
+        if r["kind"] == "row":
+            both.setdefault((r["model"], r["batch"]), {})[r.get("precision", "fp32")] = r
+    pairs = [(k, v) for k, v in both.items() if "fp32" in v and "bf16" in v]
+    if pairs:
+        out.append("")
+        out.append("fp32 and bf16 side by side (mim: --precision bf16; PyTorch: "
+                   "torch.autocast(\"cpu\", dtype=torch.bfloat16)), images/s, same run:\n")
+        out.append("| model | batch | what | mim fp32 | mim bf16 | mim bf16/fp32 | PyTorch fp32 "
+                   "| PyTorch bf16 | PyTorch bf16/fp32 | mim/PyTorch fp32 | mim/PyTorch bf16 |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        for (m, b), v in pairs:
+            a, z = v["fp32"], v["bf16"]
+            for what, k, tk in (("step", "step_ips", "torch_step_ips"),
+                                ("encode", "encode_ips", "torch_encode_ips")):
+                out.append("| %s | %d | %s | %.2f | %.2f | %s | %s | %s | %s | %s | %s |" % (
+                    m, b, what, a[k], z[k], ratio(z[k], a[k]), fmt(a[tk]), fmt(z[tk]),
+                    ratio(z[tk], a[tk]), ratio(a[k], a[tk]), ratio(z[k], z[tk])))
     for r in rows:
         if r["kind"] != "pipe":
             continue
@@ -109,12 +128,12 @@ def main(argv):
     if rr:
         out.append("")
         out.append("Every round (images/s; mim-step, PyTorch step, mim-encode, PyTorch encode):\n")
-        out.append("| model | batch | mim-step | PyTorch step | mim-encode | PyTorch encode |")
-        out.append("|---|---|---|---|---|---|")
+        out.append("| model | batch | precision | mim-step | PyTorch step | mim-encode | PyTorch encode |")
+        out.append("|---|---|---|---|---|---|---|")
         for r in rr:
             rd = r["rounds"]
-            out.append("| %s | %d | %s | %s | %s | %s |" % (
-                r["model"], r["batch"],
+            out.append("| %s | %d | %s | %s | %s | %s | %s |" % (
+                r["model"], r["batch"], r.get("precision", "fp32"),
                 *[" / ".join("%.2f" % x for x in rd.get(k, [])) or "-"
                   for k in ("step", "torch_step", "encode", "torch_encode")]))
     print("\n".join(out))

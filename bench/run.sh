@@ -36,6 +36,9 @@
 #                   "rows" leaves out the table of models, e.g. to time the
 #                   pipe alone)
 #   BENCH_OUT       output directory (default bench/out/DATE)
+#   BENCH_PRECISIONS  fp32 and/or bf16 (default "fp32 bf16" where the CPU has
+#                   AMX or AVX512-BF16, else fp32): mim's --precision and
+#                   PyTorch's torch.autocast(bfloat16), each row per precision
 # Writes BENCH_OUT/rows.jsonl, BENCH_OUT/table.md (also printed), profiles
 # and the raw logs.
 set -eu
@@ -49,6 +52,10 @@ BATCHES=${BENCH_BATCHES:-8 32}
 NT=${BENCH_THREADS:-$(nproc)}
 ROUNDS=${BENCH_ROUNDS:-2}
 SKIP=${BENCH_SKIP:-}
+if [ -z "${BENCH_PRECISIONS:-}" ] && "$BIN/mim-info" --system | grep -q 'bf16 products yes'; then
+	BENCH_PRECISIONS="fp32 bf16"
+fi
+PRECS=${BENCH_PRECISIONS:-fp32}
 OUT=${BENCH_OUT:-$TOP/bench/out/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 W=$(mktemp -d)
@@ -74,7 +81,7 @@ mkdir -p "$BUILD/bench"
 for p in sgemm stepbench gemmcold; do
 	cc -O2 -march=native -std=c11 -D_GNU_SOURCE -Iinclude $(pkg-config --cflags $PKGS) \
 		-o "$BUILD/bench/$p" "bench/$p.c" "$BUILD/lib/libmim.a" \
-		$(pkg-config --libs $PKGS) -lm -lpthread
+		$(pkg-config --libs $PKGS) $(pkg-config --libs dnnl 2>/dev/null || echo -ldnnl) -lgomp -lm -lpthread
 done
 
 # ---- the machine ----------------------------------------------------------
@@ -88,6 +95,8 @@ done
 	echo "openblas: $(dpkg-query -W -f '${Version}' libopenblas0-pthread 2>/dev/null || echo '?')"
 	echo "torch: $($PY -c 'import torch; print(torch.__version__)' 2>/dev/null || echo none)"
 	echo "threads: $NT"
+	echo "precisions: $PRECS"
+	echo "mim-info --system: $("$BIN/mim-info" --system --json)"
 	echo "mim: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- lib include cmd 2>/dev/null || echo ' (modified)')"
 } >"$OUT/machine.txt"
 cat "$OUT/machine.txt" >&2
@@ -136,9 +145,9 @@ log_ips() { tail -n "$2" "$1" | sed 's/.*"img_per_s":\([0-9.e+-]*\).*/\1/' | med
 # PyTorch's step or encoder (MODE) on the row's checkpoint and stream, at
 # its best setting; its JSON in $W/torch.json, its /usr/bin/time in $W/torch.time
 torch_run() {
-	log "$m batch $B round $r: PyTorch $1, load $(load)"
+	log "$m batch $B $pr round $r: PyTorch $1, load $(load)"
 	OMP_WAIT_POLICY=PASSIVE $TIME -f '%M %e %U %S' -o "$W/torch.time" \
-	    $PY bench/torch_step.py --ckpt "$ck" --stream "$s" --mode "$1" --threads "$NT" \
+	    $PY bench/torch_step.py --ckpt "$ck" --stream "$s" --mode "$1" --threads "$NT" --precision "$pr" \
 	    --warmup "$wu" --steps "$st" >"$W/torch.json"
 }
 torch_ips() { $PY -c "import json,sys; print(json.load(open(sys.argv[1]))['img_per_s'])" "$W/torch.json"; }
@@ -177,41 +186,43 @@ for m in $MODELS; do
 		fi
 		s=$(stream "$B" "$p")
 		n=$((wu + st))
-		# ROUNDS rounds, each side in turn (mim, PyTorch, mim, ...), so that
-		# a slow spell of the machine falls on both; each side's figure is
-		# its best round, and every round is kept in rows.jsonl
-		ips_l= rss=0 eips_l= erss=0 tstep_l= trss=null tenc_l= terss=null
-		r=1
-		while [ "$r" -le "$ROUNDS" ]; do
-			# mim-step: the log's img/s of each step (the time from one
-			# step's end to the next, reading the next frame included)
-			log "$m batch $B round $r: mim-step, $wu+$st steps, load $(load)"
-			cp "$ck" "$W/run.ckpt"
-			rm -f "$W/step.log"
-			$TIME -f '%M %e %U %S' -o "$W/step.time" "$BIN/mim-step" -q -c "$W/run.ckpt" -n "$n" \
-			    --save-every 0 --lr 1e-4 -t "$NT" --log "$W/step.log" "$s"
-			cp "$W/step.log" "$OUT/$m-b$B-r$r-step.log"
-			ips_l="$ips_l $(log_ips "$W/step.log" "$st")"
-			rss=$(maxof "$rss" "$(rss_of "$W/step.time")")
-			# mim-encode: time between output frames
-			log "$m batch $B round $r: mim-encode, load $(load)"
-			$TIME -f '%M %e %U %S' -o "$W/enc.time" "$BIN/mim-encode" -c "$ck" -t "$NT" "$s" |
-			    $PY bench/frametime.py >"$W/enc.json"
-			eips_l="$eips_l $($PY -c "import json,sys,statistics as S; d=json.load(open(sys.argv[1])); g=d['gaps'][int(sys.argv[2])-1:]; print(d['batch']/S.median(g))" "$W/enc.json" "$wu")"
-			erss=$(maxof "$erss" "$(rss_of "$W/enc.time")")
-			if ! skipping torch; then
-				torch_run step
-				tstep_l="$tstep_l $(torch_ips)"
-				trss=$(maxof "${trss#null}" "$(rss_of "$W/torch.time")")
-				torch_run encode
-				tenc_l="$tenc_l $(torch_ips)"
-				terss=$(maxof "${terss#null}" "$(rss_of "$W/torch.time")")
-			fi
-			r=$((r + 1))
+		for pr in $PRECS; do
+			# ROUNDS rounds, each side in turn (mim, PyTorch, mim, ...), so that
+			# a slow spell of the machine falls on both; each side's figure is
+			# its best round, and every round is kept in rows.jsonl
+			ips_l= rss=0 eips_l= erss=0 tstep_l= trss=null tenc_l= terss=null
+			r=1
+			while [ "$r" -le "$ROUNDS" ]; do
+				# mim-step: the log's img/s of each step (the time from one
+				# step's end to the next, reading the next frame included)
+				log "$m batch $B $pr round $r: mim-step, $wu+$st steps, load $(load)"
+				cp "$ck" "$W/run.ckpt"
+				rm -f "$W/step.log"
+				$TIME -f '%M %e %U %S' -o "$W/step.time" "$BIN/mim-step" -q -c "$W/run.ckpt" -n "$n" \
+				    --save-every 0 --lr 1e-4 -t "$NT" --precision "$pr" --log "$W/step.log" "$s"
+				cp "$W/step.log" "$OUT/$m-b$B-$pr-r$r-step.log"
+				ips_l="$ips_l $(log_ips "$W/step.log" "$st")"
+				rss=$(maxof "$rss" "$(rss_of "$W/step.time")")
+				# mim-encode: time between output frames
+				log "$m batch $B $pr round $r: mim-encode, load $(load)"
+				$TIME -f '%M %e %U %S' -o "$W/enc.time" "$BIN/mim-encode" -c "$ck" -t "$NT" --precision "$pr" "$s" |
+				    $PY bench/frametime.py >"$W/enc.json"
+				eips_l="$eips_l $($PY -c "import json,sys,statistics as S; d=json.load(open(sys.argv[1])); g=d['gaps'][int(sys.argv[2])-1:]; print(d['batch']/S.median(g))" "$W/enc.json" "$wu")"
+				erss=$(maxof "$erss" "$(rss_of "$W/enc.time")")
+				if ! skipping torch; then
+					torch_run step
+					tstep_l="$tstep_l $(torch_ips)"
+					trss=$(maxof "${trss#null}" "$(rss_of "$W/torch.time")")
+					torch_run encode
+					tenc_l="$tenc_l $(torch_ips)"
+					terss=$(maxof "${terss#null}" "$(rss_of "$W/torch.time")")
+				fi
+				r=$((r + 1))
+			done
+			ips=$(best $ips_l) eips=$(best $eips_l) tstep=$(best $tstep_l) tenc=$(best $tenc_l)
+			echo "{\"kind\":\"row\",\"model\":\"$m\",\"batch\":$B,\"precision\":\"$pr\",\"threads\":$NT,\"warmup\":$wu,\"steps\":$st,\"flops\":$fl,\"step_ips\":$ips,\"step_rss_kb\":$rss,\"encode_ips\":$eips,\"encode_rss_kb\":$erss,\"torch_step_ips\":$tstep,\"torch_step_rss_kb\":$trss,\"torch_encode_ips\":$tenc,\"torch_encode_rss_kb\":$terss,\"rounds\":{\"step\":$(jlist $ips_l),\"encode\":$(jlist $eips_l),\"torch_step\":$(jlist $tstep_l),\"torch_encode\":$(jlist $tenc_l)},\"load\":$(load)}" >>"$ROWS"
+			tail -n 1 "$ROWS" >&2
 		done
-		ips=$(best $ips_l) eips=$(best $eips_l) tstep=$(best $tstep_l) tenc=$(best $tenc_l)
-		echo "{\"kind\":\"row\",\"model\":\"$m\",\"batch\":$B,\"threads\":$NT,\"warmup\":$wu,\"steps\":$st,\"flops\":$fl,\"step_ips\":$ips,\"step_rss_kb\":$rss,\"encode_ips\":$eips,\"encode_rss_kb\":$erss,\"torch_step_ips\":$tstep,\"torch_step_rss_kb\":$trss,\"torch_encode_ips\":$tenc,\"torch_encode_rss_kb\":$terss,\"rounds\":{\"step\":$(jlist $ips_l),\"encode\":$(jlist $eips_l),\"torch_step\":$(jlist $tstep_l),\"torch_encode\":$(jlist $tenc_l)},\"load\":$(load)}" >>"$ROWS"
-		tail -n 1 "$ROWS" >&2
 	done
 done
 
@@ -260,9 +271,11 @@ fi
 # ---- profiles: where a step's time goes ---------------------------------
 if ! skipping profile; then
 	for m in $MODELS; do
-		log "profile: $m batch 8, load $(load)"
-		"$BUILD/bench/stepbench" -t "$NT" -b 8 -w 1 -n 3 --profile "$m" \
-		    >"$OUT/profile-$m.json" 2>"$OUT/profile-$m.txt" || true
+		for pr in $PRECS; do
+			log "profile: $m batch 8 $pr, load $(load)"
+			"$BUILD/bench/stepbench" -t "$NT" -b 8 -w 1 -n 3 --profile --precision "$pr" "$m" \
+			    >"$OUT/profile-$m-$pr.json" 2>"$OUT/profile-$m-$pr.txt" || true
+		done
 	done
 fi
 

@@ -6,11 +6,13 @@
  * goes. Prints one JSON object on stdout; --profile adds a table on stderr.
  *
  *   stepbench [-t threads] [-b batch] [-s img_size] [-w warmup] [-n steps]
- *             [--encode] [--profile] [--ab-blas] PRESET
+ *             [--encode] [--profile] [--ab-blas] [--precision P] PRESET
  *
  * --ab-blas alternates steps between products cut over libmim's pool and
  * OpenBLAS's own threads (mim_gemm_blas_threads) and reports both medians:
  * an A/B comparison that a noisy machine disturbs evenly.
+ *
+ * --precision bf16: the products in bfloat16 (mim_gemm_set_precision).
  *
  * The image is N(0,1) noise and the mask random at the model's patch size
  * (ratio 0.6): the image content does not change the work. */
@@ -61,11 +63,19 @@ main(int argc, char **argv)
 			profile = 1;
 		else if (!strcmp(a, "--ab-blas"))
 			ab = 1;
+		else if (!strcmp(a, "--precision") && i + 1 < argc) {
+			int pr = mim_precision_parse(argv[++i]);
+			if (pr < 0 || mim_gemm_set_precision((enum mim_precision)pr) < 0) {
+				fprintf(stderr, "stepbench: --precision %s: %s\n", argv[i],
+				    pr < 0 ? "not fp32 or bf16" : mim_errmsg());
+				return 2;
+			}
+		}
 		else if (a[0] != '-' && !preset)
 			preset = a;
 		else {
 			fprintf(stderr, "usage: stepbench [-t threads] [-b batch] [-s img_size] "
-			    "[-w warmup] [-n steps] [--encode] [--profile] PRESET\n");
+			    "[-w warmup] [-n steps] [--encode] [--profile] [--precision P] PRESET\n");
 			return 2;
 		}
 	}

@@ -3,10 +3,12 @@ reference modules of tests/ref, vit_ref.py and swin_ref.py, loaded from the
 same mim checkpoint) and the same training step as mim-step: forward, the
 SimMIM loss, backward, clip_grad_norm_(5.0), torch.optim.AdamW with the
 official two parameter groups (weight decay 0.05 / 0). Or the encoder
-forward alone under no_grad, as mim-encode runs it.
+forward alone under no_grad, as mim-encode runs it. --precision bf16 runs
+the forward (and the loss) under torch.autocast("cpu", dtype=torch.bfloat16),
+as mim's --precision bf16 does its products.
 
   /usr/bin/python3 bench/torch_step.py --ckpt CKPT --stream FILE --mode step|encode
-      [--threads T] [--warmup W] [--steps N]
+      [--threads T] [--warmup W] [--steps N] [--precision fp32|bf16]
 
 Reads the frames of FILE (a mim stream of {image, mask}) in turn, one per
 step, cycling if there are fewer. Prints one JSON line: the median and all
@@ -80,9 +82,20 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     a = ap.parse_args()
+    def auto():
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.precision == "bf16")
     torch.set_num_threads(a.threads)
     model, cfg, kind = load_model(a.ckpt)
+    if a.precision == "bf16":
+        # torch 1.13's CPU autocast leaves layer_norm out of its float
+        # list, and a bf16 input (Swin's patch embedding: a conv, then
+        # the norm) with float weights fails; cast it to float, as
+        # autocast does on CUDA and as mim keeps LayerNorm
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.LayerNorm):
+                mod.register_forward_pre_hook(lambda m, x: tuple(t.float() for t in x))
     data = frames(a.stream)
     opt = torch.optim.AdamW(param_groups(model), lr=1e-4, betas=(0.9, 0.999), eps=1e-8,
                             weight_decay=0.05)
@@ -94,16 +107,17 @@ def main():
         t0 = time.perf_counter()
         if a.mode == "encode":
             model.eval()
-            with torch.no_grad():
+            with torch.no_grad(), auto():
                 model.encoder(im, mk)
         else:
             model.train()
             opt.zero_grad(set_to_none=True)
-            if kind == "vit":
-                loss = model(im, mk, s)
-            else:
-                model.encoder.set_dp_seed(s)
-                _, _, loss = model(im, mk)
+            with auto():
+                if kind == "vit":
+                    loss = model(im, mk, s)
+                else:
+                    model.encoder.set_dp_seed(s)
+                    _, _, loss = model(im, mk)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
@@ -113,6 +127,7 @@ def main():
     med = float(np.median(times))
     B = data[0][0].shape[0]
     print(json.dumps({"mode": a.mode, "model": kind, "batch": B, "threads": a.threads,
+                      "precision": a.precision,
                       "median_s": med, "times": times, "img_per_s": B / med,
                       "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
     return 0

@@ -211,6 +211,17 @@ cli_region(const char *flag, const char *s)
 	return (enum mim_loss_region)r;
 }
 
+void
+cli_precision(const char *flag, const char *s)
+{
+	int p = mim_precision_parse(s);
+
+	if (p < 0)
+		usage_error("%s: '%s' is not fp32 or bf16", flag, s);
+	if (mim_gemm_set_precision((enum mim_precision)p) < 0)
+		die("%s %s: %s", flag, s, mim_errmsg());
+}
+
 int
 cli_doubles(const char *flag, const char *s, double *v, int max)
 {

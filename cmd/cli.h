@@ -38,6 +38,10 @@ double cli_double(const char *flag, const char *s, double min, double max);
 /* A loss or region name (mim_loss_parse, mim_region_parse), or exit 2. */
 enum mim_loss_kind cli_loss(const char *flag, const char *s);
 enum mim_loss_region cli_region(const char *flag, const char *s);
+/* --precision: fp32 or bf16 (else exit 2), set for the process's products
+ * (mim_gemm_set_precision); a CPU that cannot run bf16 exits 1 with
+ * "FLAG bf16: this CPU has neither AMX nor AVX512-BF16". */
+void cli_precision(const char *flag, const char *s);
 /* Parse "a,b,c" into up to max doubles; returns the count, or exits 2. */
 int cli_doubles(const char *flag, const char *s, double *v, int max);
 

@@ -10,7 +10,8 @@
 #include "cli.h"
 
 static const char usage_text[] =
-"usage: mim-encode --ckpt FILE [--layer K] [--pool mean] [--threads N] [FILE...]\n"
+"usage: mim-encode --ckpt FILE [--layer K] [--pool mean] [--precision P]\n"
+"                  [--threads N] [FILE...]\n"
 "Run the encoder of checkpoint FILE on every frame of the mim streams FILE...\n"
 "(stdin when none): reads 'image' F32 [B,3,H,W] (H = W = the model's\n"
 "img_size) and 'mask' [B,H/p,W/p] if present (U8 or any integer type or\n"
@@ -20,6 +21,8 @@ static const char usage_text[] =
 "  -l, --layer K      features of layer K instead (ViT: block K's output,\n"
 "                     no final norm; Swin: stage K), K >= 1; 0 = output\n"
 "  -p, --pool mean    average over positions: 'latent' is [B,C]\n"
+"      --precision P  fp32 (default) or bf16: products in bfloat16, summed in\n"
+"                     float (AMX or AVX512-BF16), the rest in float\n"
 "  -t, --threads N    threads (default MIM_THREADS or all CPUs)\n"
 "  -h, --help         this help\n";
 
@@ -83,6 +86,7 @@ main(int argc, char **argv)
 		{"ckpt", required_argument, NULL, 'c'},
 		{"layer", required_argument, NULL, 'l'},
 		{"pool", required_argument, NULL, 'p'},
+		{"precision", required_argument, NULL, 'P'},
 		{"threads", required_argument, NULL, 't'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
@@ -100,6 +104,7 @@ main(int argc, char **argv)
 				usage_error("--pool: '%s' is not a pooling (only 'mean')", optarg);
 			pool = 1;
 			break;
+		case 'P': cli_precision("--precision", optarg); break;
 		case 't': mim_set_threads((int)cli_int("--threads", optarg, 1, 1024)); break;
 		case 'h': fputs(usage_text, stdout); return 0;
 		default: usage_error("unknown option");

@@ -1,5 +1,6 @@
 /* mim-info -- describe the frames of mim streams and safetensors files:
- * tensor names, dtypes, shapes, element counts, value statistics, metadata. */
+ * tensor names, dtypes, shapes, element counts, value statistics, metadata;
+ * or, with --system, the machine the products run on. */
 #include <getopt.h>
 #include <jansson.h>
 #include <math.h>
@@ -11,10 +12,14 @@
 
 static const char usage_text[] =
 "usage: mim-info [--json] [FILE...]\n"
+"       mim-info --system [--json]\n"
 "Describe every frame of each mim stream or .safetensors FILE (stdin when\n"
 "none, or '-'): tensor names, dtypes, shapes, element counts, min, max,\n"
 "mean and standard deviation, and the metadata.\n"
 "  -j, --json   one JSON object per frame, one per line\n"
+"  -s, --system the machine instead: CPU, its instruction sets, OpenBLAS's\n"
+"               kernels (and whether mim corrected the library's choice),\n"
+"               threads, oneDNN and whether bf16 products can run\n"
 "  -h, --help   this help\n";
 
 struct stats {
@@ -117,23 +122,66 @@ print_json(const char *input, long k, const struct mim_frame *f)
 	json_decref(o);
 }
 
+/* --system: the machine, as mim_system_json describes it */
+static void
+print_system(int json)
+{
+	const struct mim_cpu *c = mim_cpu();
+	const struct mim_blas *b = mim_blas();
+	char *js = mim_system_json();
+	json_t *o = js ? json_loads(js, 0, NULL) : NULL, *dn = json_object_get(o, "onednn");
+
+	if (!o)
+		die("out of memory");
+	if (json) {
+		puts(js);
+	} else {
+		printf("cpu: %s (family %d, model %d, stepping %d)\n", c->name, c->family, c->model,
+		    c->stepping);
+		printf("flags:%s%s%s%s%s\n", c->fma ? " fma" : "", c->avx2 ? " avx2" : "",
+		    c->avx512f ? " avx512f" : "", c->avx512_bf16 ? " avx512_bf16" : "",
+		    c->amx_bf16 ? " amx_bf16" : "");
+		printf("openblas: core %s", b->core);
+		if (b->corrected)
+			printf(" (corrected by mim: the library chose %s)", b->chosen);
+		else if (b->user)
+			printf(" (OPENBLAS_CORETYPE)");
+		printf("; %s\n", b->config);
+		printf("threads: %d\n", mim_threads());
+		printf("onednn: %s, isa %s, bf16 products %s\n",
+		    json_string_value(json_object_get(dn, "version")),
+		    json_string_value(json_object_get(dn, "isa")),
+		    json_is_true(json_object_get(dn, "bf16")) ? "yes" : "no");
+	}
+	json_decref(o);
+	free(js);
+}
+
 int
 main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{"json", no_argument, NULL, 'j'},
+		{"system", no_argument, NULL, 's'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
-	int json = 0, c, status = 0;
+	int json = 0, sys = 0, c, status = 0;
 
 	cli_init(argc, argv);
-	while ((c = cli_getopt(argc, argv, "jh", opts, NULL)) != -1) {
+	while ((c = cli_getopt(argc, argv, "jsh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'j': json = 1; break;
+		case 's': sys = 1; break;
 		case 'h': fputs(usage_text, stdout); return 0;
 		default: usage_error("unknown option");
 		}
+	}
+	if (sys) {
+		if (optind < argc)
+			usage_error("--system takes no FILE");
+		print_system(json);
+		cli_exit(0);
 	}
 	char *stdin_only[] = {"-", NULL};
 	char **files = optind < argc ? argv + optind : stdin_only;

@@ -49,7 +49,10 @@ static const char usage_text[] =
 "                         frames the checkpoint has consumed)\n"
 "      --skip-nonfinite   skip a batch with NaN/Inf loss or gradient (default:\n"
 "                         stop with an error, keeping the last checkpoint)\n"
-"      --log FILE         append one JSON line per step to FILE\n"
+"      --log FILE         append one JSON line per step to FILE (a run's first\n"
+"                         line also describes the machine: mim-info --system)\n"
+"      --precision P      fp32 (default) or bf16: products in bfloat16, summed\n"
+"                         in float (AMX or AVX512-BF16), the rest in float\n"
 "      --extend           continue a run to more --steps than its checkpoint's\n"
 "                         schedule has, stretched to the new length\n"
 "      --val FILE         every --val-every K steps (default 100), the masked\n"
@@ -71,7 +74,7 @@ enum {
 	O_MILESTONES, O_GAMMA, O_OFFICIAL, O_WD, O_CLIP, O_ACCUM, O_SEED, O_LOSS,
 	O_REGION, O_BETA, O_SAVE_EVERY, O_SKIP, O_SKIP_NONFINITE, O_LOG,
 	O_GRAD_OUT, O_MPI, O_NO_MPI, O_EXTEND, O_VAL, O_VAL_EVERY, O_VAL_BATCHES,
-	O_PROGRESS_EVERY,
+	O_PROGRESS_EVERY, O_PRECISION,
 };
 
 /* All the information the user supplied on the command line, but for what
@@ -109,6 +112,7 @@ static const struct option opts[] = {
 	{"skip", required_argument, NULL, O_SKIP},
 	{"skip-nonfinite", no_argument, NULL, O_SKIP_NONFINITE},
 	{"log", required_argument, NULL, O_LOG},
+	{"precision", required_argument, NULL, O_PRECISION},
 	{"grad-out", required_argument, NULL, O_GRAD_OUT},
 	{"mpi", no_argument, NULL, O_MPI},
 	{"no-mpi", no_argument, NULL, O_NO_MPI},
@@ -169,6 +173,7 @@ parse(int argc, char **argv, struct cmdline *cl, struct mim_run *r)
 		case O_SKIP: r->skip = cli_int("--skip", optarg, 0, INT64_MAX / 2); break;
 		case O_SKIP_NONFINITE: r->skip_nonfinite = 1; break;
 		case O_LOG: r->log = optarg; break;
+		case O_PRECISION: cli_precision("--precision", optarg); break;
 		case O_GRAD_OUT: cl->grad_out = optarg; break;
 		case O_MPI: cl->mpi = DP_ON; break;
 		case O_NO_MPI: cl->mpi = DP_OFF; break;

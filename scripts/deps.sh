@@ -7,7 +7,7 @@ set -eu
 pkgs=""
 for g in "$@"; do
 	case $g in
-	build) pkgs="$pkgs gcc make pkg-config libvips-dev libjpeg-dev libopenblas-dev libarchive-dev libjansson-dev libopenmpi-dev openmpi-bin" ;;
+	build) pkgs="$pkgs gcc make pkg-config libvips-dev libjpeg-dev libopenblas-dev libarchive-dev libjansson-dev libdnnl-dev libopenmpi-dev openmpi-bin" ;;
 	test)  pkgs="$pkgs python3-numpy python3-torch python3-torchvision python3-scipy mandoc clang libclang-rt-14-dev plasma-workspace-wallpapers zstd libvips-tools" ;;
 	demo)  pkgs="$pkgs plasma-workspace-wallpapers dataset-fashion-mnist" ;;
 	bench) pkgs="$pkgs python3-torch python3-torchvision plasma-workspace-wallpapers python3-pil time" ;;

@@ -1,6 +1,8 @@
 /* mim/gemm.h -- every matrix product of the library goes through here, so a
- * different backend (bf16 on AMX through oneDNN, say) can replace sgemm
- * without touching the models. Row-major, as cblas_sgemm(CblasRowMajor). */
+ * different backend can replace sgemm without touching the models:
+ * OpenBLAS's sgemm (lib/gemm.c, its kernels checked against the CPU in
+ * lib/blas.c) or, with the precision set to bf16, oneDNN's bf16 matmul
+ * (lib/onednn.c). Row-major, as cblas_sgemm(CblasRowMajor). */
 #ifndef MIM_GEMM_H
 #define MIM_GEMM_H
 
@@ -36,5 +38,49 @@ void mim_gemm_ex(int ta, int tb, int M, int N, int K, float alpha,
 void mim_gemm_batch(int ta, int tb, int M, int N, int K, float alpha,
     const float *A, int lda, size_t sA, const float *B, int ldb, size_t sB,
     float beta, float *C, int ldc, size_t sC, int batch);
+
+/* ---- precision -------------------------------------------------------------
+ * MIM_PREC_FP32 (the default): float products. MIM_PREC_BF16: mixed
+ * precision the way PyTorch's autocast does it: the operands of a product
+ * rounded to bfloat16, the product summed in float (AMX or AVX512-BF16
+ * through oneDNN), the result float; everything else (LayerNorm, softmax,
+ * GELU, the loss, the optimizer, the weights) stays float, and so do the
+ * small products of attention (lib/gemm.c says why). For the whole
+ * process: set it before the work. */
+enum mim_precision { MIM_PREC_FP32, MIM_PREC_BF16 };
+
+/* 0, or -1 with the error set: bf16 on a CPU (or oneDNN ISA,
+ * DNNL_MAX_CPU_ISA) without AMX or AVX512-BF16, which would only emulate
+ * it, slowly. */
+int mim_gemm_set_precision(enum mim_precision p);
+enum mim_precision mim_gemm_precision(void);
+/* "fp32" or "bf16" to the enum, or -1; and back. */
+int mim_precision_parse(const char *s);
+const char *mim_precision_name(enum mim_precision p);
+
+/* ---- the machine (lib/blas.c, lib/sysinfo.c) --------------------------------- */
+struct mim_cpu {
+	char name[64];		/* the CPU's brand string, or "unknown" */
+	int family, model, stepping;
+	/* instruction sets the CPU has and the OS enabled (0/1); avx512:
+	 * F, DQ, BW and VL, what OpenBLAS's SkylakeX kernels need */
+	int fma, avx2, avx512f, avx512, avx512_bf16, amx_bf16;
+};
+const struct mim_cpu *mim_cpu(void);
+
+struct mim_blas {
+	char core[32];		/* OpenBLAS's kernels in use: "SkylakeX" */
+	char chosen[32];	/* the library's own choice ("Prescott") */
+	int corrected;		/* 1: mim made it choose again (lib/blas.c) */
+	int user;		/* OPENBLAS_CORETYPE was set (respected) */
+	char config[160];	/* openblas_get_config(): version and build */
+};
+/* OpenBLAS's kernels, checked (and corrected) before the first product. */
+const struct mim_blas *mim_blas(void);
+
+/* The machine in one line of JSON (malloc'd; NULL when out of memory):
+ * CPU, instruction sets, OpenBLAS core and version, whether mim corrected
+ * it, threads, oneDNN version and ISA, bf16 support, the precision. */
+char *mim_system_json(void);
 
 #endif

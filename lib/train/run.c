@@ -16,6 +16,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "mim/gemm.h"
 #include "mim/mask.h"
 #include "mim/prof.h"
 #include "mim/train.h"
@@ -838,12 +839,14 @@ report(struct mim_run *r, const struct mim_stepinfo *in)
 
 	r->tlast = t;
 	if (r->logf) {
-		char l[32], n[32];
+		/* the run's first line: the machine, kernels and precision */
+		char l[32], n[32], *sys = in->step == r->step0 ? mim_system_json() : NULL;
 		num(l, sizeof l, in->loss);
 		num(n, sizeof n, in->grad_norm);
 		fprintf(r->logf, "{\"step\":%lld,\"loss\":%s,\"lr\":%.17g,\"grad_norm\":%s,\"img_per_s\":%.4g,"
-		    "\"input_s\":%.4g%s}\n", (long long)in->step + 1, l, in->lr, n, ips, r->input_s,
-		    in->nonfinite ? ",\"skipped\":true" : "");
+		    "\"input_s\":%.4g%s%s%s}\n", (long long)in->step + 1, l, in->lr, n, ips, r->input_s,
+		    in->nonfinite ? ",\"skipped\":true" : "", sys ? ",\"system\":" : "", sys ? sys : "");
+		free(sys);
 		if (fflush(r->logf) == EOF)
 			return mim_seterr("%s: %s", r->log, strerror(errno));
 	}

@@ -100,3 +100,38 @@ expect_fail 'missing file' 1 'mim-info "$T/nonexistent"'
 expect_fail 'directory' 1 'mim-info "$T"'
 expect_fail 'unknown flag' 2 'mim-info --frobnicate'
 check 'help' 'mim-info --help | grep -q "usage: mim-info"'
+
+# ---- --system: the machine; OpenBLAS's kernels checked against the CPU ------
+expect_ok '--system describes the machine' 'mim-info --system > "$T/sys"'
+check '--system: cpu, flags, openblas core, threads, onednn' \
+	'grep -q "^cpu: " "$T/sys" && grep -q "^flags:" "$T/sys" && grep -q "^openblas: core " "$T/sys" &&
+	 grep -q "^threads: [0-9]" "$T/sys" && grep -q "^onednn: " "$T/sys"'
+expect_fail '--system takes no FILE' 2 'mim-info --system "$T/two.mim"'
+# what the kernels should be on this CPU: SkylakeX with AVX-512, Haswell with AVX2
+want=$(mim-info --system --json | $PY -c '
+import json, sys; f = json.load(sys.stdin)["flags"]
+print("SkylakeX" if f["avx512f"] else "Haswell" if f["avx2"] and f["fma"] else "")')
+if [ -z "$want" ]; then
+	echo "skip - the CPU has neither AVX2 nor AVX-512: no kernels to insist on"
+else
+	# OPENBLAS_CORETYPE=Prescott with MIM_BLAS_FIX=force stands for a library
+	# that chose Prescott itself (0.3.21 on a CPU newer than it)
+	expect_ok 'a library that chose Prescott' \
+		'OPENBLAS_CORETYPE=Prescott MIM_BLAS_FIX=force mim-info --system --json > "$T/fix.json"'
+	check "is corrected to $want before the first product" '$PY - "$T/fix.json" "$want" <<PYEOF
+import json, sys
+b = json.load(open(sys.argv[1]))["openblas"]
+assert b["chosen"] == "Prescott" and b["core"] == sys.argv[2] and b["corrected"], b
+assert sys.argv[2] in b["config"], b
+PYEOF'
+	check 'the text says so' \
+		'OPENBLAS_CORETYPE=Prescott MIM_BLAS_FIX=force mim-info --system | grep -q "^openblas: core $want (corrected by mim: the library chose Prescott)"'
+	check "the products are right on the corrected kernels (test_gemm)" \
+		'OPENBLAS_CORETYPE=Prescott MIM_BLAS_FIX=force "$MIM_TOP/$MIM_BUILD/tests/test_gemm" > "$T/g" && grep -q "^ok - OpenBLAS runs kernels of the CPU.s class: $want (the library chose Prescott)" "$T/g"'
+	check "the user's OPENBLAS_CORETYPE is respected" \
+		'OPENBLAS_CORETYPE=Prescott mim-info --system --json | $PY -c "
+import json, sys; b = json.load(sys.stdin)[\"openblas\"]
+assert b[\"core\"] == \"Prescott\" and not b[\"corrected\"] and b[\"coretype_env\"], b"'
+	check 'MIM_BLAS_FIX=0 leaves the library as installed' \
+		'OPENBLAS_CORETYPE=Prescott MIM_BLAS_FIX=0 mim-info --system | grep -q "^openblas: core Prescott"'
+fi

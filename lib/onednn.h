@@ -1,0 +1,25 @@
+/* onednn.h -- lib/onednn.c, the bf16 backend of mim_gemm (lib/gemm.c). */
+#ifndef MIM_ONEDNN_H
+#define MIM_ONEDNN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* oneDNN's version ("2.6.3") and the ISA it runs on ("avx512_core_amx"). */
+const char *dnn_version(void);
+const char *dnn_isa(void);
+/* 1 when oneDNN runs bf16 products in hardware: AMX or AVX512-BF16. */
+int dnn_bf16(void);
+
+/* C = alpha * op(A) @ op(B) + beta * C with A and B bfloat16, summed in
+ * float, row-major as mim_gemm, on the calling thread alone. 0, or -1 with
+ * the error set. */
+int dnn_gemm_bf16(int ta, int tb, int M, int N, int K, float alpha, const uint16_t *A, int lda,
+    const uint16_t *B, int ldb, float beta, float *C, int ldc);
+
+/* rows x cols floats at stride ldx to bfloat16 at stride ldy, rounded to
+ * nearest even; fast: with AVX512-BF16's instruction (the CPU has it). */
+void dnn_to_bf16(const float *x, size_t ldx, uint16_t *y, size_t ldy, int rows, int cols,
+    int fast);
+
+#endif

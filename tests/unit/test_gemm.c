@@ -1,0 +1,230 @@
+/* test_gemm.c -- mim_gemm against a product in double: float and bf16
+ * precision, every transpose, alpha and beta, the cut over the pool, the
+ * epilogue, batches; and OpenBLAS's kernels against the CPU (lib/blas.c).
+ * t-mim-info.sh runs it again with OpenBLAS made to choose Prescott. */
+#include <string.h>
+
+#include "mim.h"
+#include "tap.h"
+
+/* deterministic values in [-1, 1) */
+static void
+fill(float *x, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++) {
+		seed = seed * 1103515245u + 12345u;
+		x[i] = (float)((seed >> 8) & 0xffff) / 32768.0f - 1.0f;
+	}
+}
+
+/* C = alpha op(A) op(B) + beta C in double; r: A and B rounded to bf16
+ * first (then only the order of the sums differs from a bf16 product) */
+static void
+ref(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+    int ldb, float beta, double *C, int ldc, int r)
+{
+	for (int i = 0; i < M; i++)
+		for (int j = 0; j < N; j++) {
+			double s = 0;
+			for (int k = 0; k < K; k++) {
+				float a = ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
+				float b = tb ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
+				if (r) {
+					a = mim_bf16_to_f32(mim_f32_to_bf16(a));
+					b = mim_bf16_to_f32(mim_f32_to_bf16(b));
+				}
+				s += (double)a * b;
+			}
+			C[(size_t)i * ldc + j] = alpha * s + beta * C[(size_t)i * ldc + j];
+		}
+}
+
+/* ||x - y|| / ||y|| over an M x N matrix at stride ld */
+static double
+relnorm(const float *x, const double *y, int M, int N, int ld)
+{
+	double d = 0, n = 0;
+
+	for (int i = 0; i < M; i++)
+		for (int j = 0; j < N; j++) {
+			double e = x[(size_t)i * ld + j] - y[(size_t)i * ld + j];
+			d += e * e;
+			n += y[(size_t)i * ld + j] * y[(size_t)i * ld + j];
+		}
+	return n > 0 ? sqrt(d / n) : sqrt(d);
+}
+
+struct colsum {
+	const float *C;
+	int ldc;
+	double *sum;	/* per row: written by the block that owns it */
+	int blocks;
+};
+
+static void
+epi(void *ctx, int m0, int m1, int n0, int n1)
+{
+	struct colsum *c = ctx;
+
+	__atomic_fetch_add(&c->blocks, 1, __ATOMIC_RELAXED);
+	if (n0 != 0)
+		return;		/* (column blocks: not this test's shapes) */
+	for (int i = m0; i < m1; i++) {
+		double s = 0;
+		for (int j = n0; j < n1; j++)
+			s += c->C[(size_t)i * c->ldc + j];
+		c->sum[i] = s;
+	}
+}
+
+/* one product in the current precision; returns its relative error
+ * against the double product of the float operands, and in *rerr against
+ * that of the bf16-rounded ones */
+static double
+check(int ta, int tb, int M, int N, int K, float alpha, float beta, double *rerr)
+{
+	int lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 5, ldc = N + 2;
+	size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? N : K) * ldb;
+	size_t nc = (size_t)M * ldc;
+	float *A = malloc(na * sizeof *A), *B = malloc(nb * sizeof *B), *C = malloc(nc * sizeof *C);
+	double *R = malloc(nc * sizeof *R), *Rr = malloc(nc * sizeof *Rr);
+
+	fill(A, na, 1 + M);
+	fill(B, nb, 2 + N);
+	fill(C, nc, 3 + K);
+	for (size_t i = 0; i < nc; i++)
+		R[i] = Rr[i] = C[i];
+	ref(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, R, ldc, 0);
+	ref(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, Rr, ldc, 1);
+	mim_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+	double e = relnorm(C, R, M, N, ldc);
+	*rerr = relnorm(C, Rr, M, N, ldc);
+	free(A);
+	free(B);
+	free(C);
+	free(R);
+	free(Rr);
+	return e;
+}
+
+static const int shapes[][3] = {
+	{7, 5, 3}, {64, 48, 40}, {197, 64, 197}, {300, 260, 96}, {577, 384, 129},
+	{1160, 96, 64},
+};
+
+static void
+products(const char *p)
+{
+	int bf = mim_gemm_precision() == MIM_PREC_BF16;
+
+	for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
+		for (int t = 0; t < 4; t++) {
+			int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+			float alpha = t == 3 ? 0.125f : 1.0f, beta = t & 1 ? 1.0f : 0.0f;
+			double rerr, e = check(t & 1, t >> 1, M, N, K, alpha, beta, &rerr);
+			/* small products (up to 4M multiply-adds, lib/smm.c's)
+			 * stay float in bf16 mode */
+			if (bf && (double)M * N * K > 4.0 * 1024 * 1024)
+				/* bf16's 8-bit mantissa: ~2^-9 per operand; summed in float */
+				tap(e > 1e-4 && e < 1e-2 && rerr < 1e-5,
+				    "%s %dx%dx%d ta %d tb %d alpha %g beta %g: error %.2e (bf16 rounding), "
+				    "%.2e against the rounded operands", p, M, N, K, t & 1, t >> 1, alpha,
+				    beta, e, rerr);
+			else
+				tap(e < 1e-5, "%s %dx%dx%d ta %d tb %d alpha %g beta %g: error %.2e", p, M,
+				    N, K, t & 1, t >> 1, alpha, beta, e);
+		}
+}
+
+static void
+epilogue(const char *p)
+{
+	int M = 700, N = 300, K = 64;
+	float *A = malloc((size_t)M * K * sizeof *A), *B = malloc((size_t)K * N * sizeof *B);
+	float *C = malloc((size_t)M * N * sizeof *C);
+	double *sum = calloc((size_t)M, sizeof *sum);
+	struct colsum c = {C, N, sum, 0};
+
+	fill(A, (size_t)M * K, 7);
+	fill(B, (size_t)K * N, 8);
+	mim_gemm_ex(0, 0, M, N, K, 1, A, K, B, N, 0, C, N, epi, &c);
+	double worst = 0;
+	for (int i = 0; i < M; i++) {
+		double s = 0;
+		for (int j = 0; j < N; j++)
+			s += C[(size_t)i * N + j];
+		worst = fmax(worst, fabs(s - sum[i]));
+	}
+	tap(worst == 0 && c.blocks >= (mim_threads() > 1 ? 2 : 1),
+	    "%s: the epilogue sees every row of C, final, in %d blocks", p, c.blocks);
+	free(A);
+	free(B);
+	free(C);
+	free(sum);
+}
+
+static void
+batch(const char *p)
+{
+	int M = 50, N = 40, K = 30, nb = 9;
+	size_t sA = (size_t)M * K, sB = (size_t)K * N, sC = (size_t)M * N;
+	float *A = malloc(nb * sA * sizeof *A), *B = malloc(nb * sB * sizeof *B);
+	float *C = malloc(nb * sC * sizeof *C);
+	double *R = calloc(nb * sC, sizeof *R), worst = 0;
+
+	fill(A, nb * sA, 11);
+	fill(B, nb * sB, 12);
+	mim_gemm_batch(0, 1, M, N, K, 1, A, K, sA, B, K, sB, 0, C, N, sC, nb);
+	for (int b = 0; b < nb; b++) {
+		ref(0, 1, M, N, K, 1, A + b * sA, K, B + b * sB, K, 0, R + b * sC, N, 0);
+		worst = fmax(worst, relnorm(C + b * sC, R + b * sC, M, N, N));
+	}
+	tap(worst < 1e-5, "%s: a batch of %d small products, worst error %.2e (float)", p, nb, worst);
+	free(A);
+	free(B);
+	free(C);
+	free(R);
+}
+
+int
+main(void)
+{
+	const struct mim_cpu *c = mim_cpu();
+	const struct mim_blas *b = mim_blas();
+	int want = c->avx512 ? 3 : c->avx2 && c->fma ? 2 : 0;
+
+	/* the kernels: of the CPU's class unless the user chose */
+	if (b->user && !b->corrected)
+		printf("skip - OPENBLAS_CORETYPE=%s is set: the user's choice\n", b->core);
+	else if (want == 0)
+		printf("skip - the CPU has neither AVX2 nor AVX-512: no kernels to insist on\n");
+	else
+		tap(strcmp(b->core, want == 3 ? "SkylakeX" : "Haswell") == 0 ||
+		    (want == 3 && (!strcmp(b->core, "Cooperlake") || !strcmp(b->core, "SapphireRapids"))) ||
+		    (want == 2 && !strcmp(b->core, "Zen")),
+		    "OpenBLAS runs kernels of the CPU's class: %s (the library chose %s)", b->core,
+		    b->chosen);
+
+	tap(mim_gemm_precision() == MIM_PREC_FP32, "float products by default");
+	products("fp32");
+	epilogue("fp32");
+	batch("fp32");
+
+	if (mim_gemm_set_precision(MIM_PREC_BF16) < 0) {
+		printf("skip - bf16 products: %s\n", mim_errmsg());
+		tap(strstr(mim_errmsg(), "AMX") != NULL, "bf16 refused, naming AMX and AVX512-BF16");
+		tap(mim_gemm_precision() == MIM_PREC_FP32, "a refused precision leaves float");
+		return tap_done();
+	}
+	products("bf16");
+	epilogue("bf16");
+	batch("bf16");
+	tap(mim_gemm_set_precision(MIM_PREC_FP32) == 0 && mim_gemm_precision() == MIM_PREC_FP32,
+	    "back to float");
+	double rerr, e = check(0, 0, 64, 48, 40, 1, 0, &rerr);
+	tap(e < 1e-5, "float again after bf16: error %.2e", e);
+	tap(mim_precision_parse("bf16") == MIM_PREC_BF16 && mim_precision_parse("fp32") == MIM_PREC_FP32 &&
+	    mim_precision_parse("fp16") == -1 && !strcmp(mim_precision_name(MIM_PREC_BF16), "bf16"),
+	    "precision names");
+	return tap_done();
+}
