@@ -4,6 +4,7 @@
 #   make asan       the whole test suite under AddressSanitizer + UBSan
 #   make demo       pretrain on real photos and render reconstructions
 #   make fuzz       libFuzzer targets (clang) into $(BUILD)/fuzz
+#   make bundle     a relocatable tarball of the tools and their libraries
 #   make install    PREFIX=/usr/local DESTDIR=
 include config.mk
 
@@ -32,7 +33,7 @@ BINS    := $(CMDSRC:cmd/%.c=$(BUILD)/bin/%)
 TESTS   := $(TESTSRC:tests/unit/%.c=$(BUILD)/tests/%)
 MANS    := $(wildcard man/*.[1-9])
 
-.PHONY: all test check asan demo fuzz bench install clean deps
+.PHONY: all test check asan demo fuzz bench bundle install clean deps
 all: $(BINS) $(TESTS)
 
 $(BUILD)/obj/%.o: %.c
@@ -88,6 +89,9 @@ fuzz: $(FUZZSRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(LIBSRC)
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -o $@ $< $(LIBSRC) $(LDLIBS)
+
+bundle: $(BINS) $(LIBA)
+	@scripts/bundle.sh $(BUILD) $(BUILD)/mim-bundle.tar.gz
 
 install: $(BINS) $(LIBA)
 	mkdir -p $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/mim

@@ -46,7 +46,18 @@ cd "$(dirname "$0")/.."
 TOP=$(pwd)
 BUILD=${MIM_BUILD:-build}
 BIN=$TOP/$BUILD/bin
-PY=/usr/bin/python3
+PY=${BENCH_PYTHON:-/usr/bin/python3}
+# from a relocatable bundle (make bundle: mim/bench/run.sh beside mim/bin,
+# the bench programs prebuilt in mim/libexec/bench): its tools, and the
+# PyTorch of this machine (python3 on PATH unless BENCH_PYTHON says)
+BUNDLE=
+if [ -x "$TOP/bin/mim-step" ] && [ -d "$TOP/libexec/bench" ]; then
+	BUNDLE=1
+	BIN=$TOP/bin
+	BUILD=$TOP/libexec
+	export LD_LIBRARY_PATH="$TOP/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+	[ -n "${BENCH_PYTHON:-}" ] || PY=python3
+fi
 MODELS=${*:-vit-tiny swin-tiny vit-base swin-base}
 BATCHES=${BENCH_BATCHES:-8 32}
 NT=${BENCH_THREADS:-$(nproc)}
@@ -76,13 +87,7 @@ log() { echo "# $*" >&2; }
 load() { cut -d' ' -f1 /proc/loadavg; }
 
 # ---- the bench programs, linked with libmim -----------------------------
-PKGS="vips libarchive jansson openblas"
-mkdir -p "$BUILD/bench"
-for p in sgemm stepbench gemmcold; do
-	cc -O2 -march=native -std=c11 -D_GNU_SOURCE -Iinclude $(pkg-config --cflags $PKGS) \
-		-o "$BUILD/bench/$p" "bench/$p.c" "$BUILD/lib/libmim.a" \
-		$(pkg-config --libs $PKGS) $(pkg-config --libs dnnl 2>/dev/null || echo -ldnnl) -lgomp -lm -lpthread
-done
+[ -n "$BUNDLE" ] || MIM_BUILD=$BUILD scripts/benchprogs.sh
 
 # ---- the machine ----------------------------------------------------------
 {
@@ -91,7 +96,7 @@ done
 	    "$(grep -o -w -E 'avx512f|avx2|amx_bf16' /proc/cpuinfo | sort -u | tr '\n' ' ')"
 	echo "memory: $(awk '/MemTotal/ {printf "%.1f GB", $2/1048576}' /proc/meminfo)"
 	echo "kernel: $(uname -sr)"
-	echo "cc: $(cc --version | head -1)"
+	echo "cc: $(cc --version 2>/dev/null | head -1 || echo none)"
 	echo "openblas: $(dpkg-query -W -f '${Version}' libopenblas0-pthread 2>/dev/null || echo '?')"
 	echo "torch: $($PY -c 'import torch; print(torch.__version__)' 2>/dev/null || echo none)"
 	echo "threads: $NT"
