@@ -124,6 +124,18 @@ def main(argv):
                 r["M"], r["N"], r["K"], r["hot"],
                 "%.0f%%" % (100 * r["hot"] / peak) if peak else "-", r["cold"],
                 "%.0f%%" % (100 * r["cold"] / peak) if peak else "-"))
+    sw = [r for r in rows if r["kind"] == "sweep"]
+    if sw:
+        out.append("")
+        out.append("Thread sweep, vit-tiny training step at batch 32 (images/s; in process: "
+                   "bench/stepbench.c and torch_step.py; scaling over 1 thread):\n")
+        out.append("| threads | mim | scaling | PyTorch | scaling | OMP policy | mim/PyTorch |")
+        out.append("|---|---|---|---|---|---|---|")
+        m1, t1 = sw[0]["mim_ips"], sw[0]["torch_ips"]
+        for r in sw:
+            out.append("| %d | %.2f | %.2fx | %.2f | %.2fx | %s | %.2fx |" % (
+                r["threads"], r["mim_ips"], r["mim_ips"] / m1, r["torch_ips"],
+                r["torch_ips"] / t1, r.get("torch_omp", "?"), r["mim_ips"] / r["torch_ips"]))
     rr = [r for r in rows if r["kind"] == "row" and r.get("rounds")]
     if rr:
         out.append("")

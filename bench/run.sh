@@ -32,9 +32,15 @@
 #                   for the tiny models, 1 and 3 for the base ones)
 #   BENCH_MEM_GB    skip a row whose estimated need exceeds this (default:
 #                   MemAvailable)
-#   BENCH_SKIP      words of: cache rows torch pipe profile (parts to leave out;
-#                   "rows" leaves out the table of models, e.g. to time the
-#                   pipe alone)
+#   BENCH_SKIP      words of: cache rows torch pipe sweep profile (parts to
+#                   leave out; "rows" leaves out the table of models, e.g.
+#                   to time the pipe alone)
+#   BENCH_OMP       PyTorch's OpenMP wait policies to try, the faster kept
+#                   (default "PASSIVE ACTIVE")
+#   BENCH_IMAGES    the photos (default /usr/share/wallpapers; a bundle's
+#                   own bench/images where the wallpapers are not installed)
+#   BENCH_PYTHON    the Python with torch (default /usr/bin/python3; from a
+#                   bundle, python3 on PATH)
 #   BENCH_OUT       output directory (default bench/out/DATE)
 #   BENCH_PRECISIONS  fp32 and/or bf16 (default "fp32 bf16" where the CPU has
 #                   AMX or AVX512-BF16, else fp32): mim's --precision and
@@ -58,6 +64,8 @@ if [ -x "$TOP/bin/mim-step" ] && [ -d "$TOP/libexec/bench" ]; then
 	export LD_LIBRARY_PATH="$TOP/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 	[ -n "${BENCH_PYTHON:-}" ] || PY=python3
 fi
+IMAGES=${BENCH_IMAGES:-/usr/share/wallpapers}
+[ -d "$IMAGES" ] || [ -z "$BUNDLE" ] || IMAGES=$TOP/bench/images
 MODELS=${*:-vit-tiny swin-tiny vit-base swin-base}
 BATCHES=${BENCH_BATCHES:-8 32}
 NT=${BENCH_THREADS:-$(nproc)}
@@ -134,7 +142,7 @@ stream() {	# stream B P -> path of a stream of B-image frames masked at patch P
 		log "decoding the wallpapers into batches of $1"
 		# two epochs so that 32-image batches give enough frames
 		"$BIN/mim-data" -q -b "$1" -s 192 --drop-last -e 2 --shuffle 256 --seed 1 \
-		    /usr/share/wallpapers >"$s" 2>"$W/data.err"
+		    "$IMAGES" >"$s" 2>"$W/data.err"
 	fi
 	t=$W/b$1p$2.mim
 	[ -s "$t" ] || "$BIN/mim-mask" -p "$2" -m 32 -r 0.6 "$s" >"$t"
@@ -148,12 +156,25 @@ rss_of() { awk '{print $1}' "$1"; }	# /usr/bin/time -f '%M ...' output, KiB
 # the median img_per_s of the last N steps of a mim-step --log
 log_ips() { tail -n "$2" "$1" | sed 's/.*"img_per_s":\([0-9.e+-]*\).*/\1/' | median; }
 # PyTorch's step or encoder (MODE) on the row's checkpoint and stream, at
-# its best setting; its JSON in $W/torch.json, its /usr/bin/time in $W/torch.time
+# its best setting: each OpenMP wait policy of BENCH_OMP (default PASSIVE
+# and ACTIVE; which is faster depends on the machine and the core count),
+# the faster one kept; its JSON in $W/torch.json (with "omp"), its
+# /usr/bin/time in $W/torch.time
 torch_run() {
-	log "$m batch $B $pr round $r: PyTorch $1, load $(load)"
-	OMP_WAIT_POLICY=PASSIVE $TIME -f '%M %e %U %S' -o "$W/torch.time" \
-	    $PY bench/torch_step.py --ckpt "$ck" --stream "$s" --mode "$1" --threads "$NT" --precision "$pr" \
-	    --warmup "$wu" --steps "$st" >"$W/torch.json"
+	best_ips=-1
+	for pol in ${BENCH_OMP:-PASSIVE ACTIVE}; do
+		log "$m batch $B $pr round $r: PyTorch $1, OMP_WAIT_POLICY=$pol, load $(load)"
+		OMP_WAIT_POLICY=$pol $TIME -f '%M %e %U %S' -o "$W/torch.time.$pol" \
+		    $PY bench/torch_step.py --ckpt "$ck" --stream "$s" --mode "$1" --threads "$NT" \
+		    --precision "$pr" --warmup "$wu" --steps "$st" >"$W/torch.json.$pol"
+		ips=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['img_per_s'])" "$W/torch.json.$pol")
+		if [ "$(echo "$ips $best_ips" | awk '{print ($1 > $2)}')" = 1 ]; then
+			best_ips=$ips
+			$PY -c "import json,sys; d=json.load(open(sys.argv[1])); d['omp']=sys.argv[2]; print(json.dumps(d))" \
+			    "$W/torch.json.$pol" "$pol" >"$W/torch.json"
+			cp "$W/torch.time.$pol" "$W/torch.time"
+		fi
+	done
 }
 torch_ips() { $PY -c "import json,sys; print(json.load(open(sys.argv[1]))['img_per_s'])" "$W/torch.json"; }
 maxof() { echo "${1:-0} $2" | awk '{print ($1 > $2 ? $1 : $2)}'; }
@@ -271,6 +292,30 @@ if ! skipping pipe; then
 	file=$(best $file_l) framed=$(best $framed_l) full=$(best $full_l)
 	echo "{\"kind\":\"pipe\",\"model\":\"$m\",\"batch\":$B,\"steps\":$n,\"file_ips\":$file,\"framed_ips\":$framed,\"full_ips\":$full,\"rounds\":{\"file\":$(jlist $file_l),\"framed\":$(jlist $framed_l),\"full\":$(jlist $full_l)},\"input_share\":{\"file\":$(jlist $file_f),\"framed\":$(jlist $framed_f),\"full\":$(jlist $full_f)},\"load\":$(load)}" >>"$ROWS"
 	tail -n 1 "$ROWS" >&2
+fi
+
+# ---- thread sweep: vit-tiny, batch 32, 1, 2, 4, ... all cores -------------
+# (in process, both sides: bench/stepbench.c and torch_step.py on the same
+# checkpoint; what scaling the pool and the products give)
+if ! skipping sweep; then
+	ck=$W/sweep.ckpt
+	"$BIN/mim-ckpt" init --preset vit-tiny --img-size 192 -o "$ck"
+	s=$(stream 32 16)
+	m=vit-tiny B=32 wu=1 st=3 pr=fp32 r=sweep
+	t=1
+	while :; do
+		log "sweep: $t threads, load $(load)"
+		mips=$("$BUILD/bench/stepbench" -t "$t" -b 32 -w 1 -n 3 vit-tiny |
+		    $PY -c "import json,sys; print(json.load(sys.stdin)['img_per_s'])")
+		NT_SAVE=$NT NT=$t
+		torch_run step
+		NT=$NT_SAVE
+		echo "{\"kind\":\"sweep\",\"model\":\"vit-tiny\",\"batch\":32,\"threads\":$t,\"mim_ips\":$mips,\"torch_ips\":$(torch_ips),\"torch_omp\":\"$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['omp'])" "$W/torch.json")\",\"load\":$(load)}" >>"$ROWS"
+		tail -n 1 "$ROWS" >&2
+		[ "$t" -ge "$(nproc)" ] && break
+		t=$((t * 2))
+		[ "$t" -gt "$(nproc)" ] && t=$(nproc)
+	done
 fi
 
 # ---- profiles: where a step's time goes ---------------------------------

@@ -64,6 +64,12 @@ for m in "$top"/man/*.[157]; do
 done
 cp -r "$top/bench" "$root/bench"
 rm -rf "$root/bench/out"
+# photos for the bench on a machine without the wallpapers: their 640x480
+# versions (about 1 MB in all)
+mkdir -p "$root/bench/images"
+for f in /usr/share/wallpapers/*/contents/images/640x480.jpg; do
+	[ -e "$f" ] && cp "$f" "$root/bench/images/$(echo "$f" | cut -d/ -f5).jpg"
+done
 cp -r "$top/tests/ref" "$root/tests/ref"
 cat > "$root/README.bundle" <<EOF
 mim, relocatable: $(cd "$top" && git describe --always --dirty 2>/dev/null || echo unknown)
