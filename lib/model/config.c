@@ -247,6 +247,7 @@ mim_config_parse(struct mim_config *c, const char *text)
 		const struct mim_config_key *k = keys;
 		while (k->name && strcmp(k->name, key) != 0)
 			k++;
+		int ai = k->name ? (int)(k - keys) : -1;	/* index in the architecture's table */
 		if (!k->name && (k = head_key(head, key)) == NULL) {
 			/* the message first: key lives inside o */
 			if (head_key_any(key))
@@ -262,14 +263,14 @@ mim_config_parse(struct mim_config *c, const char *text)
 			json_decref(o);
 			return mim_preferr("config");
 		}
-		if (k->type == K_LIST && k >= keys && k - keys < 64) {
-			len[k - keys] = (int)json_array_size(v);
+		if (k->type == K_LIST && ai >= 0 && ai < 64) {
+			len[ai] = (int)json_array_size(v);
 			/* the first list of the table sets nstages */
 			const struct mim_config_key *f = keys;
 			while (f->type != K_LIST)
 				f++;
 			if (f == k)
-				t.nstages = len[k - keys];
+				t.nstages = len[ai];
 		}
 	}
 	json_decref(o);
