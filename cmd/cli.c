@@ -28,12 +28,44 @@ cli_init(int argc, char **argv)
 	mim_pipe_grow(1);
 }
 
+/* "prog: " + the message + end, in one write: the lines of processes that
+ * share a stderr (the ranks under mpirun, a pipeline) never interleave
+ * within a line. Pieces of a longer message are written in turn. */
+static void
+vline(const char *pre, const char *end, const char *fmt, va_list ap)
+{
+	char buf[4096];
+	int n = snprintf(buf, sizeof buf, "%s%s: ", pre, argv0);
+	size_t k = n < 0 ? 0 : (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1;
+	va_list aq;
+
+	va_copy(aq, ap);
+	n = vsnprintf(buf + k, sizeof buf - k, fmt, aq);
+	va_end(aq);
+	if (n >= 0 && k + (size_t)n + strlen(end) < sizeof buf) {
+		strcat(buf + k, end);
+		fputs(buf, stderr);
+		return;
+	}
+	fwrite(buf, 1, k, stderr);	/* too long for one write: as it comes */
+	vfprintf(stderr, fmt, ap);
+	fputs(end, stderr);
+}
+
 static void
 vmsg(const char *fmt, va_list ap)
 {
-	fprintf(stderr, "%s: ", argv0);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	vline("", "\n", fmt, ap);
+}
+
+static void
+line(const char *pre, const char *end, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vline(pre, end, fmt, ap);
+	va_end(ap);
 }
 
 void
@@ -344,7 +376,7 @@ cli_say(void *ctx, enum mim_say kind, const char *text)
 {
 	(void)ctx;
 	if (kind == MIM_SAY_PROGRESS)
-		fprintf(stderr, "\r%s: %s", argv0, text);
+		line("\r", "", "%s", text);
 	else if (kind == MIM_SAY_EOL)
 		fputc('\n', stderr);
 	else
