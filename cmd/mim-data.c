@@ -324,55 +324,18 @@ on_warn(void *ctx, const char *msg)
 static int
 idx_convert(struct cmdline *c)
 {
-	struct mim_idx im, lab = {0};
 	struct mim_tarw *w;
-	char **in = c->o.inputs;
+	int64_t n;
 
 	if (c->o.ninputs < 1 || c->o.ninputs > 2)
 		usage_error("--idx: want IMAGES [LABELS] (IDX files)");
-	if (mim_idx_load(in[0], &im))
-		die_lib();
-	if (im.ndim != 3)
-		die("%s: not an IDX image file (%d dimensions, want 3)", in[0], im.ndim);
-	if (c->o.ninputs == 2) {
-		if (mim_idx_load(in[1], &lab))
-			die_lib();
-		if (lab.ndim != 1)
-			die("%s: not an IDX label file (%d dimensions, want 1)", in[1], lab.ndim);
-		if (lab.dim[0] != im.dim[0])
-			die("%s: %lld labels for %lld images", in[1], (long long)lab.dim[0],
-			    (long long)im.dim[0]);
-	}
 	if (!(w = mim_tarw_open(c->out, c->per_shard)))
 		die_lib();
-	int64_t n = im.dim[0], rows = im.dim[1], cols = im.dim[2];
-	int width = 6;
-	for (int64_t m = n - 1; m >= 1000000 && width < 20; m /= 10)
-		width++;
-	for (int64_t i = 0; i < n; i++) {
-		struct mim_img g = {(int)cols, (int)rows, 1, im.data + (size_t)(i * rows * cols)};
-		void *buf;
-		size_t len;
-		char key[64], cls[32];
-		/* zero-padded to `width` digits */
-		char num[24];
-		int nl = snprintf(num, sizeof num, "%lld", (long long)i), pad = width - nl;
-		pad = pad < 0 ? 0 : pad;
-		memset(key, '0', (size_t)pad);
-		memcpy(key + pad, num, (size_t)nl + 1);
-		if (mim_image_encode(&g, c->o.encfmt, c->o.quality, &buf, &len))
-			die_lib();
-		int rc = mim_tarw_add(w, key, c->o.encfmt, buf, len);
-		free(buf);
-		if (!rc && lab.data) {
-			int k = snprintf(cls, sizeof cls, "%d", lab.data[i]);
-			rc = mim_tarw_add(w, key, "cls", cls, (size_t)k);
-		}
-		if (rc || mim_tarw_end_sample(w)) {
-			warn("%s", mim_errmsg());
-			mim_tarw_close(w);
-			exit(1);
-		}
+	if (mim_idx_to_shards(c->o.inputs[0], c->o.ninputs == 2 ? c->o.inputs[1] : NULL, w,
+	    c->o.encfmt, c->o.quality, &n) < 0) {
+		warn("%s", mim_errmsg());
+		mim_tarw_close(w);
+		exit(1);
 	}
 	long shards = mim_tarw_shards(w);
 	if (mim_tarw_close(w))
@@ -380,46 +343,7 @@ idx_convert(struct cmdline *c)
 	if (!c->quiet)
 		fprintf(stderr, "%s: %lld images in %ld shard%s\n", argv0, (long long)n, shards,
 		    shards == 1 ? "" : "s");
-	mim_idx_free(&im);
-	mim_idx_free(&lab);
 	return 0;
-}
-
-/* --out: one item as members of a shard. */
-static int
-write_item(struct mim_tarw *w, const struct cmdline *c, const struct mim_item *it)
-{
-	const struct mim_sample *s = it->s;
-	char cls[32];
-
-	if (mim_tarw_add(w, s->key, it->encext, it->enc, it->nenc))
-		return -1;
-	for (int i = 0; i < s->n; i++) {
-		const struct mim_member *m = &s->m[i];
-		int image = 0;
-		/* the image members are replaced by the processed one */
-		const char *e = c->o.exts ? c->o.exts : "jpg,jpeg,png,webp,ppm,pgm,pbm,pnm,tif,tiff,gif";
-		size_t L = strlen(m->ext);
-		for (const char *p = e; *p;) {
-			const char *q = strchr(p, ',');
-			size_t n = q ? (size_t)(q - p) : strlen(p);
-			if (*p == '.')
-				p++, n--;
-			if (n == L && !strncasecmp(p, m->ext, L))
-				image = 1;
-			p += n;
-			if (*p == ',')
-				p++;
-		}
-		if (!image && mim_tarw_add(w, s->key, m->ext, m->data, m->size))
-			return -1;
-	}
-	if (s->has_label && !mim_sample_member(s, "cls")) {
-		int k = snprintf(cls, sizeof cls, "%lld", (long long)s->label);
-		if (mim_tarw_add(w, s->key, "cls", cls, (size_t)k))
-			return -1;
-	}
-	return mim_tarw_end_sample(w);
 }
 
 /* decoders allocate and free tens of MB per image (a progressive JPEG's
@@ -437,58 +361,31 @@ tune_malloc(void)
 	mallopt(M_ARENA_MAX, 1);
 }
 
-/* one run of the loader: the items of the pending batch and the counts */
+/* one run of the loader: where its items go, and the counts */
 struct run {
 	const struct cmdline *c;
 	struct mim_loader *L;
-	struct mim_tarw *w;		/* --out, else NULL */
-	struct mim_item **items;	/* the pending batch, n of c->batch */
-	int n;
-	long batches, nimg;
-	long batch0;			/* the first frame's number (--resume) */
-	long long images;		/* in the frames written so far */
+	struct mim_tarw *w;		/* --out, else */
+	struct mim_batcher *b;		/* frames to stdout */
+	long nimg, batch0;		/* batch0: the first frame's number */
 	double t0, tlast;
 };
 
-/* the pending batch out as a frame (a short one unless --drop-last), then
- * emptied */
-static void
-flush(struct run *r)
-{
-	if (r->n > 0 && (r->n == r->c->batch || !r->c->drop_last)) {
-		struct mim_frame *f = mim_batch_frame(r->items, r->n, r->c->o.aug.size,
-		    r->batches++);
-		/* where a stream resumes after this frame (mim-step keeps it)
-		 * and how many images came before it (mim-mask numbers by it) */
-		const struct mim_item *last = r->items[r->n - 1];
-		struct mim_data_pos pos = {last->epoch, last->index + 1, r->batches, r->images + r->n};
-		char pj[160], nb[32];
-		snprintf(nb, sizeof nb, "%lld", r->images);
-		if (!f || mim_data_pos_format(pj, sizeof pj, &pos) < 0 ||
-		    mim_meta_set(f, "mim.pos", pj) < 0 || mim_meta_set(f, "mim.images", nb) < 0)
-			die_lib();
-		r->images += r->n;
-		cli_put(f);
-		mim_frame_free(f);
-	}
-	for (int i = 0; i < r->n; i++)
-		mim_item_free(r->items[i]);
-	r->n = 0;
-}
-
-/* one item from the loader: into a shard, or into the pending batch */
+/* one item from the loader: into a shard, or into the pending batch and
+ * out as the frames it completes */
 static void
 take(struct run *r, struct mim_item *it)
 {
-	const struct cmdline *c = r->c;
+	struct mim_frame *f[2];
+	int n;
 
-	if (c->print_boxes)
+	if (r->c->print_boxes)
 		fprintf(stderr, "%s: box %s %d %d %d %d %d %d %d %d\n", argv0, it->s->key,
 		    it->g.W, it->g.H, it->g.box.x, it->g.box.y, it->g.box.w, it->g.box.h,
 		    it->g.box.flip, it->g.shrink);
 	r->nimg++;
 	if (r->w) {
-		if (write_item(r->w, c, it)) {
+		if (mim_tarw_add_item(r->w, r->L, it)) {
 			warn("%s", mim_errmsg());
 			mim_tarw_close(r->w);
 			exit(1);
@@ -496,45 +393,25 @@ take(struct run *r, struct mim_item *it)
 		mim_item_free(it);
 		return;
 	}
-	/* batches never span epochs */
-	if (r->n > 0 && r->items[0]->epoch != it->epoch)
-		flush(r);
-	r->items[r->n++] = it;
-	if (r->n == c->batch)
-		flush(r);
+	if ((n = mim_batcher_add(r->b, it, f)) < 0)
+		die_lib();
+	for (int i = 0; i < n; i++) {
+		cli_put(f[i]);
+		mim_frame_free(f[i]);
+	}
 }
 
-/* --resume CKPT: go where the checkpoint's run stopped reading (its
- * mim.train.data for our rank); a checkpoint that has not trained yet
- * starts at the beginning */
+/* --resume CKPT: start where the checkpoint's run stopped reading */
 static void
 resume(struct run *r, const char *ckpt)
 {
-	struct mim_frame *f = mim_load_header(ckpt);
 	struct mim_data_pos pos;
+	int rc = mim_batcher_resume(r->b, r->L, ckpt, r->c->o.rank, &pos);
 
-	if (!f)
+	if (rc < 0)
 		die_lib();
-	const char *data = mim_meta_get(f, "mim.train.data");
-	if (!data && !mim_meta_get(f, "mim.train.step")) {
-		mim_frame_free(f);
-		return;		/* nothing trained: from the start */
-	}
-	if (!data) {
-		mim_frame_free(f);
-		die("%s: no data position (mim.train.data): its run read frames that did not say "
-		    "where they were (not from mim-data?), or stopped between two state checks under "
-		    "mpirun; replay the stream instead (leave out --resume)", ckpt);
-	}
-	int bad = mim_data_pos_parse(data, r->c->o.rank, &pos) < 0;
-	mim_frame_free(f);
-	if (bad)
-		die("%s: mim.train.data: %s", ckpt, mim_errmsg());
-	if (mim_loader_seek(r->L, pos.epoch, pos.next) < 0)
-		die("%s: %s", ckpt, mim_errmsg());
-	r->batches = r->batch0 = pos.batch;
-	r->images = pos.images;
-	if (!r->c->quiet)
+	r->batch0 = mim_batcher_next(r->b);
+	if (rc > 0 && !r->c->quiet)
 		fprintf(stderr, "%s: %s: resuming at epoch %ld, sample %ld, frame %ld\n", argv0, ckpt,
 		    pos.epoch, pos.next, pos.batch);
 }
@@ -550,8 +427,11 @@ report(const struct run *r, long shards)
 		fprintf(stderr, "%s: %lld images in %ld shard%s", argv0, k->images, shards,
 		    shards == 1 ? "" : "s");
 	else
-		fprintf(stderr, "%s: %lld images in %ld batch%s", argv0, k->images,
-		    r->batches - r->batch0, r->batches - r->batch0 == 1 ? "" : "es");
+	{
+		long nb = mim_batcher_next(r->b) - r->batch0;
+		fprintf(stderr, "%s: %lld images in %ld batch%s", argv0, k->images, nb,
+		    nb == 1 ? "" : "es");
+	}
 	fprintf(stderr, " (%.1f images/s)", dt > 0 ? k->images / dt : 0.0);
 	if (k->bad_images || k->no_image || k->bad_members || k->bad_shards)
 		fprintf(stderr, "; skipped %lld bad image%s, %lld sample%s without image, "
@@ -591,8 +471,8 @@ main(int argc, char **argv)
 		die_lib();
 	if (c.out && !(r.w = mim_tarw_open(c.out, c.per_shard)))
 		die_lib();
-	if (!(r.items = calloc((size_t)c.batch, sizeof *r.items)))
-		die("out of memory");
+	if (!(r.b = mim_batcher_new(c.batch, c.drop_last, c.o.aug.size)))
+		die_lib();
 	if (c.resume)
 		resume(&r, c.resume);
 	r.t0 = r.tlast = mim_now();
@@ -602,21 +482,26 @@ main(int argc, char **argv)
 		if (c.verbose && mim_now() - r.tlast >= 2) {
 			r.tlast = mim_now();
 			fprintf(stderr, "%s: %ld images, %ld batches, %.1f images/s\n", argv0,
-			    r.nimg, r.batches, r.nimg / (r.tlast - r.t0));
+			    r.nimg, mim_batcher_next(r.b) - r.batch0, r.nimg / (r.tlast - r.t0));
 		}
 	}
 	if (rc < 0) {
 		/* nothing partial goes out: the pending batch is dropped */
 		warn("%s", mim_errmsg());
-		for (int i = 0; i < r.n; i++)
-			mim_item_free(r.items[i]);
+		mim_batcher_free(r.b);
 		if (r.w)
 			mim_tarw_close(r.w);
 		mim_loader_close(r.L);
 		exit(1);
 	}
-	flush(&r);
-	free(r.items);
+	struct mim_frame *last;
+	int rl = mim_batcher_flush(r.b, &last);
+	if (rl < 0)
+		die_lib();
+	if (rl > 0) {
+		cli_put(last);
+		mim_frame_free(last);
+	}
 	long shards = 0;
 	if (r.w) {
 		shards = mim_tarw_shards(r.w);
@@ -627,6 +512,7 @@ main(int argc, char **argv)
 		report(&r, shards);
 	const struct mim_data_counts *k = mim_loader_counts(r.L);
 	int empty = k->images == 0, nosamples = k->samples == 0 && k->bad_shards == 0;
+	mim_batcher_free(r.b);
 	mim_loader_close(r.L);
 	/* an empty folder, a shard of something else, images that all
 	 * failed: better said here than as a downstream tool's "no frames" */

@@ -308,6 +308,35 @@ int mim_data_pos_parse(const char *json, int rank, struct mim_data_pos *p);
  * -1 with the error set (the input ends before it). */
 int mim_loader_seek(struct mim_loader *L, long epoch, long next);
 
+/* Whether ext (a member's extension) is one of the loader's image
+ * extensions (--ext), case aside. */
+int mim_loader_is_image(const struct mim_loader *L, const char *ext);
+
+/* ---- what mim-data writes (lib/data/batch.c) ------------------------------ */
+
+/* Items into frames of `batch` (mim_batch_frame, size S) that never span
+ * epochs, a short one at an epoch's end unless drop_last; each frame also
+ * says where the stream resumes after it (mim.pos) and the images before
+ * it (mim.images). */
+struct mim_batcher;
+struct mim_batcher *mim_batcher_new(int batch, int drop_last, int size);
+void mim_batcher_free(struct mim_batcher *b);
+/* Take it (owned from now on): the frames it completes, 0 to 2 of them
+ * (a frame ended by the epoch, then one it fills), into out. -1 on error. */
+int mim_batcher_add(struct mim_batcher *b, struct mim_item *it, struct mim_frame *out[2]);
+/* The pending items as a last frame: 1 with *out, 0 (none, or a short one
+ * under drop_last), -1. */
+int mim_batcher_flush(struct mim_batcher *b, struct mim_frame **out);
+/* The number of the next frame (mim.batch). */
+long mim_batcher_next(const struct mim_batcher *b);
+/* Start where the run of mim-step's checkpoint ckpt stopped reading (its
+ * mim.train.data for rank): seek L, go on numbering frames and images from
+ * there; *pos gets the position. Before the first item. 1 resumed, 0 the
+ * checkpoint has not trained (start at the beginning), -1 with the error
+ * set. */
+int mim_batcher_resume(struct mim_batcher *b, struct mim_loader *L, const char *ckpt, int rank,
+    struct mim_data_pos *pos);
+
 /* A frame from n items of one epoch (MIM_WANT_FLOAT, size S): image F32
  * (n,3,S,S); label I64 (n) if any item has a label (-1 where one has
  * none); metadata mim.keys (JSON list), mim.batch (batch) and mim.epoch. */
@@ -331,6 +360,10 @@ struct mim_tarw *mim_tarw_open(const char *pattern, long per_shard);
 int mim_tarw_add(struct mim_tarw *w, const char *key, const char *ext,
     const void *data, size_t n);
 int mim_tarw_end_sample(struct mim_tarw *w);
+/* One loader item as a sample of a shard: its processed image (MIM_WANT_
+ * ENCODED), every member that is not an image of L's extensions, and its
+ * label as .cls if it had none (batch.c). 0 or -1. */
+int mim_tarw_add_item(struct mim_tarw *w, const struct mim_loader *L, const struct mim_item *it);
 /* Finish the last shard. 0 or -1; the writer is freed either way.
  * Shards written so far stay; an unfinished one is removed. */
 int mim_tarw_close(struct mim_tarw *w);
@@ -347,5 +380,11 @@ struct mim_idx {
 };
 int mim_idx_load(const char *path, struct mim_idx *out);
 void mim_idx_free(struct mim_idx *x);
+/* An IDX image file (and its labels, or NULL) as samples of w: key
+ * 000000, 000001, ... (zero-padded to 6 digits or more), the image encoded
+ * as fmt ("png" or "jpg", quality), the label as .cls. *count gets the
+ * images. 0, or -1 with the error set (w's shards so far stay). */
+int mim_idx_to_shards(const char *images, const char *labels, struct mim_tarw *w,
+    const char *fmt, int quality, int64_t *count);
 
 #endif

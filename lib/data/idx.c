@@ -123,3 +123,56 @@ mim_idx_free(struct mim_idx *x)
 	free(x->data);
 	x->data = NULL;
 }
+
+int
+mim_idx_to_shards(const char *images, const char *labels, struct mim_tarw *w,
+    const char *fmt, int quality, int64_t *count)
+{
+	struct mim_idx im = {0}, lab = {0};
+	int rc = -1;
+
+	if (mim_idx_load(images, &im))
+		goto done;
+	if (im.ndim != 3) {
+		mim_seterr("%s: not an IDX image file (%d dimensions, want 3)", images, im.ndim);
+		goto done;
+	}
+	if (labels && mim_idx_load(labels, &lab))
+		goto done;
+	if (labels && lab.ndim != 1) {
+		mim_seterr("%s: not an IDX label file (%d dimensions, want 1)", labels, lab.ndim);
+		goto done;
+	}
+	if (labels && lab.dim[0] != im.dim[0]) {
+		mim_seterr("%s: %lld labels for %lld images", labels, (long long)lab.dim[0],
+		    (long long)im.dim[0]);
+		goto done;
+	}
+	int64_t n = im.dim[0], rows = im.dim[1], cols = im.dim[2];
+	int width = 6;		/* keys zero-padded to 6 digits, more if needed */
+	for (int64_t m = n - 1; m >= 1000000 && width < 20; m /= 10)
+		width++;
+	for (int64_t i = 0; i < n; i++) {
+		struct mim_img g = {(int)cols, (int)rows, 1, im.data + (size_t)(i * rows * cols)};
+		void *buf;
+		size_t len;
+		char key[32], cls[32];
+		snprintf(key, sizeof key, "%0*lld", width, (long long)i);
+		if (mim_image_encode(&g, fmt, quality, &buf, &len))
+			goto done;
+		int bad = mim_tarw_add(w, key, fmt, buf, len);
+		free(buf);
+		if (!bad && lab.data) {
+			int k = snprintf(cls, sizeof cls, "%d", lab.data[i]);
+			bad = mim_tarw_add(w, key, "cls", cls, (size_t)k);
+		}
+		if (bad || mim_tarw_end_sample(w))
+			goto done;
+	}
+	*count = n;
+	rc = 0;
+done:
+	mim_idx_free(&im);
+	mim_idx_free(&lab);
+	return rc;
+}

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include <jansson.h>
@@ -551,6 +552,15 @@ const struct mim_data_counts *
 mim_loader_counts(const struct mim_loader *L)
 {
 	return &L->counts;
+}
+
+int
+mim_loader_is_image(const struct mim_loader *L, const char *ext)
+{
+	for (int i = 0; i < L->next; i++)
+		if (strcasecmp(L->exts[i], ext) == 0)
+			return 1;
+	return 0;
 }
 
 /* ---- open and close ------------------------------------------------------ */
