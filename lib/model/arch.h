@@ -275,6 +275,12 @@ struct mim_head_ops {
 extern const struct mim_head_ops mim_head_linear_ops;
 extern const struct mim_head_ops mim_head_mlp_ops;
 
+/* What every head predicts (target.c): C channels per predicted pixel, at
+ * 1/d of the input resolution; a head's last layer has (s/d)^2 * C outputs
+ * per latent position, shuffled by s/d (s = encoder_stride). */
+int mim_pred_channels(const struct mim_config *c);
+int mim_pred_div(const struct mim_config *c);
+
 /* ---- the registry (registry.c) -------------------------------------------- */
 
 /* The architecture of id (enum mim_arch, or an id from mim_arch_register),

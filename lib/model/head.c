@@ -27,22 +27,27 @@
 #include "mim/kern.h"
 #include "mim/prof.h"
 
+/* F latent channels, h latent side, C predicted channels, r the shuffle
+ * factor (s/d), O = r*r*C outputs per position (target.c) */
 static void
 dims(const struct mim_model *m, int *F, int *O, int *h, int *s)
 {
+	int r = m->cfg.encoder_stride / mim_pred_div(&m->cfg);
+
 	*F = m->features;
-	*s = m->cfg.encoder_stride;
-	*O = *s * *s * 3;
-	*h = m->cfg.img_size / *s;
+	*s = r;
+	*O = r * r * mim_pred_channels(&m->cfg);
+	*h = m->cfg.img_size / m->cfg.encoder_stride;
 }
 
 static int
 linear_params(struct mim_model *m)
 {
-	int s = m->cfg.encoder_stride;
+	int F, O, h, s;
+	dims(m, &F, &O, &h, &s);
 
-	if (mim_addp(m, 4, (int64_t)s * s * 3, m->features, 1, 1, "decoder.0.weight") < 0 ||
-	    mim_addp(m, 1, (int64_t)s * s * 3, 0, 0, 0, "decoder.0.bias") < 0)
+	if (mim_addp(m, 4, O, F, 1, 1, "decoder.0.weight") < 0 ||
+	    mim_addp(m, 1, O, 0, 0, 0, "decoder.0.bias") < 0)
 		return -1;
 	return 0;
 }
@@ -72,12 +77,12 @@ linear_infer(const struct mim_frame *sd, json_t *o)
 	return mim_frame_get(sd, "decoder.0.weight") && !mim_frame_get(sd, "decoder.2.weight");
 }
 
-/* the image itself: 3 channels at full resolution */
+/* (C, H/d, W/d): target.c's channels at its resolution */
 static void
 pixels_shape(const struct mim_model *m, int64_t chw[3])
 {
-	chw[0] = 3;
-	chw[1] = chw[2] = m->cfg.img_size;
+	chw[0] = mim_pred_channels(&m->cfg);
+	chw[1] = chw[2] = m->cfg.img_size / mim_pred_div(&m->cfg);
 }
 
 static size_t
@@ -102,7 +107,7 @@ linear_head_forward(const struct mim_model *m, int B, const float *latent, float
 	transpose_backward(tok, F, hw * F, latent, B, (int)hw, F);
 	/* the bias first, then the product added (addmm's order) */
 	linear_forward(dec, tok, m->w + w->off, m->w + b->off, (int)P, F, O);
-	pixel_shuffle_forward(pred, dec, B, 3, h, h, s);
+	pixel_shuffle_forward(pred, dec, B, mim_pred_channels(&m->cfg), h, h, s);
 	MIM_PROF_END("head fwd", t0, 2.0 * P * O * F);
 }
 
@@ -118,7 +123,7 @@ linear_head_backward(struct mim_model *m, int B, const float *dpred, float *scra
 	double t0 = MIM_PROF_BEGIN();
 
 	/* tok: the forward's, still in scratch */
-	pixel_shuffle_backward(ddec, dpred, B, 3, h, h, s);
+	pixel_shuffle_backward(ddec, dpred, B, mim_pred_channels(&m->cfg), h, h, s);
 	/* dtok = ddec @ W; dW += ddec^T @ tok; db += column sums of ddec */
 	linear_backward(dlatent ? dtok : NULL, m->g + w->off, m->g + b->off, ddec, tok,
 	    m->w + w->off, (int)P, F, O);
@@ -185,12 +190,13 @@ mlp_infer(const struct mim_frame *sd, json_t *o)
 static int
 mlp_params(struct mim_model *m)
 {
-	int s = m->cfg.encoder_stride, D = mlp_hidden(m);
+	int F, O, h, s, D = mlp_hidden(m);
+	dims(m, &F, &O, &h, &s);
 
-	if (mim_addp(m, 4, D, m->features, 1, 1, "decoder.0.weight") < 0 ||
+	if (mim_addp(m, 4, D, F, 1, 1, "decoder.0.weight") < 0 ||
 	    mim_addp(m, 1, D, 0, 0, 0, "decoder.0.bias") < 0 ||
-	    mim_addp(m, 4, (int64_t)s * s * 3, D, 1, 1, "decoder.2.weight") < 0 ||
-	    mim_addp(m, 1, (int64_t)s * s * 3, 0, 0, 0, "decoder.2.bias") < 0)
+	    mim_addp(m, 4, O, D, 1, 1, "decoder.2.weight") < 0 ||
+	    mim_addp(m, 1, O, 0, 0, 0, "decoder.2.bias") < 0)
 		return -1;
 	return 0;
 }
@@ -217,7 +223,7 @@ mlp_head_forward(const struct mim_model *m, int B, const float *latent, float *p
 	transpose_backward(tok, F, hw * F, latent, B, (int)hw, F);
 	linear_gelu_forward(hid, act, tok, m->w + p[0].off, m->w + p[1].off, (int)P, F, D);
 	linear_forward(dec, act, m->w + p[2].off, m->w + p[3].off, (int)P, D, O);
-	pixel_shuffle_forward(pred, dec, B, 3, h, h, s);
+	pixel_shuffle_forward(pred, dec, B, mim_pred_channels(&m->cfg), h, h, s);
 	MIM_PROF_END("head fwd", t0, 2.0 * P * D * (F + O));
 }
 
@@ -233,7 +239,7 @@ mlp_head_backward(struct mim_model *m, int B, const float *dpred, float *scratch
 	float *dhid = ddec + P * O, *dtok = dhid + P * D;
 	double t0 = MIM_PROF_BEGIN();
 
-	pixel_shuffle_backward(ddec, dpred, B, 3, h, h, s);
+	pixel_shuffle_backward(ddec, dpred, B, mim_pred_channels(&m->cfg), h, h, s);
 	/* dhid = (ddec @ W2) * gelu'(hid); dW2 += ddec^T act; db2 += sums */
 	linear_gelu_backward(dhid, m->g + p[2].off, m->g + p[3].off, ddec, act, hid,
 	    m->w + p[2].off, (int)P, D, O);
