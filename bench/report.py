@@ -53,15 +53,15 @@ def main(argv):
             "%.0f%%" % (100 * rate / peak) if peak else "-",
             "%.0f%%" % (100 * trate / peak) if peak and trate else "-",
             gb(r["step_rss_kb"]), gb(r["torch_step_rss_kb"]), r["load"]))
-    out.append("")
-    out.append("Encoder forward (mim-encode; PyTorch: encoder under no_grad), images/s "
-               "(best of the rounds as above):\n")
-    out.append("| model | batch | precision | GFLOP/img | mim-encode img/s | PyTorch img/s | mim/PyTorch "
-               "| mim GFLOP/s | of sgemm peak | mim RSS GB | PyTorch RSS GB |")
-    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        if r["kind"] != "row":
-            continue
+    enc = [r for r in rows if r["kind"] == "row" and r["encode_ips"] is not None]
+    if enc:
+        out.append("")
+        out.append("Encoder forward (mim-encode; PyTorch: encoder under no_grad), images/s "
+                   "(best of the rounds as above):\n")
+        out.append("| model | batch | precision | GFLOP/img | mim-encode img/s | PyTorch img/s | mim/PyTorch "
+                   "| mim GFLOP/s | of sgemm peak | mim RSS GB | PyTorch RSS GB |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in enc:
         f = r["flops"]["encode"]
         rate = r["encode_ips"] * f / 1e9
         out.append("| %s | %d | %s | %.1f | %.2f | %s | %s | %.1f | %s | %s | %s |" % (
@@ -85,6 +85,8 @@ def main(argv):
             a, z = v["fp32"], v["bf16"]
             for what, k, tk in (("step", "step_ips", "torch_step_ips"),
                                 ("encode", "encode_ips", "torch_encode_ips")):
+                if a[k] is None or z[k] is None:
+                    continue
                 out.append("| %s | %d | %s | %.2f | %.2f | %s | %s | %s | %s | %s | %s |" % (
                     m, b, what, a[k], z[k], ratio(z[k], a[k]), fmt(a[tk]), fmt(z[tk]),
                     ratio(z[tk], a[tk]), ratio(a[k], a[tk]), ratio(z[k], z[tk])))

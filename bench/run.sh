@@ -32,9 +32,10 @@
 #                   for the tiny models, 1 and 3 for the base ones)
 #   BENCH_MEM_GB    skip a row whose estimated need exceeds this (default:
 #                   MemAvailable)
-#   BENCH_SKIP      words of: cache rows torch pipe sweep profile (parts to
-#                   leave out; "rows" leaves out the table of models, e.g.
-#                   to time the pipe alone)
+#   BENCH_SKIP      words of: cache rows encode torch pipe sweep profile
+#                   (parts to leave out; "rows" leaves out the table of
+#                   models, e.g. to time the pipe alone; "encode" the
+#                   encoder columns of both sides, where time is short)
 #   BENCH_OMP       PyTorch's OpenMP wait policies to try, the faster kept
 #                   (default "PASSIVE ACTIVE")
 #   BENCH_IMAGES    the photos (default /usr/share/wallpapers; a bundle's
@@ -83,13 +84,15 @@ ROWS=$OUT/rows.jsonl
 : >"$ROWS"
 export MIM_THREADS=$NT
 TIME="/usr/bin/time"
+# a bundle brings its own GNU time for machines without it
+[ -x "$TIME" ] || [ -z "$BUNDLE" ] || TIME=$TOP/libexec/time
 for m in $MODELS; do
 	case $m in vit-tiny|swin-tiny|vit-base|swin-base) ;;
 	*) echo "run.sh: unknown model '$m' (vit-tiny swin-tiny vit-base swin-base)" >&2; exit 2 ;;
 	esac
 done
 [ -x "$BIN/mim-step" ] || { echo "run.sh: no $BIN/mim-step: run make first" >&2; exit 1; }
-[ -x "$TIME" ] || { echo "run.sh: $TIME is missing (apt-get install time)" >&2; exit 1; }
+[ -x "$TIME" ] || { echo "run.sh: /usr/bin/time is missing (apt-get install time)" >&2; exit 1; }
 skipping() { case " $SKIP " in *" $1 "*) return 0 ;; esac; return 1; }
 log() { echo "# $*" >&2; }
 load() { cut -d' ' -f1 /proc/loadavg; }
@@ -136,13 +139,24 @@ fi
 # ---- the input: real photos -----------------------------------------------
 memavail_gb() { awk '/MemAvailable/ {printf "%d", $2/1048576}' /proc/meminfo; }
 MEMGB=${BENCH_MEM_GB:-$(memavail_gb)}
+NIMG=$(find -L "$IMAGES" -type f \( -name '*.jpg' -o -name '*.png' -o -name '*.jpeg' \) | wc -l)
+[ "$NIMG" -gt 0 ] || { echo "run.sh: no photos in $IMAGES" >&2; exit 1; }
 stream() {	# stream B P -> path of a stream of B-image frames masked at patch P
 	s=$W/img$1.mim
 	if [ ! -s "$s" ]; then
-		log "decoding the wallpapers into batches of $1"
-		# two epochs so that 32-image batches give enough frames
-		"$BIN/mim-data" -q -b "$1" -s 192 --drop-last -e 2 --shuffle 256 --seed 1 \
-		    "$IMAGES" >"$s" 2>"$W/data.err"
+		# an epoch of at least two whole batches (a bundle's dozen photos
+		# named k times), and enough epochs for 12 frames (the most a row
+		# or the pipe reads), at least two
+		k=$(( (2 * $1 + NIMG - 1) / NIMG ))
+		e=$(( (12 * $1 + k * NIMG - 1) / (k * NIMG) ))
+		[ "$e" -ge 2 ] || e=2
+		set -- "$1" "$2" "$IMAGES"
+		i=1; while [ "$i" -lt "$k" ]; do set -- "$@" "$IMAGES"; i=$((i + 1)); done
+		log "decoding $NIMG photos ($k times an epoch) into batches of $1, $e epochs"
+		b=$1 pp=$2; shift 2
+		"$BIN/mim-data" -q -b "$b" -s 192 --drop-last -e "$e" --shuffle 256 --seed 1 \
+		    "$@" >"$s" 2>"$W/data.err"
+		set -- "$b" "$pp"
 	fi
 	t=$W/b$1p$2.mim
 	[ -s "$t" ] || "$BIN/mim-mask" -p "$2" -m 32 -r 0.6 "$s" >"$t"
@@ -167,6 +181,8 @@ torch_run() {
 		OMP_WAIT_POLICY=$pol $TIME -f '%M %e %U %S' -o "$W/torch.time.$pol" \
 		    $PY bench/torch_step.py --ckpt "$ck" --stream "$s" --mode "$1" --threads "$NT" \
 		    --precision "$pr" --warmup "$wu" --steps "$st" >"$W/torch.json.$pol"
+		# kept as it comes, so that a run cut short still shows it
+		cp "$W/torch.json.$pol" "$OUT/torch-$m-b$B-$pr-r$r-$1-$pol.json"
 		ips=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['img_per_s'])" "$W/torch.json.$pol")
 		if [ "$(echo "$ips $best_ips" | awk '{print ($1 > $2)}')" = 1 ]; then
 			best_ips=$ips
@@ -229,19 +245,23 @@ for m in $MODELS; do
 				cp "$W/step.log" "$OUT/$m-b$B-$pr-r$r-step.log"
 				ips_l="$ips_l $(log_ips "$W/step.log" "$st")"
 				rss=$(maxof "$rss" "$(rss_of "$W/step.time")")
+				if ! skipping encode; then
 				# mim-encode: time between output frames
 				log "$m batch $B $pr round $r: mim-encode, load $(load)"
 				$TIME -f '%M %e %U %S' -o "$W/enc.time" "$BIN/mim-encode" -c "$ck" -t "$NT" --precision "$pr" "$s" |
 				    $PY bench/frametime.py >"$W/enc.json"
 				eips_l="$eips_l $($PY -c "import json,sys,statistics as S; d=json.load(open(sys.argv[1])); g=d['gaps'][int(sys.argv[2])-1:]; print(d['batch']/S.median(g))" "$W/enc.json" "$wu")"
 				erss=$(maxof "$erss" "$(rss_of "$W/enc.time")")
+				fi
 				if ! skipping torch; then
 					torch_run step
 					tstep_l="$tstep_l $(torch_ips)"
 					trss=$(maxof "${trss#null}" "$(rss_of "$W/torch.time")")
-					torch_run encode
-					tenc_l="$tenc_l $(torch_ips)"
-					terss=$(maxof "${terss#null}" "$(rss_of "$W/torch.time")")
+					if ! skipping encode; then
+						torch_run encode
+						tenc_l="$tenc_l $(torch_ips)"
+						terss=$(maxof "${terss#null}" "$(rss_of "$W/torch.time")")
+					fi
 				fi
 				r=$((r + 1))
 			done
@@ -285,7 +305,7 @@ if ! skipping pipe; then
 		framed_f="$framed_f $(cat "$W/frac")"
 		# the whole pipeline from the photos (decoding competes for the cores)
 		full_l="$full_l $("$BIN/mim-data" -q -b "$B" -s 192 --drop-last -e 2 --shuffle 256 --seed 1 \
-		    /usr/share/wallpapers 2>/dev/null | "$BIN/mim-mask" -p "$p" -m 32 -r 0.6 | pipe_run full-r$r)"
+		    "$IMAGES" 2>/dev/null | "$BIN/mim-mask" -p "$p" -m 32 -r 0.6 | pipe_run full-r$r)"
 		full_f="$full_f $(cat "$W/frac")"
 		r=$((r + 1))
 	done
@@ -294,7 +314,7 @@ if ! skipping pipe; then
 	tail -n 1 "$ROWS" >&2
 fi
 
-# ---- thread sweep: vit-tiny, batch 32, 1, 2, 4, ... all cores -------------
+# ---- thread sweep: vit-tiny, batch 32, 1, 2, 4, ... BENCH_THREADS ---------
 # (in process, both sides: bench/stepbench.c and torch_step.py on the same
 # checkpoint; what scaling the pool and the products give)
 if ! skipping sweep; then
@@ -305,16 +325,16 @@ if ! skipping sweep; then
 	t=1
 	while :; do
 		log "sweep: $t threads, load $(load)"
-		mips=$("$BUILD/bench/stepbench" -t "$t" -b 32 -w 1 -n 3 vit-tiny |
-		    $PY -c "import json,sys; print(json.load(sys.stdin)['img_per_s'])")
-		NT_SAVE=$NT NT=$t
+		"$BUILD/bench/stepbench" -t "$t" -b 32 -w 1 -n 3 vit-tiny >"$OUT/sweep-mim-t$t.json"
+		mips=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['img_per_s'])" "$OUT/sweep-mim-t$t.json")
+		NT_SAVE=$NT NT=$t r=sweep-t$t
 		torch_run step
 		NT=$NT_SAVE
 		echo "{\"kind\":\"sweep\",\"model\":\"vit-tiny\",\"batch\":32,\"threads\":$t,\"mim_ips\":$mips,\"torch_ips\":$(torch_ips),\"torch_omp\":\"$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['omp'])" "$W/torch.json")\",\"load\":$(load)}" >>"$ROWS"
 		tail -n 1 "$ROWS" >&2
-		[ "$t" -ge "$(nproc)" ] && break
+		[ "$t" -ge "$NT" ] && break
 		t=$((t * 2))
-		[ "$t" -gt "$(nproc)" ] && t=$(nproc)
+		[ "$t" -gt "$NT" ] && t=$NT
 	done
 fi
 

@@ -47,6 +47,9 @@ for p in sgemm stepbench gemmcold; do
 	cp "$build/bench/$p" "$root/libexec/bench/"
 	take_libs "$build/bench/$p"
 done
+# GNU time (glibc alone), for bench/run.sh's peak memory where the node
+# has none (a container image)
+[ -x /usr/bin/time ] && cp /usr/bin/time "$root/libexec/time"
 for t in "$build"/bin/mim-*; do
 	name=$(basename "$t")
 	cp "$t" "$root/libexec/$name"

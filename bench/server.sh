@@ -1,0 +1,78 @@
+#!/bin/sh
+# server.sh -- the many-core measurements in one timed go, for a server lent
+# for minutes (issue #17's 16-core targets): run from an unpacked bundle
+# (make bundle; mim/bench/server.sh), against the PyTorch of that machine.
+#
+#   mim/bench/server.sh OUT.tar.gz
+#
+# In order, each part under its own time limit so that one slow part costs
+# only itself: the machine (lscpu, mim-info --system, PyTorch's parallel
+# info); the thread sweep of vit-tiny at batch 32 (1, 2, 4, ... threads);
+# the four models at batch 32, fp32 and bf16, training step, both sides
+# (bench/run.sh, one round, encoder columns left out); per-kernel profiles
+# of the base models at batch 32. Whatever finished is packed into
+# OUT.tar.gz with the tables (bench/report.py), also after a time-out.
+#
+# Environment: SERVER_PARTS (words of: sweep rows profile; default all
+# three), SERVER_THREADS (default: all CPUs), SERVER_MODELS (default
+# the four, base ones first), SERVER_PROFILE (models to profile, default vit-base
+# swin-base), SERVER_T_SWEEP, SERVER_T_ROWS, SERVER_T_PROFILE (seconds,
+# default 110, 330, 60); BENCH_PYTHON as for run.sh.
+set -u
+cd "$(dirname "$0")/.."
+TOP=$(pwd)
+out=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+NT=${SERVER_THREADS:-$(nproc)}
+PY=${BENCH_PYTHON:-python3}
+R=$(mktemp -d)
+export LD_LIBRARY_PATH="$TOP/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+log() { echo "# server.sh: $* ($(date -u +%H:%M:%S))" >&2; }
+
+pack() {
+	for d in sweep rows; do
+		[ -s "$R/$d/rows.jsonl" ] && [ ! -s "$R/$d/table.md" ] &&
+		    $PY bench/report.py "$R/$d/rows.jsonl" "$R/$d/machine.txt" >"$R/$d/table.md" 2>&1
+	done
+	tar -C "$R" -czf "$out" .
+	log "packed $out"
+}
+trap pack EXIT
+
+log "machine"
+{
+	lscpu 2>/dev/null || grep -m1 'model name' /proc/cpuinfo
+	echo "nproc: $(nproc)"
+	"$TOP/bin/mim-info" --system
+	$PY -c 'import torch; print("torch", torch.__version__); print(torch.__config__.parallel_info()); print(torch.backends.cpu.get_cpu_capability() if hasattr(torch.backends, "cpu") else "")'
+} >"$R/machine.txt" 2>&1
+
+part() { case " ${SERVER_PARTS:-sweep rows profile} " in *" $1 "*) return 0 ;; esac; return 1; }
+
+part sweep && {
+log "sweep, vit-tiny batch 32, 1..$NT threads"
+BENCH_OUT=$R/sweep BENCH_THREADS=$NT BENCH_SKIP="cache rows pipe profile" \
+    timeout -k 5 "${SERVER_T_SWEEP:-110}" bench/run.sh vit-tiny >"$R/sweep.log" 2>&1
+log "sweep done: rc $?"
+}
+
+part rows && {
+log "rows, batch 32, fp32 and bf16"
+BENCH_OUT=$R/rows BENCH_THREADS=$NT BENCH_BATCHES=32 BENCH_ROUNDS=1 \
+    BENCH_SKIP="cache encode pipe sweep profile" \
+    timeout -k 5 "${SERVER_T_ROWS:-330}" bench/run.sh ${SERVER_MODELS:-vit-base swin-base vit-tiny swin-tiny} \
+    >"$R/rows.log" 2>&1
+log "rows done: rc $?"
+}
+
+part profile || exit 0
+mkdir -p "$R/profile"
+end=$(( $(date +%s) + ${SERVER_T_PROFILE:-60} ))
+for m in ${SERVER_PROFILE:-vit-base swin-base}; do
+	for pr in fp32 bf16; do
+		left=$(( end - $(date +%s) ))
+		[ "$left" -gt 5 ] || break 2
+		log "profile $m $pr batch 32 ($left s left)"
+		timeout -k 5 "$left" "$TOP/libexec/bench/stepbench" -t "$NT" -b 32 -w 1 -n 2 --profile \
+		    --precision "$pr" "$m" >"$R/profile/$m-$pr.json" 2>"$R/profile/$m-$pr.txt"
+	done
+done
