@@ -180,6 +180,11 @@ void mim_target_mask(int B, int H, int W, int p, int d, const uint8_t *mask, uin
  * the 0-255 value of channel c of a normalised value v, rounded to the
  * nearest integer and clamped to [0,255]. */
 int mim_target_u8(int c, float v);
+/* per pixels of each image of img (B,3,H,W, normalised), drawn uniformly
+ * with replacement by a generator of (seed, first + b), as unrounded
+ * 0-255 RGB colours into out (B*per, 3): the sample of mim-cluster. */
+void mim_target_sample(int B, int H, int W, const float *img, uint64_t seed, int64_t first, int per,
+    float *out);
 /* K-means colour centres (target.c): k-means++ from seed, then Lloyd
  * iterations until no label changes or iters; px (n,3) 0-255 RGB;
  * centres (K,3). 0, or -1 with the error set (n < K). */

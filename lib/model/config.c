@@ -500,9 +500,11 @@ mim_config_check(const struct mim_config *c)
 		BAD("unknown target");
 	if (d != 1 && d != 2 && d != 4 && d != 8 && d != 16 && d != 32)
 		BAD("pred_div %d is not 1, 2, 4, 8, 16 or 32", d);
-	if (c->encoder_stride % d || c->img_size % d)
-		BAD("pred_div %d does not divide the encoder stride %d and img_size %d (the head "
-		    "predicts (stride/pred_div)^2 pixels per position)", d, c->encoder_stride, c->img_size);
+	if (c->encoder_stride % d)
+		BAD("pred_div %d does not divide the encoder stride %d (the head predicts "
+		    "(stride/pred_div)^2 pixels per position)", d, c->encoder_stride);
+	if (c->img_size % d)
+		BAD("pred_div %d does not divide img_size %d", d, c->img_size);
 	if (c->target_bins < 2 || c->target_bins > 256)
 		BAD("target_bins %d is out of range [2, 256]", c->target_bins);
 	if (c->target_clusters < 2 || c->target_clusters > 65536)

@@ -389,3 +389,21 @@ mim_target_of(const struct mim_model *m, struct mim_target *t)
 	t->norm_pix = c->norm_pix;
 	t->centres = m->centres;
 }
+
+void
+mim_target_sample(int B, int H, int W, const float *img, uint64_t seed, int64_t first, int per,
+    float *out)
+{
+	size_t hw = (size_t)H * W;
+
+	for (int b = 0; b < B; b++) {
+		struct mim_rng r;
+		const float *x = img + (size_t)b * 3 * hw;
+		mim_rng_seed(&r, seed, 1000 + (uint64_t)(first + b));
+		for (int i = 0; i < per; i++) {
+			size_t e = (size_t)(mim_rng_uniform(&r) * (double)hw);
+			for (int c = 0; c < 3; c++)
+				*out++ = (float)to_255(c, x[c * hw + e]);
+		}
+	}
+}
