@@ -112,11 +112,6 @@ loss_frame(struct mim_frame *f, const char *where, void *ctx)
 		fprintf(stderr, "%s: frame %ld: loss %.6f, mean %.6f\n", argv0, L->n - 1, lf, L->sum / L->n);
 }
 
-/* what --ckpt and --clusters loaded, global so that an exit through die()
- * leaves nothing unreachable behind (LeakSanitizer) */
-static struct mim_model *model;
-static struct mim_frame *centres;
-
 int
 main(int argc, char **argv)
 {
@@ -135,7 +130,7 @@ main(int argc, char **argv)
 	struct mim_lossopt o = {MIM_LOSS_L1, MIM_REGION_MASKED, 1.0};
 	struct run L = {.o = o};
 	const char *ckpt = NULL, *clusters = NULL, *target = NULL;
-	int quiet = 0, given = 0, c;
+	int quiet = 0, given = 0, norm_pix = 0, c;
 
 	cli_init(argc, argv);
 	while ((c = cli_getopt(argc, argv, "l:b:r:c:t:k:n:qh", opts, NULL)) != -1) {
@@ -144,7 +139,7 @@ main(int argc, char **argv)
 		case 'c': ckpt = optarg; break;
 		case 't': target = optarg; break;
 		case 'k': clusters = optarg; break;
-		case 'n': L.t.norm_pix = (int)cli_int("--norm-pix", optarg, 3, 1023); break;
+		case 'n': norm_pix = (int)cli_int("--norm-pix", optarg, 3, 1023); break;
 		case 'b': o.beta = cli_double("--beta", optarg, 0, 1e30); break;
 		case 'r': o.region = cli_region("--region", optarg); break;
 		case 'q': quiet = 1; break;
@@ -152,31 +147,9 @@ main(int argc, char **argv)
 		default: usage_error("unknown option");
 		}
 	}
-	if (ckpt && (target || clusters || L.t.norm_pix))
-		usage_error("--ckpt gives the target: no --target, --clusters or --norm-pix beside it");
-	if (target && (L.t.kind = mim_target_parse(target)) < 0)
-		usage_error("--target: '%s' is not pixel, bins or clusters", target);
-	if (ckpt) {
-		if (!(model = mim_model_open(ckpt)))
-			die("%s", mim_errmsg());
-		mim_target_of(model, &L.t);
-		L.div = L.t.div;
-		L.K = L.t.K;
-	}
-	if (clusters) {
-		struct mim_frame *cf = mim_load(clusters);
-		struct mim_tensor *ct = cf ? mim_frame_get(cf, "centres") : NULL;
-		char sh[64];
-		if (!ct || ct->dtype != MIM_F32 || ct->ndim != 2 || ct->shape[1] != 3 || ct->shape[0] < 2)
-			die("%s: %s%s%s", clusters, !cf ? mim_errmsg() : !ct ? "no tensor 'centres'" :
-			    "tensor 'centres': want F32 [K,3], got ", ct ? mim_dtype_name(ct->dtype) : "",
-			    ct ? mim_shape_str(sh, sizeof sh, ct->ndim, ct->shape) : "");
-		L.K = L.t.K = (int)ct->shape[0];
-		centres = cf;
-		L.t.centres = ct->data;
-	}
-	if (L.t.kind == MIM_TARGET_CLUSTERS && !L.t.centres)
-		usage_error("--target clusters needs --clusters FILE (or --ckpt)");
+	cli_target(ckpt, target, clusters, norm_pix, &L.t);
+	L.div = L.t.div;
+	L.K = L.t.K;
 	if (L.t.kind != MIM_TARGET_PIXEL && !given)
 		o.kind = MIM_LOSS_CE;
 	if (L.t.kind != MIM_TARGET_PIXEL && o.kind != MIM_LOSS_CE)
@@ -188,7 +161,5 @@ main(int argc, char **argv)
 	L.o = o;
 	L.quiet = quiet;
 	cli_frames(argv + optind, 1, loss_frame, &L);
-	mim_model_free(model);
-	mim_frame_free(centres);
 	cli_exit(0);
 }

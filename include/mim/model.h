@@ -175,6 +175,13 @@ void mim_target_pool(int B, int H, int W, int d, const float *img, float *pooled
 void mim_target_norm(int B, int h, int w, int P, const float *t, float *normed);
 void mim_target_labels(const struct mim_target *t, int B, int h, int w, const float *x,
     int32_t *labels);
+/* For pictures (mim-view): x (B,3,h,w) normalised with the statistics of
+ * t's P x P windows undone (the inverse of mim_target_norm); the expected
+ * colour of a bins or clusters prediction pred (B,C,h,w), the softmax-
+ * weighted mean of the bin centres (k + 0.5) 256/K - 0.5 or of the colour
+ * centres, normalised as mim-data does, into x (B,3,h,w). */
+void mim_target_denorm(int B, int h, int w, int P, const float *t, const float *x, float *out);
+void mim_target_expect(const struct mim_target *t, int B, int h, int w, const float *pred, float *x);
 void mim_target_mask(int B, int H, int W, int p, int d, const uint8_t *mask, uint8_t *mask_at);
 /* The normalisation mim-data applies (ImageNet mean and std) undone:
  * the 0-255 value of channel c of a normalised value v, rounded to the

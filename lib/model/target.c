@@ -99,7 +99,7 @@ mim_target_u8(int c, float v)
 
 struct tj {
 	int H, W, d, P, p;
-	const float *in;
+	const float *in, *undo;	/* undo: normalised values to de-normalise */
 	float *out;
 	const struct mim_target *t;
 	int32_t *lab;
@@ -176,7 +176,11 @@ norm_job(void *ctx, int i)
 			double n = (double)ny * nx, mean = s / n, var = (s2 / n - mean * mean) * n / (n - 1);
 			if (var < 0)
 				var = 0;
-			o[(size_t)y * w + c] = (float)((x[(size_t)y * w + c] - mean) / sqrt(var + 1e-6));
+			size_t e = (size_t)y * w + c;
+			if (j->undo)
+				o[e] = (float)(j->undo[(size_t)i * h * w + e] * sqrt(var + 1e-6) + mean);
+			else
+				o[e] = (float)((x[e] - mean) / sqrt(var + 1e-6));
 		}
 	}
 	free(cs);
@@ -187,6 +191,52 @@ mim_target_norm(int B, int h, int w, int P, const float *t, float *normed)
 {
 	struct tj j = {.H = h, .W = w, .P = P, .in = t, .out = normed};
 	mim_parallel(B * 3, norm_job, &j);
+}
+
+void
+mim_target_denorm(int B, int h, int w, int P, const float *t, const float *x, float *out)
+{
+	struct tj j = {.H = h, .W = w, .P = P, .in = t, .undo = x, .out = out};
+	mim_parallel(B * 3, norm_job, &j);
+}
+
+/* one sample's expected colour, normalised: bins (c*K + k) at their
+ * centres (k + 0.5) 256/K - 0.5, clusters at theirs, softmax-weighted */
+static void
+expect_job(void *ctx, int b)
+{
+	const struct tj *j = ctx;
+	const struct mim_target *t = j->t;
+	int K = t->K, C = mim_target_channels(t);
+	size_t hw = (size_t)j->H * j->W;
+
+	for (size_t e = 0; e < hw; e++)
+		for (int g = 0; g < (t->kind == MIM_TARGET_BINS ? 3 : 1); g++) {
+			const float *l = j->in + ((size_t)b * C + (size_t)g * K) * hw + e;
+			double mx = -INFINITY, se = 0, v[3] = {0, 0, 0};
+			for (int k = 0; k < K; k++)
+				mx = fmax(mx, l[k * hw]);
+			for (int k = 0; k < K; k++) {
+				double q = exp(l[k * hw] - mx);
+				se += q;
+				if (t->kind == MIM_TARGET_BINS)
+					v[g] += q * ((k + 0.5) * 256.0 / K - 0.5);
+				else
+					for (int c = 0; c < 3; c++)
+						v[c] += q * t->centres[3 * k + c];
+			}
+			for (int c = 0; c < 3; c++)
+				if (t->kind != MIM_TARGET_BINS || c == g)
+					j->out[((size_t)b * 3 + c) * hw + e] =
+					    (float)((v[c] / se / 255.0 - in_mean[c]) / in_std[c]);
+		}
+}
+
+void
+mim_target_expect(const struct mim_target *t, int B, int h, int w, const float *pred, float *x)
+{
+	struct tj j = {.H = h, .W = w, .t = t, .in = pred, .out = x};
+	mim_parallel(B, expect_job, &j);
 }
 
 /* one sample's labels */

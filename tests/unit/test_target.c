@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "mim.h"
+#include "mim/view.h"
 #include "gradcheck.h"
 
 #define rel relerr_f
@@ -190,6 +191,61 @@ test_kmeans(void)
 	    mim_errmsg());
 }
 
+/* mim-view's colours of a prediction: a sure one (one-hot logits) of 256
+ * bins, or of the clusters at the image's own colours, gives the image
+ * back; d = 2 upsamples by repetition; de-normalising the normalised
+ * target gives the pooled image */
+static void
+test_view(void)
+{
+	enum { B = 2, H = 8, K = 256 };
+	size_t hw = (size_t)H * H, n = (size_t)B * 3 * hw;
+	float *img = fzero(n), *out = fzero(n), *pred = fzero((size_t)B * 3 * K * hw);
+	int32_t *lab = calloc(n, sizeof *lab);
+	struct mim_target t = {MIM_TARGET_BINS, 1, K, 0, NULL};
+	static const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
+
+	for (size_t i = 0; i < n; i++) {	/* images of 0-255 values, as mim-data makes them */
+		int c = (int)(i / hw % 3);
+		img[i] = ((float)((i * 97) % 256) / 255.0f - mean[c]) / std[c];
+	}
+	mim_target_labels(&t, B, H, H, img, lab);
+	for (size_t i = 0; i < n; i++)
+		pred[((i / hw) * K + lab[i]) * hw + i % hw] = 60.0f;
+	int rc = mim_view_pred(&t, B, H, H, img, pred, out);
+	tap(rc == 0 && relerr_f(out, img, n) < 1e-5, "view: sure 256-bin predictions are the image, "
+	    "max rel err %.2e", relerr_f(out, img, n));
+
+	float cen[3 * 4] = {10, 20, 30, 200, 100, 50, 0, 255, 128, 90, 90, 90};
+	float *cp = fzero((size_t)B * 4 * hw), *want = fzero(n);
+	t = (struct mim_target){MIM_TARGET_CLUSTERS, 2, 4, 0, cen};
+	for (int b = 0; b < B; b++)	/* cluster (b + y) % 4 at (y, x) of the 4x4 prediction */
+		for (int y = 0; y < H; y++)
+			for (int x = 0; x < H; x++) {
+				int k = (b + y / 2) % 4;
+				if (y % 2 == 0 && x % 2 == 0)
+					cp[((size_t)b * 4 + k) * 16 + (y / 2) * 4 + x / 2] = 60.0f;
+				for (int c = 0; c < 3; c++)
+					want[((size_t)b * 3 + c) * hw + y * H + x] =
+					    (cen[3 * k + c] / 255.0f - mean[c]) / std[c];
+			}
+	rc = mim_view_pred(&t, B, H, H, NULL, cp, out);
+	tap(rc == 0 && relerr_f(out, want, n) < 1e-5, "view: sure cluster predictions at 1/2 are "
+	    "their colours, upsampled, max rel err %.2e", relerr_f(out, want, n));
+
+	float *pooled = fzero((size_t)B * 3 * 16), *normed = fzero((size_t)B * 3 * 16);
+	mim_target_pool(B, H, H, 2, img, pooled);
+	mim_target_norm(B, 4, 4, 3, pooled, normed);
+	t = (struct mim_target){MIM_TARGET_PIXEL, 2, 0, 3, NULL};
+	rc = mim_view_pred(&t, B, H, H, img, normed, out);
+	int same = rc == 0;
+	for (size_t i = 0; i < n; i++)
+		same &= fabsf(out[i] - pooled[(i / hw) * 16 + (i % hw / H / 2) * 4 + i % H / 2]) < 1e-4f;
+	tap(same, "view: the normalised target de-normalised is the pooled image");
+	tap(mim_view_pred(&t, B, H, H, NULL, normed, out) == 1, "view: without the image, shown as is");
+	free(img), free(out), free(pred), free(lab), free(cp), free(want), free(pooled), free(normed);
+}
+
 /* ---- parity with the PyTorch dump ------------------------------------------ */
 
 static const struct mim_tensor *
@@ -276,6 +332,7 @@ main(int argc, char **argv)
 	test_refused();
 	test_kmeans();
 	test_grads();
+	test_view();
 	const char *top = getenv("MIM_TOP");
 	char a[4096];
 	snprintf(a, sizeof a, "%s/tests/ref/target_ref.safetensors", top ? top : ".");
