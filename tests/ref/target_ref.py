@@ -25,6 +25,10 @@ in PyTorch, independent of mim's C code, for the parity tests
                             labels, the mask at the target's resolution,
                             the loss and d loss / d pred; the cases in
                             __metadata__["cases"] (JSON)
+  target_ref.py check-stream CKPT STREAM   every frame's 'loss' (mim-loss
+                            --ckpt CKPT) against the loss of its image, mask
+                            and pred under CKPT's target; exit 1 on a
+                            relative error over 1e-4
 """
 import json
 import sys
@@ -63,7 +67,7 @@ CASES = [
 
 
 def pooled(img, d):
-    return F.avg_pool2d(torch.from_numpy(img).double(), d).float()
+    return F.avg_pool2d(torch.from_numpy(np.array(img)).double(), d).float()
 
 
 def norm_pix(x, p):
@@ -98,7 +102,9 @@ def labels(kind, x, K, centres):
 
 
 def case(img, mask, centres, pred_np, c):
+    global B, H, P
     name, kind, d, loss, beta, region, K, npix = c
+    B, H, P = img.shape[0], img.shape[2], img.shape[2] // mask.shape[1]
     t = pooled(img, d)
     if npix:
         t = norm_pix(t, npix)
@@ -159,9 +165,31 @@ def cmd_make(out):
     print("target_ref.py: %d cases" % len(CASES))
 
 
+def cmd_check_stream(ckpt, stream):
+    t, meta = st.load(ckpt)
+    cfg = json.loads(meta["mim.config"])
+    kind = cfg.get("target", "pixel")
+    K = cfg.get("target_bins", cfg.get("target_clusters", 0))
+    centres = t.get("decoder.centres")
+    worst, n = 0.0, 0
+    with open(stream, "rb") as f:
+        for fr, _ in st.read_frames(f):
+            c = ("stream", kind, cfg.get("pred_div", 1), "ce" if kind != "pixel" else "l1", 1.0,
+                 "masked", K, cfg.get("norm_pix", 0))
+            r = case(fr["image"], fr["mask"].astype(np.uint8), centres, fr["pred"], c)
+            want, got = r["loss"][0], float(fr["loss"])
+            worst = max(worst, abs(got - want) / abs(want))
+            n += 1
+    print("target_ref.py: %d frames, %s target at 1/%d, max rel err %.2e"
+          % (n, kind, cfg.get("pred_div", 1), worst))
+    return 0 if n and worst <= 1e-4 else 1
+
+
 def main(argv):
     if len(argv) == 2 and argv[0] == "make":
         return cmd_make(argv[1])
+    if len(argv) == 3 and argv[0] == "check-stream":
+        return cmd_check_stream(argv[1], argv[2])
     print(__doc__, file=sys.stderr)
     return 2
 
