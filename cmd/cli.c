@@ -444,12 +444,13 @@ static struct mim_model *target_model;
 static struct mim_frame *target_centres;
 
 void
-cli_target(const char *ckpt, const char *kind, const char *clusters, int norm_pix,
+cli_target(const char *ckpt, const char *kind, const char *clusters, int norm_pix, int div,
     struct mim_target *t)
 {
 	memset(t, 0, sizeof *t);
-	if (ckpt && (kind || clusters || norm_pix))
-		usage_error("--ckpt gives the target: no --target, --clusters or --norm-pix beside it");
+	if (ckpt && (kind || clusters || norm_pix || div))
+		usage_error("--ckpt gives the target: no --target, --clusters, --norm-pix or --pred-div "
+		    "beside it");
 	if (ckpt) {
 		if (!(target_model = mim_model_open(ckpt)))
 			die("%s", mim_errmsg());
@@ -459,6 +460,7 @@ cli_target(const char *ckpt, const char *kind, const char *clusters, int norm_pi
 	if (kind && (int)(t->kind = mim_target_parse(kind)) < 0)
 		usage_error("--target: '%s' is not pixel, bins or clusters", kind);
 	t->norm_pix = norm_pix;
+	t->div = div ? div : 1;
 	if (clusters) {
 		struct mim_frame *cf = target_centres = mim_load(clusters);
 		struct mim_tensor *ct = cf ? mim_frame_get(cf, "centres") : NULL;

@@ -15,8 +15,8 @@
 
 static const char usage_text[] =
 "usage: mim-loss [--loss l1|l2|smooth-l1|ce] [--beta B] [--region masked|all]\n"
-"                [--ckpt FILE | --target KIND [--clusters FILE] [--norm-pix P]]\n"
-"                [--quiet] [FILE...]\n"
+"                [--ckpt FILE | [--target KIND] [--clusters FILE] [--norm-pix P]\n"
+"                [--pred-div D]] [--quiet] [FILE...]\n"
 "Add 'loss', an F32 scalar, to every frame of the mim streams FILE... (stdin\n"
 "when none) from 'image' F32 [B,3,H,W], 'mask' [B,H/p,W/p] and 'pred'\n"
 "F32 [B,C,H/d,W/d] (d = 1 unless the model predicts at a lower resolution),\n"
@@ -33,6 +33,7 @@ static const char usage_text[] =
 "  -r, --region WHICH   masked (default) or all pixels\n"
 "  -c, --ckpt FILE      the target of this checkpoint (its mim.config's\n"
 "                       target, pred_div, norm_pix and colour centres)\n"
+"  -d, --pred-div D     pred is at 1/D of the image's resolution (default 1)\n"
 "  -t, --target KIND    pixel (default), bins (K = C/3 bins per channel) or\n"
 "                       clusters (with --clusters)\n"
 "  -k, --clusters FILE  the colour centres, 'centres' F32 [K,3] (mim-cluster)\n"
@@ -45,8 +46,8 @@ struct run {
 	struct mim_lossopt o;
 	struct mim_target t;	/* div and (bins) K from each frame's shapes */
 	int K;			/* clusters: the centres' rows; --ckpt: the config's */
-	int div;		/* --ckpt: pred_div, else 0 (any) */
-	int quiet;
+	int div;		/* pred_div of --ckpt or --pred-div (1) */
+	int quiet, ckpt;
 	double sum;	/* of the frames' losses so far */
 	long n;
 };
@@ -75,9 +76,10 @@ loss_frame(struct mim_frame *f, const char *where, void *ctx)
 	struct mim_target t = L->t;
 	t.div = H / (int)pred->shape[2];
 	t.K = t.kind == MIM_TARGET_BINS && !L->K ? (int)(pred->shape[1] / 3) : L->K;
-	if (L->div && t.div != L->div)
-		die("%s: tensor 'pred': %s is at 1/%d of the image, but the checkpoint predicts at "
-		    "1/%d", where, mim_shape_str(got, sizeof got, pred->ndim, pred->shape), t.div, L->div);
+	if (t.div != L->div)
+		die("%s: tensor 'pred': %s is at 1/%d of the image, not 1/%d (%s)", where,
+		    mim_shape_str(got, sizeof got, pred->ndim, pred->shape), t.div, L->div,
+		    L->ckpt ? "the checkpoint's pred_div" : "--pred-div, default 1");
 	if (pred->shape[1] != mim_target_channels(&t) || (t.kind == MIM_TARGET_BINS && t.K < 2)) {
 		char need[64] = "3 per bin, 2 bins or more";
 		if (t.kind != MIM_TARGET_BINS || L->K)
@@ -123,6 +125,7 @@ main(int argc, char **argv)
 		{"target", required_argument, NULL, 't'},
 		{"clusters", required_argument, NULL, 'k'},
 		{"norm-pix", required_argument, NULL, 'n'},
+		{"pred-div", required_argument, NULL, 'd'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
@@ -130,16 +133,17 @@ main(int argc, char **argv)
 	struct mim_lossopt o = {MIM_LOSS_L1, MIM_REGION_MASKED, 1.0};
 	struct run L = {.o = o};
 	const char *ckpt = NULL, *clusters = NULL, *target = NULL;
-	int quiet = 0, given = 0, norm_pix = 0, c;
+	int quiet = 0, given = 0, norm_pix = 0, pred_div = 0, c;
 
 	cli_init(argc, argv);
-	while ((c = cli_getopt(argc, argv, "l:b:r:c:t:k:n:qh", opts, NULL)) != -1) {
+	while ((c = cli_getopt(argc, argv, "l:b:r:c:t:k:n:d:qh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'l': o.kind = cli_loss("--loss", optarg), given = 1; break;
 		case 'c': ckpt = optarg; break;
 		case 't': target = optarg; break;
 		case 'k': clusters = optarg; break;
 		case 'n': norm_pix = (int)cli_int("--norm-pix", optarg, 3, 1023); break;
+		case 'd': pred_div = (int)cli_int("--pred-div", optarg, 1, 1024); break;
 		case 'b': o.beta = cli_double("--beta", optarg, 0, 1e30); break;
 		case 'r': o.region = cli_region("--region", optarg); break;
 		case 'q': quiet = 1; break;
@@ -147,7 +151,8 @@ main(int argc, char **argv)
 		default: usage_error("unknown option");
 		}
 	}
-	cli_target(ckpt, target, clusters, norm_pix, &L.t);
+	cli_target(ckpt, target, clusters, norm_pix, pred_div, &L.t);
+	L.ckpt = ckpt != NULL;
 	L.div = L.t.div;
 	L.K = L.t.K;
 	if (L.t.kind != MIM_TARGET_PIXEL && !given)

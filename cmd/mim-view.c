@@ -39,13 +39,15 @@ static const char usage_text[] =
 "      --target KIND     pixel (default), bins or clusters (with --clusters)\n"
 "      --clusters FILE   the colour centres, 'centres' F32 [K,3] (mim-cluster)\n"
 "      --norm-pix P      the prediction is of the normalised target, window P\n"
+"      --pred-div D      the prediction is at 1/D of the image (default 1)\n"
 "      --curve LOG       plot loss against step from mim-step's --log (and\n"
 "                        val_loss, from mim-step --val, beside it)\n"
 "      --title T         title of the curve (default: the log's name)\n"
 "  -h, --help            this help\n";
 
 enum { OPT_OUT = 256, OPT_MASKS, OPT_PERROW, OPT_MEAN, OPT_STD, OPT_NOLABELS,
-	OPT_CURVE, OPT_TITLE, OPT_CKPT, OPT_TARGET, OPT_CLUSTERS, OPT_NORMPIX };
+	OPT_CURVE, OPT_TITLE, OPT_CKPT, OPT_TARGET, OPT_CLUSTERS, OPT_NORMPIX,
+	OPT_PREDDIV };
 
 static struct {
 	const char *output, *outdir, *curve, *title;
@@ -53,6 +55,7 @@ static struct {
 	int cols[MIM_NCOL], ncols;
 	double mean[3], std[3];
 	struct mim_target t;	/* of the predictions (cli_target) */
+	int ckpt;		/* t is a checkpoint's */
 	float *pfull;		/* a frame's predictions as (B,3,H,W) colours */
 	int noted;		/* the note on normalised predictions given */
 } o = {
@@ -186,7 +189,10 @@ add_frame(struct sheet *s, const struct mim_frame *f, const char *input, long k,
 	if (img && pred && mim_pred_check(img->shape, 4, pred->shape) < 0)
 		die("%s: frame %ld: %s", input, k, mim_errmsg());
 	if (pred) {	/* the predictions as colours at the image's resolution */
-		tg.div = img ? (int)(H / pred->shape[2]) : tg.div > 1 ? tg.div : 1;
+		if (img && pred->shape[2] * tg.div != H)
+			die("%s: frame %ld: tensor 'pred': %s is not at 1/%d of the image (%s)", input, k,
+			    mim_shape_str(sh, sizeof sh, pred->ndim, pred->shape), tg.div,
+			    o.ckpt ? "the checkpoint's pred_div" : "--pred-div, default 1");
 		if (!img)
 			B = pred->shape[0], H = W = pred->shape[2] * tg.div;
 		free(o.pfull);
@@ -278,11 +284,12 @@ main(int argc, char **argv)
 		{"target", required_argument, NULL, OPT_TARGET},
 		{"clusters", required_argument, NULL, OPT_CLUSTERS},
 		{"norm-pix", required_argument, NULL, OPT_NORMPIX},
+		{"pred-div", required_argument, NULL, OPT_PREDDIV},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
 	const char *ckpt = NULL, *target = NULL, *clusters = NULL;
-	int c, n, norm_pix = 0;
+	int c, n, norm_pix = 0, pred_div = 0;
 
 	cli_init(argc, argv);
 	parse_columns("original,masked,reconstruction,prediction");
@@ -314,13 +321,15 @@ main(int argc, char **argv)
 		case OPT_TARGET: target = optarg; break;
 		case OPT_CLUSTERS: clusters = optarg; break;
 		case OPT_NORMPIX: norm_pix = (int)cli_int("--norm-pix", optarg, 3, 1023); break;
+		case OPT_PREDDIV: pred_div = (int)cli_int("--pred-div", optarg, 1, 1024); break;
 		case 'h': fputs(usage_text, stdout); return 0;
 		default: usage_error("unknown option");
 		}
 	}
 	if (!!o.output == !!o.outdir)
 		usage_error("give one of -o FILE and --out DIR");
-	cli_target(ckpt, target, clusters, norm_pix, &o.t);
+	cli_target(ckpt, target, clusters, norm_pix, pred_div, &o.t);
+	o.ckpt = ckpt != NULL;
 	if (o.curve) {
 		if (!o.output)
 			usage_error("--curve needs -o FILE.svg or FILE.png");

@@ -344,6 +344,8 @@ share_model(struct mim_run *r, char *js, size_t n)
 	free(js);
 	if (!st)
 		dbcast(r, r->model->w, r->model->nw * sizeof(float));
+	if (!st && r->model->centres)	/* the clusters target's colours */
+		dbcast(r, r->model->centres, (size_t)r->model->cfg.target_clusters * 3 * sizeof(float));
 	return st;
 }
 

@@ -60,15 +60,27 @@ for n in bins clus norm px4; do
 		check "$n: every frame's loss as PyTorch's" '$PY "$REF/target_ref.py" check-stream "$T/$n.st" "$T/$n.out"'
 	fi
 done
+# Swin (patch 2, stride 4) at 1/4: a target pixel over 2x2 patches
+expect_ok 'swin: bins 4 at 1/4, through the pipe' 'mim-ckpt init --preset micro-swin --seed 3 --target bins --target-bins 4 --pred-div 4 -o "$T/sw.st" &&
+	$PY -c "
+import sys, numpy as np, st
+fr = [f for f, _ in st.read_frames(open(sys.argv[1], \"rb\"))]
+m = np.repeat(np.repeat(fr[0][\"mask\"], 2, 1), 2, 2)
+open(sys.argv[2], \"wb\").write(b\"\".join(st.frame_bytes({\"image\": f[\"image\"], \"mask\": m}) for f in fr))
+" "$T/in.mim" "$T/in2.mim" &&
+	mim-encode --ckpt "$T/sw.st" "$T/in2.mim" | mim-head --ckpt "$T/sw.st" | mim-loss -q --ckpt "$T/sw.st" > "$T/sw.out"'
+if have_torch; then
+	check "swin: every frame's loss as PyTorch's" '$PY "$REF/target_ref.py" check-stream "$T/sw.st" "$T/sw.out"'
+fi
 check 'pred shapes: bins (4,24,16,16), clusters (4,16,32,32), norm (4,3,8,8)' '$PY - "$T" <<PYEOF
 import sys, st
 def shape(n):
     return next(st.read_frames(open(sys.argv[1] + "/" + n + ".out", "rb")))[0]["pred"].shape
 assert shape("bins") == (4, 24, 16, 16) and shape("clus") == (4, 16, 32, 32) and shape("norm") == (4, 3, 8, 8)
 PYEOF'
-check 'mim-loss with the flags as with --ckpt (bins)' 'mim-loss -q --target bins "$T/bins.out" | cmp - "$T/bins.out"'
+check 'mim-loss with the flags as with --ckpt (bins)' 'mim-loss -q --target bins --pred-div 2 "$T/bins.out" | cmp - "$T/bins.out"'
 check 'mim-loss with the flags as with --ckpt (clusters)' 'mim-loss -q --target clusters --clusters "$T/c16.st" "$T/clus.out" | cmp - "$T/clus.out"'
-check 'mim-loss with the flags as with --ckpt (norm_pix)' 'mim-loss -q --norm-pix 3 "$T/norm.out" | cmp - "$T/norm.out"'
+check 'mim-loss with the flags as with --ckpt (norm_pix)' 'mim-loss -q --norm-pix 3 --pred-div 4 "$T/norm.out" | cmp - "$T/norm.out"'
 
 # ---- training: the loss goes down, and a cut run resumes byte-identical
 for n in bins clus norm; do
@@ -123,7 +135,7 @@ expect_ok 'mim-view draws bins at 1/2' 'mim-view --ckpt "$T/bins.st" -o "$T/b.pn
 expect_ok 'mim-view draws clusters' 'mim-view --ckpt "$T/clus.st" -o "$T/c.png" "$T/clus.out"'
 expect_ok 'mim-view draws norm_pix at 1/4' 'mim-view --ckpt "$T/norm.st" -o "$T/n.png" "$T/norm.out"'
 check 'the pictures are PNGs' 'for f in b c n; do head -c 4 "$T/$f.png" | od -c | grep -q "P   N   G" || exit 1; done'
-check 'norm_pix predictions alone: drawn as they are, with a note' 'mim-view --norm-pix 3 -c prediction -o "$T/n2.png" "$T/norm.out" 2> "$T/e" && grep -q "drawn as they are" "$T/e"'
+check 'norm_pix predictions alone: drawn as they are, with a note' 'mim-view --norm-pix 3 --pred-div 4 -c prediction -o "$T/n2.png" "$T/norm.out" 2> "$T/e" && grep -q "drawn as they are" "$T/e"'
 
 # ---- refused
 expect_fail 'pred_div 3: not a power of two' 2 'init x --pred-div 3'
@@ -143,10 +155,42 @@ expect_fail 'mim-loss --loss l1 with --target clusters' 2 'mim-loss --target clu
 expect_fail 'mim-loss --loss ce with the pixel target' 2 'mim-loss --loss ce "$T/norm.out"'
 expect_fail 'mim-loss --target clusters without --clusters' 2 'mim-loss --target clusters "$T/clus.out"'
 expect_fail 'mim-loss: the centres do not match pred' 1 'mim-loss --target clusters --clusters "$T/c8.st" "$T/clus.out"'
-expect_fail 'mim-loss: a bins pred scored as pixels' 1 'mim-loss "$T/bins.out"'
+expect_fail 'mim-loss: a bins pred scored as pixels' 1 'mim-loss --pred-div 2 "$T/bins.out"'
+expect_fail 'mim-loss: a pred at 1/4 without --pred-div' 1 'mim-loss "$T/px4.out"'
+check '... and says so' 'mim-loss "$T/px4.out" 2>&1 | grep -q "is at 1/4 of the image, not 1/1 (--pred-div, default 1)"'
+expect_fail 'mim-view: a pred at 1/4 without --pred-div' 1 'mim-view -o "$T/x.png" "$T/px4.out"'
+expect_fail 'mim-loss: --pred-div beside --ckpt' 2 'mim-loss --ckpt "$T/px4.st" --pred-div 4 "$T/px4.out"'
 expect_fail 'mim-loss: --ckpt beside --target' 2 'mim-loss --ckpt "$T/bins.st" --target bins "$T/bins.out"'
 expect_fail 'mim-loss: pred at another resolution than the checkpoint' 1 'mim-loss --ckpt "$T/px4.st" "$T/bins.out"'
 expect_fail 'mim-step --loss l2 with a bins target' 1 'cp "$T/bins.st" "$T/x.st" && mim-step -q --ckpt "$T/x.st" --steps 2 --loss l2 "$T/in.mim"'
 check '... and the checkpoint is untouched' 'cmp "$T/x.st" "$T/bins.st"'
 expect_fail 'mim-view: a bins pred without its target' 1 'mim-view -o "$T/x.png" "$T/bins.out"'
 expect_fail 'mim-cluster: fewer pixels than clusters' 1 'mim-cluster -k 512 --pixels 100 "$T/in.mim" -o "$T/x.st"'
+
+# ---- data-parallel: the ranks' gradient of a clusters model is the mean of
+# theirs, each computed alone (the centres reach every rank)
+if [ "${MIM_SANITIZE:-0}" = 1 ]; then
+	echo "skip - sanitizers: Open MPI leaks (t-mim-step-mpi.sh sorts that out)"
+elif command -v mpirun > /dev/null 2>&1; then
+	export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1	# tests and CI run as root
+	export OMPI_MCA_btl_vader_single_copy_mechanism=none	# containers forbid CMA
+	$PY - "$T/in.mim" "$T/r" <<'PYEOF'
+import sys, st
+fr = [t for t, _ in st.read_frames(open(sys.argv[1], "rb"))][:1]
+for r in range(2):
+    with open("%s.%d.mim" % (sys.argv[2], r), "wb") as f:
+        for t in fr:
+            f.write(st.frame_bytes({k: v[2 * r:2 * r + 2] for k, v in t.items()}))
+PYEOF
+	expect_ok 'clusters: --grad-out with 2 ranks' 'MIM_THREADS=1 timeout 120 mpirun -np 2 --oversubscribe --bind-to none sh -c "exec mim-step -c \"$T/clus.st\" --grad-out \"$T/g2.st\" \"$T/r.\$OMPI_COMM_WORLD_RANK.mim\""'
+	for r in 0 1; do MIM_THREADS=1 mim-step -c "$T/clus.st" --grad-out "$T/h$r.st" "$T/r.$r.mim"; done
+	check 'clusters: the ranks'"'"' gradient is the mean of theirs, bit for bit' '$PY - "$T/g2.st" "$T/h0.st" "$T/h1.st" <<PYEOF
+import sys, numpy as np, st
+g, h0, h1 = [st.load(p)[0] for p in sys.argv[1:]]
+assert any(k.startswith("grad.decoder") for k in g)
+for k in g:
+    assert np.array_equal(g[k], (h0[k] + h1[k]) / np.float32(2)), k
+PYEOF'
+else
+	echo "skip - no mpirun: data-parallel clusters"
+fi
