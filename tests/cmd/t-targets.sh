@@ -97,6 +97,10 @@ PYEOF'
 	expect_ok "$n: resumed on the whole input" 'mim-step -q --ckpt "$T/$n.b.st" --steps 8 --lr 3e-3 --warmup-steps 0 --save-every 0 "$T/in.mim"'
 	check "$n: resumed and uninterrupted runs end byte-identical" 'cmp "$T/$n.a.st" "$T/$n.b.st"'
 done
+cp "$T/bins.st" "$T/bv.st"
+expect_ok 'bins: mim-step --val' 'mim-step -q --ckpt "$T/bv.st" --steps 2 --lr 1e-3 --save-every 0 --val "$T/in.mim" --val-every 2 --val-batches 1 --log "$T/bv.log" "$T/in.mim"'
+check 'bins: its val_loss is the pipe'"'"'s loss of the checkpoint it leaves' 'mim-encode --ckpt "$T/bv.st" "$T/in.mim" | mim-head --ckpt "$T/bv.st" | mim-loss --ckpt "$T/bv.st" 2>&1 > /dev/null | head -n 1 | sed "s/.*loss \([0-9.]*\),.*/\1/" > "$T/l1" &&
+	$PY -c "import json, sys; print(\"%.6f\" % [json.loads(l) for l in open(sys.argv[1]) if \"val_loss\" in l][-1][\"val_loss\"])" "$T/bv.log" > "$T/l2" && cmp "$T/l1" "$T/l2"'
 check 'training kept the colour centres' '$PY - "$T/clus.a.st" "$T/c16.st" <<PYEOF
 import sys, numpy as np, st
 a, _ = st.load(sys.argv[1]); c, _ = st.load(sys.argv[2])
