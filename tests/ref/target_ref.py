@@ -139,13 +139,12 @@ def cmd_make(out):
     g = np.random.default_rng(16)
     px = g.integers(0, 256, (B, 3, H, H)).astype(np.float32)
     img = ((px / np.float32(255) - MEAN[:, None, None]) / STD[:, None, None]).astype(np.float32)
-    # mask: sample 0 random 16-pixel blocks, sample 1 all masked but one
-    # 8-pixel block (so that every resolution has masked target pixels)
+    # mask: sample 0 all masked (so that 1/32 has a masked pixel); sample 1
+    # random 16-pixel blocks, the first masked but for one 8-pixel block
     m16 = (g.random((2, 2)) < 0.5).astype(np.uint8)
     m16[0, 0] = 1
-    mask = np.zeros((B, H // P, H // P), np.uint8)
-    mask[0] = m16.repeat(16 // P, 0).repeat(16 // P, 1)
-    mask[1] = 1
+    mask = np.ones((B, H // P, H // P), np.uint8)
+    mask[1] = m16.repeat(16 // P, 0).repeat(16 // P, 1)
     mask[1, :8 // P, 8 // P:16 // P] = 0
     centres = g.uniform(0, 255, (16, 3)).astype(np.float32)
     res = {"image": img, "mask": mask, "centres": centres}
