@@ -438,3 +438,42 @@ cli_exit(int status)
 	}
 	exit(status);
 }
+
+/* what cli_target loaded: reachable until the exit (LeakSanitizer) */
+static struct mim_model *target_model;
+static struct mim_frame *target_centres;
+
+void
+cli_target(const char *ckpt, const char *kind, const char *clusters, int norm_pix, int div,
+    struct mim_target *t)
+{
+	memset(t, 0, sizeof *t);
+	if (ckpt && (kind || clusters || norm_pix || div))
+		usage_error("--ckpt gives the target: no --target, --clusters, --norm-pix or --pred-div "
+		    "beside it");
+	if (ckpt) {
+		if (!(target_model = mim_model_open(ckpt)))
+			die("%s", mim_errmsg());
+		mim_target_of(target_model, t);
+		return;
+	}
+	if (kind && (int)(t->kind = mim_target_parse(kind)) < 0)
+		usage_error("--target: '%s' is not pixel, bins or clusters", kind);
+	t->norm_pix = norm_pix;
+	t->div = div ? div : 1;
+	if (clusters) {
+		struct mim_frame *cf = target_centres = mim_load(clusters);
+		struct mim_tensor *ct = cf ? mim_frame_get(cf, "centres") : NULL;
+		char sh[64];
+		if (!ct || ct->dtype != MIM_F32 || ct->ndim != 2 || ct->shape[1] != 3 || ct->shape[0] < 2)
+			die("%s: %s%s%s", clusters, !cf ? mim_errmsg() : !ct ? "no tensor 'centres'" :
+			    "tensor 'centres': want F32 [K,3], got ", ct ? mim_dtype_name(ct->dtype) : "",
+			    ct ? mim_shape_str(sh, sizeof sh, ct->ndim, ct->shape) : "");
+		t->K = (int)ct->shape[0];
+		t->centres = ct->data;
+	}
+	if (t->kind == MIM_TARGET_CLUSTERS && !t->centres)
+		usage_error("--target clusters needs --clusters FILE (or --ckpt)");
+	if (t->centres && t->kind != MIM_TARGET_CLUSTERS)
+		usage_error("--clusters goes with --target clusters");
+}

@@ -83,6 +83,14 @@ void cli_stop_on_signals(struct mim_run *r);
 /* The next hook of a run (ctx: the struct mim_run): mim_read_frame of its
  * reader, interruptible by cli_stop_on_signals; 0 once a signal came. */
 int cli_next_frame(void *ctx, struct mim_frame **f);
+/* The target of the loss or the picture (lib/model/target.c): that of
+ * checkpoint ckpt, or of the flags --target kind (NULL: pixel),
+ * --clusters FILE ('centres' F32 [K,3]), --norm-pix P and --pred-div div
+ * (0: 1), into *t. t->K is 0 for bins from the flags (pred's channels
+ * tell it). Exits 2 on flags that contradict, 1 on a file that will not
+ * do; what it loads stays until the exit. */
+void cli_target(const char *ckpt, const char *kind, const char *clusters, int norm_pix, int div,
+    struct mim_target *t);
 /* Check stdout for a late write error (full disk), then exit(status). */
 void cli_exit(int status) __attribute__((noreturn));
 

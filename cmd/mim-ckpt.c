@@ -70,6 +70,8 @@ init_usage(void)
 		printf(" %s", mim_config_preset_name(i));
 	printf("\n"
 	    "  -c, --config JSON  a JSON object of config keys\n"
+	    "  -k, --clusters FILE  the colour centres of --target clusters: 'centres'\n"
+	    "                     F32 [target_clusters,3], 0-255 RGB (mim-cluster(1))\n"
 	    "  -s, --seed N       seed of the initialisation (default 0)\n"
 	    "  -o, --output FILE  write here (atomically) instead of stdout\n"
 	    "  -h, --help         this help\n");
@@ -156,10 +158,10 @@ ckpt_init(int argc, char **argv)
 	/* a flag for every config key of every model (--img-size etc.; the
 	 * parser decides which belong to which model) */
 	enum { MAXK = 64 };
-	static struct option opts[MAXK + 6];
+	static struct option opts[MAXK + 7];
 	static char flagname[MAXK][32];
 	const char *config_keys[MAXK];
-	const char *preset = NULL, *config = NULL, *out = NULL;
+	const char *preset = NULL, *config = NULL, *out = NULL, *clusters = NULL;
 	uint64_t seed = 0;
 	json_t *over = json_object();
 	int c, idx, NK = 0;
@@ -178,9 +180,11 @@ ckpt_init(int argc, char **argv)
 	opts[NK + 2] = (struct option){"seed", required_argument, NULL, 's'};
 	opts[NK + 3] = (struct option){"output", required_argument, NULL, 'o'};
 	opts[NK + 4] = (struct option){"help", no_argument, NULL, 'h'};
-	opts[NK + 5] = (struct option){0};
-	while ((c = cli_getopt(argc, argv, "p:c:s:o:h", opts, &idx)) != -1) {
+	opts[NK + 5] = (struct option){"clusters", required_argument, NULL, 'k'};
+	opts[NK + 6] = (struct option){0};
+	while ((c = cli_getopt(argc, argv, "p:c:k:s:o:h", opts, &idx)) != -1) {
 		switch (c) {
+		case 'k': clusters = optarg; break;
 		case 'p': preset = optarg; break;
 		case 'c': config = optarg; break;
 		case 's': seed = (uint64_t)cli_int("--seed", optarg, 0, INT64_MAX); break;
@@ -205,6 +209,15 @@ ckpt_init(int argc, char **argv)
 	struct mim_model *m = mim_model_new(&cfg);
 	if (!m || mim_model_init(m, seed) < 0)
 		die("init: %s", mim_errmsg());
+	if (m->centres && !clusters)
+		die("init: target clusters needs --clusters FILE (mim-cluster(1) fits one)");
+	if (clusters) {
+		struct mim_frame *cf = mim_load(clusters);
+		const struct mim_tensor *ct = cf ? mim_frame_get(cf, "centres") : NULL;
+		if (!ct || mim_model_set_centres(m, ct, "tensor 'centres'") < 0)
+			die("%s: %s", clusters, cf && !ct ? "no tensor 'centres'" : mim_errmsg());
+		mim_frame_free(cf);
+	}
 	struct mim_frame *f = mim_model_to_frame(m);
 	if (!f)
 		die("init: %s", mim_errmsg());

@@ -1,7 +1,8 @@
 /* mim-head -- the SimMIM prediction head over a stream: reads frames with
  * `latent` (B,C,h,w), adds `pred` (B,)+mim_pred_shape: for the linear head
  * (B,3,h*s,w*s), a 1x1 convolution to s*s*3 channels and a pixel shuffle by
- * the encoder stride s. */
+ * the encoder stride s; for another target or resolution (target.c)
+ * (B,C,h*s/d,w*s/d). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +16,8 @@ static const char usage_text[] =
 "frame of the mim streams FILE... (stdin when none): reads 'latent' F32\n"
 "[B,C,h,w] as mim-encode(1) writes it, adds 'pred' F32 [B,3,h*s,w*s] (s =\n"
 "encoder stride), the reconstruction in normalised pixel space, and passes\n"
-"everything else on.\n"
+"everything else on. A model of another target or resolution (mim-loss(1))\n"
+"predicts [B,C,h*s/d,w*s/d]: C = 3 pixels, 3K bin or K colour logits.\n"
 "  -c, --ckpt FILE    the model checkpoint (mim-ckpt(1))\n"
 "  -t, --threads N    threads (default MIM_THREADS or all CPUs)\n"
 "  -h, --help         this help\n";

@@ -41,7 +41,7 @@ static const char usage_text[] =
 "      --clip-grad C      clip the global gradient L2 norm to C (5.0; 0 off)\n"
 "      --accum N          micro-batches (frames) per step (default 1)\n"
 "      --seed N           drop path seed (default 0)\n"
-"      --loss L           l1 (default), l2 or smooth-l1\n"
+"      --loss L           l1 (default), l2, smooth-l1; ce (bins, clusters)\n"
 "      --region R         masked (default) or all pixels\n"
 "      --beta B           smooth-l1 threshold (default 1.0)\n"
 "      --save-every N     save every N steps (default 100; 0: at the end)\n"

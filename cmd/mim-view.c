@@ -16,7 +16,12 @@ static const char usage_text[] =
 "       mim-view --curve LOG -o FILE.svg|FILE.png [--title T]\n"
 "Draw the samples of a stream (stdin or FILE) as a PNG grid, one row per\n"
 "sample: original | masked (masked patches grey) | reconstruction (the\n"
-"prediction pasted into the visible image) | prediction.\n"
+"prediction pasted into the visible image) | prediction. A prediction at a\n"
+"lower resolution is upsampled (nearest); one of the bins or clusters target\n"
+"is drawn as its expected colour (the softmax-weighted mean of the bin or\n"
+"colour centres); the normalised pixel target de-normalised with the mean\n"
+"and variance of the image's windows (as it is, with a note, without the\n"
+"image). The target comes from --ckpt or --target (default pixel).\n"
 "  -o, --output FILE     one PNG of the first --max samples of the stream\n"
 "      --out DIR         one PNG per frame, DIR/frame-000000.png ...\n"
 "  -n, --max N           samples per picture (default 8)\n"
@@ -29,19 +34,30 @@ static const char usage_text[] =
 "      --mean M[,M,M]    undo this normalisation (default ImageNet's\n"
 "      --std S[,S,S]     0.485,0.456,0.406 and 0.229,0.224,0.225)\n"
 "      --no-labels       no column titles\n"
+"      --ckpt FILE       the target of this checkpoint (target, pred_div,\n"
+"                        norm_pix, colour centres)\n"
+"      --target KIND     pixel (default), bins or clusters (with --clusters)\n"
+"      --clusters FILE   the colour centres, 'centres' F32 [K,3] (mim-cluster)\n"
+"      --norm-pix P      the prediction is of the normalised target, window P\n"
+"      --pred-div D      the prediction is at 1/D of the image (default 1)\n"
 "      --curve LOG       plot loss against step from mim-step's --log (and\n"
 "                        val_loss, from mim-step --val, beside it)\n"
 "      --title T         title of the curve (default: the log's name)\n"
 "  -h, --help            this help\n";
 
 enum { OPT_OUT = 256, OPT_MASKS, OPT_PERROW, OPT_MEAN, OPT_STD, OPT_NOLABELS,
-	OPT_CURVE, OPT_TITLE };
+	OPT_CURVE, OPT_TITLE, OPT_CKPT, OPT_TARGET, OPT_CLUSTERS, OPT_NORMPIX,
+	OPT_PREDDIV };
 
 static struct {
 	const char *output, *outdir, *curve, *title;
 	int max, masks, perrow, scale, labels;
 	int cols[MIM_NCOL], ncols;
 	double mean[3], std[3];
+	struct mim_target t;	/* of the predictions (cli_target) */
+	int ckpt;		/* t is a checkpoint's */
+	float *pfull;		/* a frame's predictions as (B,3,H,W) colours */
+	int noted;		/* the note on normalised predictions given */
 } o = {
 	.max = 8, .perrow = 8, .labels = 1,
 	.mean = {0.485, 0.456, 0.406}, .std = {0.229, 0.224, 0.225},
@@ -150,9 +166,16 @@ add_frame(struct sheet *s, const struct mim_frame *f, const char *input, long k,
 	if (img && (img->dtype != MIM_F32 || img->ndim != 4 || img->shape[1] != 3))
 		die("%s: frame %ld: tensor 'image': want F32 [B,3,H,W], got %s %s", input, k,
 		    mim_dtype_name(img->dtype), mim_shape_str(sh, sizeof sh, img->ndim, img->shape));
-	if (pred && (pred->dtype != MIM_F32 || pred->ndim != 4 || pred->shape[1] != 3))
-		die("%s: frame %ld: tensor 'pred': want F32 [B,3,H,W], got %s %s", input, k,
-		    mim_dtype_name(pred->dtype), mim_shape_str(sh, sizeof sh, pred->ndim, pred->shape));
+	struct mim_target tg = o.t;
+	if (pred && (tg.kind == MIM_TARGET_BINS && !tg.K))	/* from the flags: 3K channels */
+		tg.K = (int)(pred->shape[1] / 3);
+	if (pred && (pred->dtype != MIM_F32 || pred->ndim != 4 || pred->shape[0] < 1 ||
+	    pred->shape[1] != mim_target_channels(&tg) || (tg.kind == MIM_TARGET_BINS && tg.K < 2) ||
+	    pred->shape[2] < 1 || pred->shape[2] != pred->shape[3]))
+		die("%s: frame %ld: tensor 'pred': want F32 [B,%d,h,h] (target %s), got %s %s%s", input,
+		    k, mim_target_channels(&tg), mim_target_name(tg.kind), mim_dtype_name(pred->dtype),
+		    mim_shape_str(sh, sizeof sh, pred->ndim, pred->shape),
+		    tg.kind == MIM_TARGET_PIXEL && !o.t.norm_pix ? " (another target? see --ckpt)" : "");
 	char where[300];
 	const int64_t any[3] = {-1, -1, -1};
 	snprintf(where, sizeof where, "%s: frame %ld", input, k);
@@ -165,6 +188,24 @@ add_frame(struct sheet *s, const struct mim_frame *f, const char *input, long k,
 	}
 	if (img && pred && mim_pred_check(img->shape, 4, pred->shape) < 0)
 		die("%s: frame %ld: %s", input, k, mim_errmsg());
+	if (pred) {	/* the predictions as colours at the image's resolution */
+		if (img && pred->shape[2] * tg.div != H)
+			die("%s: frame %ld: tensor 'pred': %s is not at 1/%d of the image (%s)", input, k,
+			    mim_shape_str(sh, sizeof sh, pred->ndim, pred->shape), tg.div,
+			    o.ckpt ? "the checkpoint's pred_div" : "--pred-div, default 1");
+		if (!img)
+			B = pred->shape[0], H = W = pred->shape[2] * tg.div;
+		free(o.pfull);
+		if (!(o.pfull = malloc((size_t)B * 3 * H * W * sizeof *o.pfull)))
+			die("out of memory");
+		int rc = mim_view_pred(&tg, (int)B, (int)H, (int)W, img ? img->data : NULL, pred->data,
+		    o.pfull);
+		if (rc < 0)
+			die_lib();
+		if (rc == 1 && !o.noted++)
+			warn("%s: normalised pixel predictions drawn as they are (no 'image' to "
+			    "de-normalise them with)", input);
+	}
 	if (mask && ref) {
 		if (mask->shape[0] != B || mask->shape[1] == 0 || mask->shape[2] == 0 ||
 		    H % mask->shape[1] || W % mask->shape[2] ||
@@ -194,7 +235,7 @@ add_frame(struct sheet *s, const struct mim_frame *f, const char *input, long k,
 			struct mim_rgb *t = mim_view_tile(o.cols[c], (int)H, (int)W, (int)p,
 			    img ? (const float *)img->data + b * is : NULL,
 			    mask ? mbytes + (size_t)b * (H / p) * (W / p) : NULL,
-			    pred ? (const float *)pred->data + b * is : NULL, o.mean, o.std, sc);
+			    pred ? o.pfull + b * is : NULL, o.mean, o.std, sc);
 			if (!t)
 				die_lib();
 			sheet_add(s, t);
@@ -239,10 +280,16 @@ main(int argc, char **argv)
 		{"no-labels", no_argument, NULL, OPT_NOLABELS},
 		{"curve", required_argument, NULL, OPT_CURVE},
 		{"title", required_argument, NULL, OPT_TITLE},
+		{"ckpt", required_argument, NULL, OPT_CKPT},
+		{"target", required_argument, NULL, OPT_TARGET},
+		{"clusters", required_argument, NULL, OPT_CLUSTERS},
+		{"norm-pix", required_argument, NULL, OPT_NORMPIX},
+		{"pred-div", required_argument, NULL, OPT_PREDDIV},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
-	int c, n;
+	const char *ckpt = NULL, *target = NULL, *clusters = NULL;
+	int c, n, norm_pix = 0, pred_div = 0;
 
 	cli_init(argc, argv);
 	parse_columns("original,masked,reconstruction,prediction");
@@ -270,12 +317,19 @@ main(int argc, char **argv)
 		case OPT_NOLABELS: o.labels = 0; break;
 		case OPT_CURVE: o.curve = optarg; break;
 		case OPT_TITLE: o.title = optarg; break;
+		case OPT_CKPT: ckpt = optarg; break;
+		case OPT_TARGET: target = optarg; break;
+		case OPT_CLUSTERS: clusters = optarg; break;
+		case OPT_NORMPIX: norm_pix = (int)cli_int("--norm-pix", optarg, 3, 1023); break;
+		case OPT_PREDDIV: pred_div = (int)cli_int("--pred-div", optarg, 1, 1024); break;
 		case 'h': fputs(usage_text, stdout); return 0;
 		default: usage_error("unknown option");
 		}
 	}
 	if (!!o.output == !!o.outdir)
 		usage_error("give one of -o FILE and --out DIR");
+	cli_target(ckpt, target, clusters, norm_pix, pred_div, &o.t);
+	o.ckpt = ckpt != NULL;
 	if (o.curve) {
 		if (!o.output)
 			usage_error("--curve needs -o FILE.svg or FILE.png");
@@ -317,5 +371,6 @@ main(int argc, char **argv)
 		pictures++;
 	}
 	free(s.tiles);
+	free(o.pfull);
 	return 0;
 }

@@ -36,7 +36,20 @@ struct mim_config {
 	/* Swin */
 	int nstages, depths[MIM_MAXSTAGE], num_heads_s[MIM_MAXSTAGE];	/* JSON "depths", "num_heads" */
 	int window_size, ape, patch_norm;
+	/* What the head predicts (lib/model/target.c; keys written only when
+	 * not the default, so a pixel-target config keeps its bytes) */
+	int target;			/* "target": enum mim_target_kind */
+	int pred_div;			/* "pred_div": d, prediction at H/d (1) */
+	int target_bins;		/* "target_bins": K bins per channel (8) */
+	int target_clusters;		/* "target_clusters": K colours (512) */
+	int norm_pix;			/* "norm_pix": window P of the normalised
+					 * pixel target, 0 = off */
 };
+
+/* Targets (lib/model/target.c): the normalised pixels (SimMIM's), each
+ * colour channel's 0-255 value in K equal bins, or the nearest of K colour
+ * centres. */
+enum mim_target_kind { MIM_TARGET_PIXEL, MIM_TARGET_BINS, MIM_TARGET_CLUSTERS };
 
 /* Defaults of the official configs (issue text / reference §8). */
 void mim_config_default(struct mim_config *c, enum mim_arch arch);
@@ -80,6 +93,9 @@ struct mim_model {
 	float *g;		/* gradients, nw floats (allocated by mim_model_grad) */
 	int features;		/* F: channels of the encoder output */
 	int head_p0;		/* index in p of the head's first parameter */
+	float *centres;		/* target "clusters": (K,3) colours, 0-255 RGB,
+				 * "decoder.centres" in a checkpoint; not a
+				 * parameter (no gradient, no optimiser) */
 	void *priv;		/* activations, plans: the architecture's own */
 	void *work;		/* buffers of the head and loss (lib/model/model.c) */
 };
@@ -99,7 +115,11 @@ int mim_model_load(struct mim_model *m, const struct mim_frame *sd, int allow_ex
 /* Config from f's mim.config, then the weights: the model of a checkpoint. */
 struct mim_model *mim_model_from_frame(const struct mim_frame *f);
 struct mim_model *mim_model_open(const char *path);
-/* The state dict (parameters, official names, F32) plus mim.config. */
+/* The colour centres of a clusters target from t (F32/F16/BF16/F64
+ * [target_clusters,3], 0-255 RGB); what names t in messages. 0 / -1. */
+int mim_model_set_centres(struct mim_model *m, const struct mim_tensor *t, const char *what);
+/* The state dict (parameters, official names, F32; "decoder.centres" of a
+ * clusters target) plus mim.config. */
 struct mim_frame *mim_model_to_frame(const struct mim_model *m);
 
 /* ---- computation ---------------------------------------------------------
@@ -116,13 +136,66 @@ void mim_pred_shape(const struct mim_model *m, int64_t chw[3]);
  * naming what disagrees. */
 int mim_pred_check(const int64_t img[4], int pred_ndim, const int64_t *pred);
 
-enum mim_loss_kind { MIM_LOSS_L1, MIM_LOSS_L2, MIM_LOSS_SMOOTH_L1 };
+enum mim_loss_kind { MIM_LOSS_L1, MIM_LOSS_L2, MIM_LOSS_SMOOTH_L1, MIM_LOSS_CE };
 enum mim_loss_region { MIM_REGION_MASKED, MIM_REGION_ALL };
+/* What the loss compares pred with (all zero: SimMIM's pixels at 1x). */
+struct mim_target {
+	enum mim_target_kind kind;
+	int div;		/* d: pred is (B,C,H/d,W/d); 0 or 1: full resolution */
+	int K;			/* bins per channel, or clusters */
+	int norm_pix;		/* P (odd): normalised pixel target, 0 = off */
+	const float *centres;	/* clusters: (K,3), 0-255 RGB */
+};
 struct mim_lossopt {
-	enum mim_loss_kind kind;
+	enum mim_loss_kind kind;	/* a regression (l1, l2, smooth-l1) for the
+					 * pixel target; ce for bins and clusters,
+					 * where l1 (the default) also means ce */
 	enum mim_loss_region region;
 	double beta;		/* smooth-l1 threshold, default 1.0 */
 };
+/* The target of a model's config (and centres). */
+void mim_target_of(const struct mim_model *m, struct mim_target *t);
+/* Whether the loss o can score target t, and t is sound: 0, or -1 with
+ * the error ("loss l2 is a regression: target bins is scored by ce"). */
+int mim_loss_check(const struct mim_lossopt *o, const struct mim_target *t);
+/* Channels of a prediction of target t (3, 3K or K) */
+int mim_target_channels(const struct mim_target *t);
+/* "pixel", "bins", "clusters" (NULL if out of range) and back (-1) */
+const char *mim_target_name(int kind);
+int mim_target_parse(const char *name);
+/* The pieces of the loss, for tests and mim-view (target.c):
+ * pooled: (B,3,H/d,W/d) the d x d means of img (B,3,H,W);
+ * normed: (B,3,h,w) of t (B,3,h,w) normalised with window P;
+ * labels: (B,h,w) per-pixel labels of pooled normalised pixels x
+ *   (B,3,h,w): bins -> (B,3,h,w) values in [0,K), clusters -> (B,1,h,w);
+ * mask_at: (B,h,w) 1 where the target pixel is masked, h = H/d, from
+ *   mask (B,H/p,W/p): a target pixel is masked iff every patch it
+ *   covers is. */
+void mim_target_pool(int B, int H, int W, int d, const float *img, float *pooled);
+void mim_target_norm(int B, int h, int w, int P, const float *t, float *normed);
+void mim_target_labels(const struct mim_target *t, int B, int h, int w, const float *x,
+    int32_t *labels);
+/* For pictures (mim-view): x (B,3,h,w) normalised with the statistics of
+ * t's P x P windows undone (the inverse of mim_target_norm); the expected
+ * colour of a bins or clusters prediction pred (B,C,h,w), the softmax-
+ * weighted mean of the bin centres (k + 0.5) 256/K - 0.5 or of the colour
+ * centres, normalised as mim-data does, into x (B,3,h,w). */
+void mim_target_denorm(int B, int h, int w, int P, const float *t, const float *x, float *out);
+void mim_target_expect(const struct mim_target *t, int B, int h, int w, const float *pred, float *x);
+void mim_target_mask(int B, int H, int W, int p, int d, const uint8_t *mask, uint8_t *mask_at);
+/* The normalisation mim-data applies (ImageNet mean and std) undone:
+ * the 0-255 value of channel c of a normalised value v, rounded to the
+ * nearest integer and clamped to [0,255]. */
+int mim_target_u8(int c, float v);
+/* per pixels of each image of img (B,3,H,W, normalised), drawn uniformly
+ * with replacement by a generator of (seed, first + b), as unrounded
+ * 0-255 RGB colours into out (B*per, 3): the sample of mim-cluster. */
+void mim_target_sample(int B, int H, int W, const float *img, uint64_t seed, int64_t first, int per,
+    float *out);
+/* K-means colour centres (target.c): k-means++ from seed, then Lloyd
+ * iterations until no label changes or iters; px (n,3) 0-255 RGB;
+ * centres (K,3). 0, or -1 with the error set (n < K). */
+int mim_kmeans(const float *px, size_t n, int K, int iters, uint64_t seed, float *centres);
 /* The names of the losses and regions: one owner (lib/model/loss.c), for
  * flags, checkpoints and messages. parse: the enum, or -1; name: NULL when
  * out of range; choices: the names for a message ("l1, l2 or smooth-l1"). */
@@ -149,8 +222,17 @@ int mim_encode_layer(struct mim_model *m, int B, const float *img,
 /* The prediction head of the config ("linear": 1x1 conv + pixel shuffle):
  * latent (B,F,h,w) -> pred. */
 int mim_head(struct mim_model *m, int B, const float *latent, float *pred);
-/* The official loss; if dpred is not NULL it receives d loss / d pred. */
+/* The official loss (the pixel target at 1x); if dpred is not NULL it
+ * receives d loss / d pred. */
 double mim_loss(const struct mim_lossopt *o, int B, int H, int W, int p,
+    const float *img, const uint8_t *mask, const float *pred, float *dpred);
+/* The loss of o against target t (NULL: pixels at 1x): pred
+ * (B,C,H/d,W/d). NaN with the error set on bad options (mim_loss_check,
+ * errno EINVAL) or no memory (errno ENOMEM). */
+double mim_target_loss(const struct mim_lossopt *o, const struct mim_target *t, int B, int H,
+    int W, int p, const float *img, const uint8_t *mask, const float *pred, float *dpred);
+/* mim_target_loss with the target of m's config */
+double mim_model_loss(const struct mim_model *m, const struct mim_lossopt *o, int B,
     const float *img, const uint8_t *mask, const float *pred, float *dpred);
 /* One training forward and backward: m->g (allocated on first use) is
  * overwritten with d loss / d w for every parameter; *loss gets the loss.

@@ -5,6 +5,8 @@
 
 #include <stdint.h>
 
+#include "mim/model.h"
+
 /* An RGB picture, 8 bits per channel, row-major (H,W,3). */
 struct mim_rgb {
 	int w, h;
@@ -32,6 +34,15 @@ extern const char *const mim_view_col_name[MIM_NCOL];
 struct mim_rgb *mim_view_tile(enum mim_view_col col, int H, int W, int p,
     const float *img, const uint8_t *mask, const float *pred,
     const double mean[3], const double std[3], int scale);
+/* A prediction pred (B,C,H/d,W/d) of target t (d = t->div) as normalised
+ * colours out (B,3,H,W) for mim_view_tile: lower resolutions upsampled
+ * (nearest); bins and clusters as their expected colour (the softmax-
+ * weighted mean of the bin or colour centres); the normalised pixel target
+ * de-normalised with the statistics of img's windows (img (B,3,H,W)).
+ * 0, 1 when a normalised pixel prediction is shown as it is (no img), or
+ * -1 with the error set. */
+int mim_view_pred(const struct mim_target *t, int B, int H, int W, const float *img,
+    const float *pred, float *out);
 /* A mask alone as a tile: masked cells white, visible black. */
 struct mim_rgb *mim_view_mask(int h, int w, const uint8_t *mask, int scale);
 

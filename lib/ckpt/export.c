@@ -320,6 +320,10 @@ mim_ckpt_export(const struct mim_frame *ckpt, const struct mim_export_opt *o, ch
 		goto fail;
 	}
 	ft = c;
+	/* the fine-tuning model has no prediction head, so no target */
+	ft.target = MIM_TARGET_PIXEL;
+	ft.pred_div = 1;
+	ft.norm_pix = 0;
 	if (o->img_size)
 		ft.img_size = o->img_size;
 	const struct mim_arch_ops *arch = mim_arch_get(c.arch);

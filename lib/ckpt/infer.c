@@ -81,6 +81,13 @@ mim_ckpt_infer(const struct mim_frame *sd, const char *hint, struct mim_config *
 			json_object_set_new(o, "head", json_string(hd->name));
 			break;
 		}
+	/* colour centres: the clusters target (the other targets and the
+	 * resolution leave no trace but the decoder's width: --config) */
+	const struct mim_tensor *ce = mim_frame_get(sd, "decoder.centres");
+	if (ce && ce->ndim == 2 && ce->shape[1] == 3 && !json_object_get(h, "target")) {
+		json_object_set_new(o, "target", json_string("clusters"));
+		json_object_set_new(o, "target_clusters", json_integer(ce->shape[0]));
+	}
 	if (grid > 0 && !json_object_get(h, "img_size")) {
 		json_object_set_new(o, "img_size", json_integer((json_int_t)grid * p));
 	} else if (!json_object_get(h, "img_size")) {

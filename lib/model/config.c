@@ -37,6 +37,9 @@ mim_config_default(struct mim_config *c, enum mim_arch arch)
 	c->in_chans = 3;
 	c->mlp_ratio = 4.0;
 	c->qkv_bias = 1;
+	c->pred_div = 1;
+	c->target_bins = 8;
+	c->target_clusters = 512;
 	if (o)
 		o->defaults(c);
 }
@@ -59,6 +62,30 @@ mim_config_head_name(const struct mim_config *c)
 {
 	const struct mim_head_ops *h = mim_head_get(c->head);
 	return h ? h->name : "?";
+}
+
+/* The keys of what the head predicts (target.c), every model's and every
+ * head's; "target" is a name, written only when not "pixel", and the
+ * others only when not their defaults (a 1x pixel-target config keeps the
+ * bytes it had before they existed). */
+#define O_(f) offsetof(struct mim_config, f)
+static const struct mim_config_key target_keys[] = {
+	{"target", MIM_K_INT, O_(target)},
+	{"target_bins", MIM_K_INT, O_(target_bins)},
+	{"target_clusters", MIM_K_INT, O_(target_clusters)},
+	{"pred_div", MIM_K_INT, O_(pred_div)},
+	{"norm_pix", MIM_K_INT, O_(norm_pix)},
+	{NULL, 0, 0},
+};
+#undef O_
+
+static const struct mim_config_key *
+target_key(const char *name)
+{
+	for (const struct mim_config_key *k = target_keys; k->name; k++)
+		if (strcmp(k->name, name) == 0)
+			return k;
+	return NULL;
 }
 
 /* The key called name of head h's table, or NULL. */
@@ -108,7 +135,7 @@ mim_config_key_name(int i)
 			if (!seen && i-- == 0)
 				return k->name;
 		}
-	return NULL;
+	return i < (int)(sizeof target_keys / sizeof target_keys[0]) - 1 ? target_keys[i].name : NULL;
 }
 
 /* "vit" or "swin" (the built-in ones, then any registered) */
@@ -202,6 +229,31 @@ check_lists(const struct mim_config_key *keys, const int *len, int dflt, int nst
 	return 0;
 }
 
+/* One key of target_keys from v ("target" a name); a K of the other
+ * classification target, or norm_pix beside a classification, is an error
+ * (o: the whole object, for "target"). */
+static int
+set_target_key(struct mim_config *c, const struct mim_config_key *k, json_t *v, json_t *o)
+{
+	const char *tn = json_string_value(json_object_get(o, "target"));
+	int t = tn ? mim_target_parse(tn) : json_object_get(o, "target") ? -1 : MIM_TARGET_PIXEL;
+
+	if (t < 0)
+		return mim_seterr("config: \"target\" must be \"pixel\", \"bins\" or \"clusters\"");
+	if (strcmp(k->name, "target") == 0) {
+		c->target = t;
+		return 0;
+	}
+	if ((strcmp(k->name, "target_bins") == 0 && t != MIM_TARGET_BINS) ||
+	    (strcmp(k->name, "target_clusters") == 0 && t != MIM_TARGET_CLUSTERS) ||
+	    (strcmp(k->name, "norm_pix") == 0 && t != MIM_TARGET_PIXEL))
+		return mim_seterr("config: \"%s\" does not go with target \"%s\"", k->name,
+		    mim_target_name(t));
+	if (set_key(c, k, v) < 0)
+		return mim_preferr("config");
+	return 0;
+}
+
 int
 mim_config_parse(struct mim_config *c, const char *text)
 {
@@ -244,6 +296,13 @@ mim_config_parse(struct mim_config *c, const char *text)
 	json_object_foreach(o, key, v) {
 		if (strcmp(key, "model") == 0 || strcmp(key, "head") == 0)
 			continue;
+		if (target_key(key)) {
+			if (set_target_key(&t, target_key(key), v, o) < 0) {
+				json_decref(o);
+				return -1;
+			}
+			continue;
+		}
 		const struct mim_config_key *k = keys;
 		while (k->name && strcmp(k->name, key) != 0)
 			k++;
@@ -336,7 +395,7 @@ put_keys(char *s, size_t cap, size_t *len, const struct mim_config *c,
 char *
 mim_config_json(const struct mim_config *c)
 {
-	size_t cap = 1024, len = 0;
+	size_t cap = 2048, len = 0;
 	char *s = mim_malloc(cap);
 
 	if (!s)
@@ -345,8 +404,16 @@ mim_config_json(const struct mim_config *c)
 	put_keys(s, cap, &len, c, keys_of(c->arch));
 	len += (size_t)snprintf(s + len, cap - len, ",\"head\":\"%s\"", mim_config_head_name(c));
 	put_keys(s, cap, &len, c, mim_head_get(c->head)->keys);
+	if (c->target != MIM_TARGET_PIXEL)
+		len += (size_t)snprintf(s + len, cap - len, ",\"target\":\"%s\",\"%s\":%d",
+		    mim_target_name(c->target), c->target == MIM_TARGET_BINS ? "target_bins" :
+		    "target_clusters", c->target == MIM_TARGET_BINS ? c->target_bins : c->target_clusters);
+	if (c->pred_div != 1)
+		len += (size_t)snprintf(s + len, cap - len, ",\"pred_div\":%d", c->pred_div);
+	if (c->norm_pix)
+		len += (size_t)snprintf(s + len, cap - len, ",\"norm_pix\":%d", c->norm_pix);
 	snprintf(s + len, cap - len, "}");
-	/* some 20 keys of bounded size cannot reach 1024 bytes */
+	/* some 25 keys of bounded size cannot reach 2048 bytes */
 	return s;
 }
 
@@ -427,8 +494,29 @@ mim_config_check(const struct mim_config *c)
 		BAD("layer_norm_eps %g is out of range (0, 1]", c->layer_norm_eps);
 	if (o->check(c) < 0 || (h->check && h->check(c) < 0))
 		return mim_preferr("config");
-	if ((int64_t)c->encoder_stride * c->encoder_stride * 3 > 1 << 24)
-		BAD("encoder_stride %d is too large", c->encoder_stride);
+	/* what the head predicts (target.c) */
+	int d = c->pred_div;
+	if (c->target < 0 || !mim_target_name(c->target))
+		BAD("unknown target");
+	if (d != 1 && d != 2 && d != 4 && d != 8 && d != 16 && d != 32)
+		BAD("pred_div %d is not 1, 2, 4, 8, 16 or 32", d);
+	if (c->encoder_stride % d)
+		BAD("pred_div %d does not divide the encoder stride %d (the head predicts "
+		    "(stride/pred_div)^2 pixels per position)", d, c->encoder_stride);
+	if (c->img_size % d)
+		BAD("pred_div %d does not divide img_size %d", d, c->img_size);
+	if (c->target_bins < 2 || c->target_bins > 256)
+		BAD("target_bins %d is out of range [2, 256]", c->target_bins);
+	if (c->target_clusters < 2 || c->target_clusters > 65536)
+		BAD("target_clusters %d is out of range [2, 65536]", c->target_clusters);
+	if (c->norm_pix && (c->norm_pix < 3 || c->norm_pix % 2 == 0 || c->norm_pix > 1023))
+		BAD("norm_pix %d: want 0 (off) or an odd window in [3, 1023]", c->norm_pix);
+	if (c->norm_pix && c->img_size / d < 2)
+		BAD("norm_pix needs a target of 2 pixels or more a side, not %d", c->img_size / d);
+	if ((int64_t)c->encoder_stride * c->encoder_stride * 3 > 1 << 24 ||
+	    (int64_t)(c->encoder_stride / d) * (c->encoder_stride / d) * mim_pred_channels(c) > 1 << 24)
+		BAD("encoder_stride %d is too large for %d channels a pixel", c->encoder_stride,
+		    mim_pred_channels(c));
 	return 0;
 #undef BAD
 }

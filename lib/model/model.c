@@ -20,6 +20,8 @@
 #include "mim/prof.h"
 
 static void work_free(struct mim_model *m);
+static int float_dtype(enum mim_dtype t);
+static void convert(float *dst, const struct mim_tensor *t, size_t n);
 
 static const struct mim_arch_ops *
 ops_of(const struct mim_model *m)
@@ -84,6 +86,9 @@ mim_model_new(const struct mim_config *c)
 		goto fail;
 	}
 	memset(m->w, 0, bytes);
+	if (c->target == MIM_TARGET_CLUSTERS &&
+	    !(m->centres = mim_calloc((size_t)c->target_clusters * 3, sizeof *m->centres)))
+		goto fail;
 	return m;
 fail:
 	mim_model_free(m);
@@ -103,7 +108,35 @@ mim_model_free(struct mim_model *m)
 	free(m->p);
 	free(m->w);
 	free(m->g);
+	free(m->centres);
 	free(m);
+}
+
+int
+mim_model_set_centres(struct mim_model *m, const struct mim_tensor *t, const char *what)
+{
+	char got[64];
+	int K = m->cfg.target_clusters;
+
+	if (m->cfg.target != MIM_TARGET_CLUSTERS)
+		return mim_seterr("%s: the model's target is %s, not clusters", what,
+		    mim_target_name(m->cfg.target));
+	if (!float_dtype(t->dtype) || t->ndim != 2 || t->shape[0] != K || t->shape[1] != 3)
+		return mim_seterr("%s: %s %s, want F32 [%d,3] (target_clusters %d colours, 0-255 RGB)",
+		    what, mim_dtype_name(t->dtype), mim_shape_str(got, sizeof got, t->ndim, t->shape),
+		    K, K);
+	float *c = malloc((size_t)K * 3 * sizeof *c);
+	if (!c)
+		return mim_seterr("out of memory");
+	convert(c, t, (size_t)K * 3);
+	for (int i = 0; i < 3 * K; i++)
+		if (!(c[i] >= 0 && c[i] <= 255)) {
+			free(c);
+			return mim_seterr("%s: centre %d is not a 0-255 colour", what, i / 3);
+		}
+	memcpy(m->centres, c, (size_t)K * 3 * sizeof *c);
+	free(c);
+	return 0;
 }
 
 int
@@ -185,9 +218,14 @@ mim_model_load(struct mim_model *m, const struct mim_frame *sd, int allow_extra)
 	if (missing)
 		return mim_seterr("missing tensor '%s' and %d more (weights do not match mim.config)",
 		    first, missing - 1);
+	const struct mim_tensor *ce = mim_frame_get(sd, "decoder.centres");
+	if (m->centres && !ce)
+		return mim_seterr("missing tensor 'decoder.centres' (target clusters: the colour centres)");
+	if (m->centres && mim_model_set_centres(m, ce, "tensor 'decoder.centres'") < 0)
+		return -1;
 	for (int i = 0; i < sd->n; i++) {
 		const struct mim_tensor *t = &sd->t[i];
-		if (mim_model_param(m, t->name))
+		if (mim_model_param(m, t->name) || (m->centres && t == ce))
 			continue;
 		int rc = o->buffer_check ? o->buffer_check(m, t) : 0;
 		if (rc < 0)
@@ -257,6 +295,9 @@ mim_model_to_frame(const struct mim_model *m)
 		if (!mim_frame_add(f, p->name, MIM_F32, p->ndim, p->shape, m->w + p->off))
 			goto fail;
 	}
+	int64_t ksh[2] = {m->cfg.target_clusters, 3};
+	if (m->centres && !mim_frame_add(f, "decoder.centres", MIM_F32, 2, ksh, m->centres))
+		goto fail;
 	if (ops_of(m)->buffers_add && ops_of(m)->buffers_add(m, f) < 0)
 		goto fail;
 	free(js);
@@ -416,11 +457,10 @@ mim_model_grad(struct mim_model *m, int B, const float *img, const uint8_t *mask
 	if (ops->forward(m, B, img, mask, 0, 1, seed, w->latent) < 0)
 		return -1;
 	head_of(m)->forward(m, B, w->latent, w->pred, w->dec);
-	int H = m->cfg.img_size;
 	errno = 0;
-	double l = mim_loss(o, B, H, H, m->cfg.patch_size, img, mask, w->pred, w->dpred);
-	if (isnan(l))	/* mim_loss said why when it ran out of memory */
-		return errno == ENOMEM ? -1 : mim_seterr("loss is not a number");
+	double l = mim_model_loss(m, o, B, img, mask, w->pred, w->dpred);
+	if (isnan(l))	/* mim_loss said why when it ran out of memory or refused */
+		return errno == ENOMEM || errno == EINVAL ? -1 : mim_seterr("loss is not a number");
 	if (loss)
 		*loss = l;
 	head_of(m)->backward(m, B, w->dpred, w->dec, w->dlatent);

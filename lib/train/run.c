@@ -344,6 +344,8 @@ share_model(struct mim_run *r, char *js, size_t n)
 	free(js);
 	if (!st)
 		dbcast(r, r->model->w, r->model->nw * sizeof(float));
+	if (!st && r->model->centres)	/* the clusters target's colours */
+		dbcast(r, r->model->centres, (size_t)r->model->cfg.target_clusters * 3 * sizeof(float));
 	return st;
 }
 
@@ -576,7 +578,6 @@ val_room(struct mim_run *r, int B, size_t *nl)
 static int
 validate(struct mim_run *r, double *loss, long *nf)
 {
-	const struct mim_config *c = &r->model->cfg;
 	struct mim_reader *rd = mim_reader_open(r->val);
 	struct mim_frame *f = NULL;
 	double sum = 0;
@@ -598,8 +599,7 @@ validate(struct mim_run *r, double *loss, long *nf)
 			break;
 		}
 		if (loss)
-			sum += mim_loss(&r->t->o.loss, B, c->img_size, c->img_size, c->patch_size,
-			    img, mask, r->vbuf + nl, NULL);
+			sum += mim_model_loss(r->model, &r->t->o.loss, B, img, mask, r->vbuf + nl, NULL);
 		k++;
 		mim_frame_free(f);
 		f = NULL;

@@ -80,7 +80,9 @@ check_opt(const struct mim_trainopt *o)
 struct mim_train *
 mim_train_new(struct mim_model *m, const struct mim_trainopt *o)
 {
-	if (check_opt(o) < 0)
+	struct mim_target tg;	/* the loss against the model's target */
+	mim_target_of(m, &tg);
+	if (check_opt(o) < 0 || mim_loss_check(&o->loss, &tg) < 0)
 		return NULL;
 	struct mim_train *t = mim_calloc(1, sizeof *t);
 	if (!t)
@@ -198,7 +200,6 @@ loss_nonfinite(struct mim_model *m, int B, const float *img, const uint8_t *mask
     const struct mim_lossopt *o)
 {
 	char why[1024];
-	const struct mim_config *c = &m->cfg;
 	int64_t lat_chw[3], pred_chw[3];
 	mim_layer_shape(m, 0, lat_chw);
 	mim_pred_shape(m, pred_chw);
@@ -209,8 +210,7 @@ loss_nonfinite(struct mim_model *m, int B, const float *img, const uint8_t *mask
 	snprintf(why, sizeof why, "%s", mim_errmsg());
 	if (lat && pred && mim_encode(m, B, img, mask, lat) == 0 &&
 	    mim_head(m, B, lat, pred) == 0)
-		rc = !isfinite(mim_loss(o, B, c->img_size, c->img_size, c->patch_size,
-		    img, mask, pred, NULL));
+		rc = !isfinite(mim_model_loss(m, o, B, img, mask, pred, NULL));
 	if (rc < 0)
 		mim_seterr("%s", why);
 	free(lat);

@@ -440,3 +440,39 @@ mim_svg_to_png(const char *svg, const char *path)
 	g_object_unref(im);
 	return rc ? vips_fail(path) : 0;
 }
+
+/* ---- predictions of any target and resolution ------------------------------ */
+
+int
+mim_view_pred(const struct mim_target *t, int B, int H, int W, const float *img,
+    const float *pred, float *out)
+{
+	int d = t->div > 1 ? t->div : 1, h = H / d, w = W / d, asis = 0;
+	size_t n = (size_t)B * 3 * h * w;
+	float *x = malloc(n * sizeof *x), *pooled = NULL;
+
+	if (!x)
+		return mim_seterr("out of memory");
+	if (t->kind != MIM_TARGET_PIXEL) {
+		mim_target_expect(t, B, h, w, pred, x);
+	} else if (t->norm_pix && img) {
+		/* the target's own window statistics, from the image at 1/d */
+		if (!(pooled = malloc(n * sizeof *pooled))) {
+			free(x);
+			return mim_seterr("out of memory");
+		}
+		mim_target_pool(B, H, W, d, img, pooled);
+		mim_target_denorm(B, h, w, t->norm_pix, pooled, pred, x);
+	} else {
+		memcpy(x, pred, n * sizeof *x);
+		asis = t->norm_pix != 0;
+	}
+	/* nearest up to (H,W) */
+	for (size_t bc = 0; bc < (size_t)B * 3; bc++)
+		for (int y = 0; y < H; y++)
+			for (int xx = 0; xx < W; xx++)
+				out[(bc * H + y) * W + xx] = x[(bc * h + y / d) * w + xx / d];
+	free(x);
+	free(pooled);
+	return asis;
+}

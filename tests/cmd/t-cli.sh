@@ -27,6 +27,7 @@ mim-head - --ckpt
 mim-loss - --loss
 mim-step - --ckpt
 mim-view - --output
+mim-cluster - --clusters
 mim-info - -
 mim-ckpt init --preset
 mim-ckpt info -

@@ -26,6 +26,18 @@ relerr_d(const float *a, const double *b, size_t n)
 	return s > 0 ? m / s : m;
 }
 
+/* the same of two float arrays */
+static inline double
+relerr_f(const float *a, const float *b, size_t n)
+{
+	double m = 0, s = 0;
+	for (size_t i = 0; i < n; i++) {
+		m = fmax(m, fabs((double)a[i] - b[i]));
+		s = fmax(s, fabs((double)b[i]));
+	}
+	return s > 0 ? m / s : m;
+}
+
 /* numerical gradient of L with respect to x[0..n) into gn */
 static inline void
 numgrad(double *gn, double *x, size_t n, double (*L)(void), double h)

@@ -33,16 +33,7 @@ run_head(struct mim_model *m, int B, const float *latent, const float *dpred, fl
 	return 0;
 }
 
-static double
-rel(const float *a, const float *b, size_t n)
-{
-	double m = 0, s = 0;
-	for (size_t i = 0; i < n; i++) {
-		m = fmax(m, fabs((double)a[i] - b[i]));
-		s = fmax(s, fabs((double)b[i]));
-	}
-	return s > 0 ? m / s : m;
-}
+#define rel relerr_f
 
 static int
 compare(const char *ckpt, const char *inp, const char *refp)
