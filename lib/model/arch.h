@@ -274,6 +274,7 @@ struct mim_head_ops {
 
 extern const struct mim_head_ops mim_head_linear_ops;
 extern const struct mim_head_ops mim_head_mlp_ops;
+extern const struct mim_head_ops mim_head_swinv_ops;	/* head_swinv.c */
 
 /* What every head predicts (target.c): C channels per predicted pixel, at
  * 1/d of the input resolution; a head's last layer has (s/d)^2 * C outputs
