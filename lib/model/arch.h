@@ -251,6 +251,11 @@ struct mim_head_ops {
 	 * passed (e.g. a head that needs a Swin encoder). NULL: none. 0 / -1,
 	 * the message without the "config: " prefix. */
 	int (*check)(const struct mim_config *c);
+	/* Its persistent buffers, as the architecture's buffer_check and
+	 * buffers_add above (names "decoder."); checked after the
+	 * encoder's, written after them. NULL: none. */
+	int (*buffer_check)(const struct mim_model *m, const struct mim_tensor *t);
+	int (*buffers_add)(const struct mim_model *m, struct mim_frame *f);
 	/* Register the head's parameters with mim_addp() after the
 	 * encoder's (m->features is set; the first lands at m->head_p0).
 	 * Official names start with "decoder.". */

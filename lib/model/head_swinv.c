@@ -38,8 +38,10 @@
  *   decoder.layers.{j}.upsample.expand.weight (2C, C)        j < S-1
  *   decoder.layers.{j}.upsample.norm.{weight,bias} (C/2)
  *   decoder.norm.{weight,bias} (E), decoder.proj.{weight (O,E), bias (O)}
- * The blocks' relative_position_index / attn_mask buffers are not written
- * (the encoder's are): tests/ref/head_swinv_ref.py rebuilds them.
+ * and, like the encoder's, each block's buffers
+ * decoder.layers.{j}.blocks.{b}.attn.relative_position_index (I64) and,
+ * shifted blocks only, .attn_mask (F32), written with the weights and
+ * checked when read.
  *
  * Init as the Swin encoder: the relative position tables trunc normal
  * .02 (constructor order), then every Linear weight trunc normal .02,
@@ -61,6 +63,7 @@
  * backward) and training run the same code. */
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "arch.h"
@@ -196,6 +199,74 @@ swinv_infer(const struct mim_frame *sd, json_t *o)
 	}
 	json_object_set_new(o, "head_depths", d);
 	return 1;
+}
+
+/* ---- buffers: each block's relative_position_index and (shifted blocks)
+ * attn_mask, as the encoder writes its own (swinblk.c) ------------------- */
+
+/* stage j's arrays (malloc'd into t; free with stage_free) */
+static int
+stage_arrays(struct inv *v, int j)
+{
+	struct sstage *t = &v->st[j];
+	size_t N = (size_t)v->N[j];
+
+	t->relidx = mim_malloc(N * N * sizeof(int64_t));
+	t->mask = v->shift[j] > 0 ? mim_malloc((size_t)v->nW[j] * N * N * sizeof(float)) : NULL;
+	if (!t->relidx || (v->shift[j] > 0 && !t->mask))
+		return -1;
+	window_relidx(t->relidx, t->ws);
+	if (t->mask)
+		window_mask(t->mask, t->res, t->res, t->ws, v->shift[j]);
+	return 0;
+}
+
+static void
+stage_free(struct inv *v, int j)
+{
+	free(v->st[j].relidx);
+	free(v->st[j].mask);
+	v->st[j].relidx = NULL;
+	v->st[j].mask = NULL;
+}
+
+static int
+swinv_buffer_check(const struct mim_model *m, const struct mim_tensor *t)
+{
+	struct inv v;
+	struct sblock k;
+	int j, b, kind = swin_buffer_name(t->name, "decoder", &j, &b), rc;
+
+	geo(m, &v);
+	if (!kind || j >= v.S || b >= v.st[j].depth)
+		return 0;
+	if (stage_arrays(&v, j) < 0) {
+		stage_free(&v, j);
+		return -1;
+	}
+	block_of(&v, &v.st[j], j, b, &k);
+	rc = swin_buffer_check_one(t, kind, &k);
+	stage_free(&v, j);
+	return rc;
+}
+
+static int
+swinv_buffers_add(const struct mim_model *m, struct mim_frame *f)
+{
+	struct inv v;
+	struct sblock k;
+	int rc = 0;
+
+	geo(m, &v);
+	for (int j = 0; j < v.S && rc == 0; j++) {
+		rc = stage_arrays(&v, j);
+		for (int b = 0; b < v.st[j].depth && rc == 0; b++) {
+			block_of(&v, &v.st[j], j, b, &k);
+			rc = swin_block_buffers_add(f, "decoder", j, b, &k);
+		}
+		stage_free(&v, j);
+	}
+	return rc;
 }
 
 /* ---- parameters and init ---------------------------------------------------- */
@@ -506,6 +577,8 @@ const struct mim_head_ops mim_head_swinv_ops = {
 	.keys = swinv_keys,
 	.infer = swinv_infer,
 	.check = swinv_check,
+	.buffer_check = swinv_buffer_check,
+	.buffers_add = swinv_buffers_add,
 	.params = swinv_params,
 	.init = swinv_init,
 	.pred_shape = swinv_pred_shape,

@@ -179,82 +179,25 @@ static const char *const swin_skip_kw[] = {"encoder.relative_position_bias_table
  * attn_mask (F32 (nW,N,N)) of the shifted ones ---------------------------- */
 
 static int
-buffer_of(const struct swin *v, const char *name, const struct sblock **blk)
-{
-	int s, b, n = 0;
-	char what[64], canon[128];
-
-	if (sscanf(name, "encoder.layers.%d.blocks.%d.%63s%n", &s, &b, what, &n) != 3 ||
-	    name[n] != 0 || s < 0 || s >= v->ns || b < 0 || b >= v->st[s].depth)
-		return 0;
-	/* exactly the official spelling ("layers.01" is not a buffer) */
-	snprintf(canon, sizeof canon, "encoder.layers.%d.blocks.%d.%s", s, b, what);
-	if (strcmp(canon, name) != 0)
-		return 0;
-	*blk = &v->st[s].blk[b];
-	if (strcmp(what, "attn.relative_position_index") == 0)
-		return 1;
-	if (strcmp(what, "attn_mask") == 0 && (*blk)->mask)
-		return 2;
-	return 0;
-}
-
-static int
 swin_buffer_check(const struct mim_model *m, const struct mim_tensor *t)
 {
-	const struct sblock *k = NULL;
-	int kind = buffer_of(S(m), t->name, &k);
-	int64_t N, n;
+	const struct swin *v = S(m);
+	int s, b, kind = swin_buffer_name(t->name, "encoder", &s, &b);
 
-	if (!kind)
+	if (!kind || s >= v->ns || b >= v->st[s].depth)
 		return 0;
-	N = k->N;
-	if (kind == 1) {
-		if (t->dtype != MIM_I64 && t->dtype != MIM_I32)
-			return mim_seterr("buffer '%s': dtype %s, want I64", t->name, mim_dtype_name(t->dtype));
-		if (t->ndim != 2 || t->shape[0] != N || t->shape[1] != N)
-			return mim_seterr("buffer '%s': shape is not [%lld,%lld] (window %d)", t->name,
-			    (long long)N, (long long)N, k->ws);
-		for (int64_t i = 0; i < N * N; i++)
-			if ((int64_t)mim_tensor_get(t, i) != k->relidx[i])
-				return mim_seterr("buffer '%s': differs from the official index at %lld",
-				    t->name, (long long)i);
-		return 1;
-	}
-	n = (int64_t)k->nW * N * N;
-	if (t->dtype != MIM_F32 && t->dtype != MIM_F16 && t->dtype != MIM_BF16 && t->dtype != MIM_F64)
-		return mim_seterr("buffer '%s': dtype %s, want F32", t->name, mim_dtype_name(t->dtype));
-	if (t->ndim != 3 || t->shape[0] != k->nW || t->shape[1] != N || t->shape[2] != N)
-		return mim_seterr("buffer '%s': shape is not [%d,%lld,%lld]", t->name, k->nW,
-		    (long long)N, (long long)N);
-	for (int64_t i = 0; i < n; i++)
-		if (mim_tensor_get(t, i) != k->mask[i])
-			return mim_seterr("buffer '%s': differs from the official shift mask at %lld",
-			    t->name, (long long)i);
-	return 1;
+	return swin_buffer_check_one(t, kind, &v->st[s].blk[b]);
 }
 
 static int
 swin_buffers_add(const struct mim_model *m, struct mim_frame *f)
 {
 	const struct swin *v = S(m);
-	char nm[128];
 
-	for (int s = 0; s < v->ns; s++) {
-		const struct sstage *t = &v->st[s];
-		for (int b = 0; b < t->depth; b++) {
-			const struct sblock *k = &t->blk[b];
-			int64_t N = k->N, sh[3] = {k->nW, N, N};
-			if (k->mask) {
-				snprintf(nm, sizeof nm, "encoder.layers.%d.blocks.%d.attn_mask", s, b);
-				if (!mim_frame_add(f, nm, MIM_F32, 3, sh, k->mask))
-					return -1;
-			}
-			snprintf(nm, sizeof nm, "encoder.layers.%d.blocks.%d.attn.relative_position_index", s, b);
-			if (!mim_frame_add(f, nm, MIM_I64, 2, sh + 1, k->relidx))
+	for (int s = 0; s < v->ns; s++)
+		for (int b = 0; b < v->st[s].depth; b++)
+			if (swin_block_buffers_add(f, "encoder", s, b, &v->st[s].blk[b]) < 0)
 				return -1;
-		}
-	}
 	return 0;
 }
 

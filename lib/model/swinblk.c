@@ -3,6 +3,7 @@
  * from swin.c unchanged, so that the encoder computes the same bytes. */
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "swinblk.h"
@@ -67,6 +68,79 @@ swin_block_at(struct sblock *b, int first, int qkv_bias)
 	b->fc1b = p++;
 	b->fc2w = p++;
 	b->fc2b = p;
+}
+
+/* ---- buffers: relative_position_index (I64 (N,N)) of every block and
+ * attn_mask (F32 (nW,N,N)) of the shifted ones ---------------------------- */
+
+int
+swin_buffer_name(const char *name, const char *pre, int *s, int *b)
+{
+	int n = 0;
+	char fmt[64], what[64], canon[192];
+
+	snprintf(fmt, sizeof fmt, "%s.layers.%%d.blocks.%%d.%%63s%%n", pre);
+	if (sscanf(name, fmt, s, b, what, &n) != 3 || name[n] != 0 || *s < 0 || *b < 0)
+		return 0;
+	/* exactly the official spelling ("layers.01" is not a buffer) */
+	snprintf(canon, sizeof canon, "%s.layers.%d.blocks.%d.%s", pre, *s, *b, what);
+	if (strcmp(canon, name) != 0)
+		return 0;
+	if (strcmp(what, "attn.relative_position_index") == 0)
+		return 1;
+	if (strcmp(what, "attn_mask") == 0)
+		return 2;
+	return 0;
+}
+
+int
+swin_buffer_check_one(const struct mim_tensor *t, int kind, const struct sblock *k)
+{
+	int64_t N = k->N, n;
+
+	if (kind == 2 && !k->mask)
+		return 0;	/* an unshifted block has no mask */
+	if (kind == 1) {
+		if (t->dtype != MIM_I64 && t->dtype != MIM_I32)
+			return mim_seterr("buffer '%s': dtype %s, want I64", t->name, mim_dtype_name(t->dtype));
+		if (t->ndim != 2 || t->shape[0] != N || t->shape[1] != N)
+			return mim_seterr("buffer '%s': shape is not [%lld,%lld] (window %d)", t->name,
+			    (long long)N, (long long)N, k->ws);
+		for (int64_t i = 0; i < N * N; i++)
+			if ((int64_t)mim_tensor_get(t, i) != k->relidx[i])
+				return mim_seterr("buffer '%s': differs from the official index at %lld",
+				    t->name, (long long)i);
+		return 1;
+	}
+	n = (int64_t)k->nW * N * N;
+	if (t->dtype != MIM_F32 && t->dtype != MIM_F16 && t->dtype != MIM_BF16 && t->dtype != MIM_F64)
+		return mim_seterr("buffer '%s': dtype %s, want F32", t->name, mim_dtype_name(t->dtype));
+	if (t->ndim != 3 || t->shape[0] != k->nW || t->shape[1] != N || t->shape[2] != N)
+		return mim_seterr("buffer '%s': shape is not [%d,%lld,%lld]", t->name, k->nW,
+		    (long long)N, (long long)N);
+	for (int64_t i = 0; i < n; i++)
+		if (mim_tensor_get(t, i) != k->mask[i])
+			return mim_seterr("buffer '%s': differs from the official shift mask at %lld",
+			    t->name, (long long)i);
+	return 1;
+}
+
+int
+swin_block_buffers_add(struct mim_frame *f, const char *pre, int s, int b,
+    const struct sblock *k)
+{
+	char nm[160];
+	int64_t N = k->N, sh[3] = {k->nW, N, N};
+
+	if (k->mask) {
+		snprintf(nm, sizeof nm, "%s.layers.%d.blocks.%d.attn_mask", pre, s, b);
+		if (!mim_frame_add(f, nm, MIM_F32, 3, sh, k->mask))
+			return -1;
+	}
+	snprintf(nm, sizeof nm, "%s.layers.%d.blocks.%d.attn.relative_position_index", pre, s, b);
+	if (!mim_frame_add(f, nm, MIM_I64, 2, sh + 1, k->relidx))
+		return -1;
+	return 0;
 }
 
 void

@@ -85,6 +85,19 @@ void swin_block_init(struct mim_rng *r, const struct mim_model *m, const struct 
 void swin_tn(struct mim_rng *r, const struct mim_model *m, int i);
 void swin_ones(const struct mim_model *m, int i);
 
+/* The persistent buffers of a block, official names under pre:
+ * relative_position_index I64 (N,N), and attn_mask F32 (nW,N,N) if the
+ * block is shifted. swin_buffer_name: 1 if name is
+ * "<pre>.layers.<s>.blocks.<b>.attn.relative_position_index" (exactly that
+ * spelling), 2 for its attn_mask, else 0; *s, *b set, not range-checked.
+ * swin_buffer_check_one: t (of that kind) against block k: 1 right, 0 an
+ * attn_mask of an unshifted block (not a buffer), -1 with the error set.
+ * swin_block_buffers_add: append block b of stage s's buffers to f. */
+int swin_buffer_name(const char *name, const char *pre, int *s, int *b);
+int swin_buffer_check_one(const struct mim_tensor *t, int kind, const struct sblock *k);
+int swin_block_buffers_add(struct mim_frame *f, const char *pre, int s, int b,
+    const struct sblock *k);
+
 /* One block forward: a->x -> a->xm, a->out (and what the backward reads). */
 void swin_block_forward(const struct mim_model *m, const struct sstage *t,
     const struct sblock *k, struct bact *a, const struct sbscratch *s, int B);

@@ -67,6 +67,36 @@ else
 	echo "skip - no torch in $PY: import of a plain state dict"
 fi
 
+# ---- the decoder's buffers, written like the encoder's
+check 'relative_position_index of every block, attn_mask of the shifted one' '$PY - "$T/m.st" <<PYEOF
+import sys, st
+t, _ = st.load(sys.argv[1])
+b = sorted(k for k in t if k.startswith("decoder.") and ("index" in k or "mask" in k))
+assert b == ["decoder.layers.0.blocks.0.attn.relative_position_index",
+             "decoder.layers.1.blocks.0.attn.relative_position_index",
+             "decoder.layers.1.blocks.1.attn.relative_position_index",
+             "decoder.layers.1.blocks.1.attn_mask",
+             "decoder.layers.1.blocks.2.attn.relative_position_index"], b
+PYEOF'
+if have_torch; then
+	check 'the PyTorch module takes the decoder with strict=True' '$PY - "$T/m.st" <<PYEOF
+import sys, json, st, torch, head_swinv_ref
+t, meta = st.load(sys.argv[1])
+dec = {k[8:]: torch.from_numpy(v.copy()) for k, v in t.items() if k.startswith("decoder.")}
+head_swinv_ref.InverseSwin(json.loads(meta["mim.config"])).load_state_dict(dec, strict=True)
+PYEOF'
+fi
+expect_ok 'a checkpoint whose decoder index is wrong (by hand)' 'cp "$T/m.st" "$T/bad.st" && $PY - "$T/bad.st" <<PYEOF
+import sys, st
+t, meta = st.load(sys.argv[1])
+k = "decoder.layers.1.blocks.2.attn.relative_position_index"
+t[k] = t[k].copy()
+t[k][0, 1] += 1
+st.save(sys.argv[1], t, meta)
+PYEOF'
+expect_fail 'mim-head refuses it' 1 'mim-head --ckpt "$T/bad.st" < /dev/null'
+check 'naming the buffer' 'mim-head --ckpt "$T/bad.st" < /dev/null 2>&1 | grep -q "buffer .decoder.layers.1.blocks.2.attn.relative_position_index.: differs from the official index at 1"'
+
 # ---- through the pipe and in training
 $PY - "$T/in.mim" <<'PYEOF'
 import sys, numpy as np, st

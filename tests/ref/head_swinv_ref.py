@@ -79,13 +79,19 @@ class InverseSwin(nn.Module):
 
 
 def load_strict(model, dec):
-    """every parameter from dec, nothing else; the buffers (relative
-    position index, shift masks) are the module's own"""
-    missing, unexpected = model.load_state_dict(dec, strict=False)
-    bufs = {k for k, _ in model.named_buffers()}
-    bad = [k for k in missing if k not in bufs]
+    """every parameter from dec; each buffer dec has (mim writes them) must
+    equal the module's own (relative position index, shift masks), which
+    the module keeps"""
+    own = dict(model.named_buffers())
+    for k, v in dec.items():
+        if k in own and not torch.equal(v.to(own[k].dtype), own[k]):
+            raise SystemExit("head_swinv_ref.py: buffer %s differs from the module's" % k)
+    params = {k: v for k, v in dec.items() if k not in own}
+    missing, unexpected = model.load_state_dict(params, strict=False)
+    bad = [k for k in missing if k not in own]
     if bad or unexpected:
         raise SystemExit("head_swinv_ref.py: missing %s, unexpected %s" % (bad, unexpected))
+    return len(dec) - len(params)
 
 
 def features(cfg):
