@@ -22,8 +22,10 @@
  *
  * LAYERS. No two files of lib/ may depend on each other in a loop (the
  * suite checks this over nm of the objects). So an architecture or a head
- * calls only param.c, rng.c, the kernels and the stream: never config.c,
- * model.c or registry.c, which call it through the tables.
+ * calls only param.c, rng.c, target.c (a head), swinblk.c (the Swin
+ * block, for the Swin encoder and the swin-inverse head), the kernels and
+ * the stream: never config.c, model.c or registry.c, which call it
+ * through the tables.
  *
  * ADDING AN ARCHITECTURE: write lib/model/<arch>.c defining one
  * `const struct mim_arch_ops mim_<arch>_ops` and add it to the built-in
