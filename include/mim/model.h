@@ -22,8 +22,11 @@ enum mim_arch { MIM_ARCH_VIT, MIM_ARCH_SWIN };
 /* The model, exactly the keys of __metadata__["mim.config"] (JSON). */
 struct mim_config {
 	enum mim_arch arch;		/* "model": "vit" | "swin" */
-	int head;			/* "head": "linear" (id 0, the default), "mlp" */
+	int head;			/* "head": "linear" (id 0, the default), "mlp",
+					 * "swin-inverse" */
 	int head_hidden;		/* mlp: hidden width (0: the encoder's) */
+	int head_depths[MIM_MAXSTAGE];	/* swin-inverse: blocks of its stage j (0: the
+					 * encoder's stage nstages-1-j), nstages long */
 	int img_size, in_chans, patch_size, embed_dim;
 	double mlp_ratio;
 	int qkv_bias;

@@ -22,8 +22,10 @@
  *
  * LAYERS. No two files of lib/ may depend on each other in a loop (the
  * suite checks this over nm of the objects). So an architecture or a head
- * calls only param.c, rng.c, the kernels and the stream: never config.c,
- * model.c or registry.c, which call it through the tables.
+ * calls only param.c, rng.c, target.c (a head), swinblk.c (the Swin
+ * block, for the Swin encoder and the swin-inverse head), the kernels and
+ * the stream: never config.c, model.c or registry.c, which call it
+ * through the tables.
  *
  * ADDING AN ARCHITECTURE: write lib/model/<arch>.c defining one
  * `const struct mim_arch_ops mim_<arch>_ops` and add it to the built-in
@@ -251,6 +253,11 @@ struct mim_head_ops {
 	 * passed (e.g. a head that needs a Swin encoder). NULL: none. 0 / -1,
 	 * the message without the "config: " prefix. */
 	int (*check)(const struct mim_config *c);
+	/* Its persistent buffers, as the architecture's buffer_check and
+	 * buffers_add above (names "decoder."); checked after the
+	 * encoder's, written after them. NULL: none. */
+	int (*buffer_check)(const struct mim_model *m, const struct mim_tensor *t);
+	int (*buffers_add)(const struct mim_model *m, struct mim_frame *f);
 	/* Register the head's parameters with mim_addp() after the
 	 * encoder's (m->features is set; the first lands at m->head_p0).
 	 * Official names start with "decoder.". */
@@ -274,6 +281,7 @@ struct mim_head_ops {
 
 extern const struct mim_head_ops mim_head_linear_ops;
 extern const struct mim_head_ops mim_head_mlp_ops;
+extern const struct mim_head_ops mim_head_swinv_ops;	/* head_swinv.c */
 
 /* What every head predicts (target.c): C channels per predicted pixel, at
  * 1/d of the input resolution; a head's last layer has (s/d)^2 * C outputs

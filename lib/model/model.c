@@ -228,6 +228,8 @@ mim_model_load(struct mim_model *m, const struct mim_frame *sd, int allow_extra)
 		if (mim_model_param(m, t->name) || (m->centres && t == ce))
 			continue;
 		int rc = o->buffer_check ? o->buffer_check(m, t) : 0;
+		if (rc == 0 && head_of(m)->buffer_check)
+			rc = head_of(m)->buffer_check(m, t);
 		if (rc < 0)
 			return -1;
 		if (rc > 0)
@@ -299,6 +301,8 @@ mim_model_to_frame(const struct mim_model *m)
 	if (m->centres && !mim_frame_add(f, "decoder.centres", MIM_F32, 2, ksh, m->centres))
 		goto fail;
 	if (ops_of(m)->buffers_add && ops_of(m)->buffers_add(m, f) < 0)
+		goto fail;
+	if (head_of(m)->buffers_add && head_of(m)->buffers_add(m, f) < 0)
 		goto fail;
 	free(js);
 	return f;

@@ -42,27 +42,9 @@
 #include "mim/gemm.h"
 #include "mim/kern.h"
 #include "mim/swin.h"
+#include "swinblk.h"
 
 static int swin_features(const struct mim_config *c);
-
-struct sblock {		/* parameter indices of one block (-1: absent) */
-	int n1w, n1b, table, qkvw, qkvb, projw, projb, n2w, n2b, fc1w, fc1b,
-	    fc2w, fc2b;
-	int ws, shift, N, nW;	/* after the window clamp */
-	int gi;			/* block index over the whole encoder (drop path) */
-	const int *idx;		/* (L) window order of the tokens */
-	const int64_t *relidx;	/* (N,N) relative position index */
-	const float *mask;	/* (nW,N,N) -100 shift mask, or NULL */
-};
-
-struct sstage {
-	int C, res, L, nH, D, Hd, depth, ws;
-	int redw, mnw, mnb;	/* patch merging parameters; -1 in the last stage */
-	struct sblock *blk;
-	int *idx[2];		/* window order without / with the shift */
-	int64_t *relidx;
-	float *mask;		/* of the shifted blocks, or NULL */
-};
 
 struct splan;
 
@@ -93,9 +75,9 @@ stage_geometry(struct sstage *t, const struct mim_config *c, int s, int G)
 	t->depth = c->depths[s];
 	/* the window clamp (SwinTransformerBlock.__init__): a stage no larger
 	 * than the window is one window, and nothing is shifted */
-	int clamp = t->res <= c->window_size;
-	t->ws = clamp ? t->res : c->window_size;
-	int shift = clamp ? 0 : c->window_size / 2, N = t->ws * t->ws;
+	int shift;
+	swin_window(t->res, c->window_size, &t->ws, &shift);
+	int N = t->ws * t->ws;
 	int nW = t->L / N;
 
 	if (!(t->blk = mim_calloc((size_t)t->depth, sizeof *t->blk)) ||
@@ -165,25 +147,8 @@ swin_params(struct mim_model *m)
 		int C = t->C, Hd = t->Hd;
 		for (int i = 0; i < t->depth; i++) {
 			struct sblock *b = &t->blk[i];
-			const char *f = "encoder.layers.%d.blocks.%d.%s";
 			b->gi = gi++;
-			b->n1w = P1(C) f, s, i, "norm1.weight");
-			b->n1b = P1(C) f, s, i, "norm1.bias");
-			b->table = P2((2 * b->ws - 1) * (2 * b->ws - 1), t->nH) f, s, i,
-			    "attn.relative_position_bias_table");
-			b->qkvw = P2(3 * C, C) f, s, i, "attn.qkv.weight");
-			b->qkvb = c->qkv_bias ? P1(3 * C) f, s, i, "attn.qkv.bias") : -1;
-			b->projw = P2(C, C) f, s, i, "attn.proj.weight");
-			b->projb = P1(C) f, s, i, "attn.proj.bias");
-			b->n2w = P1(C) f, s, i, "norm2.weight");
-			b->n2b = P1(C) f, s, i, "norm2.bias");
-			b->fc1w = P2(Hd, C) f, s, i, "mlp.fc1.weight");
-			b->fc1b = P1(Hd) f, s, i, "mlp.fc1.bias");
-			b->fc2w = P2(C, Hd) f, s, i, "mlp.fc2.weight");
-			b->fc2b = P1(C) f, s, i, "mlp.fc2.bias");
-			if (b->n1w < 0 || b->table < 0 || b->qkvw < 0 || (c->qkv_bias && b->qkvb < 0) ||
-			    b->projw < 0 || b->projb < 0 || b->n2w < 0 || b->n2b < 0 ||
-			    b->fc1w < 0 || b->fc1b < 0 || b->fc2w < 0 || b->fc2b < 0)
+			if (swin_block_params(m, b, "encoder", s, i, C, Hd, t->nH, c->qkv_bias) < 0)
 				return -1;
 		}
 		t->redw = t->mnw = t->mnb = -1;
@@ -214,102 +179,29 @@ static const char *const swin_skip_kw[] = {"encoder.relative_position_bias_table
  * attn_mask (F32 (nW,N,N)) of the shifted ones ---------------------------- */
 
 static int
-buffer_of(const struct swin *v, const char *name, const struct sblock **blk)
-{
-	int s, b, n = 0;
-	char what[64], canon[128];
-
-	if (sscanf(name, "encoder.layers.%d.blocks.%d.%63s%n", &s, &b, what, &n) != 3 ||
-	    name[n] != 0 || s < 0 || s >= v->ns || b < 0 || b >= v->st[s].depth)
-		return 0;
-	/* exactly the official spelling ("layers.01" is not a buffer) */
-	snprintf(canon, sizeof canon, "encoder.layers.%d.blocks.%d.%s", s, b, what);
-	if (strcmp(canon, name) != 0)
-		return 0;
-	*blk = &v->st[s].blk[b];
-	if (strcmp(what, "attn.relative_position_index") == 0)
-		return 1;
-	if (strcmp(what, "attn_mask") == 0 && (*blk)->mask)
-		return 2;
-	return 0;
-}
-
-static int
 swin_buffer_check(const struct mim_model *m, const struct mim_tensor *t)
 {
-	const struct sblock *k = NULL;
-	int kind = buffer_of(S(m), t->name, &k);
-	int64_t N, n;
+	const struct swin *v = S(m);
+	int s, b, kind = swin_buffer_name(t->name, "encoder", &s, &b);
 
-	if (!kind)
+	if (!kind || s >= v->ns || b >= v->st[s].depth)
 		return 0;
-	N = k->N;
-	if (kind == 1) {
-		if (t->dtype != MIM_I64 && t->dtype != MIM_I32)
-			return mim_seterr("buffer '%s': dtype %s, want I64", t->name, mim_dtype_name(t->dtype));
-		if (t->ndim != 2 || t->shape[0] != N || t->shape[1] != N)
-			return mim_seterr("buffer '%s': shape is not [%lld,%lld] (window %d)", t->name,
-			    (long long)N, (long long)N, k->ws);
-		for (int64_t i = 0; i < N * N; i++)
-			if ((int64_t)mim_tensor_get(t, i) != k->relidx[i])
-				return mim_seterr("buffer '%s': differs from the official index at %lld",
-				    t->name, (long long)i);
-		return 1;
-	}
-	n = (int64_t)k->nW * N * N;
-	if (t->dtype != MIM_F32 && t->dtype != MIM_F16 && t->dtype != MIM_BF16 && t->dtype != MIM_F64)
-		return mim_seterr("buffer '%s': dtype %s, want F32", t->name, mim_dtype_name(t->dtype));
-	if (t->ndim != 3 || t->shape[0] != k->nW || t->shape[1] != N || t->shape[2] != N)
-		return mim_seterr("buffer '%s': shape is not [%d,%lld,%lld]", t->name, k->nW,
-		    (long long)N, (long long)N);
-	for (int64_t i = 0; i < n; i++)
-		if (mim_tensor_get(t, i) != k->mask[i])
-			return mim_seterr("buffer '%s': differs from the official shift mask at %lld",
-			    t->name, (long long)i);
-	return 1;
+	return swin_buffer_check_one(t, kind, &v->st[s].blk[b]);
 }
 
 static int
 swin_buffers_add(const struct mim_model *m, struct mim_frame *f)
 {
 	const struct swin *v = S(m);
-	char nm[128];
 
-	for (int s = 0; s < v->ns; s++) {
-		const struct sstage *t = &v->st[s];
-		for (int b = 0; b < t->depth; b++) {
-			const struct sblock *k = &t->blk[b];
-			int64_t N = k->N, sh[3] = {k->nW, N, N};
-			if (k->mask) {
-				snprintf(nm, sizeof nm, "encoder.layers.%d.blocks.%d.attn_mask", s, b);
-				if (!mim_frame_add(f, nm, MIM_F32, 3, sh, k->mask))
-					return -1;
-			}
-			snprintf(nm, sizeof nm, "encoder.layers.%d.blocks.%d.attn.relative_position_index", s, b);
-			if (!mim_frame_add(f, nm, MIM_I64, 2, sh + 1, k->relidx))
+	for (int s = 0; s < v->ns; s++)
+		for (int b = 0; b < v->st[s].depth; b++)
+			if (swin_block_buffers_add(f, "encoder", s, b, &v->st[s].blk[b]) < 0)
 				return -1;
-		}
-	}
 	return 0;
 }
 
 /* ---- initialisation (reference §4.1) --------------------------------------- */
-
-static void
-tn(struct mim_rng *r, const struct mim_model *m, int i)
-{
-	/* timm trunc_normal_(std=.02) with its default bounds a=-2, b=2
-	 * (absolute), i.e. effectively an untruncated N(0, .02^2) */
-	if (i >= 0)
-		mim_init_trunc_normal(r, mim_pw(m, i), m->p[i].numel, 0.0, 0.02, -2.0, 2.0);
-}
-
-static void
-ones(const struct mim_model *m, int i)
-{
-	if (i >= 0)
-		mim_init_const(mim_pw(m, i), m->p[i].numel, 1.0f);
-}
 
 static int
 swin_init(struct mim_model *m, uint64_t seed)
@@ -320,10 +212,10 @@ swin_init(struct mim_model *m, uint64_t seed)
 	mim_rng_seed(&r, seed, 1);
 	/* constructor order: absolute_pos_embed, then each WindowAttention's
 	 * table (trunc normal .02, in __init__) */
-	tn(&r, m, v->ape);
+	swin_tn(&r, m, v->ape);
 	for (int s = 0; s < v->ns; s++)
 		for (int b = 0; b < v->st[s].depth; b++)
-			tn(&r, m, v->st[s].blk[b].table);
+			swin_tn(&r, m, v->st[s].blk[b].table);
 	/* self.apply(_init_weights): Linear weights trunc normal .02, biases
 	 * 0; LayerNorm 1/0. The patch Conv2d is not touched: PyTorch's
 	 * default kaiming_uniform_(a=sqrt(5)) = U(+-1/sqrt(fan_in)), bias
@@ -331,24 +223,17 @@ swin_init(struct mim_model *m, uint64_t seed)
 	double bound = 1.0 / sqrt((double)m->cfg.in_chans * v->P * v->P);
 	mim_init_uniform(&r, mim_pw(m, v->pew), m->p[v->pew].numel, -bound, bound);
 	mim_init_uniform(&r, mim_pw(m, v->peb), m->p[v->peb].numel, -bound, bound);
-	ones(m, v->pnw);
+	swin_ones(m, v->pnw);
 	for (int s = 0; s < v->ns; s++) {
 		const struct sstage *t = &v->st[s];
-		for (int i = 0; i < t->depth; i++) {
-			const struct sblock *b = &t->blk[i];
-			ones(m, b->n1w);
-			tn(&r, m, b->qkvw);
-			tn(&r, m, b->projw);
-			ones(m, b->n2w);
-			tn(&r, m, b->fc1w);
-			tn(&r, m, b->fc2w);
-		}
-		tn(&r, m, t->redw);
-		ones(m, t->mnw);
+		for (int i = 0; i < t->depth; i++)
+			swin_block_init(&r, m, &t->blk[i]);
+		swin_tn(&r, m, t->redw);
+		swin_ones(m, t->mnw);
 	}
-	ones(m, v->nw);
+	swin_ones(m, v->nw);
 	/* the SimMIM subclass: mask_token trunc normal .02 */
-	tn(&r, m, v->mtok);
+	swin_tn(&r, m, v->mtok);
 	return 0;
 }
 
@@ -383,16 +268,6 @@ add_pos(float *x, const float *pos, int B, int L, int C)
 
 /* ---- the activation plan ----------------------------------------------------- */
 
-struct bact {		/* one block (training), or shared by all (inference) */
-	float *x, *xm, *out;	/* (T,C) input, after the attention residual, output */
-	float *m1, *r1, *xw;	/* LN1 stats (T), its output in window order (T,C) */
-	float *qkv, *att, *ao;	/* (T,3C) (q scaled in place), (Bw,nH,N,N), (T,C) */
-	float *m2, *r2, *xn;	/* LN2 stats, output (T,C) */
-	float *h1, *h2;		/* (T,Hd) fc1 output, its GELU */
-	float *kept;		/* (2,B) drop path of the two branches */
-	float keep[2];
-};
-
 struct sact {
 	struct bact *blk;	/* depth entries */
 	float *in;		/* (T,C) stage input */
@@ -405,10 +280,10 @@ struct splan {
 	uint8_t *mask;			/* (T0) the mask of the training forward */
 	float *cols, *x0, *pm, *pr;	/* patches, conv output, patch LN stats */
 	float *fm, *fr, *fo;		/* final LN stats and output (T,F) */
-	float *tmp, *bias, *work;	/* proj / fc2 output (T,C); (nH,N,N); attention */
+	struct sbscratch bs;		/* the blocks' temporaries (swinblk.h) */
 	struct sact st[MIM_MAXSTAGE];
 	/* backward scratch (training) */
-	float *dx, *dx2, *dy, *dao, *dqkv, *dh, *dxn, *dbias;
+	float *dx, *dx2;
 };
 
 static float *
@@ -445,9 +320,9 @@ plan_layout(const struct swin *v, struct splan *p, int B, int train, float *base
 	p->x0 = take(&off, T0 * v->E, base);
 	p->pm = take(&off, T0, base);
 	p->pr = take(&off, T0, base);
-	p->tmp = take(&off, mx_tc, base);
-	p->bias = take(&off, mx_bias, base);
-	p->work = take(&off, attention_work((int)mx_n), base);
+	p->bs.tmp = take(&off, mx_tc, base);
+	p->bs.bias = take(&off, mx_bias, base);
+	p->bs.work = take(&off, attention_work((int)mx_n), base);
 	/* inference: one shared set of block buffers, no probabilities kept */
 	struct bact sh = {0};
 	if (!train) {
@@ -511,12 +386,12 @@ plan_layout(const struct swin *v, struct splan *p, int B, int train, float *base
 		/* the merged LN input (T/4,4C) has the size of the stage before */
 		p->dx = take(&off, mx_tc, base);
 		p->dx2 = take(&off, mx_tc, base);
-		p->dy = take(&off, mx_tc, base);
-		p->dao = take(&off, mx_tc, base);
-		p->dqkv = take(&off, mx_t3c, base);
-		p->dh = take(&off, mx_th, base);
-		p->dxn = take(&off, mx_tc, base);
-		p->dbias = take(&off, mx_bias, base);
+		p->bs.dy = take(&off, mx_tc, base);
+		p->bs.dao = take(&off, mx_tc, base);
+		p->bs.dqkv = take(&off, mx_t3c, base);
+		p->bs.dh = take(&off, mx_th, base);
+		p->bs.dxn = take(&off, mx_tc, base);
+		p->bs.dbias = take(&off, mx_bias, base);
 	}
 	return off;
 }
@@ -578,38 +453,6 @@ plan_get(struct mim_model *m, int B, int train)
 
 /* ---- forward ----------------------------------------------------------------- */
 
-static void
-block_forward(const struct mim_model *m, const struct sstage *t, const struct sblock *k,
-    struct bact *a, struct splan *p, int B)
-{
-	int C = t->C, L = t->L, T = B * L, N = k->N, Bw = B * k->nW;
-	float eps = (float)m->cfg.layer_norm_eps;
-	const float *kept0 = a->kept && a->keep[0] < 1 ? a->kept : NULL;
-	const float *kept1 = a->kept && a->keep[1] < 1 ? a->kept + B : NULL;
-
-	/* windows = partition(roll(norm1(x), -shift)): one pass through idx */
-	window_ln_forward(a->xw, a->m1, a->r1, a->x, mim_pw(m, k->n1w), mim_pw(m, k->n1b),
-	    k->idx, B, L, C, eps);
-	linear_forward(a->qkv, a->xw, mim_pw(m, k->qkvw), mim_pw(m, k->qkvb), T, C, 3 * C);
-	/* attention over the Bw windows: q * D^-0.5 (in place), + bias[h], +
-	 * the shift mask of window w % nW, softmax, @ v */
-	relpos_forward(p->bias, mim_pw(m, k->table), k->relidx, N, t->nH);
-	attention_forward(a->ao, a->att, a->qkv, NULL, NULL, p->bias, k->mask, k->nW, Bw, N,
-	    C, t->nH, 1.0f / sqrtf((float)t->D), p->work);
-	linear_forward(p->tmp, a->ao, mim_pw(m, k->projw), NULL, T, C, C);
-	/* xm = x + drop_path(roll(reverse(proj), +shift)): one pass */
-	window_reverse_add(a->xm, a->x, p->tmp, mim_pw(m, k->projb), kept0, a->keep[0],
-	    k->idx, B, L, C);
-	/* out = xm + drop_path(fc2(gelu(fc1(norm2(xm))))) */
-	layernorm_forward(a->xn, a->m2, a->r2, a->xm, mim_pw(m, k->n2w), mim_pw(m, k->n2b),
-	    T, C, eps);
-	/* fc1 and GELU fused (inference: in place, h2 is h1) */
-	linear_gelu_forward(a->h2 != a->h1 ? a->h1 : NULL, a->h2, a->xn, mim_pw(m, k->fc1w),
-	    mim_pw(m, k->fc1b), T, C, t->Hd);
-	linear_forward(p->tmp, a->h2, mim_pw(m, k->fc2w), mim_pw(m, k->fc2b), T, t->Hd, C);
-	residual_forward(a->out, a->xm, p->tmp, NULL, kept1, a->keep[1], B, L, C);
-}
-
 static int
 swin_forward(struct mim_model *m, int B, const float *img, const uint8_t *mask,
     int layer, int train, uint64_t seed, float *out)
@@ -654,7 +497,7 @@ swin_forward(struct mim_model *m, int B, const float *img, const uint8_t *mask,
 				k->keep[0] = mim_droppath(k->kept, B, r, seed, 2 * gi);
 				k->keep[1] = mim_droppath(k->kept + B, B, r, seed, 2 * gi + 1);
 			}
-			block_forward(m, t, &t->blk[b], k, p, B);
+			swin_block_forward(m, t, &t->blk[b], k, &p->bs, B);
 		}
 		const float *so = a->blk[t->depth - 1].out;
 		if (layer && s == last) {
@@ -681,45 +524,6 @@ swin_forward(struct mim_model *m, int B, const float *img, const uint8_t *mask,
 
 /* ---- backward ------------------------------------------------------------------ */
 
-/* dx: d loss / d block output on entry, d loss / d block input on return.
- * Destroys a->att (the probabilities become the logit gradients). */
-static void
-block_backward(struct mim_model *m, const struct sstage *t, const struct sblock *k,
-    struct bact *a, struct splan *p, int B, float *dx)
-{
-	int C = t->C, L = t->L, T = B * L, N = k->N, Bw = B * k->nW, Hd = t->Hd;
-	const float *kept0 = a->keep[0] < 1 ? a->kept : NULL;
-	const float *kept1 = a->keep[1] < 1 ? a->kept + B : NULL;
-
-	/* out = xm + drop_path(fc2(h2) + b2): d/d xm is dx itself */
-	const float *dt = dx;
-	if (kept1) {
-		residual_backward(p->dy, NULL, dx, NULL, NULL, kept1, a->keep[1], B, L, C);
-		dt = p->dy;
-	}
-	linear_gelu_backward(p->dh, mim_pg(m, k->fc2w), mim_pg(m, k->fc2b), dt, a->h2, a->h1,
-	    mim_pw(m, k->fc2w), T, Hd, C);
-	linear_backward(p->dxn, mim_pg(m, k->fc1w), mim_pg(m, k->fc1b), p->dh, a->xn,
-	    mim_pw(m, k->fc1w), T, C, Hd);
-	layernorm_backward(dx, mim_pg(m, k->n2w), mim_pg(m, k->n2b), p->dxn, a->xm,
-	    mim_pw(m, k->n2w), a->m2, a->r2, T, C);
-	/* xm = x + drop_path(reverse(proj(ao) + pb)): the branch gradient is
-	 * dx read through the window order */
-	window_gather(p->dy, dx, k->idx, kept0, a->keep[0], B, L, C);
-	linear_backward(p->dao, mim_pg(m, k->projw), mim_pg(m, k->projb), p->dy, a->ao,
-	    mim_pw(m, k->projw), T, C, C);
-	attention_backward(p->dqkv, NULL, NULL, a->att, p->dao, a->qkv, Bw, N, C, t->nH,
-	    1.0f / sqrtf((float)t->D), p->work);
-	/* the logit gradients, summed over windows, are the bias gradient */
-	memset(p->dbias, 0, (size_t)t->nH * N * N * sizeof(float));
-	attention_dbias(p->dbias, a->att, Bw, t->nH, N);
-	relpos_backward(mim_pg(m, k->table), p->dbias, k->relidx, N, t->nH);
-	linear_backward(p->dxn, mim_pg(m, k->qkvw), mim_pg(m, k->qkvb), p->dqkv, a->xw,
-	    mim_pw(m, k->qkvw), T, C, 3 * C);
-	window_ln_backward(dx, mim_pg(m, k->n1w), mim_pg(m, k->n1b), p->dxn, a->x,
-	    mim_pw(m, k->n1w), a->m1, a->r1, k->idx, B, L, C);
-}
-
 static int
 swin_backward(struct mim_model *m, const float *dlatent)
 {
@@ -734,29 +538,29 @@ swin_backward(struct mim_model *m, const float *dlatent)
 	float *dx = p->dx, *dx2 = p->dx2;
 
 	/* latent (B,F,h,w) -> rows, then the final norm */
-	transpose_backward(p->dy, v->F, (size_t)t->L * v->F, dlatent, B, t->L, v->F);
+	transpose_backward(p->bs.dy, v->F, (size_t)t->L * v->F, dlatent, B, t->L, v->F);
 	memset(dx, 0, (size_t)B * t->L * t->C * sizeof(float));
-	layernorm_backward(dx, mim_pg(m, v->nw), mim_pg(m, v->nb), p->dy,
+	layernorm_backward(dx, mim_pg(m, v->nw), mim_pg(m, v->nb), p->bs.dy,
 	    p->st[ns - 1].blk[t->depth - 1].out, mim_pw(m, v->nw), p->fm, p->fr,
 	    B * t->L, v->F);
 	for (int s = ns - 1; s >= 0; s--) {
 		t = &v->st[s];
 		struct sact *a = &p->st[s];
 		for (int b = t->depth - 1; b >= 0; b--)
-			block_backward(m, t, &t->blk[b], &a->blk[b], p, B, dx);
+			swin_block_backward(m, t, &t->blk[b], &a->blk[b], &p->bs, B, dx);
 		if (s == 0)
 			break;
 		/* dx is d loss / d (patch merging output of stage s-1) */
 		const struct sstage *u = &v->st[s - 1];
 		const struct sact *ua = &p->st[s - 1];
 		int T4 = B * t->L, C4 = 4 * u->C;
-		linear_backward(p->dxn, mim_pg(m, u->redw), NULL, dx, ua->mln,
+		linear_backward(p->bs.dxn, mim_pg(m, u->redw), NULL, dx, ua->mln,
 		    mim_pw(m, u->redw), T4, C4, 2 * u->C);
-		memset(p->dy, 0, (size_t)T4 * C4 * sizeof(float));
-		layernorm_backward(p->dy, mim_pg(m, u->mnw), mim_pg(m, u->mnb), p->dxn, ua->mg,
+		memset(p->bs.dy, 0, (size_t)T4 * C4 * sizeof(float));
+		layernorm_backward(p->bs.dy, mim_pg(m, u->mnw), mim_pg(m, u->mnb), p->bs.dxn, ua->mg,
 		    mim_pw(m, u->mnw), ua->mm, ua->mr, T4, C4);
 		memset(dx2, 0, (size_t)B * u->L * u->C * sizeof(float));
-		patchmerge_backward(dx2, p->dy, B, u->res, u->res, u->C);
+		patchmerge_backward(dx2, p->bs.dy, B, u->res, u->res, u->C);
 		float *sw = dx;
 		dx = dx2;
 		dx2 = sw;

@@ -58,5 +58,5 @@ check 'resumed and uninterrupted runs end byte-identical' 'cmp "$T/a.st" "$T/b.s
 # ---- refused
 expect_fail 'head_hidden on the linear head' 2 'mim-ckpt init --preset micro-vit --head-hidden 8 -o "$T/x"'
 expect_fail 'a negative head_hidden' 2 'mim-ckpt init --preset micro-vit --head mlp --head-hidden -1 -o "$T/x"'
-expect_fail 'an unknown head' 2 'mim-ckpt init --preset micro-vit --head swin-inverse -o "$T/x"'
+expect_fail 'an unknown head' 2 'mim-ckpt init --preset micro-vit --head swin-unet -o "$T/x"'
 check 'the messages say why' 'mim-ckpt init --preset micro-vit --head-hidden 8 -o "$T/x" 2>&1 | grep -q "key \"head_hidden\" is not for head \"linear\"" && mim-ckpt init --head nope -o "$T/x" 2>&1 | grep -q "unknown \"head\" \"nope\""'

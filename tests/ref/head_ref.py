@@ -4,6 +4,7 @@ mim's C code, for the parity tests (tests/cmd/t-head-ref.sh):
   linear  nn.Sequential(Conv2d(F, s*s*3, 1), PixelShuffle(s))    (SimMIM's)
   mlp     nn.Sequential(Conv2d(F, D, 1), GELU(), Conv2d(D, s*s*3, 1),
                         PixelShuffle(s))                         D = head_hidden or F
+  swin-inverse  head_swinv_ref.InverseSwin (the Swin encoder's stages mirrored)
 
 The weights come from a mim checkpoint (decoder.* under the same names,
 strict), the latent and the upstream gradient dpred from an input file.
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+import head_swinv_ref
 import st
 
 
@@ -31,6 +33,8 @@ def build(cfg, features):
         d = cfg.get("head_hidden") or features
         return nn.Sequential(nn.Conv2d(features, d, 1), nn.GELU(), nn.Conv2d(d, s * s * 3, 1),
                              nn.PixelShuffle(s))
+    if head == "swin-inverse":
+        return head_swinv_ref.InverseSwin(cfg)
     raise SystemExit("head_ref.py: no reference for head %r" % head)
 
 
@@ -39,9 +43,14 @@ def load(ckpt):
     cfg = json.loads(meta["mim.config"])
     dec = {k[len("decoder."):]: torch.from_numpy(v.copy()) for k, v in t.items()
            if k.startswith("decoder.")}
-    features = dec["0.weight"].shape[1]
-    model = build(cfg, features)
-    model.load_state_dict(dec, strict=True)
+    if cfg.get("head") == "swin-inverse":
+        features = head_swinv_ref.features(cfg)
+        model = build(cfg, features)
+        head_swinv_ref.load_strict(model, dec)
+    else:
+        features = dec["0.weight"].shape[1]
+        model = build(cfg, features)
+        model.load_state_dict(dec, strict=True)
     return model, cfg, features
 
 
