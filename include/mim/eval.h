@@ -96,18 +96,24 @@ void mim_probe_free(struct mim_probe *p);
  *   loss = mean_b (logsumexp(logits_b) - logits_b[y_b])
  *   dlogits = (softmax(logits) - onehot(y)) / B
  *   dw (K,C) = dlogits^T xhat, db (K) = sum_b dlogits (OVERWRITTEN)
- * x (B,C), y (B) in [0,K), B >= 2. xhat (B,C) and logits (B,K) are the
- * caller's buffers; mu, var (C) receive the batch statistics. Returns the
- * loss. */
+ * x (B,C), y (B) in [0,K), B >= 2. dlogits, logits (B,K) and xhat (B,C)
+ * are the caller's buffers, filled; mu, var (C) receive the batch
+ * statistics. Returns the loss. */
 double mim_probe_train_forward_backward(const struct mim_probe *p, float *dw, float *db,
-    float *xhat, float *logits, float *mu, float *var, const float *x,
+    float *dlogits, float *xhat, float *logits, float *mu, float *var, const float *x,
     const int64_t *y, int B);
 /* The running statistics after a batch with statistics mu, var (biased):
  * running = (1 - m) running + m stat, with the unbiased var * B/(B-1), as
  * nn.BatchNorm1d in training; tracked += 1. */
 void mim_probe_track(struct mim_probe *p, const float *mu, const float *var, int B);
-/* Inference (BatchNorm in eval mode): logits (B,K) of x (B,C). */
-void mim_probe_forward(const struct mim_probe *p, float *logits, const float *x, int B);
+/* Inference (BatchNorm in eval mode): logits (B,K) of x (B,C). 0, or -1
+ * (out of memory). */
+int mim_probe_forward(const struct mim_probe *p, float *logits, const float *x, int B);
+/* One torch.optim.SGD update of n floats in place (dampening 0, no
+ * Nesterov): d = g + wd w; buf = d on the first step (first != 0), else
+ * momentum buf + d; w -= lr buf (lr d when momentum is 0, buf unused). */
+void mim_sgd_update(float *w, float *buf, const float *g, size_t n, double lr, double momentum,
+    double wd, int first);
 
 /* What each epoch of mim_probe_train did, for the caller to report. */
 struct mim_probe_epoch {
