@@ -44,11 +44,17 @@ uint64_t mim_drng_below(struct mim_drng *r, uint64_t n);
 /* train: RandomResizedCrop(size, scale, ratio) + flip, SimMIM's pre-training
  * transform. eval: shorter side to int(size / crop_ratio), centre crop
  * size x size (timm/SimMIM validation: 256/224). resize: shorter side to
- * size, no crop (aspect kept; for writing shards only). */
-enum mim_mode { MIM_MODE_TRAIN, MIM_MODE_EVAL, MIM_MODE_RESIZE };
+ * size, no crop (aspect kept; for writing shards only). padcrop:
+ * torchvision's RandomCrop(size, padding=pad) + flip, no resize: the image
+ * padded with pad black pixels on every side, a size x size window of it
+ * at a uniform offset (the official fine-tuning's training transform for
+ * images of at most 32 px, CIFAR-style). */
+enum mim_mode { MIM_MODE_TRAIN, MIM_MODE_EVAL, MIM_MODE_RESIZE, MIM_MODE_PADCROP };
 enum mim_interp { MIM_INTERP_BILINEAR, MIM_INTERP_BICUBIC };
 
-/* A crop box in source pixels and a horizontal flip. */
+/* A crop box in source pixels and a horizontal flip. In padcrop mode the
+ * window in the source's coordinates, which may reach past its edges
+ * (x, y from -pad). */
 struct mim_box {
 	int x, y, w, h;
 	int flip;
@@ -62,6 +68,7 @@ struct mim_aug {
 	double flip;		/* probability of a horizontal flip (0.5) */
 	enum mim_interp interp;	/* bilinear (train default) or bicubic */
 	double crop_ratio;	/* eval: 224/256 = 0.875 */
+	int pad;		/* padcrop: padding on each side (4), < size */
 	double gap;		/* box pre-shrink by floor(factor/gap) for non-JPEG
 				 * images (vips_shrink), as PIL's reducing_gap;
 				 * 0 = none, the exact PIL resize */
