@@ -11,7 +11,7 @@
 
 static const char usage_text[] =
 "usage: mim-probe --out PROBE [--epochs N] [--lr X] [--batch B] [--seed S]\n"
-"                 [--classes K] [--log FILE] [options] [STREAM...]\n"
+"                 [--classes K] [--val FILE] [--log FILE] [options] [STREAM...]\n"
 "       mim-probe --ckpt PROBE [STREAM...]\n"
 "The linear probe of frozen features (MAE's: BatchNorm1d without affine,\n"
 "eps 1e-6, then Linear). The streams (stdin when none) hold 'latent' F32\n"
@@ -33,27 +33,31 @@ static const char usage_text[] =
 "      --weight-decay W   default 0\n"
 "      --seed S           initialisation and shuffling, default 0\n"
 "  -k, --classes K        classes (default: the largest label + 1)\n"
+"      --val FILE         score held-out features (a stream as the input) at\n"
+"                         each progress line and log line\n"
 "      --log FILE         append a JSON line per epoch: epoch, step, loss,\n"
-"                         acc1 (train, %), lr (mim-view --curve --field)\n"
+"                         acc1 (train, %), lr, and with --val val_loss,\n"
+"                         val_acc1, val_acc5 (mim-view --curve --field)\n"
 "  -q, --quiet            no progress on stderr\n"
 "  -t, --threads N        threads (default MIM_THREADS or all CPUs)\n"
 "  -h, --help             this help\n";
 
-enum { O_LR = 256, O_WARM, O_MOM, O_WD, O_SEED, O_LOG };
+enum { O_LR = 256, O_WARM, O_MOM, O_WD, O_SEED, O_LOG, O_VAL };
 
 /* what is in flight, global so that an exit through die() leaves nothing
  * unreachable behind (LeakSanitizer) */
 static struct mim_probe *probe;
-static float *feat;
-static int64_t *lab;
 static FILE *logfp;
 
-/* the features held for training */
+/* features held in memory: for training, and --val */
 struct held {
+	float *x;		/* (n,C) */
+	int64_t *y;		/* (n) */
 	int64_t n, cap;
 	int C;
 	char latent_meta[256];	/* mim.latent of the first frame: which layer */
 };
+static struct held tr, va;
 
 static const struct mim_tensor *
 latent(const struct mim_frame *f, const char *where)
@@ -96,69 +100,103 @@ hold_frame(struct mim_frame *f, const char *where, void *ctx)
 		int64_t cap = h->cap ? 2 * h->cap : 4096;
 		while (cap < h->n + B)
 			cap *= 2;
-		float *nf = realloc(feat, (size_t)cap * C * sizeof *feat);
+		float *nf = realloc(h->x, (size_t)cap * C * sizeof *h->x);
 		if (nf)
-			feat = nf;
-		int64_t *nl = nf ? realloc(lab, (size_t)cap * sizeof *lab) : NULL;
+			h->x = nf;
+		int64_t *nl = nf ? realloc(h->y, (size_t)cap * sizeof *h->y) : NULL;
 		if (!nl)
 			die("%s: out of memory holding %lld features", where, (long long)cap);
-		lab = nl;
+		h->y = nl;
 		h->cap = cap;
 	}
-	memcpy(feat + (size_t)h->n * C, t->data, t->nbytes);
+	memcpy(h->x + (size_t)h->n * C, t->data, t->nbytes);
 	for (int64_t b = 0; b < B; b++)
-		if ((lab[h->n + b] = (int64_t)mim_tensor_get(lb, b)) < 0)
+		if ((h->y[h->n + b] = (int64_t)mim_tensor_get(lb, b)) < 0)
 			die("%s: sample %lld: label %lld is negative", where, (long long)b,
-			    (long long)lab[h->n + b]);
+			    (long long)h->y[h->n + b]);
 	h->n += B;
 }
 
 struct report {
 	int quiet;
+	const char *val;	/* --val FILE, held in va */
 };
 
 static int
 epoch_done(void *ctx, const struct mim_probe_epoch *e)
 {
 	struct report *r = ctx;
-	int every = e->epochs >= 10 ? e->epochs / 10 : 1;
+	int every = e->epochs >= 10 ? e->epochs / 10 : 1, report = e->epoch % every == 0 ||
+	    e->epoch == e->epochs;
+	char vtext[128] = "", vjson[160] = "";
 
-	if (!r->quiet && (e->epoch % every == 0 || e->epoch == e->epochs))
-		warn("epoch %d/%d: loss %.4f, train top-1 %.2f %%, lr %.4g", e->epoch, e->epochs,
-		    e->loss, e->acc1, e->lr);
+	if (r->val && (report || logfp)) {	/* the held-out features, BatchNorm in eval mode */
+		struct mim_eval *ev = mim_eval_new(probe->K);
+		if (!ev || mim_probe_score(probe, ev, va.x, va.y, va.n) < 0)
+			die("%s: %s", r->val, mim_errmsg());
+		double n = (double)ev->n;
+		snprintf(vtext, sizeof vtext, ", val loss %.4f, val top-1 %.2f %%", ev->loss / n,
+		    100.0 * (double)ev->top1 / n);
+		snprintf(vjson, sizeof vjson, ",\"val_loss\":%.9g,\"val_acc1\":%.9g,\"val_acc5\":%.9g",
+		    ev->loss / n, 100.0 * (double)ev->top1 / n, 100.0 * (double)ev->top5 / n);
+		mim_eval_free(ev);
+	}
+	if (!r->quiet && report)
+		warn("epoch %d/%d: loss %.4f, train top-1 %.2f %%, lr %.4g%s", e->epoch, e->epochs,
+		    e->loss, e->acc1, e->lr, vtext);
 	if (logfp && (fprintf(logfp, "{\"epoch\":%d,\"step\":%lld,\"loss\":%.9g,\"acc1\":%.9g,"
-	    "\"lr\":%.9g}\n", e->epoch, (long long)e->step, e->loss, e->acc1, e->lr) < 0 ||
+	    "\"lr\":%.9g%s}\n", e->epoch, (long long)e->step, e->loss, e->acc1, e->lr, vjson) < 0 ||
 	    fflush(logfp) == EOF))
 		die("--log: %s", strerror(errno));
 	return 0;
 }
 
-static void
-train(char **files, const char *out, const struct mim_probe_opts *o, int K, int quiet)
+/* the largest label of h */
+static int64_t
+max_label(const struct held *h)
 {
-	struct held h = {0};
-	struct report r = {.quiet = quiet};
+	int64_t m = 0;
 
-	cli_frames(files, 0, hold_frame, &h);
-	if (h.n == 0)
+	for (int64_t i = 0; i < h->n; i++)
+		m = h->y[i] > m ? h->y[i] : m;
+	return m;
+}
+
+static void
+train(char **files, const char *out, const struct mim_probe_opts *o, int K, int quiet,
+    const char *val)
+{
+	struct report r = {.quiet = quiet, .val = val};
+
+	cli_frames(files, 0, hold_frame, &tr);
+	if (tr.n == 0)
 		die("%s: no samples (an empty stream)", *files ? *files : "<stdin>");
-	int64_t maxl = 0;
-	for (int64_t i = 0; i < h.n; i++)
-		maxl = lab[i] > maxl ? lab[i] : maxl;
+	if (val) {
+		char *vf[] = {(char *)val, NULL};
+		cli_frames(vf, 0, hold_frame, &va);
+		if (va.n == 0)
+			die("%s: no samples (an empty stream)", val);
+		if (va.C != tr.C)
+			die("%s: %d features, the training ones %d", val, va.C, tr.C);
+	}
+	int64_t maxl = max_label(&tr);
 	if (K && maxl >= K)
 		die("label %lld is not in [0,%d) (--classes)", (long long)maxl, K);
 	if (!K)
 		K = (int)maxl + 1;
 	if (K < 2)
-		die("%lld samples all of class 0: nothing to tell apart (--classes K)", (long long)h.n);
+		die("%lld samples all of class 0: nothing to tell apart (--classes K)", (long long)tr.n);
+	if (val && max_label(&va) >= K)
+		die("%s: label %lld is not in [0,%d) (the training labels' classes)", val,
+		    (long long)max_label(&va), K);
 	if (!quiet)
-		warn("%lld samples, %d features, %d classes", (long long)h.n, h.C, K);
-	if (!(probe = mim_probe_new(h.C, K, o->seed)))
+		warn("%lld samples, %d features, %d classes", (long long)tr.n, tr.C, K);
+	if (!(probe = mim_probe_new(tr.C, K, o->seed)))
 		die_lib();
-	if (mim_probe_train(probe, o, feat, lab, h.n, epoch_done, &r) < 0)
+	if (mim_probe_train(probe, o, tr.x, tr.y, tr.n, epoch_done, &r) < 0)
 		die_lib();
 	struct mim_frame *f = mim_probe_to_frame(probe);
-	if (!f || (*h.latent_meta && mim_meta_set(f, "mim.latent", h.latent_meta) < 0))
+	if (!f || (*tr.latent_meta && mim_meta_set(f, "mim.latent", tr.latent_meta) < 0))
 		die_lib();
 	if (mim_save(out, f) < 0)
 		die("%s", mim_errmsg());
@@ -207,13 +245,14 @@ main(int argc, char **argv)
 		{"seed", required_argument, NULL, O_SEED},
 		{"classes", required_argument, NULL, 'k'},
 		{"log", required_argument, NULL, O_LOG},
+		{"val", required_argument, NULL, O_VAL},
 		{"quiet", no_argument, NULL, 'q'},
 		{"threads", required_argument, NULL, 't'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
 	struct mim_probe_opts o;
-	const char *out = NULL, *ckpt = NULL, *log = NULL;
+	const char *out = NULL, *ckpt = NULL, *log = NULL, *val = NULL;
 	int K = 0, quiet = 0, c;
 
 	cli_init(argc, argv);
@@ -231,6 +270,7 @@ main(int argc, char **argv)
 		case O_SEED: o.seed = (uint64_t)cli_int("--seed", optarg, 0, INT64_MAX); break;
 		case 'k': K = (int)cli_int("--classes", optarg, 2, 1 << 20); break;
 		case O_LOG: log = optarg; break;
+		case O_VAL: val = optarg; break;
 		case 'q': quiet = 1; break;
 		case 't': mim_set_threads((int)cli_int("--threads", optarg, 1, 1024)); break;
 		case 'h': fputs(usage_text, stdout); return 0;
@@ -239,12 +279,14 @@ main(int argc, char **argv)
 	}
 	if (!!out == !!ckpt)
 		usage_error("give one of --out FILE (train) and --ckpt FILE (apply)");
+	if (ckpt && (val || log))
+		usage_error("--val and --log go with training (--out)");
 	if (o.warmup_epochs > o.epochs)
 		usage_error("--warmup-epochs %d: more than --epochs %d", o.warmup_epochs, o.epochs);
 	if (out) {
 		if (log && !(logfp = fopen(log, "a")))
 			die("%s: %s", log, strerror(errno));
-		train(argv + optind, out, &o, K, quiet);
+		train(argv + optind, out, &o, K, quiet, val);
 		if (logfp && fclose(logfp) == EOF)
 			die("%s: %s", log, strerror(errno));
 	} else {
@@ -259,7 +301,9 @@ main(int argc, char **argv)
 		mim_frame_free(f);
 	}
 	mim_probe_free(probe);
-	free(feat);
-	free(lab);
+	free(tr.x);
+	free(tr.y);
+	free(va.x);
+	free(va.y);
 	cli_exit(0);
 }

@@ -41,16 +41,18 @@ for m in init run; do
 	mim-data $norm --eval --crop-ratio 1 --size 32 --batch 500 -q test-*.tar |
 		mim-encode --ckpt $m.safetensors --pool mean > $m-test.mim
 	rm -f $m-probe.log
-	mim-probe -q --out $m-probe.safetensors --epochs 100 --log $m-probe.log $m-train.mim
+	mim-probe -q --out $m-probe.safetensors --epochs 100 --val $m-test.mim --log $m-probe.log \
+		$m-train.mim
 	mim-probe --ckpt $m-probe.safetensors $m-test.mim |
 		mim-eval --json --classes-file classes.txt > $m-eval.json
 	mim-probe --ckpt $m-probe.safetensors $m-test.mim | mim-eval | sed -n "3s/^/$m: /p"
 done
 mim-view --confusion run-eval.json -o confusion.png --title "linear probe, Fashion-MNIST test"
+mim-view --curve run-probe.log --field loss,val_loss,val_acc1 -o probe.svg --title "linear probe"
 
 # a look at reconstructions of test images
 mim-data $norm --eval --crop-ratio 1 --size 32 --batch 8 -q test-00.tar |
 	mim-mask --ckpt run.safetensors --mask-patch 8 | mim-encode --ckpt run.safetensors |
 	mim-head --ckpt run.safetensors | mim-view $norm --max 8 -o recon.png
 echo "fashion-mnist.sh: loss curve $dir/loss.svg, reconstructions $dir/recon.png," \
-	"probe's confusion matrix $dir/confusion.png"
+	"probe curves $dir/probe.svg, confusion matrix $dir/confusion.png"

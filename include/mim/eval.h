@@ -129,6 +129,12 @@ int mim_probe_train(struct mim_probe *p, const struct mim_probe_opts *o, const f
     const int64_t *y, int64_t N, int (*every)(void *ctx, const struct mim_probe_epoch *e),
     void *ctx);
 
+/* Score p (BatchNorm in eval mode) on N held features x (N,C) with labels
+ * y (N): adds them to e (K classes, mim_eval_new(p->K)). 0, or -1 with the
+ * error set (a label out of range). */
+int mim_probe_score(const struct mim_probe *p, struct mim_eval *e, const float *x,
+    const int64_t *y, int64_t N);
+
 /* The probe as a frame (for mim_save) and back. mim_probe_from_frame
  * checks names, dtypes and shapes; C and K come from the tensors. */
 struct mim_frame *mim_probe_to_frame(const struct mim_probe *p);

@@ -298,6 +298,27 @@ mim_probe_train(struct mim_probe *p, const struct mim_probe_opts *o, const float
 	return rc;
 }
 
+int
+mim_probe_score(const struct mim_probe *p, struct mim_eval *e, const float *x,
+    const int64_t *y, int64_t N)
+{
+	enum { CHUNK = 1024 };
+
+	for (int64_t i = 0; i < N; i++)
+		if (y[i] < 0 || y[i] >= p->K)
+			return mim_seterr("sample %lld: label %lld is not in [0,%d)", (long long)i,
+			    (long long)y[i], p->K);
+	float *lg = mim_malloc((size_t)CHUNK * p->K * sizeof *lg);
+	int rc = lg ? 0 : -1;
+	for (int64_t i = 0; !rc && i < N; i += CHUNK) {
+		int B = (int)(N - i < CHUNK ? N - i : CHUNK);
+		rc = mim_probe_forward(p, lg, x + (size_t)i * p->C, B);
+		rc = rc ? rc : mim_eval_add(e, lg, y + i, B);
+	}
+	free(lg);
+	return rc;
+}
+
 /* ---- the probe file ------------------------------------------------------- */
 
 struct mim_frame *

@@ -74,6 +74,18 @@ expect_ok 'the same seed again' 'mim-probe -q --out "$T/p2.st" --epochs 15 --bat
 check 'the same seed: the same file' 'cmp "$T/p.st" "$T/p2.st"'
 expect_ok 'another seed' 'mim-probe -q --out "$T/p3.st" --epochs 15 --batch 64 --seed 4 < "$T/train.mim"'
 check 'another seed: another probe' '! cmp -s "$T/p.st" "$T/p3.st"'
+expect_ok 'training with --val' 'mim-probe -q --out "$T/pv.st" --epochs 15 --batch 64 --seed 3 --val "$T/test.mim" --log "$T/vlog" "$T/train.mim"'
+check 'the same probe as without --val' 'cmp "$T/p.st" "$T/pv.st"'
+check 'the last val_acc1 and val_loss are mim-eval of the probe' '$PY - "$T" <<PYEOF
+import sys, json
+d = sys.argv[1]
+last = [json.loads(l) for l in open(d + "/vlog")][-1]; ev = json.load(open(d + "/eval.json"))
+assert last["epoch"] == 15 and abs(last["val_acc1"] - ev["acc1"]) < 1e-6 and abs(last["val_acc5"] - ev["acc5"]) < 1e-6
+assert abs(last["val_loss"] - ev["loss"]) <= 1e-6 * ev["loss"], (last, ev["loss"])
+PYEOF'
+expect_ok 'the curves of the probe' 'mim-view --curve "$T/vlog" --field loss,val_loss,val_acc1 -o "$T/curves.svg"'
+expect_fail '--val of another width' 1 'mim-probe --out "$T/x.st" --val "$T/narrow.mim" "$T/train.mim"'
+expect_fail '--val with --ckpt' 2 'mim-probe --ckpt "$T/p.st" --val "$T/test.mim" < "$T/test.mim"'
 expect_ok 'features of another layer: a warning' 'mim-probe --ckpt "$T/p.st" "$T/layer5.mim" > /dev/null'
 cp "$T/.err" "$T/e4"
 check 'the warning names both' 'grep -q "layer 5, pool mean.*layer 3, pool mean" "$T/e4"'
