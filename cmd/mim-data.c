@@ -30,10 +30,12 @@ static const char usage_text[] =
 "      --eval, --no-augment  shorter side to int(S/R), centre crop S x S\n"
 "      --crop-ratio R      R for --eval, default 0.875 (224/256); or --crop-pct\n"
 "      --finetune          the official fine-tuning transform (timm): --scale\n"
-"                          0.08,1 and bicubic; with --eval, resize + centre\n"
-"                          crop as above; for S <= 32, --pad-crop 4 instead\n"
-"                          (with --eval: --crop-ratio 1, no resize)\n"
+"                          0.08,1, bicubic, --reprob 0.25; with --eval,\n"
+"                          resize + centre crop as above; for S <= 32,\n"
+"                          --pad-crop 4 instead (--eval: no resize)\n"
 "      --pad-crop P        RandomCrop(S, padding=P) + flip, no resize\n"
+"      --reprob P          random erasing (timm, mode pixel) with probability\n"
+"                          P after normalising; --finetune: 0.25\n"
 "      --gap G             box pre-shrink by factor/G for non-JPEG, default 0 (none)\n"
 "      --shrink-min F      JPEG decoding at 1/2 size while the box stays F times\n"
 "                          the output, default 3 (0: off)\n"
@@ -77,7 +79,7 @@ enum {
 	O_SCALE = 256, O_RATIO, O_FLIP, O_INTERP, O_MEAN, O_STD, O_EVAL, O_CROPR,
 	O_GAP, O_SHRINK, O_SHRINKMAX, O_DROP, O_SHUF, O_SEED, O_SIDX, O_SCNT, O_SPLIT, O_EXT,
 	O_STRICT, O_EMPTY, O_MAXPIX, O_INFLIGHT, O_PERSHARD, O_FORMAT, O_QUAL, O_KEEP, O_IDX, O_BOX,
-	O_PBOX, O_RESUME, O_FINETUNE, O_PADCROP,
+	O_PBOX, O_RESUME, O_FINETUNE, O_PADCROP, O_REPROB,
 };
 
 struct cmdline {
@@ -85,7 +87,7 @@ struct cmdline {
 	int batch, drop_last, quiet, verbose, print_boxes, idx, interp_set, allow_empty;
 	int eval, keep;		/* --eval, --keep-aspect */
 	int finetune, padcrop;	/* --finetune, --pad-crop given */
-	int scale_set, crop_set;	/* --scale, --crop-ratio given */
+	int scale_set, crop_set, reprob_set;	/* --scale, --crop-ratio, --reprob given */
 	const char *out;
 	const char *resume;	/* --resume CKPT */
 	long per_shard;
@@ -124,6 +126,7 @@ static const struct option opts[] = {
 	{"crop-pct", required_argument, NULL, O_CROPR},
 	{"finetune", no_argument, NULL, O_FINETUNE},
 	{"pad-crop", required_argument, NULL, O_PADCROP},
+	{"reprob", required_argument, NULL, O_REPROB},
 	{"gap", required_argument, NULL, O_GAP},
 	{"shrink-min", required_argument, NULL, O_SHRINK},
 	{"shrink-max", required_argument, NULL, O_SHRINKMAX},
@@ -224,6 +227,10 @@ option(struct cmdline *c, int ch, char *arg)
 		c->crop_set = 1;
 		break;
 	case O_FINETUNE: c->finetune = 1; break;
+	case O_REPROB:
+		a->reprob = cli_double("--reprob", arg, 0, 1);
+		c->reprob_set = 1;
+		break;
 	case O_PADCROP:
 		a->pad = (int)cli_int("--pad-crop", arg, 0, 8191);
 		c->padcrop = 1;
@@ -303,7 +310,12 @@ settle(struct cmdline *c)
 			c->padcrop = 1;
 		if (a->size <= 32 && c->eval && !c->crop_set)
 			a->crop_ratio = 1;
+		if (!c->reprob_set && !c->eval && !c->keep && !c->out)
+			a->reprob = 0.25;
 	}
+	if (c->reprob_set && a->reprob > 0 && (c->eval || c->keep || c->out))
+		usage_error("--reprob erases in the training transform's frames: not with --eval, "
+		    "--keep-aspect or --out");
 	if (c->padcrop)
 		a->mode = MIM_MODE_PADCROP;
 	if (c->eval) {
@@ -415,10 +427,15 @@ take(struct run *r, struct mim_item *it)
 	struct mim_frame *f[2];
 	int n;
 
-	if (r->c->print_boxes)
-		fprintf(stderr, "%s: box %s %d %d %d %d %d %d %d %d\n", argv0, it->s->key,
+	if (r->c->print_boxes) {
+		char er[80] = "";
+		if (it->g.erased)
+			snprintf(er, sizeof er, " erase %d %d %d %d", it->g.erase.x, it->g.erase.y,
+			    it->g.erase.w, it->g.erase.h);
+		fprintf(stderr, "%s: box %s %d %d %d %d %d %d %d %d%s\n", argv0, it->s->key,
 		    it->g.W, it->g.H, it->g.box.x, it->g.box.y, it->g.box.w, it->g.box.h,
-		    it->g.box.flip, it->g.shrink);
+		    it->g.box.flip, it->g.shrink, er);
+	}
 	r->nimg++;
 	if (r->w) {
 		if (mim_tarw_add_item(r->w, r->L, it)) {

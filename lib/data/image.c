@@ -135,6 +135,8 @@ mim_aug_check(const struct mim_aug *a)
 		return mim_seterr("shrink minimum %g: want 0 (off) or >= 1", a->shrink_min);
 	if (a->mode == MIM_MODE_PADCROP && (a->pad < 0 || a->pad >= a->size))
 		return mim_seterr("padding %d: want 0 <= padding < size %d", a->pad, a->size);
+	if (!(a->reprob >= 0 && a->reprob <= 1))
+		return mim_seterr("erasing probability %g out of range [0, 1]", a->reprob);
 	if (a->max_pixels < 1)
 		return mim_seterr("pixel limit %lld: want at least 1", (long long)a->max_pixels);
 	if (a->force && (a->box.w < 1 || a->box.h < 1 || a->box.x < 0 || a->box.y < 0))
@@ -181,6 +183,39 @@ mim_rrc_box(struct mim_box *b, int W, int H, const double scale[2],
 	b->h = h;
 	b->y = (H - h) / 2;
 	b->x = (W - w) / 2;
+}
+
+int
+mim_random_erase(float *x, int C, int H, int W, double p, struct mim_drng *rng,
+    struct mim_box *b)
+{
+	/* timm: if random.random() > probability: return */
+	if (mim_drng_double(rng) > p)
+		return 0;
+	double area = (double)H * W, la0 = log(0.3), la1 = log(1 / 0.3);
+	for (int t = 0; t < 10; t++) {
+		double target = area * (0.02 + (1.0 / 3 - 0.02) * mim_drng_double(rng));
+		double aspect = exp(la0 + (la1 - la0) * mim_drng_double(rng));
+		int h = pyround(sqrt(target * aspect)), w = pyround(sqrt(target / aspect));
+		if (w >= W || h >= H)
+			continue;
+		int top = (int)mim_drng_below(rng, (uint64_t)(H - h + 1));
+		int left = (int)mim_drng_below(rng, (uint64_t)(W - w + 1));
+		/* the box's C*h*w pixels, N(0,1) by Box-Muller in pairs */
+		size_t n = (size_t)C * h * w;
+		for (size_t k = 0; k < n; k += 2) {
+			double rad = sqrt(-2 * log(1 - mim_drng_double(rng)));
+			double th = 2 * M_PI * mim_drng_double(rng);
+			for (size_t q = k; q < k + 2 && q < n; q++) {
+				size_t c = q / ((size_t)h * w), r = q / w % h, col = q % w;
+				x[(c * H + top + r) * W + left + col] =
+				    (float)(q == k ? rad * cos(th) : rad * sin(th));
+			}
+		}
+		*b = (struct mim_box){left, top, w, h, 0};
+		return 1;
+	}
+	return 0;
 }
 
 /* ---- libvips ----------------------------------------------------------------- */

@@ -49,6 +49,33 @@ for n, r in enumerate(rows):
 print("# %d of 56 boxes from the centre-crop fallback" % fallback, file=sys.stderr)
 assert fallback >= 6   # the fallback is exercised, not only the tries
 PYEOF'
+# random erasing (--finetune: p 0.25), after the crop's draws, pixel for pixel
+expect_ok '--finetune: erasing on' 'mim-data --finetune -s 48 --seed 7 -e 8 -b 7 --mean 0 --std 1 --print-boxes "$T/big.tar" 2> "$T/eboxes" > "$T/er.mim"'
+expect_ok '--finetune --reprob 0: the same crops, nothing erased' 'mim-data --finetune --reprob 0 -s 48 --seed 7 -e 8 -b 7 --mean 0 --std 1 "$T/big.tar" > "$T/noer.mim"'
+check 'erased boxes and their N(0,1) pixels as timm RandomErasing on the same draws' '$PY - "$T" <<PYEOF
+import sys, numpy as np, st, timm_ref
+d = sys.argv[1]
+rows = [l.split()[2:] for l in open(d + "/eboxes") if " box " in l]
+rd = lambda p: np.concatenate([t["image"] for t, m in st.read_frames(open(p, "rb"))])
+er, no = rd(d + "/er.mim"), rd(d + "/noer.mim")
+assert len(rows) == len(er) == 56
+erased = 0
+for n, r in enumerate(rows):
+    W, H = int(r[1]), int(r[2])
+    e, i = divmod(n, 7)
+    rng = timm_ref.Drng(7, 0, e, i)
+    timm_ref.timm_get_params(W, H, (0.08, 1.0), (3 / 4, 4 / 3), rng); rng.double()   # crop, flip
+    want = no[n].astype(np.float64)
+    box = timm_ref.timm_erase(want, rng, 0.25)
+    got_box = tuple(map(int, r[10:14])) if len(r) > 9 and r[9] == "erase" else None
+    assert box == got_box, (n, box, r)
+    assert np.array_equal(er[n], want.astype(np.float32)), n
+    erased += box is not None
+print("# %d of 56 erased" % erased, file=sys.stderr)
+assert 5 <= erased <= 25, erased
+v = np.concatenate([er[k][er[k] != no[k]] for k in range(56)])
+assert abs(v.mean()) < 0.05 and abs(v.std() - 1) < 0.05, (v.mean(), v.std())
+PYEOF'
 expect_ok '--scale overrides --finetune s range' 'mim-data --finetune --scale 0.5,0.6 -s 48 --seed 3 --print-boxes "$T/big.tar" 2> "$T/boxes2" > /dev/null'
 check 'the boxes of --scale 0.5,0.6' '$PY - "$T/boxes2" <<PYEOF
 import sys, timm_ref
@@ -61,7 +88,7 @@ for i, r in enumerate(rows):
 PYEOF'
 
 # RandomCrop(28, padding=4) + flip on 28 px images, pixels against numpy
-expect_ok '--finetune at 28 px: padded random crops' 'mim-data --finetune -s 28 --mean 0 --std 1 --seed 9 -e 6 -b 4 --print-boxes "$T/small.tar" 2> "$T/pboxes" > "$T/pad.mim"'
+expect_ok '--finetune at 28 px: padded random crops (no erasing)' 'mim-data --finetune --reprob 0 -s 28 --mean 0 --std 1 --seed 9 -e 6 -b 4 --print-boxes "$T/small.tar" 2> "$T/pboxes" > "$T/pad.mim"'
 check 'windows as torchvision RandomCrop, pixels as np.pad + crop + flip' '$PY - "$T" <<PYEOF
 import sys, numpy as np, st, timm_ref
 d = sys.argv[1]
@@ -135,3 +162,6 @@ expect_ok '--crop-pct is --crop-ratio' 'mim-data -q --eval -s 48 --crop-pct 0.8 
 expect_fail '--pad-crop with --eval' 2 'mim-data --pad-crop 4 --eval "$T/mid.tar"'
 expect_fail '--pad-crop not less than the size' 2 'mim-data --pad-crop 28 -s 28 "$T/small.tar"'
 expect_fail '--pad-crop negative' 2 'mim-data --pad-crop -1 -s 28 "$T/small.tar"'
+expect_fail '--reprob with --eval' 2 'mim-data --reprob 0.5 --eval "$T/mid.tar"'
+expect_fail '--reprob out of range' 2 'mim-data --reprob 1.5 "$T/mid.tar"'
+check '--finetune --eval erases nothing (the seed does not matter)' 'mim-data -q --finetune --eval -s 48 --seed 1 "$T/mid.tar" > "$T/s1" && mim-data -q --finetune --eval -s 48 --seed 2 "$T/mid.tar" > "$T/s2" && cmp -s "$T/s1" "$T/s2"'

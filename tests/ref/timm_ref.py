@@ -106,6 +106,40 @@ def randomcrop_get_params(W, H, S, P, rng):
     return i - P, j - P
 
 
+def timm_erase(img, rng, probability=0.25):
+    """timm 0.4.12 RandomErasing(probability, mode='pixel', max_count=1)._erase
+    on img (C,H,W) float32 in place; per-pixel normals by Box-Muller in
+    pairs, as mim-data draws them (timm: torch's normal_). Returns the box
+    (left, top, w, h) or None."""
+    random = rng.double
+    uniform = lambda a, b: a + (b - a) * rng.double()
+    randint = lambda a, b: a + rng.below(b - a + 1)
+    min_area, max_area, count = 0.02, 1 / 3, 1
+    log_aspect_ratio = (math.log(0.3), math.log(1 / 0.3))
+    chan, img_h, img_w = img.shape
+    if random() > probability:
+        return None
+    area = img_h * img_w
+    for attempt in range(10):
+        target_area = uniform(min_area, max_area) * area / count
+        aspect_ratio = math.exp(uniform(*log_aspect_ratio))
+        h = int(round(math.sqrt(target_area * aspect_ratio)))
+        w = int(round(math.sqrt(target_area / aspect_ratio)))
+        if w < img_w and h < img_h:
+            top = randint(0, img_h - h)
+            left = randint(0, img_w - w)
+            n = chan * h * w
+            z = []
+            while len(z) < n:
+                rad = math.sqrt(-2 * math.log(1 - rng.double()))
+                th = 2 * math.pi * rng.double()
+                z += [rad * math.cos(th), rad * math.sin(th)]
+            import numpy as np
+            img[:, top:top + h, left:left + w] = np.array(z[:n], np.float64).reshape(chan, h, w)
+            return left, top, w, h
+    return None
+
+
 if __name__ == "__main__":
     mode, seed, epoch, index, W, H = sys.argv[1], *map(int, sys.argv[2:7])
     rng = Drng(seed, 0, epoch, index)       # rank 0
