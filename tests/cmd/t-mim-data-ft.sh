@@ -165,3 +165,24 @@ expect_fail '--pad-crop negative' 2 'mim-data --pad-crop -1 -s 28 "$T/small.tar"
 expect_fail '--reprob with --eval' 2 'mim-data --reprob 0.5 --eval "$T/mid.tar"'
 expect_fail '--reprob out of range' 2 'mim-data --reprob 1.5 "$T/mid.tar"'
 check '--finetune --eval erases nothing (the seed does not matter)' 'mim-data -q --finetune --eval -s 48 --seed 1 "$T/mid.tar" > "$T/s1" && mim-data -q --finetune --eval -s 48 --seed 2 "$T/mid.tar" > "$T/s2" && cmp -s "$T/s1" "$T/s2"'
+
+# --resume: the fine-tuning stream picks up where a run stopped, the same bytes
+expect_ok 'an uninterrupted --finetune stream' 'mim-data -q --finetune -s 40 --seed 4 -e 3 -b 3 --shuffle 4 "$T/big.tar" "$T/mid.tar" > "$T/full.mim"'
+check 'resumed after frame 3: the rest of the stream, byte for byte' '$PY - "$T" <<PYEOF
+import sys, numpy as np, st, subprocess
+d = sys.argv[1]
+raw = open(d + "/full.mim", "rb").read()
+frames, off = [], 0
+import struct, json
+while off < len(raw):
+    n = struct.unpack("<Q", raw[off:off + 8])[0]
+    hdr = json.loads(raw[off + 8:off + 8 + n])
+    end = off + 8 + n + max(v["data_offsets"][1] for k, v in hdr.items() if k != "__metadata__")
+    frames.append((raw[off:end], hdr["__metadata__"])); off = end
+assert len(frames) == 12, len(frames)   # 10 images an epoch: 3+3+3+1
+pos = frames[3][1]["mim.pos"]
+st.save(d + "/ck.st", {"w": np.zeros(1, np.float32)}, {"mim.train.data": "[%s]" % pos, "mim.train.step": "4"})
+rest = subprocess.run(["mim-data", "-q", "--finetune", "-s", "40", "--seed", "4", "-e", "3", "-b", "3", "--shuffle", "4",
+                       "--resume", d + "/ck.st", d + "/big.tar", d + "/mid.tar"], capture_output=True, check=True).stdout
+assert rest == b"".join(f for f, m in frames[4:]), (len(rest), sum(len(f) for f, m in frames[4:]))
+PYEOF'
