@@ -114,3 +114,32 @@ expect_fail 'both --out and --ckpt' 2 'mim-probe --out "$T/x.st" --ckpt "$T/p.st
 expect_fail 'bad --batch' 2 'mim-probe --out "$T/x.st" --batch 1 < "$T/test.mim"'
 expect_fail 'warmup longer than training' 2 'mim-probe --out "$T/x.st" --epochs 2 --warmup-epochs 3 < "$T/test.mim"'
 expect_ok '--help' 'mim-probe --help | grep -q "usage: mim-probe"'
+
+# the real pipeline: labelled shards | mim-data | mim-encode --layer --pool mean
+# (which passes 'label' on) | mim-probe | mim-eval
+$PY - "$T" <<'PYEOF'
+import io, sys, tarfile, numpy as np
+from PIL import Image
+d = sys.argv[1]
+rs = np.random.RandomState(4)
+with tarfile.open(d + "/lab.tar", "w") as t:
+    for i in range(40):
+        y = i % 2     # dark pictures and bright ones
+        a = np.clip(rs.randint(0, 90, (32, 32, 3)) + 150 * y, 0, 255).astype(np.uint8)
+        b = io.BytesIO(); Image.fromarray(a).save(b, "PNG")
+        for name, data in (("s%03d.png" % i, b.getvalue()), ("s%03d.cls" % i, str(y).encode())):
+            ti = tarfile.TarInfo(name); ti.size = len(data); t.addfile(ti, io.BytesIO(data))
+PYEOF
+expect_ok 'a tiny ViT' 'mim-ckpt init --preset micro-vit --img-size 32 --patch-size 4 --encoder-stride 4 -o "$T/vit.st"'
+expect_ok 'shards to features of block 1 to a probe' 'mim-data -q --eval --crop-ratio 1 -s 32 -b 8 "$T/lab.tar" |
+	mim-encode --ckpt "$T/vit.st" --layer 1 --pool mean | tee "$T/lab.mim" | mim-probe -q --out "$T/lab.st" --epochs 30 --batch 8'
+check 'mim-encode passed the labels on, in order' '$PY - "$T" <<PYEOF
+import sys, numpy as np, st
+with open(sys.argv[1] + "/lab.mim", "rb") as f:
+    fr = list(st.read_frames(f))
+y = np.concatenate([t["label"] for t, m in fr])
+assert y.dtype == np.int64 and (y == np.arange(40) % 2).all(), y
+assert fr[0][0]["latent"].ndim == 2 and fr[0][1]["mim.latent"] == "layer 1, pool mean"
+PYEOF'
+expect_ok 'applied and scored' 'mim-probe --ckpt "$T/lab.st" "$T/lab.mim" | mim-eval --json > "$T/lab.json"'
+check 'dark and bright told apart' '$PY -c "import json,sys; a=json.load(open(sys.argv[1])); assert a[\"n\"] == 40 and a[\"acc1\"] == 100, a" "$T/lab.json"'
