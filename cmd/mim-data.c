@@ -28,7 +28,14 @@ static const char usage_text[] =
 "      --mean M[,M,M]      default ImageNet 0.485,0.456,0.406\n"
 "      --std S[,S,S]       default ImageNet 0.229,0.224,0.225\n"
 "      --eval, --no-augment  shorter side to int(S/R), centre crop S x S\n"
-"      --crop-ratio R      R for --eval, default 0.875 (224/256)\n"
+"      --crop-ratio R      R for --eval, default 0.875 (224/256); or --crop-pct\n"
+"      --finetune          the official fine-tuning transform (timm): --scale\n"
+"                          0.08,1, bicubic, --reprob 0.25; with --eval,\n"
+"                          resize + centre crop as above; for S <= 32,\n"
+"                          --pad-crop 4 instead (--eval: no resize)\n"
+"      --pad-crop P        RandomCrop(S, padding=P) + flip, no resize\n"
+"      --reprob P          random erasing (timm, mode pixel) with probability\n"
+"                          P after normalising; --finetune: 0.25\n"
 "      --gap G             box pre-shrink by factor/G for non-JPEG, default 0 (none)\n"
 "      --shrink-min F      JPEG decoding at 1/2 size while the box stays F times\n"
 "                          the output, default 3 (0: off)\n"
@@ -72,13 +79,15 @@ enum {
 	O_SCALE = 256, O_RATIO, O_FLIP, O_INTERP, O_MEAN, O_STD, O_EVAL, O_CROPR,
 	O_GAP, O_SHRINK, O_SHRINKMAX, O_DROP, O_SHUF, O_SEED, O_SIDX, O_SCNT, O_SPLIT, O_EXT,
 	O_STRICT, O_EMPTY, O_MAXPIX, O_INFLIGHT, O_PERSHARD, O_FORMAT, O_QUAL, O_KEEP, O_IDX, O_BOX,
-	O_PBOX, O_RESUME,
+	O_PBOX, O_RESUME, O_FINETUNE, O_PADCROP, O_REPROB,
 };
 
 struct cmdline {
 	struct mim_loader_opts o;
 	int batch, drop_last, quiet, verbose, print_boxes, idx, interp_set, allow_empty;
 	int eval, keep;		/* --eval, --keep-aspect */
+	int finetune, padcrop;	/* --finetune, --pad-crop given */
+	int scale_set, crop_set, reprob_set;	/* --scale, --crop-ratio, --reprob given */
 	const char *out;
 	const char *resume;	/* --resume CKPT */
 	long per_shard;
@@ -114,6 +123,10 @@ static const struct option opts[] = {
 	{"eval", no_argument, NULL, O_EVAL},
 	{"no-augment", no_argument, NULL, O_EVAL},
 	{"crop-ratio", required_argument, NULL, O_CROPR},
+	{"crop-pct", required_argument, NULL, O_CROPR},
+	{"finetune", no_argument, NULL, O_FINETUNE},
+	{"pad-crop", required_argument, NULL, O_PADCROP},
+	{"reprob", required_argument, NULL, O_REPROB},
 	{"gap", required_argument, NULL, O_GAP},
 	{"shrink-min", required_argument, NULL, O_SHRINK},
 	{"shrink-max", required_argument, NULL, O_SHRINKMAX},
@@ -194,7 +207,7 @@ option(struct cmdline *c, int ch, char *arg)
 
 	switch (ch) {
 	case 's': a->size = (int)cli_int("--size", arg, 1, 8192); break;
-	case O_SCALE: pair("--scale", arg, a->scale); break;
+	case O_SCALE: pair("--scale", arg, a->scale); c->scale_set = 1; break;
 	case O_RATIO: pair("--ratio", arg, a->ratio); break;
 	case O_FLIP: a->flip = cli_double("--flip", arg, 0, 1); break;
 	case O_INTERP:
@@ -209,7 +222,19 @@ option(struct cmdline *c, int ch, char *arg)
 	case O_MEAN: three("--mean", arg, o->mean); break;
 	case O_STD: three("--std", arg, o->std); break;
 	case O_EVAL: c->eval = 1; break;
-	case O_CROPR: a->crop_ratio = cli_double("--crop-ratio", arg, 1e-6, 1); break;
+	case O_CROPR:
+		a->crop_ratio = cli_double("--crop-ratio", arg, 1e-6, 1);
+		c->crop_set = 1;
+		break;
+	case O_FINETUNE: c->finetune = 1; break;
+	case O_REPROB:
+		a->reprob = cli_double("--reprob", arg, 0, 1);
+		c->reprob_set = 1;
+		break;
+	case O_PADCROP:
+		a->pad = (int)cli_int("--pad-crop", arg, 0, 8191);
+		c->padcrop = 1;
+		break;
 	case O_GAP: a->gap = cli_double("--gap", arg, 0, 1e6); break;
 	case O_SHRINK: a->shrink_min = cli_double("--shrink-min", arg, 0, 1e6); break;
 	case O_SHRINKMAX:
@@ -270,6 +295,29 @@ settle(struct cmdline *c)
 
 	if (c->eval && c->keep)
 		usage_error("--eval and --keep-aspect exclude each other");
+	if (c->padcrop && (c->eval || c->keep))
+		usage_error("--pad-crop is a training transform: not with --eval or --keep-aspect");
+	/* the official fine-tuning transforms (reference §3.2): timm's
+	 * RandomResizedCropAndInterpolation(scale 0.08-1, bicubic) + flip, or
+	 * Resize(int(S/0.875), bicubic) + CenterCrop; at S <= 32 (resize_im
+	 * false) RandomCrop(S, padding=4) + flip, and no resize in eval */
+	if (c->finetune) {
+		if (!c->scale_set)
+			a->scale[0] = 0.08, a->scale[1] = 1;
+		if (!c->interp_set)
+			a->interp = MIM_INTERP_BICUBIC;
+		if (a->size <= 32 && !c->eval && !c->keep)
+			c->padcrop = 1;
+		if (a->size <= 32 && c->eval && !c->crop_set)
+			a->crop_ratio = 1;
+		if (!c->reprob_set && !c->eval && !c->keep && !c->out)
+			a->reprob = 0.25;
+	}
+	if (c->reprob_set && a->reprob > 0 && (c->eval || c->keep || c->out))
+		usage_error("--reprob erases in the training transform's frames: not with --eval, "
+		    "--keep-aspect or --out");
+	if (c->padcrop)
+		a->mode = MIM_MODE_PADCROP;
 	if (c->eval) {
 		a->mode = MIM_MODE_EVAL;
 		if (!c->interp_set)
@@ -281,7 +329,7 @@ settle(struct cmdline *c)
 		a->mode = MIM_MODE_RESIZE;
 	}
 	if (a->force && a->mode != MIM_MODE_TRAIN)
-		usage_error("--box applies to the training transform only");
+		usage_error("--box applies to the RandomResizedCrop transform only");
 	if (o->rank >= o->nranks)
 		usage_error("--shard-index %d: want less than --shard-count %d", o->rank, o->nranks);
 	if (c->idx && !c->out)
@@ -379,10 +427,15 @@ take(struct run *r, struct mim_item *it)
 	struct mim_frame *f[2];
 	int n;
 
-	if (r->c->print_boxes)
-		fprintf(stderr, "%s: box %s %d %d %d %d %d %d %d %d\n", argv0, it->s->key,
+	if (r->c->print_boxes) {
+		char er[80] = "";
+		if (it->g.erased)
+			snprintf(er, sizeof er, " erase %d %d %d %d", it->g.erase.x, it->g.erase.y,
+			    it->g.erase.w, it->g.erase.h);
+		fprintf(stderr, "%s: box %s %d %d %d %d %d %d %d %d%s\n", argv0, it->s->key,
 		    it->g.W, it->g.H, it->g.box.x, it->g.box.y, it->g.box.w, it->g.box.h,
-		    it->g.box.flip, it->g.shrink);
+		    it->g.box.flip, it->g.shrink, er);
+	}
 	r->nimg++;
 	if (r->w) {
 		if (mim_tarw_add_item(r->w, r->L, it)) {

@@ -1,11 +1,13 @@
 /* mim-view -- pictures of a stream: original | masked | reconstruction |
- * prediction grids, masks alone, and loss curves from mim-step --log. */
+ * prediction grids, masks alone; loss curves from mim-step --log, any
+ * fields of a JSON-lines log, confusion matrices from mim-eval --json. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "mim/view.h"
@@ -13,7 +15,8 @@
 static const char usage_text[] =
 "usage: mim-view (-o FILE.png | --out DIR) [options] [FILE]\n"
 "       mim-view --masks -o FILE.png [options] [FILE]\n"
-"       mim-view --curve LOG -o FILE.svg|FILE.png [--title T]\n"
+"       mim-view --curve LOG [--field F,...] [--x F] -o FILE.svg|FILE.png [--title T]\n"
+"       mim-view --confusion EVAL.json -o FILE.svg|FILE.png [--title T]\n"
 "Draw the samples of a stream (stdin or FILE) as a PNG grid, one row per\n"
 "sample: original | masked (masked patches grey) | reconstruction (the\n"
 "prediction pasted into the visible image) | prediction. A prediction at a\n"
@@ -42,15 +45,23 @@ static const char usage_text[] =
 "      --pred-div D      the prediction is at 1/D of the image (default 1)\n"
 "      --curve LOG       plot loss against step from mim-step's --log (and\n"
 "                        val_loss, from mim-step --val, beside it)\n"
+"      --field F[,F...]  with --curve: plot these numeric fields of the log's\n"
+"                        lines instead (loss,val_acc1 ...), one panel each\n"
+"      --x F             with --field: the field along x (default step)\n"
+"      --confusion JSON  draw the confusion matrix of mim-eval --json\n"
 "      --title T         title of the curve (default: the log's name)\n"
 "  -h, --help            this help\n";
 
 enum { OPT_OUT = 256, OPT_MASKS, OPT_PERROW, OPT_MEAN, OPT_STD, OPT_NOLABELS,
 	OPT_CURVE, OPT_TITLE, OPT_CKPT, OPT_TARGET, OPT_CLUSTERS, OPT_NORMPIX,
-	OPT_PREDDIV };
+	OPT_PREDDIV, OPT_FIELD, OPT_X, OPT_CONFUSION };
+
+#define MAXFIELD 16
 
 static struct {
-	const char *output, *outdir, *curve, *title;
+	const char *output, *outdir, *curve, *title, *confusion, *x;
+	char *fieldlist, *field[MAXFIELD];
+	int nfield;
 	int max, masks, perrow, scale, labels;
 	int cols[MIM_NCOL], ncols;
 	double mean[3], std[3];
@@ -244,11 +255,34 @@ add_frame(struct sheet *s, const struct mim_frame *f, const char *input, long k,
 	return n;
 }
 
+/* --field a,b,c */
 static void
-curve(void)
+parse_fields(const char *s)
 {
-	const char *t = o.title ? o.title : o.curve;
-	char *svg = mim_view_curve_svg(o.curve, t);
+	char *save = NULL;
+
+	free(o.fieldlist);
+	if (!(o.fieldlist = strdup(s)))
+		die("out of memory");
+	o.nfield = 0;
+	for (char *t = strtok_r(o.fieldlist, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		if (o.nfield == MAXFIELD)
+			usage_error("--field: more than %d fields", MAXFIELD);
+		o.field[o.nfield++] = t;
+	}
+	if (!o.nfield)
+		usage_error("--field: no fields");
+}
+
+/* a curve or the confusion matrix, as SVG or (FILE.png) PNG */
+static void
+drawing(void)
+{
+	const char *in = o.confusion ? o.confusion : o.curve;
+	const char *t = o.title ? o.title : in;
+	char *svg = o.confusion ? mim_view_confusion_svg(in, t) :
+	    o.nfield ? mim_view_fields_svg(in, t, o.x ? o.x : "step", (const char *const *)o.field,
+	    o.nfield) : mim_view_curve_svg(in, t);
 	size_t n = strlen(o.output);
 
 	if (!svg)
@@ -257,9 +291,15 @@ curve(void)
 		if (mim_svg_to_png(svg, o.output) < 0)
 			die_lib();
 	} else {
-		FILE *fp = fopen(o.output, "w");
-		if (!fp || fputs(svg, fp) == EOF || fclose(fp) == EOF)
-			die("%s: %s", o.output, strerror(errno));
+		/* atomically: a failed write leaves an older picture alone */
+		char tmp[4096];
+		snprintf(tmp, sizeof tmp, "%s.tmp%ld", o.output, (long)getpid());
+		FILE *fp = fopen(tmp, "w");
+		if (!fp || fputs(svg, fp) == EOF || fclose(fp) == EOF || rename(tmp, o.output) < 0) {
+			int e = errno;
+			unlink(tmp);
+			die("%s: %s", o.output, strerror(e));
+		}
 	}
 	free(svg);
 }
@@ -285,6 +325,9 @@ main(int argc, char **argv)
 		{"clusters", required_argument, NULL, OPT_CLUSTERS},
 		{"norm-pix", required_argument, NULL, OPT_NORMPIX},
 		{"pred-div", required_argument, NULL, OPT_PREDDIV},
+		{"field", required_argument, NULL, OPT_FIELD},
+		{"x", required_argument, NULL, OPT_X},
+		{"confusion", required_argument, NULL, OPT_CONFUSION},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -322,6 +365,9 @@ main(int argc, char **argv)
 		case OPT_CLUSTERS: clusters = optarg; break;
 		case OPT_NORMPIX: norm_pix = (int)cli_int("--norm-pix", optarg, 3, 1023); break;
 		case OPT_PREDDIV: pred_div = (int)cli_int("--pred-div", optarg, 1, 1024); break;
+		case OPT_FIELD: parse_fields(optarg); break;
+		case OPT_X: o.x = optarg; break;
+		case OPT_CONFUSION: o.confusion = optarg; break;
 		case 'h': fputs(usage_text, stdout); return 0;
 		default: usage_error("unknown option");
 		}
@@ -330,10 +376,17 @@ main(int argc, char **argv)
 		usage_error("give one of -o FILE and --out DIR");
 	cli_target(ckpt, target, clusters, norm_pix, pred_div, &o.t);
 	o.ckpt = ckpt != NULL;
-	if (o.curve) {
+	if ((o.nfield || o.x) && !o.curve)
+		usage_error("--field and --x go with --curve LOG");
+	if (o.x && !o.nfield)
+		usage_error("--x goes with --field");
+	if (o.curve && o.confusion)
+		usage_error("give one of --curve and --confusion");
+	if (o.curve || o.confusion) {
 		if (!o.output)
-			usage_error("--curve needs -o FILE.svg or FILE.png");
-		curve();
+			usage_error("%s needs -o FILE.svg or FILE.png", o.curve ? "--curve" : "--confusion");
+		drawing();
+		free(o.fieldlist);
 		return 0;
 	}
 	if (optind < argc - 1)

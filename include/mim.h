@@ -16,5 +16,6 @@
 #include "mim/mask.h"
 #include "mim/data.h"
 #include "mim/train.h"
+#include "mim/eval.h"
 
 #endif

@@ -44,11 +44,17 @@ uint64_t mim_drng_below(struct mim_drng *r, uint64_t n);
 /* train: RandomResizedCrop(size, scale, ratio) + flip, SimMIM's pre-training
  * transform. eval: shorter side to int(size / crop_ratio), centre crop
  * size x size (timm/SimMIM validation: 256/224). resize: shorter side to
- * size, no crop (aspect kept; for writing shards only). */
-enum mim_mode { MIM_MODE_TRAIN, MIM_MODE_EVAL, MIM_MODE_RESIZE };
+ * size, no crop (aspect kept; for writing shards only). padcrop:
+ * torchvision's RandomCrop(size, padding=pad) + flip, no resize: the image
+ * padded with pad black pixels on every side, a size x size window of it
+ * at a uniform offset (the official fine-tuning's training transform for
+ * images of at most 32 px, CIFAR-style). */
+enum mim_mode { MIM_MODE_TRAIN, MIM_MODE_EVAL, MIM_MODE_RESIZE, MIM_MODE_PADCROP };
 enum mim_interp { MIM_INTERP_BILINEAR, MIM_INTERP_BICUBIC };
 
-/* A crop box in source pixels and a horizontal flip. */
+/* A crop box in source pixels and a horizontal flip. In padcrop mode the
+ * window in the source's coordinates, which may reach past its edges
+ * (x, y from -pad). */
 struct mim_box {
 	int x, y, w, h;
 	int flip;
@@ -62,6 +68,8 @@ struct mim_aug {
 	double flip;		/* probability of a horizontal flip (0.5) */
 	enum mim_interp interp;	/* bilinear (train default) or bicubic */
 	double crop_ratio;	/* eval: 224/256 = 0.875 */
+	int pad;		/* padcrop: padding on each side (4), < size */
+	double reprob;		/* train: random erasing probability (0: none) */
 	double gap;		/* box pre-shrink by floor(factor/gap) for non-JPEG
 				 * images (vips_shrink), as PIL's reducing_gap;
 				 * 0 = none, the exact PIL resize */
@@ -94,6 +102,16 @@ int mim_aug_check(const struct mim_aug *a);
 void mim_rrc_box(struct mim_box *b, int W, int H, const double scale[2],
     const double ratio[2], struct mim_drng *rng);
 
+/* timm 0.4.12's RandomErasing(probability=p, mode='pixel', max_count=1),
+ * the last step of the official fine-tuning transform, on a normalised
+ * image x (C,H,W): with probability p, 10 tries of a box of area fraction
+ * uniform in [0.02, 1/3) and aspect log-uniform in [0.3, 1/0.3] that fits
+ * strictly inside, its pixels replaced by N(0,1) draws (Box-Muller in
+ * double, in pairs, in (c,y,x) order). Draws from rng, after the crop's.
+ * Returns 1 if a box was erased (and it in *b), else 0. */
+int mim_random_erase(float *x, int C, int H, int W, double p, struct mim_drng *rng,
+    struct mim_box *b);
+
 /* An 8-bit image, rows of w*c bytes, c = 1 (grey) or 3 (RGB). */
 struct mim_img {
 	int w, h, c;
@@ -107,6 +125,8 @@ struct mim_geom {
 	struct mim_box box;
 	int shrink;
 	const char *format;	/* "jpeg", "png", "webp", "gif", "tiff", "ppm" */
+	int erased;		/* random erasing: a box of the output erased */
+	struct mim_box erase;	/* that box (x, y, w, h in output pixels) */
 };
 
 /* Initialise libvips once for the process (thread safe): no operation

@@ -53,6 +53,18 @@ struct mim_rgb *mim_view_mask(int h, int w, const uint8_t *mask, int scale);
  * running job, is left out; any other line that is not such an object is
  * an error. */
 char *mim_view_curve_svg(const char *log_path, const char *title);
+/* Any numeric fields of a JSON-lines log (mim-step --log, mim-probe --log,
+ * fine-tuning logs) against the field x ("step"): one panel per name, each
+ * on its own scale, stacked. Lines without a number x are skipped, and so
+ * is a name a line lacks; a complete line that is not a JSON object is an
+ * error, and so is a name no line has. */
+char *mim_view_fields_svg(const char *log_path, const char *title, const char *x,
+    const char *const *names, int n);
+/* The confusion matrix of mim-eval --json (its "confusion", and "names",
+ * "acc1", "n" if present) as an SVG heat map: cell (label, prediction)
+ * shaded by the share of the label's samples, with its count where the
+ * cells are large enough; class names on both axes if given. */
+char *mim_view_confusion_svg(const char *json_path, const char *title);
 /* Rasterise an SVG document to PNG (libvips + librsvg). */
 int mim_svg_to_png(const char *svg, const char *path);
 

@@ -8,6 +8,10 @@
  *      Resize computes it;
  *   3. a window (cx,cy,ow,oh) of that: the centre size x size (eval), all
  *      of it otherwise; then the optional horizontal flip.
+ * padcrop (RandomCrop with padding) is the same with no resize: the box is
+ * the part of the size x size window inside the image, resized to itself
+ * (PIL's filters are the identity at scale 1), then placed on a black
+ * size x size canvas where the window has it, then flipped.
  *
  * libjpeg (jpeg.c) decodes JPEGs, only the rows and columns under the box,
  * CMYK ones converted as PIL does; libvips decodes the rest, converts to
@@ -103,6 +107,7 @@ mim_aug_default(struct mim_aug *a)
 	a->flip = 0.5;
 	a->interp = MIM_INTERP_BILINEAR;
 	a->crop_ratio = 224.0 / 256.0;
+	a->pad = 4;
 	a->gap = 0;
 	a->shrink_min = 3;
 	a->shrink_max = 2;
@@ -128,6 +133,10 @@ mim_aug_check(const struct mim_aug *a)
 		return mim_seterr("shrink maximum %d: want 1, 2, 4 or 8", a->shrink_max);
 	if (!(a->shrink_min == 0 || (a->shrink_min >= 1 && a->shrink_min <= 1e6)))
 		return mim_seterr("shrink minimum %g: want 0 (off) or >= 1", a->shrink_min);
+	if (a->mode == MIM_MODE_PADCROP && (a->pad < 0 || a->pad >= a->size))
+		return mim_seterr("padding %d: want 0 <= padding < size %d", a->pad, a->size);
+	if (!(a->reprob >= 0 && a->reprob <= 1))
+		return mim_seterr("erasing probability %g out of range [0, 1]", a->reprob);
 	if (a->max_pixels < 1)
 		return mim_seterr("pixel limit %lld: want at least 1", (long long)a->max_pixels);
 	if (a->force && (a->box.w < 1 || a->box.h < 1 || a->box.x < 0 || a->box.y < 0))
@@ -174,6 +183,39 @@ mim_rrc_box(struct mim_box *b, int W, int H, const double scale[2],
 	b->h = h;
 	b->y = (H - h) / 2;
 	b->x = (W - w) / 2;
+}
+
+int
+mim_random_erase(float *x, int C, int H, int W, double p, struct mim_drng *rng,
+    struct mim_box *b)
+{
+	/* timm: if random.random() > probability: return */
+	if (mim_drng_double(rng) > p)
+		return 0;
+	double area = (double)H * W, la0 = log(0.3), la1 = log(1 / 0.3);
+	for (int t = 0; t < 10; t++) {
+		double target = area * (0.02 + (1.0 / 3 - 0.02) * mim_drng_double(rng));
+		double aspect = exp(la0 + (la1 - la0) * mim_drng_double(rng));
+		int h = pyround(sqrt(target * aspect)), w = pyround(sqrt(target / aspect));
+		if (w >= W || h >= H)
+			continue;
+		int top = (int)mim_drng_below(rng, (uint64_t)(H - h + 1));
+		int left = (int)mim_drng_below(rng, (uint64_t)(W - w + 1));
+		/* the box's C*h*w pixels, N(0,1) by Box-Muller in pairs */
+		size_t n = (size_t)C * h * w;
+		for (size_t k = 0; k < n; k += 2) {
+			double rad = sqrt(-2 * log(1 - mim_drng_double(rng)));
+			double th = 2 * M_PI * mim_drng_double(rng);
+			for (size_t q = k; q < k + 2 && q < n; q++) {
+				size_t c = q / ((size_t)h * w), r = q / w % h, col = q % w;
+				x[(c * H + top + r) * W + left + col] =
+				    (float)(q == k ? rad * cos(th) : rad * sin(th));
+			}
+		}
+		*b = (struct mim_box){left, top, w, h, 0};
+		return 1;
+	}
+	return 0;
 }
 
 /* ---- libvips ----------------------------------------------------------------- */
@@ -325,6 +367,9 @@ struct plan {
 	struct mim_box box;	/* source box; box.flip */
 	int rw, rh;		/* box resized to */
 	int cx, cy, ow, oh;	/* crop of the resized box */
+	int S, px, py;		/* padcrop: the crop goes to (px,py) of a black
+				 * S x S canvas (S 0: no canvas) */
+	struct mim_box win;	/* padcrop: the window, in source pixels */
 };
 
 static int
@@ -344,6 +389,28 @@ make_plan(struct plan *p, const struct mim_aug *a, int W, int H, struct mim_drng
 			p->box.flip = mim_drng_double(rng) < a->flip;
 		}
 		p->rw = p->rh = p->ow = p->oh = S;
+		return 0;
+	}
+	if (a->mode == MIM_MODE_PADCROP) {
+		/* torchvision RandomCrop.get_params on the padded image: i, j
+		 * uniform in [0, H + 2pad - S], [0, W + 2pad - S] */
+		int P = a->pad;
+		if (W + 2 * P < S || H + 2 * P < S)
+			return mim_seterr("image %dx%d padded by %d is smaller than the crop %dx%d",
+			    W, H, P, S, S);
+		int i = (int)mim_drng_below(rng, (uint64_t)(H + 2 * P - S + 1));
+		int j = (int)mim_drng_below(rng, (uint64_t)(W + 2 * P - S + 1));
+		int x0 = j - P, y0 = i - P;
+		int bx0 = x0 > 0 ? x0 : 0, by0 = y0 > 0 ? y0 : 0;
+		int bx1 = x0 + S < W ? x0 + S : W, by1 = y0 + S < H ? y0 + S : H;
+		p->box = (struct mim_box){bx0, by0, bx1 - bx0, by1 - by0, 0};
+		p->box.flip = mim_drng_double(rng) < a->flip;
+		p->win = (struct mim_box){x0, y0, S, S, p->box.flip};
+		p->rw = p->ow = p->box.w;
+		p->rh = p->oh = p->box.h;
+		p->S = S;
+		p->px = bx0 - x0;
+		p->py = by0 - y0;
 		return 0;
 	}
 	/* eval and resize: torchvision Resize(int): the shorter side to `n`,
@@ -488,31 +555,47 @@ scaled_box(double fb[4], const struct plan *p, int s, int sw, int sh)
 	fb[3] = fb[3] > sh ? sh : fb[3];
 }
 
-/* Step 3's flip, and what was done, for --print-box and the tests. */
-static void
+/* padcrop's canvas, step 3's flip, and what was done, for --print-box and
+ * the tests. 0, or -1 (out of memory). */
+static int
 finish(struct mim_img *out, const struct plan *p, int W, int H, int shrink,
     const char *fmt, struct mim_geom *g)
 {
 	int c = out->c;
 
+	if (p->S) {	/* the crop onto a black S x S canvas at (px,py) */
+		uint8_t *cv = calloc((size_t)p->S * p->S, (size_t)c);
+		if (!cv) {
+			free(out->px);
+			out->px = NULL;
+			return mim_seterr("out of memory");
+		}
+		for (int y = 0; y < out->h; y++)
+			memcpy(cv + ((size_t)(p->py + y) * p->S + p->px) * c,
+			    out->px + (size_t)y * out->w * c, (size_t)out->w * c);
+		free(out->px);
+		out->px = cv;
+		out->w = out->h = p->S;
+	}
 	if (p->box.flip) {
-		for (int y = 0; y < p->oh; y++) {
-			uint8_t *r = out->px + (size_t)y * p->ow * c;
-			for (int x = 0; x < p->ow / 2; x++)
+		for (int y = 0; y < out->h; y++) {
+			uint8_t *r = out->px + (size_t)y * out->w * c;
+			for (int x = 0; x < out->w / 2; x++)
 				for (int k = 0; k < c; k++) {
 					uint8_t t = r[x * c + k];
-					r[x * c + k] = r[(p->ow - 1 - x) * c + k];
-					r[(p->ow - 1 - x) * c + k] = t;
+					r[x * c + k] = r[(out->w - 1 - x) * c + k];
+					r[(out->w - 1 - x) * c + k] = t;
 				}
 		}
 	}
 	if (g) {
 		g->W = W;
 		g->H = H;
-		g->box = p->box;
+		g->box = p->S ? p->win : p->box;
 		g->shrink = shrink;
 		g->format = fmt;
 	}
+	return 0;
 }
 
 struct jrows {
@@ -573,8 +656,7 @@ run_jpeg(const void *buf, size_t n, const struct mim_aug *a, struct mim_drng *rn
 		mim_seterr("out of memory");
 		goto out;
 	}
-	finish(out, &p, W, H, s, "jpeg", g);
-	rc = 0;
+	rc = finish(out, &p, W, H, s, "jpeg", g);
 out:
 	mim_rs_free(rs);
 	jpg_close(j);
@@ -637,8 +719,7 @@ run(const void *buf, size_t n, const struct mim_aug *a, struct mim_drng *rng,
 	g_object_unref(im);
 	if (rc)
 		return vipserr("bad image");
-	finish(out, &p, W, H, shrink > 1 ? shrink : (kh > kv ? kh : kv), fmt, g);
-	return 0;
+	return finish(out, &p, W, H, shrink > 1 ? shrink : (kh > kv ? kh : kv), fmt, g);
 }
 
 int

@@ -368,6 +368,9 @@ process(struct mim_loader *L, struct job *j)
 			goto oom;
 		}
 		mim_image_normalise(it->x, &im, L->o.mean, L->o.std);
+		if (a->reprob > 0 && a->mode != MIM_MODE_EVAL && a->mode != MIM_MODE_RESIZE)
+			it->g.erased = mim_random_erase(it->x, 3, (int)S, (int)S, a->reprob, &rng,
+			    &it->g.erase);
 		/* the encoded bytes are no longer needed */
 		for (int i = 0; i < j->s->n; i++) {
 			free(j->s->m[i].data);

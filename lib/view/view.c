@@ -13,6 +13,7 @@
 
 #include "mim/stream.h"
 #include "mim/view.h"
+#include "svg.h"
 
 const char *const mim_view_col_name[MIM_NCOL] = {
 	"original", "masked", "reconstruction", "prediction",
@@ -191,15 +192,9 @@ mim_view_mask(int h, int w, const uint8_t *mask, int scale)
 	return t;
 }
 
-/* ---- loss curve -------------------------------------------------------- */
+/* ---- loss curves ------------------------------------------------------- */
 
-struct buf {
-	char *s;
-	size_t n, cap;
-	int err;
-};
-
-static void __attribute__((format(printf, 2, 3)))
+void
 bprintf(struct buf *b, const char *fmt, ...)
 {
 	va_list ap;
@@ -227,6 +222,30 @@ bprintf(struct buf *b, const char *fmt, ...)
 	}
 }
 
+void
+bxml(struct buf *b, const char *text)
+{
+	for (const char *c = text; *c; c++)
+		switch (*c) {
+		case '<': bprintf(b, "&lt;"); break;
+		case '>': bprintf(b, "&gt;"); break;
+		case '&': bprintf(b, "&amp;"); break;
+		case '"': bprintf(b, "&quot;"); break;
+		default: bprintf(b, "%c", *c);
+		}
+}
+
+char *
+bdone(struct buf *b)
+{
+	if (b->err) {
+		free(b->s);
+		mim_seterr("out of memory");
+		return NULL;
+	}
+	return b->s;
+}
+
 /* A "nice" tick step for a range. */
 static double
 nice_step(double range, int want)
@@ -236,7 +255,7 @@ nice_step(double range, int want)
 	return (f < 1.5 ? 1 : f < 3 ? 2 : f < 7 ? 5 : 10) * mag;
 }
 
-/* A series of points of the curve. */
+/* A series of points of a curve. */
 struct series {
 	double *x, *y;
 	size_t n, cap;
@@ -262,12 +281,124 @@ series_add(struct series *s, double x, double y)
 	return 0;
 }
 
-/* The training steps ({"step","loss",...}) and the validation passes
- * ({"step","val_loss",...}) of a log. 0, or -1 with the error set. A last
- * line without its newline is a line still being written (mim-step
- * appends while a run goes on): it is left out, not an error. */
+static void
+series_free(struct series *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(s[i].x);
+		free(s[i].y);
+	}
+}
+
+/* One plot: its data ranges and where it sits in the picture. */
+struct panel {
+	double x0, x1, y0, y1;	/* data ranges (x0 > x1: none yet) */
+	double L, T, pw, ph;	/* left, top, width, height in pixels */
+};
+
+static double
+px(const struct panel *p, double x)
+{
+	return p->L + (x - p->x0) / (p->x1 - p->x0) * p->pw;
+}
+
+static double
+py(const struct panel *p, double y)
+{
+	return p->T + (1 - (y - p->y0) / (p->y1 - p->y0)) * p->ph;
+}
+
+/* widen p's ranges to the finite points of s */
+static void
+panel_fit(struct panel *p, const struct series *s)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		p->x0 = fmin(p->x0, s->x[i]);
+		p->x1 = fmax(p->x1, s->x[i]);
+		if (isfinite(s->y[i])) {
+			p->y0 = fmin(p->y0, s->y[i]);
+			p->y1 = fmax(p->y1, s->y[i]);
+		}
+	}
+}
+
+/* round p's ranges out to nice ticks and draw the grid, the tick labels,
+ * the frame and the axis names */
+static void
+panel_axes(struct buf *b, struct panel *p, const char *xname, const char *yname)
+{
+	if (!isfinite(p->y0))
+		p->y0 = 0, p->y1 = 1;
+	if (p->x1 <= p->x0)
+		p->x1 = p->x0 + 1;
+	double ys = nice_step(p->y1 - p->y0 > 0 ? p->y1 - p->y0 : fabs(p->y1) + 1e-3, 5);
+	p->y0 = floor(p->y0 / ys) * ys;
+	p->y1 = ceil(p->y1 / ys) * ys;
+	if (p->y1 <= p->y0)
+		p->y1 = p->y0 + ys;
+	double xs = nice_step(p->x1 - p->x0, 6);
+	for (double y = p->y0; y <= p->y1 + ys / 2; y += ys)
+		bprintf(b, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>"
+		    "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%.4g</text>\n",
+		    p->L, p->L + p->pw, py(p, y), py(p, y), p->L - 6, py(p, y) + 4, y);
+	for (double x = ceil(p->x0 / xs) * xs; x <= p->x1 + xs / 1e6; x += xs)
+		bprintf(b, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>"
+		    "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%.6g</text>\n",
+		    px(p, x), px(p, x), p->T, p->T + p->ph, px(p, x), p->T + p->ph + 18, x);
+	bprintf(b, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" "
+	    "stroke=\"#444\"/>\n", p->L, p->T, p->pw, p->ph);
+	bprintf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">", p->L + p->pw / 2,
+	    p->T + p->ph + 40);
+	bxml(b, xname);
+	bprintf(b, "</text>\n<text transform=\"translate(16,%.1f) rotate(-90)\" "
+	    "text-anchor=\"middle\">", p->T + p->ph / 2);
+	bxml(b, yname);
+	bprintf(b, "</text>\n");
+}
+
+/* the finite points of s as a polyline (class cls, or none) */
+static void
+panel_line(struct buf *b, const struct panel *p, const struct series *s, const char *cls,
+    const char *colour, int width)
+{
+	if (cls)
+		bprintf(b, "<polyline class=\"%s\" ", cls);
+	else
+		bprintf(b, "<polyline ");
+	bprintf(b, "fill=\"none\" stroke=\"%s\" stroke-width=\"%d\" points=\"", colour, width);
+	for (size_t i = 0; i < s->n; i++)
+		if (isfinite(s->y[i]))
+			bprintf(b, "%.1f,%.1f ", px(p, s->x[i]), py(p, s->y[i]));
+	bprintf(b, "\"/>\n");
+}
+
+static void
+panel_dots(struct buf *b, const struct panel *p, const struct series *s, const char *colour)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (isfinite(s->y[i]))
+			bprintf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n",
+			    px(p, s->x[i]), py(p, s->y[i]), colour);
+}
+
+static void
+svg_head(struct buf *b, int W, int H, const char *title, double L)
+{
+	bprintf(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+	    "font-family=\"DejaVu Sans, sans-serif\" font-size=\"12\">\n", W, H);
+	bprintf(b, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
+	bprintf(b, "<text x=\"%.0f\" y=\"24\" font-size=\"15\">", L);
+	bxml(b, title);
+	bprintf(b, "</text>\n");
+}
+
+/* Read the complete lines of a JSON-lines log: each must be an object
+ * (blank lines skipped); fn(ctx, obj, lineno) takes each. A last line
+ * without its newline is a line still being written (mim-step appends
+ * while a run goes on): it is left out, not an error. 0, or -1 with the
+ * error set. */
 static int
-read_log(const char *log_path, struct series *tr, struct series *va)
+read_jsonl(const char *log_path, int (*fn)(void *ctx, json_t *o, long lineno), void *ctx)
 {
 	FILE *fp = fopen(log_path, "r");
 	size_t lcap = 0;
@@ -284,147 +415,162 @@ read_log(const char *log_path, struct series *tr, struct series *va)
 		if (line[strspn(line, " \t\r\n")] == 0)
 			continue;
 		json_t *o = json_loads(line, 0, &je);
-		json_t *s = o ? json_object_get(o, "step") : NULL;
-		json_t *l = o ? json_object_get(o, "loss") : NULL;
-		json_t *v = o ? json_object_get(o, "val_loss") : NULL;
-		if (json_is_number(s) && json_is_number(l))
-			rc = series_add(tr, json_number_value(s), json_number_value(l));
-		else if (json_is_number(s) && json_is_number(v))
-			rc = series_add(va, json_number_value(s), json_number_value(v));
-		else
-			rc = mim_seterr("%s: line %ld: not a JSON object with numbers \"step\" and "
-			    "\"loss\" (or \"val_loss\")", log_path, lineno);
+		rc = fn(ctx, json_is_object(o) ? o : NULL, lineno);
 		json_decref(o);
 	}
 	if (!rc && ferror(fp))
 		rc = mim_seterr("%s: %s", log_path, strerror(errno));
 	free(line);
 	fclose(fp);
-	if (!rc && tr->n == 0)
-		rc = mim_seterr("%s: no steps in the log", log_path);
 	return rc;
+}
+
+struct steps {
+	const char *path;
+	struct series tr, va;
+};
+
+/* a training step ({"step","loss",...}) or a validation pass
+ * ({"step","val_loss",...}) */
+static int
+take_step(void *ctx, json_t *o, long lineno)
+{
+	struct steps *s = ctx;
+	json_t *st = json_object_get(o, "step");
+	json_t *l = json_object_get(o, "loss");
+	json_t *v = json_object_get(o, "val_loss");
+
+	if (json_is_number(st) && json_is_number(l))
+		return series_add(&s->tr, json_number_value(st), json_number_value(l));
+	if (json_is_number(st) && json_is_number(v))
+		return series_add(&s->va, json_number_value(st), json_number_value(v));
+	return mim_seterr("%s: line %ld: not a JSON object with numbers \"step\" and "
+	    "\"loss\" (or \"val_loss\")", s->path, lineno);
 }
 
 char *
 mim_view_curve_svg(const char *log_path, const char *title)
 {
-	struct series tr = {0}, va = {0};
+	struct steps s = {.path = log_path};
 
-	if (read_log(log_path, &tr, &va) < 0) {
-		free(tr.x);
-		free(tr.y);
-		free(va.x);
-		free(va.y);
+	if (read_jsonl(log_path, take_step, &s) < 0 ||
+	    (s.tr.n == 0 && mim_seterr("%s: no steps in the log", log_path))) {
+		series_free(&s.tr, 1);
+		series_free(&s.va, 1);
 		return NULL;
 	}
-	double *st = tr.x, *lo = tr.y;
-	size_t n = tr.n;
-
-	double x0 = st[0], x1 = st[0], y0 = INFINITY, y1 = -INFINITY;
-	for (size_t i = 0; i < n; i++) {
-		x0 = fmin(x0, st[i]);
-		x1 = fmax(x1, st[i]);
-		if (isfinite(lo[i])) {
-			y0 = fmin(y0, lo[i]);
-			y1 = fmax(y1, lo[i]);
-		}
-	}
-	for (size_t i = 0; i < va.n; i++) {
-		x0 = fmin(x0, va.x[i]);
-		x1 = fmax(x1, va.x[i]);
-		if (isfinite(va.y[i])) {
-			y0 = fmin(y0, va.y[i]);
-			y1 = fmax(y1, va.y[i]);
-		}
-	}
-	if (!isfinite(y0))
-		y0 = 0, y1 = 1;
-	if (x1 <= x0)
-		x1 = x0 + 1;
-	double ys = nice_step(y1 - y0 > 0 ? y1 - y0 : fabs(y1) + 1e-3, 5);
-	y0 = floor(y0 / ys) * ys;
-	y1 = ceil(y1 / ys) * ys;
-	if (y1 <= y0)
-		y1 = y0 + ys;
-	double xs = nice_step(x1 - x0, 6);
-
-	const int W = 720, H = 400, L = 70, R = 20, T = 40, B = 50;
-	double pw = W - L - R, ph = H - T - B;
-#define PX(x) (L + ((x) - x0) / (x1 - x0) * pw)
-#define PY(y) (T + (1 - ((y) - y0) / (y1 - y0)) * ph)
+	const double *st = s.tr.x, *lo = s.tr.y;
+	size_t n = s.tr.n;
+	const int W = 720, H = 400;
+	struct panel p = {INFINITY, -INFINITY, INFINITY, -INFINITY, 70, 40, W - 70 - 20, H - 40 - 50};
 	struct buf b = {0};
-	bprintf(&b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
-	    "font-family=\"DejaVu Sans, sans-serif\" font-size=\"12\">\n", W, H);
-	bprintf(&b, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
-	bprintf(&b, "<text x=\"%d\" y=\"24\" font-size=\"15\">", L);
-	for (const char *c = title; *c; c++)	/* escape XML */
-		switch (*c) {
-		case '<': bprintf(&b, "&lt;"); break;
-		case '>': bprintf(&b, "&gt;"); break;
-		case '&': bprintf(&b, "&amp;"); break;
-		default: bprintf(&b, "%c", *c);
-		}
-	bprintf(&b, "</text>\n");
-	for (double y = y0; y <= y1 + ys / 2; y += ys)
-		bprintf(&b, "<line x1=\"%d\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>"
-		    "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%.4g</text>\n",
-		    L, L + pw, PY(y), PY(y), L - 6, PY(y) + 4, y);
-	for (double x = ceil(x0 / xs) * xs; x <= x1 + xs / 1e6; x += xs)
-		bprintf(&b, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%d\" y2=\"%.1f\" stroke=\"#eee\"/>"
-		    "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%.6g</text>\n",
-		    PX(x), PX(x), T, T + ph, PX(x), T + ph + 18, x);
-	bprintf(&b, "<rect x=\"%d\" y=\"%d\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" stroke=\"#444\"/>\n",
-	    L, T, pw, ph);
-	bprintf(&b, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">step</text>\n", L + pw / 2, H - 10);
-	bprintf(&b, "<text transform=\"translate(16,%.1f) rotate(-90)\" text-anchor=\"middle\">loss</text>\n",
-	    T + ph / 2);
+
+	panel_fit(&p, &s.tr);
+	panel_fit(&p, &s.va);
+	svg_head(&b, W, H, title, p.L);
+	panel_axes(&b, &p, "step", "loss");
 	/* raw loss, light; exponential moving average, dark */
-	bprintf(&b, "<polyline fill=\"none\" stroke=\"#9ecae1\" stroke-width=\"1\" points=\"");
-	for (size_t i = 0; i < n; i++)
-		if (isfinite(lo[i]))
-			bprintf(&b, "%.1f,%.1f ", PX(st[i]), PY(lo[i]));
-	bprintf(&b, "\"/>\n<polyline fill=\"none\" stroke=\"#08519c\" stroke-width=\"2\" points=\"");
+	panel_line(&b, &p, &s.tr, NULL, "#9ecae1", 1);
+	bprintf(&b, "<polyline fill=\"none\" stroke=\"#08519c\" stroke-width=\"2\" points=\"");
 	double ema = NAN, a = n > 50 ? 0.05 : 0.3;
 	for (size_t i = 0; i < n; i++) {
 		if (!isfinite(lo[i]))
 			continue;
 		ema = isnan(ema) ? lo[i] : (1 - a) * ema + a * lo[i];
-		bprintf(&b, "%.1f,%.1f ", PX(st[i]), PY(ema));
+		bprintf(&b, "%.1f,%.1f ", px(&p, st[i]), py(&p, ema));
 	}
-	bprintf(&b, "\"/>\n<text x=\"%.1f\" y=\"%d\" text-anchor=\"end\" fill=\"#08519c\">"
-	    "first %.4g, last %.4g, %zu steps</text>\n", L + pw - 6, T + 16, lo[0], lo[n - 1], n);
-	if (va.n) {	/* the held-out loss, its points marked; a legend */
+	bprintf(&b, "\"/>\n<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"end\" fill=\"#08519c\">"
+	    "first %.4g, last %.4g, %zu steps</text>\n", p.L + p.pw - 6, p.T + 16, lo[0],
+	    lo[n - 1], n);
+	if (s.va.n) {	/* the held-out loss, its points marked; a legend */
 		const char *vc = "#d94801";
-		bprintf(&b, "<polyline class=\"val_loss\" fill=\"none\" stroke=\"%s\" stroke-width=\"2\" "
-		    "points=\"", vc);
-		for (size_t i = 0; i < va.n; i++)
-			if (isfinite(va.y[i]))
-				bprintf(&b, "%.1f,%.1f ", PX(va.x[i]), PY(va.y[i]));
-		bprintf(&b, "\"/>\n");
-		for (size_t i = 0; i < va.n; i++)
-			if (isfinite(va.y[i]))
-				bprintf(&b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n",
-				    PX(va.x[i]), PY(va.y[i]), vc);
-		bprintf(&b, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%d\" y2=\"%d\" stroke=\"#08519c\" "
-		    "stroke-width=\"2\"/><text x=\"%.1f\" y=\"%d\">train loss</text>\n"
-		    "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%d\" y2=\"%d\" stroke=\"%s\" stroke-width=\"2\"/>"
-		    "<text x=\"%.1f\" y=\"%d\">val loss (last %.4g, %zu passes)</text>\n",
-		    L + 10.0, L + 30.0, T + 16, T + 16, L + 36.0, T + 20,
-		    L + 10.0, L + 30.0, T + 34, T + 34, vc, L + 36.0, T + 38, va.y[va.n - 1], va.n);
+		panel_line(&b, &p, &s.va, "val_loss", vc, 2);
+		panel_dots(&b, &p, &s.va, vc);
+		bprintf(&b, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.0f\" y2=\"%.0f\" stroke=\"#08519c\" "
+		    "stroke-width=\"2\"/><text x=\"%.1f\" y=\"%.0f\">train loss</text>\n"
+		    "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.0f\" y2=\"%.0f\" stroke=\"%s\" stroke-width=\"2\"/>"
+		    "<text x=\"%.1f\" y=\"%.0f\">val loss (last %.4g, %zu passes)</text>\n",
+		    p.L + 10, p.L + 30, p.T + 16, p.T + 16, p.L + 36, p.T + 20,
+		    p.L + 10, p.L + 30, p.T + 34, p.T + 34, vc, p.L + 36, p.T + 38,
+		    s.va.y[s.va.n - 1], s.va.n);
 	}
 	bprintf(&b, "</svg>\n");
-#undef PX
-#undef PY
-	free(st);
-	free(lo);
-	free(va.x);
-	free(va.y);
-	if (b.err) {
-		free(b.s);
-		mim_seterr("out of memory");
+	series_free(&s.tr, 1);
+	series_free(&s.va, 1);
+	return bdone(&b);
+}
+
+struct fields {
+	const char *path, *x;
+	const char *const *names;
+	int n;
+	struct series *s;	/* one per name */
+};
+
+/* the named numbers of a line that has the x field */
+static int
+take_fields(void *ctx, json_t *o, long lineno)
+{
+	struct fields *f = ctx;
+	json_t *x = json_object_get(o, f->x);
+
+	if (!o)
+		return mim_seterr("%s: line %ld: not a JSON object", f->path, lineno);
+	if (!json_is_number(x))
+		return 0;
+	for (int i = 0; i < f->n; i++) {
+		json_t *v = json_object_get(o, f->names[i]);
+		if (json_is_number(v) &&
+		    series_add(&f->s[i], json_number_value(x), json_number_value(v)) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+char *
+mim_view_fields_svg(const char *log_path, const char *title, const char *x,
+    const char *const *names, int n)
+{
+	struct fields f = {.path = log_path, .x = x, .names = names, .n = n};
+
+	if (!(f.s = mim_calloc((size_t)n, sizeof *f.s)))
+		return NULL;
+	int rc = read_jsonl(log_path, take_fields, &f);
+	for (int i = 0; !rc && i < n; i++)
+		if (f.s[i].n == 0)
+			rc = mim_seterr("%s: no line with numbers \"%s\" and \"%s\"", log_path, x,
+			    names[i]);
+	if (rc) {
+		series_free(f.s, (size_t)n);
+		free(f.s);
 		return NULL;
 	}
-	return b.s;
+	/* one panel per field, stacked, each on its own scale */
+	static const char *colour[] = {"#08519c", "#d94801", "#238b45", "#6a51a3", "#a50f15"};
+	const int W = 720, ph = 200, gap = 70, top = 40;
+	int H = top + n * (ph + gap);
+	struct buf b = {0};
+	svg_head(&b, W, H, title, 70);
+	for (int i = 0; i < n; i++) {
+		struct series *s = &f.s[i];
+		const char *c = colour[i % 5];
+		struct panel p = {INFINITY, -INFINITY, INFINITY, -INFINITY, 70, top + i * (ph + gap),
+		    W - 70 - 20, ph};
+		panel_fit(&p, s);
+		panel_axes(&b, &p, x, names[i]);
+		panel_line(&b, &p, s, names[i], c, 2);
+		if (s->n <= 60)
+			panel_dots(&b, &p, s, c);
+		bprintf(&b, "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"end\" fill=\"%s\">", p.L + p.pw - 6,
+		    p.T + 16, c);
+		bxml(&b, names[i]);
+		bprintf(&b, ": first %.4g, last %.4g, %zu points</text>\n", s->y[0], s->y[s->n - 1],
+		    s->n);
+	}
+	bprintf(&b, "</svg>\n");
+	series_free(f.s, (size_t)n);
+	free(f.s);
+	return bdone(&b);
 }
 
 int

@@ -48,6 +48,18 @@ tap_golden(const char *f)
 	return buf;
 }
 
+/* the path of file f of the committed PyTorch dumps, tests/ref/ of the
+ * checkout ($MIM_TOP, else the working directory); static buffer */
+static inline const char *
+tap_ref(const char *f)
+{
+	static char buf[4096];
+	const char *top = getenv("MIM_TOP");
+
+	snprintf(buf, sizeof buf, "%s/tests/ref/%s", top ? top : ".", f);
+	return buf;
+}
+
 /* max relative error of a vs b, relative to max|b| (scale-free). */
 static inline double
 maxrel(const float *a, const float *b, size_t n)
