@@ -23,8 +23,9 @@ static int narch = MIM_ARCH_SWIN + 1;
 static const struct mim_head_ops *heads[MAXHEAD] = {
 	&mim_head_linear_ops,
 	&mim_head_mlp_ops,
+	&mim_head_cls_ops,
 };
-static int nhead = 2;
+static int nhead = 3;
 
 const struct mim_arch_ops *
 mim_arch_get(int id)
