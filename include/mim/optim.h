@@ -237,6 +237,10 @@ int mim_train_batch(struct mim_train *t, int B, const float *img,
  * model's lr_scale (mim_model_layer_decay). */
 int mim_train_batch_cls(struct mim_train *t, int B, const float *img,
     const int64_t *label, struct mim_stepinfo *info);
+/* Its forward and backward alone: micro-batch `index` mixed (t->mixed,
+ * t->target, t->mix), m->g and *loss, t->logits. 0 or -1. */
+int mim_train_grad_cls(struct mim_train *t, int B, const float *img, const int64_t *label,
+    int64_t index, double *loss);
 /* Drop a partly accumulated step (its batches are not consumed). */
 void mim_train_discard(struct mim_train *t);
 /* A 64-bit digest of the state a step depends on: weights, moments, step

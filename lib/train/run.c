@@ -566,32 +566,84 @@ fail:
 	return NULL;
 }
 
+/* Fine-tuning: a classifier trains with o->ft (its layer decay resolved
+ * and applied to the model); fine-tuning settings for a pretraining
+ * model are a mistake. NULL, or the message. */
+static const char *
+finetune_setup(struct mim_run *r, struct mim_trainopt *o)
+{
+	struct mim_model *m = r->model;
+
+	o->ft.on = mim_is_classifier(&m->cfg);
+	if (!o->ft.on) {
+		if (r->ft_given)
+			snprintf(r->msg, sizeof r->msg, "%s: not a classifier: --smoothing, --mixup, "
+			    "--cutmix, --mix-prob, --switch-prob and --layer-decay are for "
+			    "fine-tuning one (mim-ckpt classifier makes one)", r->ckpt);
+		return r->ft_given ? r->msg : NULL;
+	}
+	if (o->ft.layer_decay == 0)
+		o->ft.layer_decay = mim_layer_decay_default(&m->cfg);
+	if (mim_model_layer_decay(m, o->ft.layer_decay) < 0) {
+		snprintf(r->msg, sizeof r->msg, "%s", mim_errmsg());
+		return r->msg;
+	}
+	return NULL;
+}
+
+/* A classifier's --grad-out adds its logits (B,K) and the mixing of the
+ * batch as mim.mix {"lam":..[,"box":[yl,yh,xl,xh]]}. 0 or -1. */
+static int
+grad_cls_extra(struct mim_frame *f, const struct mim_train *t, int B)
+{
+	char js[160];
+	int64_t sh[2] = {B, t->model->cfg.num_classes};
+
+	snprintf(js, sizeof js, "{\"lam\":%.17g", t->mix.lam);
+	if (t->mix.cutmix)
+		snprintf(js + strlen(js), sizeof js - strlen(js), ",\"box\":[%d,%d,%d,%d]",
+		    t->mix.yl, t->mix.yh, t->mix.xl, t->mix.xh);
+	strcat(js, "}");
+	if (!mim_frame_add(f, "logits", MIM_F32, 2, sh, t->logits) || mim_meta_set(f, "mim.mix", js) < 0)
+		return -1;
+	return 0;
+}
+
 int
 mim_run_grad(struct mim_run *r, const struct mim_trainopt *o, struct mim_frame **out)
 {
 	struct mim_model *m = r->model;
 	double loss;
 	uint64_t seed = mim_train_seed(o->seed, 0, r->dp.rank);
+	struct mim_trainopt ft = *o;
+	struct mim_train *t = NULL;
+	const char *bad = finetune_setup(r, &ft);
 	int st;
 
-	if (mim_is_classifier(&m->cfg)) {
-		say(r, MIM_SAY_MSG, "%s: --grad-out is for pretraining checkpoints, this is a "
-		    "classifier", r->ckpt);
-		return MIM_RUN_FAILED;
+	ft.batch = r->B;
+	ft.sched.steps = 1;	/* (no step is taken: any valid schedule) */
+	ft.sched.warmup_steps = ft.sched.nmilestones = 0;
+	if (!bad && ft.ft.on) {	/* a classifier: batch 0 mixed as a step mixes it */
+		if ((t = mim_train_new(m, &ft)))
+			t->rank = r->dp.rank;
+		if (!t || mim_train_grad_cls(t, r->B, r->img, r->label, 0, &loss) < 0)
+			bad = mim_errmsg();
+	} else if (!bad && mim_model_grad(m, r->B, r->img, r->mask, &o->loss, seed, &loss) < 0) {
+		bad = mim_errmsg();
 	}
-	st = mim_run_together(r, mim_model_grad(m, r->B, r->img, r->mask, &o->loss, seed, &loss) < 0 ?
-	    mim_errmsg() : NULL);
-	if (st)
-		return st;
-	if (r->dp.world > 1 && reduce(r, m->g, m->nw, &loss) < 0)
-		return MIM_RUN_FAILED;	/* (cannot happen: all passed together) */
-	if (r->dp.rank > 0)
-		return MIM_RUN_DONE;
-	if (!(*out = grad_frame(m, loss))) {
+	st = mim_run_together(r, bad);
+	if (!st && r->dp.world > 1 && reduce(r, m->g, m->nw, &loss) < 0)
+		st = MIM_RUN_FAILED;	/* (cannot happen: all passed together) */
+	if (!st && r->dp.rank > 0)
+		st = MIM_RUN_DONE;
+	if (!st && (!(*out = grad_frame(m, loss)) || (t && grad_cls_extra(*out, t, r->B) < 0))) {
 		say(r, MIM_SAY_MSG, "%s", mim_errmsg());
-		return MIM_RUN_FAILED;
+		mim_frame_free(*out);
+		*out = NULL;
+		st = MIM_RUN_FAILED;
 	}
-	return 0;
+	mim_train_free(t);
+	return st;
 }
 
 /* ---- validation (rank 0) ------------------------------------------------------ */
@@ -773,31 +825,6 @@ mim_run_lrs(const struct mim_run *r, struct mim_trainopt *o, double lr, double w
 	o->sched.warmup_lr = per512 ? mim_lr_scale(warmup_lr, B, world, o->accum) : warmup_lr;
 	o->sched.min_lr = per512 ? mim_lr_scale(min_lr, B, world, o->accum) : min_lr;
 	o->base_lr = per512 ? lr : 0;
-}
-
-/* Fine-tuning: a classifier trains with o->ft (its layer decay resolved
- * and applied to the model); fine-tuning settings for a pretraining
- * model are a mistake. NULL, or the message. */
-static const char *
-finetune_setup(struct mim_run *r, struct mim_trainopt *o)
-{
-	struct mim_model *m = r->model;
-
-	o->ft.on = mim_is_classifier(&m->cfg);
-	if (!o->ft.on) {
-		if (r->ft_given)
-			snprintf(r->msg, sizeof r->msg, "%s: not a classifier: --smoothing, --mixup, "
-			    "--cutmix, --mix-prob, --switch-prob and --layer-decay are for "
-			    "fine-tuning one (mim-ckpt classifier makes one)", r->ckpt);
-		return r->ft_given ? r->msg : NULL;
-	}
-	if (o->ft.layer_decay == 0)
-		o->ft.layer_decay = mim_layer_decay_default(&m->cfg);
-	if (mim_model_layer_decay(m, o->ft.layer_decay) < 0) {
-		snprintf(r->msg, sizeof r->msg, "%s", mim_errmsg());
-		return r->msg;
-	}
-	return NULL;
 }
 
 int

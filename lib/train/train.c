@@ -337,21 +337,18 @@ cls_room(struct mim_train *t, int B)
 }
 
 int
-mim_train_batch_cls(struct mim_train *t, int B, const float *img, const int64_t *label,
-    struct mim_stepinfo *info)
+mim_train_grad_cls(struct mim_train *t, int B, const float *img, const int64_t *label,
+    int64_t index, double *loss)
 {
 	struct mim_model *m = t->model;
 	const struct mim_config *c = &m->cfg;
 	int K = c->num_classes, S = c->img_size;
-	double loss = 0;
 
+	*loss = 0;
 	if (!t->o.ft.on || !mim_is_classifier(c))
 		return mim_seterr("not fine-tuning a classifier");
-	if (B != t->o.batch)
-		return mim_seterr("batch of %d images, the run uses %d", B, t->o.batch);
 	if (mim_labels_check(label, B, K) < 0 || cls_room(t, B) < 0)
 		return -1;
-	int64_t index = t->batches + t->nmicro;
 	uint64_t seed = mim_train_seed(t->o.seed, index, t->rank);
 	mim_mix_draw(&t->o.ft, seed, S, S, &t->mix);
 	if ((t->o.ft.mixup > 0 || t->o.ft.cutmix > 0) && B % 2)
@@ -359,7 +356,19 @@ mim_train_batch_cls(struct mim_train *t, int B, const float *img, const int64_t 
 		    "must be even (it has %d)", B);
 	mim_mix_images(&t->mix, B, c->in_chans, S, S, img, t->mixed);
 	mim_mix_targets(&t->mix, t->o.ft.smoothing, B, K, label, t->target);
-	if (mim_model_grad_cls(m, B, t->mixed, t->target, seed, &loss, t->logits) < 0) {
+	return mim_model_grad_cls(m, B, t->mixed, t->target, seed, loss, t->logits);
+}
+
+int
+mim_train_batch_cls(struct mim_train *t, int B, const float *img, const int64_t *label,
+    struct mim_stepinfo *info)
+{
+	int K = t->model->cfg.num_classes;
+	double loss = 0;
+
+	if (B != t->o.batch)
+		return mim_seterr("batch of %d images, the run uses %d", B, t->o.batch);
+	if (mim_train_grad_cls(t, B, img, label, t->batches + t->nmicro, &loss) < 0) {
 		if (isfinite(loss))
 			return -1;
 		loss = NAN;	/* the step will be rejected as non-finite */
