@@ -793,14 +793,14 @@ share_state(struct mim_run *r)
 static uint64_t
 settings_digest(const struct mim_run *r, const struct mim_trainopt *o)
 {
-	static const char *keys[] = {"optim", "sched", "loss", "rng"};
+	static const char *keys[] = {"optim", "sched", "loss", "rng", "finetune"};
 	uint64_t h = 1469598103934665603ULL;	/* FNV-1a */
 	char extra[128];
 
-	for (int i = 0; i < 5; i++) {
-		char *v = i < 4 ? mim_train_setting(o, keys[i]) : NULL;
+	for (int i = 0; i < 6; i++) {
+		char *v = i < 4 || (i == 4 && o->ft.on) ? mim_train_setting(o, keys[i]) : NULL;
 		const char *p = v;
-		if (i == 4) {
+		if (i == 5) {
 			snprintf(extra, sizeof extra, "%lld %lld %lld %d", (long long)r->steps,
 			    (long long)r->skip, (long long)r->save_every, r->skip_nonfinite);
 			p = extra;

@@ -26,15 +26,16 @@ Usage (/usr/bin/python3; PYTHONPATH=tests/ref):
         GRAD is mim-step --grad-out's frame: compare loss, logits and every
         gradient (relative to the tensor's largest value); exit 1 above 1e-4
   finetune_ref.py step CKPT FRAME AFTER LOG --lr X [--seed S] [--smoothing E]
-        [--layer-decay D] [--weight-decay W] [--clip C]
+        [--layer-decay D] [--weight-decay W] [--clip C] [--grad GRAD]
         AFTER is the checkpoint after mim-step's first step (LOG its log):
         compare the parameters and the moments as step_ref.step_errors
         does; exit 1 above 1e-5 (moments; parameters where |g| >= 1e-6),
-        or a move off by more than 2e-3 of lr
-  finetune_ref.py groups PRESET [--layer-decay D]
+        or a move off by more than 2e-3 of lr. --grad GRAD: grad's check
+        first (one process for both)
+  finetune_ref.py groups PRESET[,PRESET..] [--layer-decay D] [--out PREFIX]
         the official param groups of the classifier of a preset as mim-ckpt
         groups prints them (name, layer_id, weight_decay, lr_scale)
-  finetune_ref.py perturb CKPT OUT [--seed S]
+  finetune_ref.py perturb CKPT OUT [CKPT OUT...]
         CKPT with every 1-D parameter (biases, LayerNorm, gammas) and the
         head moved by N(0, 0.1^2): no zero tensor (a first AdamW step on a
         zero bias is lr * g / (|g| + eps), which a last-bit difference in
@@ -273,7 +274,10 @@ def log_mix(log):
 def cmd_step(argv):
     ckpt, fr, after, log = argv[:4]
     o = opts(argv[4:], seed=0, smoothing=0.1, layer_decay=0.65, weight_decay=0.05, clip=5.0,
-             lr=1e-3)
+             lr=1e-3, grad="")
+    if o["grad"] and cmd_grad([ckpt, fr, o["grad"], "--seed", str(o["seed"]),
+                               "--smoothing", str(o["smoothing"])]):
+        return 1
     model, cfg = load(ckpt)
     img, label = frame(fr)
     lam, box = log_mix(log)
@@ -298,8 +302,24 @@ def cmd_step(argv):
 
 
 def cmd_groups(argv):
-    o = opts(argv[1:], layer_decay=-1.0, weight_decay=0.05, classes=1000)
-    cfg = dict(PRESETS[argv[0]])
+    """groups PRESET[,PRESET...] [options] [--out PREFIX]: with --out, the
+    lines of each preset to PREFIX.PRESET"""
+    o = opts(argv[1:], layer_decay=-1.0, weight_decay=0.05, classes=1000, out="")
+    for p in argv[0].split(","):
+        if o["out"]:
+            with open(o["out"] + "." + p, "w") as f:
+                sys.stdout, old = f, sys.stdout
+                try:
+                    groups_of(p, o)
+                finally:
+                    sys.stdout = old
+        else:
+            groups_of(p, o)
+    return 0
+
+
+def groups_of(preset, o):
+    cfg = dict(PRESETS[preset])
     cfg["num_classes"] = o["classes"]
     if cfg["model"] == "vit":
         cfg.update(use_rel_pos_bias=True, use_shared_rel_pos_bias=False, use_mean_pooling=True)
@@ -313,7 +333,6 @@ def cmd_groups(argv):
         g = by[n]
         print(json.dumps({"name": n, "layer_id": g["layer_id"], "weight_decay": g["weight_decay"],
                           "lr_scale": g["lr_scale"]}, separators=(",", ":")))
-    return 0
 
 
 def cmd_run(argv):
@@ -350,15 +369,14 @@ def cmd_run(argv):
 
 
 def cmd_perturb(argv):
-    ckpt, out = argv[:2]
-    o = opts(argv[2:], seed=0)
-    t, meta = st.load(ckpt)
-    g = np.random.default_rng(o["seed"])
-    t = dict(t)
-    for k, v in t.items():
-        if v.dtype == np.float32 and (v.ndim == 1 or k.startswith("head.")):
-            t[k] = (v + 0.1 * g.standard_normal(v.shape)).astype(np.float32)
-    st.save(out, t, meta)
+    g = np.random.default_rng(0)
+    for ckpt, out in zip(argv[0::2], argv[1::2]):
+        t, meta = st.load(ckpt)
+        t = dict(t)
+        for k, v in t.items():
+            if v.dtype == np.float32 and (v.ndim == 1 or k.startswith("head.")):
+                t[k] = (v + 0.1 * g.standard_normal(v.shape)).astype(np.float32)
+        st.save(out, t, meta)
     return 0
 
 
