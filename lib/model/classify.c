@@ -21,8 +21,8 @@
  * Swin has none: 1).
  *
  * Scratch (floats): pooled (B,F), normed (B,F), dnormed (B,F), dpooled
- * (B,F), mean (B), rstd (B). The pooling and its backward are plain loops
- * in a fixed order (B*F*h*w additions, nothing next to the encoder). */
+ * (B,F), mean (B), rstd (B). The pooling and its backward run over the
+ * B*F rows on the pool (kern_for), each row summed in its own order. */
 
 #include <math.h>
 #include <stddef.h>
@@ -107,6 +107,40 @@ positions(const struct mim_model *m)
 	return h * h;
 }
 
+/* rows [lo, hi) of the mean over hw positions, or of its backward */
+struct rows {
+	const float *in;
+	float *out;
+	size_t hw;
+};
+
+static void
+pool_rows(void *ctx, size_t lo, size_t hi)
+{
+	const struct rows *j = ctx;
+
+	for (size_t i = lo; i < hi; i++) {
+		const float *x = j->in + i * j->hw;
+		float s = 0;
+		for (size_t k = 0; k < j->hw; k++)
+			s += x[k];
+		j->out[i] = s / (float)j->hw;
+	}
+}
+
+/* the mean spreads its gradient evenly over the positions */
+static void
+spread_rows(void *ctx, size_t lo, size_t hi)
+{
+	const struct rows *j = ctx;
+
+	for (size_t i = lo; i < hi; i++) {
+		float d = j->in[i] / (float)j->hw;
+		for (size_t k = 0; k < j->hw; k++)
+			j->out[i * j->hw + k] = d;
+	}
+}
+
 static size_t
 cls_scratch(const struct mim_model *m, int B)
 {
@@ -124,13 +158,8 @@ cls_forward(const struct mim_model *m, int B, const float *latent, float *pred, 
 	const struct mim_param *nw = mim_model_param(m, "fc_norm.weight");
 	const struct mim_param *nb = mim_model_param(m, "fc_norm.bias");
 
-	for (size_t i = 0; i < (size_t)B * F; i++) {
-		const float *x = latent + i * hw;
-		float s = 0;
-		for (size_t k = 0; k < hw; k++)
-			s += x[k];
-		pooled[i] = s / (float)hw;
-	}
+	struct rows j = {latent, pooled, hw};
+	kern_for((size_t)B * F, 64, pool_rows, &j);
 	if (nw && nb)
 		layernorm_forward(normed, mean, rstd, pooled, m->w + nw->off, m->w + nb->off, B, F,
 		    (float)m->cfg.layer_norm_eps);
@@ -163,12 +192,8 @@ cls_backward(struct mim_model *m, int B, const float *dpred, float *scratch, flo
 	}
 	if (!dlatent)
 		return;
-	/* the mean spreads its gradient evenly over the positions */
-	for (size_t i = 0; i < (size_t)B * F; i++) {
-		float d = dpooled[i] / (float)hw;
-		for (size_t k = 0; k < hw; k++)
-			dlatent[i * hw + k] = d;
-	}
+	struct rows j = {dpooled, dlatent, hw};
+	kern_for((size_t)B * F, 64, spread_rows, &j);
 }
 
 const struct mim_head_ops mim_head_cls_ops = {

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "mim/optim.h"
+#include "mim/pool.h"
 #include "../rng.h"
 
 void
@@ -119,33 +120,50 @@ mim_mix_draw(const struct mim_ftopt *o, uint64_t seed, int H, int W, struct mim_
 	mx->lam = 1.0 - (double)((mx->yh - mx->yl) * (mx->xh - mx->xl)) / (double)(H * W);
 }
 
+struct mixjob {
+	const struct mim_mix *mx;
+	int B, C, H, W;
+	const float *img;
+	float *out;
+};
+
+/* image b of the batch, mixed (elementwise: any split gives the same) */
+static void
+mix_one(void *ctx, int b)
+{
+	const struct mixjob *j = ctx;
+	const struct mim_mix *mx = j->mx;
+	int C = j->C, H = j->H, W = j->W;
+	size_t per = (size_t)C * H * W;
+	const float *x = j->img + b * per, *f = j->img + (size_t)(j->B - 1 - b) * per;
+	float *y = j->out + b * per;
+	const float lam = (float)mx->lam, rest = (float)(1.0 - mx->lam);
+
+	memcpy(y, x, per * sizeof *y);
+	if (mx->lam == 1)
+		return;
+	if (mx->cutmix) {
+		for (int c = 0; c < C; c++)
+			for (int i = mx->yl; i < mx->yh; i++)
+				memcpy(y + ((size_t)c * H + i) * W + mx->xl,
+				    f + ((size_t)c * H + i) * W + mx->xl,
+				    (size_t)(mx->xh - mx->xl) * sizeof *y);
+		return;
+	}
+	for (size_t i = 0; i < per; i++) {
+		/* two roundings, then the sum: torch's mul_, mul_, add_ */
+		volatile float a = x[i] * lam, r = f[i] * rest;
+		y[i] = a + r;
+	}
+}
+
 void
 mim_mix_images(const struct mim_mix *mx, int B, int C, int H, int W, const float *img,
     float *out)
 {
-	size_t per = (size_t)C * H * W;
-	const float lam = (float)mx->lam, rest = (float)(1.0 - mx->lam);
+	struct mixjob j = {mx, B, C, H, W, img, out};
 
-	memcpy(out, img, (size_t)B * per * sizeof *out);
-	if (mx->lam == 1)
-		return;
-	for (int b = 0; b < B; b++) {
-		const float *x = img + b * per, *f = img + (size_t)(B - 1 - b) * per;
-		float *y = out + b * per;
-		if (mx->cutmix) {
-			for (int c = 0; c < C; c++)
-				for (int i = mx->yl; i < mx->yh; i++)
-					memcpy(y + ((size_t)c * H + i) * W + mx->xl,
-					    f + ((size_t)c * H + i) * W + mx->xl,
-					    (size_t)(mx->xh - mx->xl) * sizeof *y);
-			continue;
-		}
-		for (size_t i = 0; i < per; i++) {
-			/* two roundings, then the sum: torch's mul_, mul_, add_ */
-			volatile float a = x[i] * lam, r = f[i] * rest;
-			y[i] = a + r;
-		}
-	}
+	mim_parallel(B, mix_one, &j);
 }
 
 void
