@@ -89,6 +89,13 @@ if have_torch; then
 		check "$arch $how: loss, logits, every gradient (1e-4), parameters and moments after AdamW (1e-5) as PyTorch's" '$PY "$FR" step "$T/$ck.st" "$T/lab.mim" "$T/after.st" "$T/step.log" --seed $seed --lr 1e-3 --layer-decay $ld --grad "$T/g.st" > "$T/parity" && cat "$T/parity" >&2'
 		sed 's/^/# /' "$T/parity"
 	done
+	# 4 steps of the official schedule: timm's cosine over the groups, the
+	# warmup from an unscaled warmup_lr to each group's scaled peak
+	cat "$T/lab.mim" "$T/lab.mim" "$T/lab.mim" "$T/lab.mim" > "$T/lab4.mim"
+	rm -f "$T/step.log"
+	expect_ok 'vit: 4 steps, --official-sched, warmup 2' 'cp "$T/vp.st" "$T/after.st" && mim-step -q --ckpt "$T/after.st" --steps 4 --official-sched --warmup-steps 2 --lr 1e-3 --warmup-lr 1e-5 --min-lr 1e-6 --seed 2 --log "$T/step.log" "$T/lab4.mim"'
+	check 'vit: after 4 steps as PyTorch with timm'"'"'s scheduler over the layer-decay groups' '$PY "$FR" step "$T/vp.st" "$T/lab.mim" "$T/after.st" "$T/step.log" --seed 2 --lr 1e-3 --steps 4 --warmup 2 --warmup-lr 1e-5 --min-lr 1e-6 > "$T/parity" && cat "$T/parity" >&2'
+	sed 's/^/# /' "$T/parity"
 else
 	echo "skip - no torch in $PY: step parity"
 fi

@@ -31,7 +31,9 @@ Usage (/usr/bin/python3; PYTHONPATH=tests/ref):
         compare the parameters and the moments as step_ref.step_errors
         does; exit 1 above 1e-5 (moments; parameters where |g| >= 1e-6),
         or a move off by more than 2e-3 of lr. --grad GRAD: grad's check
-        first (one process for both)
+        first (one process for both). --steps N (FRAME N times, mim-step
+        --official-sched): timm's cosine over the layer-decay groups, with
+        --warmup W --warmup-lr X --min-lr Y unscaled
   finetune_ref.py groups PRESET[,PRESET..] [--layer-decay D] [--out PREFIX]
         the official param groups of the classifier of a preset as mim-ckpt
         groups prints them (name, layer_id, weight_decay, lr_scale)
@@ -229,12 +231,12 @@ def frame(path):
     return torch.from_numpy(np.array(t["image"])), torch.from_numpy(np.array(t["label"])).long()
 
 
-def forward_loss(model, cfg, img, label, lam, box, seed, smoothing):
+def forward_loss(model, cfg, img, label, lam, box, seed, smoothing, index=0):
     model.train()
     model.zero_grad(set_to_none=False)
     x = mix_images(img, lam, box)
     target = mixup_target(label, cfg["num_classes"], lam, smoothing)
-    logits = model(x, train_seed(seed, 0, 0))
+    logits = model(x, train_seed(seed, index, 0))
     loss = soft_ce(logits, target)
     loss.backward()
     return loss, logits
@@ -262,29 +264,39 @@ def cmd_grad(argv):
     return 0 if worst <= 1e-4 else 1
 
 
-def log_mix(log):
+def log_mix(log, step=1):
     with open(log) as f:
         for line in f:
             d = json.loads(line)
-            if d.get("step") == 1 and "lam" in d:
+            if d.get("step") == step and "lam" in d:
                 return d["lam"], d.get("box")
-    raise SystemExit("no step 1 with lam in " + log)
+    raise SystemExit("no step %d with lam in %s" % (step, log))
 
 
 def cmd_step(argv):
     ckpt, fr, after, log = argv[:4]
     o = opts(argv[4:], seed=0, smoothing=0.1, layer_decay=0.65, weight_decay=0.05, clip=5.0,
-             lr=1e-3, grad="")
+             lr=1e-3, grad="", steps=1, warmup=0, warmup_lr=0.0, min_lr=0.0)
     if o["grad"] and cmd_grad([ckpt, fr, o["grad"], "--seed", str(o["seed"]),
                                "--smoothing", str(o["smoothing"])]):
         return 1
     model, cfg = load(ckpt)
     img, label = frame(fr)
-    lam, box = log_mix(log)
     opt = optimizer(model, cfg, o["lr"], o["layer_decay"], o["weight_decay"])
-    forward_loss(model, cfg, img, label, lam, box, o["seed"], o["smoothing"])
-    torch.nn.utils.clip_grad_norm_([p for _, p in named(model)], o["clip"])
-    opt.step()
+    sched = None
+    if o["steps"] > 1:
+        # timm's CosineLRScheduler over the groups (sched_ref.Cosine: each
+        # group from its initial lr, warmup_lr and min_lr unscaled), driven
+        # as main_finetune.py does: step_update(g) after optimizer step g
+        from sched_ref import Cosine
+        sched = Cosine(opt, o["steps"], o["min_lr"], o["warmup_lr"], o["warmup"])
+    for k in range(o["steps"]):
+        lam, box = log_mix(log, k + 1)
+        forward_loss(model, cfg, img, label, lam, box, o["seed"], o["smoothing"], k)
+        torch.nn.utils.clip_grad_norm_([p for _, p in named(model)], o["clip"])
+        opt.step()
+        if sched:
+            sched.step_update(k)
     t, _ = st.load(after)
     ref, grad = {}, {}
     for n, p in named(model):
