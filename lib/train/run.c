@@ -482,8 +482,9 @@ check_batch(struct mim_run *r, const struct mim_frame *f, const char *in, long k
 		return (int)ti->shape[0];
 	}
 	if (!(tm = mim_frame_get(f, "mask")))
-		return mim_seterr("%s: frame %ld: no tensor 'mask' (pipe the images through mim-mask)",
-		    in, k);
+		return mim_seterr("%s: frame %ld: no tensor 'mask' (pipe the images through mim-mask%s)",
+		    in, k, mim_frame_get(f, "label") ? "; or, to fine-tune on these labels, train "
+		    "a classifier checkpoint: mim-ckpt classifier" : "");
 	if (mim_mask_check(tm) < 0) {
 		snprintf(why, sizeof why, "%s", mim_errmsg());
 		return mim_seterr("%s: frame %ld: %s", in, k, why);

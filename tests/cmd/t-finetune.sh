@@ -117,6 +117,8 @@ expect_fail 'fine-tuning flags with a pretraining checkpoint' 1 'mim-step --ckpt
 cp "$T/.err" "$T/msg"
 check 'it says: not a classifier' 'grep -q "keeppre.st: not a classifier: --smoothing, --mixup" "$T/msg"'
 expect_fail 'a pretraining checkpoint on labelled frames without masks' 1 'mim-step --ckpt "$T/keeppre.st" --steps 1 --lr 1e-3 "$T/lab.mim"'
+cp "$T/.err" "$T/msg"
+check 'it says: no mask, and that labels want a classifier' 'grep -q "no tensor .mask. (pipe the images through mim-mask; or, to fine-tune on these labels, train a classifier checkpoint: mim-ckpt classifier)" "$T/msg"'
 check 'the pretraining checkpoint is untouched' 'cmp "$T/vpre.st" "$T/keeppre.st"'
 expect_fail 'a classifier where a pretraining checkpoint is needed' 1 'mim-ckpt classifier "$T/vcls.st" --classes 7 -o "$T/x.st"'
 cp "$T/.err" "$T/msg"
