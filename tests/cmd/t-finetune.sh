@@ -35,6 +35,8 @@ missing, unexpected = m.load_state_dict(sd, strict=False)
 assert not missing and not unexpected, (missing, unexpected)
 PYEOF'
 fi
+expect_ok 'import infers a classifier from a fine-tuning state dict' 'mim-ckpt import --config "{\"drop_path_rate\":0.1}" "$T/vcls.pth" -o "$T/vimp.st" 2> "$T/note"'
+check 'head cls, num_classes 7 from head.weight; the same weights' 'grep -q "\"head\":\"cls\",\"num_classes\":7,\"init_scale\":0.001} (img_size from the relative position table; .*num_classes from head.weight)" "$T/note" && mim-ckpt diff "$T/vcls.st" "$T/vimp.st" > /dev/null'
 expect_ok 'a micro Swin classifier, window resampled 4 -> 8 at 64 px' 'mim-ckpt init --preset micro-swin -o "$T/spre.st" && mim-ckpt classifier "$T/spre.st" --classes 5 --img-size 64 --window 8 -o "$T/s64.st" 2> "$T/note"'
 check 'its tables resampled 7x7 -> 15x15' 'grep -q "tables resampled 7x7 -> 15x15" "$T/note" && mim-ckpt info "$T/s64.st" | grep -q "\"window_size\":8,.*\"head\":\"cls\",\"num_classes\":5,\"init_scale\":1.0}$"'
 expect_ok 'a classifier from scratch: --preset' 'mim-ckpt classifier --preset micro-swin --classes 3 --seed 5 -o "$T/scratch.st"'
