@@ -1,5 +1,6 @@
 /* mim/train.h -- a training run around struct mim_train (optim.h): what
- * mim-step(1) runs, and what fine-tuning will run. A run loads the
+ * mim-step(1) runs, pretraining or fine-tuning (a classifier checkpoint:
+ * {image, label} frames, mim_train_batch_cls). A run loads the
  * checkpoint on every rank, reads its frames (replaying past those a
  * resumed run has consumed), takes a step per frame until the last, saves,
  * writes the log and progress lines, and stops on a signal, a non-finite

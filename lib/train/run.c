@@ -412,9 +412,6 @@ next(struct mim_run *r, struct mim_frame **f)
 	return r->next ? r->next(r->next_ctx, f) : mim_read_frame(r->reader, f);
 }
 
-/* Check frame k of the stream `in` (its name) against the model; point
- * *img and *mask at its image and mask (the mask as 0/1 bytes in *buf of
- * *cap, whatever its integer dtype). B, or -1 with the error set. */
 /* A classifier's frame: its 'label' (B) as int64 in *buf of *cap, each in
  * [0, K). 0, or -1 with the error set. */
 static int
@@ -453,6 +450,11 @@ check_labels(const struct mim_frame *f, const char *in, long k, int B, int K,
 	return 0;
 }
 
+/* Check frame k of the stream `in` (its name) against the model; point
+ * *img and *mask at its image and mask (the mask as 0/1 bytes in *buf of
+ * *cap, whatever its integer dtype). A classifier's frame: its labels
+ * instead (check_labels, into r's buffers; *mask NULL). B, or -1 with the
+ * error set. */
 static int
 check_batch(struct mim_run *r, const struct mim_frame *f, const char *in, long k,
     const float **img, const uint8_t **mask, uint8_t **buf, size_t *cap)
@@ -473,7 +475,7 @@ check_batch(struct mim_run *r, const struct mim_frame *f, const char *in, long k
 		    (long long)ti->shape[0]);
 	int64_t msh[3] = {ti->shape[0], S / p, S / p};
 	if (mim_is_classifier(c)) {	/* labels instead of a mask */
-		int vl = buf == &r->vmask;
+		int vl = buf == &r->vmask;	/* validate()'s frame: its own labels */
 		*img = ti->data;
 		*mask = NULL;
 		if (check_labels(f, in, k, (int)ti->shape[0], c->num_classes, vl ? &r->vlabels : &r->label,
