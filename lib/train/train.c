@@ -15,6 +15,10 @@
  * the step logs the last of those norms, and the scheduler counts
  * micro-batches (mim_sched_lr). The clean default clips once per step.
  *
+ * A classifier (mim_train_batch_cls, fine-tuning) differs only in its
+ * micro-batch: the batch mixed (mixup.c), soft targets, mim_model_grad_cls;
+ * and in the update: an lr per parameter with layer decay (step_lrs).
+ *
  * Drop path randomness comes from mim_train_seed(seed, batch index, rank),
  * so a step depends only on the state and its batches: a resumed run
  * repeats an uninterrupted one exactly. */

@@ -125,6 +125,9 @@ check 'the pretraining checkpoint is untouched' 'cmp "$T/vpre.st" "$T/keeppre.st
 expect_fail 'a classifier where a pretraining checkpoint is needed' 1 'mim-ckpt classifier "$T/vcls.st" --classes 7 -o "$T/x.st"'
 cp "$T/.err" "$T/msg"
 check 'it says so, and writes nothing' 'grep -q "already a classifier (num_classes 7): a pretraining checkpoint is needed" "$T/msg" && [ ! -e "$T/x.st" ]'
+expect_fail 'export --finetune of a classifier' 1 'mim-ckpt export --finetune "$T/vcls.st" -o "$T/x.st"'
+cp "$T/.err" "$T/msg"
+check 'it says: a fine-tuning model already, and writes nothing' 'grep -q "a classifier (num_classes 7) is a fine-tuning model already" "$T/msg" && [ ! -e "$T/x.st" ]'
 expect_fail 'a classifier is given no mask' 1 'mim-encode --ckpt "$T/vcls.st" --layer 1 "$T/mask.mim"'
 expect_fail 'mim-head on a classifier' 1 'mim-encode --ckpt "$T/vcls.st" --layer 1 "$T/lab.mim" | mim-head --ckpt "$T/vcls.st"'
 cp "$T/.err" "$T/msg"
