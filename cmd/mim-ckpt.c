@@ -25,6 +25,8 @@ static const struct subcmd subcmds[] = {
 	{"import", ckpt_import, "read a PyTorch checkpoint (.pth, no Python needed)"},
 	{"export", ckpt_export, "strip training state; the encoder for fine-tuning"},
 	{"diff", ckpt_diff, "compare two checkpoints tensor by tensor"},
+	{"classifier", ckpt_classifier, "a classifier (fine-tuning model) from a pretraining one"},
+	{"groups", ckpt_groups, "the optimizer's param groups: weight decay, layer lr scale"},
 };
 
 static void
@@ -33,7 +35,7 @@ usage(FILE *f)
 	fputs("usage: mim-ckpt COMMAND [ARGS]\n"
 	    "Create, inspect and convert mim model checkpoints. Commands:\n", f);
 	for (size_t i = 0; i < sizeof subcmds / sizeof subcmds[0]; i++)
-		fprintf(f, "  %-8s %s\n", subcmds[i].name, subcmds[i].summary);
+		fprintf(f, "  %-10s %s\n", subcmds[i].name, subcmds[i].summary);
 	fputs("'mim-ckpt COMMAND --help' describes one command.\n", f);
 }
 
@@ -334,7 +336,7 @@ ckpt_info(int argc, char **argv)
 			strcpy(mod[nmod++], name);
 		cnt[k] += m->p[i].numel;
 		total += m->p[i].numel;
-		if (strncmp(m->p[i].name, "encoder.", 8) == 0)
+		if (i < m->head_p0)	/* a classifier's names have no "encoder." */
 			enc += m->p[i].numel;
 		else
 			dec += m->p[i].numel;
@@ -378,7 +380,8 @@ ckpt_info(int argc, char **argv)
 		for (int k = 0; k < nmod; k++)
 			printf("  %-*s %14s\n", w, mod[k], commas(cnt[k], b1));
 		printf("encoder %s parameters\n", commas(enc, b1));
-		printf("decoder %s parameters\n", commas(dec, b1));
+		printf("%s %s parameters\n", mim_is_classifier(&m->cfg) ? "head" : "decoder",
+		    commas(dec, b1));
 		printf("total %s parameters in %d tensors (%.1f MB as F32)\n",
 		    commas(total, b1), m->np, (double)total * 4 / 1e6);
 		if (nopt)

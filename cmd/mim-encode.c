@@ -1,7 +1,8 @@
 /* mim-encode -- the SimMIM encoder over a stream: reads frames with
  * `image` (B,3,H,W) and an optional `mask` (B,H/p,W/p), adds `latent`
  * (B,C,H/s,W/s): the encoder output with the mask token at masked patches.
- * --layer K and --pool mean give intermediate and pooled features. */
+ * --layer K and --pool mean give intermediate and pooled features. A
+ * classifier checkpoint (mim-ckpt classifier) adds `logits` (B,K). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +17,9 @@ static const char usage_text[] =
 "(stdin when none): reads 'image' F32 [B,3,H,W] (H = W = the model's\n"
 "img_size) and 'mask' [B,H/p,W/p] if present (U8 or any integer type or\n"
 "BOOL, nonzero = masked; none: nothing masked), adds 'latent' F32\n"
-"[B,C,H/s,W/s] and passes everything else on.\n"
+"[B,C,H/s,W/s] and passes everything else on. A classifier checkpoint\n"
+"(mim.config with num_classes K: mim-ckpt classifier) adds 'logits' F32 [B,K]\n"
+"instead (no mask), unless --layer or --pool asks for features.\n"
 "  -c, --ckpt FILE    the model checkpoint (mim-ckpt(1))\n"
 "  -l, --layer K      features of layer K instead (ViT: block K's output,\n"
 "                     no final norm; Swin: stage K), K >= 1; 0 = output\n"
@@ -32,7 +35,7 @@ static struct mim_model *m;
 static float *lat;
 
 struct enc {
-	int layer, pool, gp;
+	int layer, pool, gp, logits;
 	int64_t chw[3];
 	char meta[64];
 };
@@ -48,14 +51,21 @@ encode_frame(struct mim_frame *f, const char *where, void *ctx)
 	struct mim_tensor *img = cli_batch(f, "image", want, where, NULL, "the checkpoint's img_size");
 	int B = (int)img->shape[0];
 	const int64_t msh[3] = {B, gp, gp};
-	const uint8_t *mask = cli_mask(f, msh, where, NULL);
+	const uint8_t *mask = e->logits ? NULL : cli_mask(f, msh, where, NULL);
 	size_t per = (size_t)(e->chw[0] * e->chw[1] * e->chw[2]);
 	lat = malloc((size_t)B * per * sizeof(float));
 	if (!lat)
 		die("out of memory");
 	if (mim_encode_layer(m, B, img->data, mask, e->layer, lat) < 0)
 		die("%s: %s", where, mim_errmsg());
-	if (e->pool) {
+	if (e->logits) {
+		int64_t sh[2] = {B, cf->num_classes};
+		struct mim_tensor *t = mim_frame_add(f, "logits", MIM_F32, 2, sh, NULL);
+		if (!t || mim_head(m, B, lat, t->data) < 0)
+			die("%s: %s", where, mim_errmsg());
+		free(lat);
+		lat = NULL;
+	} else if (e->pool) {
 		/* mean over positions, in double, into the front of lat */
 		size_t hw = (size_t)(e->chw[1] * e->chw[2]);
 		for (size_t bc = 0; bc < (size_t)B * e->chw[0]; bc++) {
@@ -119,7 +129,8 @@ main(int argc, char **argv)
 	if (layer > mim_model_nlayers(m))
 		usage_error("--layer %d: the model has %d layers", layer, mim_model_nlayers(m));
 	const struct mim_config *cf = &m->cfg;
-	struct enc e = {.layer = layer, .pool = pool, .gp = cf->img_size / cf->patch_size};
+	struct enc e = {.layer = layer, .pool = pool, .gp = cf->img_size / cf->patch_size,
+	    .logits = mim_is_classifier(cf) && !layer && !pool};
 	mim_layer_shape(m, layer, e.chw);
 	if (layer || pool)
 		snprintf(e.meta, sizeof e.meta, "layer %d%s", layer, pool ? ", pool mean" : "");

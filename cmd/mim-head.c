@@ -74,6 +74,8 @@ main(int argc, char **argv)
 	m = mim_model_open(ckpt);
 	if (!m)
 		die("%s", mim_errmsg());
+	if (mim_is_classifier(&m->cfg))
+		die("%s: a classifier has no prediction head (mim-encode gives its logits)", ckpt);
 	int64_t chw[3];
 	mim_layer_shape(m, 0, chw);
 	cli_frames(argv + optind, 1, head_frame, chw);

@@ -4,8 +4,7 @@
  * killed run resumes from exactly. Under mpirun, data-parallel: every rank
  * trains on its own stream and the gradients are averaged (the run and its
  * agreement protocol: lib/train/run.c, mim/train.h; the MPI calls:
- * cmd/step/dp.c). See mim-step(1). */
-#include <getopt.h>
+ * cmd/step/dp.c). A classifier checkpoint is fine-tuned (cmd/step/ft.c). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,13 +13,14 @@
 
 #include "cli.h"
 #include "step/dp.h"
+#include "step/ft.h"
 
 static const char usage_text[] =
 "usage: mim-step --ckpt FILE --steps N [options] [INPUT]\n"
 "       mim-step --ckpt FILE --grad-out OUT [options] [INPUT]\n"
-"Train the model of FILE (from mim-ckpt init, or a checkpoint of an earlier\n"
-"run, which is resumed) on the {image, mask} frames of INPUT (stdin when\n"
-"none, or '-'); progress is saved to FILE.\n"
+"Train the model of FILE (from mim-ckpt init or classifier, or a checkpoint of\n"
+"an earlier run, which is resumed) on the {image, mask} frames of INPUT (stdin\n"
+"when none, or '-'); progress is saved to FILE.\n"
 "  -c, --ckpt FILE        start from and save to FILE (required)\n"
 "  -n, --steps N          optimizer steps of the whole run (required)\n"
 "      --lr X             peak learning rate, absolute\n"
@@ -144,7 +144,7 @@ parse(int argc, char **argv, struct cmdline *cl, struct mim_run *r)
 	cl->base_lr = 5e-4;
 	cl->warmup_lr = 5e-7;
 	cl->min_lr = 5e-6;
-	while ((c = cli_getopt(argc, argv, "c:n:t:qh", opts, NULL)) != -1) {
+	while ((c = cli_getopt(argc, argv, "c:n:t:qh", ft_options(opts), NULL)) != -1) {
 		switch (c) {
 		case 'c': r->ckpt = optarg; break;
 		case 'n': r->steps = cli_int("--steps", optarg, 1, INT64_MAX / 1024); break;
@@ -184,8 +184,8 @@ parse(int argc, char **argv, struct cmdline *cl, struct mim_run *r)
 		case O_VAL_BATCHES: r->val_batches = cli_int("--val-batches", optarg, 1, INT64_MAX); cl->have_val = 1; break;
 		case O_PROGRESS_EVERY: r->progress_every = cli_double("--progress-every", optarg, 0, 1e9); break;
 		case 'q': cl->quiet = 1; break;
-		case 'h': fputs(usage_text, stdout); exit(0);
-		default: usage_error("unknown option");
+		case 'h': fputs(usage_text, stdout); fputs(ft_usage, stdout); exit(0);
+		default: ft_flag(c, optarg, &cl->o, r);
 		}
 	}
 	if (optind + 1 < argc)

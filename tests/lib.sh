@@ -39,3 +39,11 @@ expect_fail() {
 }
 
 have_torch() { $PY -c 'import torch' 2>/dev/null; }
+
+# the first N frames of the stream on stdin (an input cut short)
+first_frames() { $PY -c "
+import sys, st
+for i, (t, m) in enumerate(st.read_frames(sys.stdin.buffer)):
+    sys.stdout.buffer.write(st.frame_bytes(t, m))
+    if i == int(sys.argv[1]) - 1: break
+" "$1"; }

@@ -15,5 +15,7 @@ int ckpt_info(int argc, char **argv);	/* cmd/mim-ckpt.c */
 int ckpt_import(int argc, char **argv);	/* cmd/ckpt/import.c */
 int ckpt_export(int argc, char **argv);	/* cmd/ckpt/export.c */
 int ckpt_diff(int argc, char **argv);	/* cmd/ckpt/diff.c */
+int ckpt_classifier(int argc, char **argv);	/* cmd/ckpt/classifier.c */
+int ckpt_groups(int argc, char **argv);	/* cmd/ckpt/groups.c */
 
 #endif

@@ -170,6 +170,29 @@ struct mim_export_opt {
 struct mim_frame *mim_ckpt_export(const struct mim_frame *ckpt,
     const struct mim_export_opt *o, char *note, size_t n);
 
+/* ---- classifiers (lib/ckpt/classifier.c) --------------------------------- */
+
+/* A classifier: the official fine-tuning model with its head. */
+struct mim_cls_opt {
+	struct mim_export_opt ex;	/* img_size, window_size (ex.finetune set by us) */
+	int num_classes;		/* K >= 1 */
+	double drop_path_rate;		/* < 0: as the pretraining config */
+	double init_scale;		/* NaN: the official (ViT 0.001, Swin 1) */
+	uint64_t seed;			/* of the fresh parameters (head, fc_norm) */
+};
+/* The classifier's config from a pretraining one (the fine-tuning model
+ * of mim_ckpt_export, "head": "cls"). 0 or -1. */
+int mim_config_classifier(struct mim_config *c, const struct mim_cls_opt *o);
+/* A classifier checkpoint as the official fine-tuning code makes one:
+ * from the pretraining checkpoint pre (mim's, or an imported official
+ * one) through mim_ckpt_export(finetune), loaded over a fresh model of
+ * seed o->seed (main_finetune.py: load_state_dict(strict=False) after the
+ * model's init: head, fc_norm stay fresh). pre NULL: from scratch, all
+ * fresh (mim_config_classifier of *scratch). note gets what was done.
+ * NULL on error (a classifier given as pre is one). */
+struct mim_frame *mim_ckpt_classifier(const struct mim_frame *pre, const struct mim_config *scratch,
+    const struct mim_cls_opt *o, char *note, size_t n);
+
 /* ---- comparison (lib/ckpt/diff.c) ---------------------------------------- */
 
 struct mim_diff_entry {

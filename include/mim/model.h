@@ -47,6 +47,10 @@ struct mim_config {
 	int target_clusters;		/* "target_clusters": K colours (512) */
 	int norm_pix;			/* "norm_pix": window P of the normalised
 					 * pixel target, 0 = off */
+	/* the classification head ("head": "cls", lib/model/classify.c): a
+	 * classifier is the official fine-tuning model, num_classes > 0 */
+	int num_classes;
+	double init_scale;		/* head init: trunc_normal(.02) * init_scale */
 };
 
 /* Targets (lib/model/target.c): the normalised pixels (SimMIM's), each
@@ -85,6 +89,9 @@ struct mim_param {
 	int64_t shape[4];
 	size_t off, numel;	/* offset into w / g, in floats */
 	int decay;		/* 1 if in the official weight-decay group (§7.1) */
+	int layer_id;		/* classifiers: the official layer id of the
+				 * fine-tuning optimizer (§10), else 0 */
+	double lr_scale;	/* its layer-decay lr scale (1: none) */
 };
 
 struct mim_model {
@@ -244,5 +251,34 @@ double mim_model_loss(const struct mim_model *m, const struct mim_lossopt *o, in
 int mim_model_grad(struct mim_model *m, int B, const float *img,
     const uint8_t *mask, const struct mim_lossopt *o, uint64_t seed,
     double *loss);
+
+/* ---- classifiers: the official fine-tuning models (reference §4.2, §10) ----
+ * A config with "head": "cls" and num_classes K > 0 (lib/model/classify.c).
+ * Its state dict has the official fine-tuning names: no "encoder." prefix,
+ * no mask_token, no decoder. ViT (use_mean_pooling): the patch tokens
+ * averaged, fc_norm, head; Swin: the final norm, average pooling, head.
+ * mim_head then gives the logits as (B,K,1,1) from the latent, and the
+ * decay flags follow the fine-tuning models' no_weight_decay(): ViT
+ * pos_embed, cls_token; Swin absolute_pos_embed and every name holding
+ * relative_position_bias_table (the keyword matches here). */
+int mim_is_classifier(const struct mim_config *c);
+/* timm's SoftTargetCrossEntropy: mean over b of sum_k -target[b,k] *
+ * log_softmax(logits[b])_k; logits, target (B,K). dlogits (B,K), if not
+ * NULL, gets d loss / d logits. Label smoothing is a soft target
+ * (mim_smooth_targets in mim/optim.h). */
+double mim_soft_ce(int B, int K, const float *logits, const float *target, float *dlogits);
+/* One classifier training forward and backward: m->g overwritten with the
+ * gradient of mim_soft_ce(logits, target) (target (B,K)); *loss and, if
+ * not NULL, logits (B,K) filled. Drop path from seed as mim_model_grad. */
+int mim_model_grad_cls(struct mim_model *m, int B, const float *img, const float *target,
+    uint64_t seed, double *loss, float *logits);
+/* Layer-wise lr decay of the official fine-tuning optimizer
+ * (optimizer.py get_vit_layer / get_swin_layer): every parameter's
+ * layer_id, and lr_scale = decay^(L + 1 - layer_id), L the number of
+ * blocks. A pretraining model: ids 0 and scales 1. 0 or -1. */
+int mim_model_layer_decay(struct mim_model *m, double decay);
+/* The official LAYER_DECAY of the shipped fine-tuning configs for this
+ * architecture: 0.65 (ViT), 0.8 (Swin, 800 epochs). */
+double mim_layer_decay_default(const struct mim_config *c);
 
 #endif

@@ -94,6 +94,61 @@ double mim_sched_lr(const struct mim_sched *s, int64_t g);
  * times accum when accum > 1 (for BASE_LR, WARMUP_LR and MIN_LR alike). */
 double mim_lr_scale(double lr, int batch, int world, int accum);
 
+/* AdamW with an lr per parameter (lrs[k] for parameter k of mod, the
+ * layer-wise lr decay of fine-tuning); lrs NULL: lr for all. */
+void mim_adamw_step_lrs(const struct mim_adamw *o, const struct mim_model *mod,
+    float *w, const float *g, float *exp_avg, float *exp_avg_sq, const double *lrs,
+    double lr, int64_t t);
+
+/* ---- fine-tuning: labels, mixup and cutmix (lib/train/mixup.c) ------------
+ * timm 0.4.12's Mixup in mode 'batch' (reference §3.2, §10) with our own
+ * random numbers: per batch, with probability mix_prob, mixup or (with
+ * probability switch_prob when both alphas are > 0) cutmix, lambda from
+ * Beta(alpha, alpha); cutmix cuts the box of rand_bbox (side int(H *
+ * sqrt(1 - lambda)), centre uniform, clipped) and corrects lambda to 1 -
+ * box area / image area. The batch is mixed with its flip x.flip(0), the
+ * targets are smoothed one-hots (off = smoothing/K, on = 1 - smoothing +
+ * off) mixed y*lam + y.flip(0)*(1-lam). Without mixing (lam 1) the targets
+ * are the smoothed one-hots: LabelSmoothingCrossEntropy as a soft target.
+ *
+ * RNG: the draws of batch `index` come from xoshiro256** seeded with
+ * mim_train_seed(seed, index, rank) mixed with a stream constant of its
+ * own (independent of the drop path's), in timm's order: u < mix_prob;
+ * u < switch_prob (both alphas on); lambda = X / (X + Y), X, Y ~
+ * Gamma(alpha) by Marsaglia and Tsang (alpha < 1: Gamma(alpha + 1) *
+ * u^(1/alpha)) with normals of the polar method; cutmix: cy, cx uniform
+ * integers in [0, H), [0, W) (floor(u * n)). Deterministic in (seed, index,
+ * rank); numpy's draws are not reproduced, the parity tests feed lambda and
+ * the box to the reference instead. */
+struct mim_ftopt {
+	int on;			/* a classifier is trained (set by the run) */
+	double smoothing;	/* label smoothing (official 0.1) */
+	double mixup, cutmix;	/* Beta alphas, 0: off (official 0.8, 1.0) */
+	double mix_prob;	/* probability of mixing a batch (official 1.0) */
+	double switch_prob;	/* of cutmix when both are on (official 0.5) */
+	double layer_decay;	/* layer-wise lr decay, 0: the model's official */
+};
+/* The official settings (main_finetune.py, config.py defaults). */
+void mim_ftopt_default(struct mim_ftopt *o);
+
+struct mim_mix {
+	double lam;		/* 1: nothing mixed */
+	int cutmix;		/* 1: the box [yl,yh) x [xl,xh) was cut */
+	int yl, yh, xl, xh;
+};
+/* The draws of one batch of H x W images. */
+void mim_mix_draw(const struct mim_ftopt *o, uint64_t seed, int H, int W, struct mim_mix *mx);
+/* out (B,C,H,W) = img mixed with its flip as mx says (out != img). */
+void mim_mix_images(const struct mim_mix *mx, int B, int C, int H, int W, const float *img,
+    float *out);
+/* target (B,K): the smoothed one-hots of label mixed as mx says. */
+void mim_mix_targets(const struct mim_mix *mx, double smoothing, int B, int K,
+    const int64_t *label, float *target);
+/* Labels (B) in [0, K), else -1 with the error naming the first bad one. */
+int mim_labels_check(const int64_t *label, int B, int K);
+/* Beta(a, a) and Gamma(a) draws of the generator above (for tests). */
+double mim_mix_beta(uint64_t s[4], double a);
+
 /* ---- training state (lib/train/) ---------------------------------------- */
 
 /* Everything that defines the optimisation; must not change on resume. */
@@ -108,6 +163,7 @@ struct mim_trainopt {
 	int world;		/* data-parallel ranks (1: one process); a step
 				 * trains on batch * accum * world images */
 	double base_lr;		/* the --base-lr that sched.lr was scaled from, or 0 */
+	struct mim_ftopt ft;	/* fine-tuning a classifier (ft.on) */
 };
 /* Official defaults: AdamW as above, cosine, clip 5.0, accum 1, seed 0,
  * l1 on masked pixels, one rank. Learning rates and steps are left 0. */
@@ -120,6 +176,9 @@ struct mim_stepinfo {
 	double lr;		/* the learning rate applied */
 	double grad_norm;	/* global norm before clipping */
 	int nonfinite;		/* loss or gradient was NaN/Inf: nothing applied */
+	double acc1;		/* classifier, unmixed batches: top-1 accuracy of
+				 * the training batch (%), else NaN */
+	struct mim_mix mix;	/* classifier: the mixing of its last micro-batch */
 };
 
 struct mim_train {
@@ -147,6 +206,11 @@ struct mim_train {
 	 * mim-data per rank), saved as mim.train.data; NULL: unknown (not
 	 * saved). Not owned. */
 	const char *data;
+	/* fine-tuning: the mixed batch, its targets and logits */
+	float *mixed, *target, *logits;
+	size_t mixcap;
+	int64_t correct, counted;	/* top-1 hits of the step's micro-batches */
+	struct mim_mix mix;
 };
 
 /* A training state for m (not owned) with zero moments at step 0, or NULL.
@@ -167,6 +231,16 @@ uint64_t mim_train_seed(uint64_t seed, int64_t index, int rank);
  * counted), 0 when more micro-batches are needed, -1 on error. */
 int mim_train_batch(struct mim_train *t, int B, const float *img,
     const uint8_t *mask, struct mim_stepinfo *info);
+/* The same for a classifier (o.ft.on): label (B) in [0, K); the batch is
+ * mixed (mim_mix_draw of mim_train_seed(seed, batch index, rank)) and the
+ * soft-target cross-entropy trained, with the layer-wise lr decay of the
+ * model's lr_scale (mim_model_layer_decay). */
+int mim_train_batch_cls(struct mim_train *t, int B, const float *img,
+    const int64_t *label, struct mim_stepinfo *info);
+/* Its forward and backward alone: micro-batch `index` mixed (t->mixed,
+ * t->target, t->mix), m->g and *loss, t->logits. 0 or -1. */
+int mim_train_grad_cls(struct mim_train *t, int B, const float *img, const int64_t *label,
+    int64_t index, double *loss);
 /* Drop a partly accumulated step (its batches are not consumed). */
 void mim_train_discard(struct mim_train *t);
 /* A 64-bit digest of the state a step depends on: weights, moments, step

@@ -1,5 +1,6 @@
 /* mim/train.h -- a training run around struct mim_train (optim.h): what
- * mim-step(1) runs, and what fine-tuning will run. A run loads the
+ * mim-step(1) runs, pretraining or fine-tuning (a classifier checkpoint:
+ * {image, label} frames, mim_train_batch_cls). A run loads the
  * checkpoint on every rank, reads its frames (replaying past those a
  * resumed run has consumed), takes a step per frame until the last, saves,
  * writes the log and progress lines, and stops on a signal, a non-finite
@@ -96,10 +97,14 @@ struct mim_run {
 	/* validation (rank 0): every val_every steps, the masked loss of the
 	 * model on the frames of the stream val (its first val_batches; 0:
 	 * all), without gradient or drop path; a JSON line of the log
-	 * {"step","val_loss","val_frames","val_s"} and a progress line. It
+	 * {"step","val_loss","val_frames","val_s"} and a progress line (a
+	 * classifier: the cross-entropy on {image, label} frames, and
+	 * "val_acc1", "val_acc5" in percent). It
 	 * reads the weights and changes nothing a step depends on. */
 	const char *val;
 	int64_t val_every, val_batches;
+	int ft_given;		/* the tool was given fine-tuning settings: the
+				 * checkpoint must be a classifier */
 	struct mim_dp dp;
 	/* the frames: 1 and *f, 0 at the end, -1 with the error set; NULL:
 	 * mim_read_frame(reader) */
@@ -128,6 +133,11 @@ struct mim_run {
 	const uint8_t *mask;
 	uint8_t *maskbuf;
 	size_t maskcap;
+	const int64_t *label;	/* a classifier's: the frame's labels */
+	const int64_t *vlabels;	/* (validation's) */
+	double vacc[2];		/* a classifier's last val_acc1, val_acc5 */
+	int64_t *labelbuf, *vlabel;
+	size_t labelcap, vlabelcap;
 	int B, told, own_fd;
 	int lockfd;		/* FILE.lock, held (lockpath set) */
 	char *lockpath;

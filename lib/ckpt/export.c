@@ -319,6 +319,11 @@ mim_ckpt_export(const struct mim_frame *ckpt, const struct mim_export_opt *o, ch
 		mim_preferr(js ? "mim.config" : "no mim.config, and the weights do not tell");
 		goto fail;
 	}
+	if (mim_is_classifier(&c)) {
+		mim_seterr("a classifier (num_classes %d) is a fine-tuning model already: "
+		    "export it without --finetune", c.num_classes);
+		goto fail;
+	}
 	ft = c;
 	/* the fine-tuning model has no prediction head, so no target */
 	ft.target = MIM_TARGET_PIXEL;

@@ -19,10 +19,65 @@
 
 #define NOTE(...) do { if (k < n) k += (size_t)snprintf(note + k, n - k, __VA_ARGS__); } while (0)
 
+/* A fine-tuning state dict (a classifier: no "encoder.", a 2-D
+ * head.weight): its encoder's config from the names with "encoder."
+ * put back (the head left out), then the classification head of
+ * head.weight's rows. 1 done (0 or -1 in *rc), 0 not one. */
+static int
+infer_classifier(const struct mim_frame *sd, const char *hint, struct mim_config *c, char *note,
+    size_t n, int *rc)
+{
+	const struct mim_tensor *hw = mim_frame_get(sd, "head.weight");
+	char name[1024];
+
+	if (mim_frame_get(sd, "encoder.patch_embed.proj.weight") ||
+	    !mim_frame_get(sd, "patch_embed.proj.weight") || !hw || hw->ndim != 2)
+		return 0;
+	struct mim_frame *enc = mim_frame_new();
+	*rc = enc ? 0 : -1;
+	for (int i = 0; *rc == 0 && i < sd->n; i++) {
+		const struct mim_tensor *t = &sd->t[i];
+		if (strncmp(t->name, "head.", 5) == 0)
+			continue;
+		snprintf(name, sizeof name, "encoder.%s", t->name);
+		if (!mim_frame_add(enc, name, t->dtype, t->ndim, t->shape, t->data))
+			*rc = -1;
+	}
+	struct mim_cls_opt o = {.num_classes = (int)hw->shape[0], .drop_path_rate = -1,
+	    .init_scale = NAN};
+	if (*rc == 0 && (*rc = mim_ckpt_infer(enc, hint, c, note, n)) == 0) {
+		int pool = c->use_mean_pooling;
+		*rc = mim_config_classifier(c, &o);
+		if (*rc == 0 && c->arch == MIM_ARCH_VIT && !pool)
+			*rc = mim_seterr("a ViT classifier without fc_norm (cls token pooling) is not "
+			    "one mim has");
+		/* the note: the classifier's config, then what the encoder's said */
+		const char *why = strstr(note, "} (");
+		char *js = *rc == 0 ? mim_config_json(c) : NULL;
+		char *rest = why ? mim_strdup(why + 2) : NULL;
+		if (js && rest)
+			snprintf(note, n, "%s %.*s; num_classes from head.weight)", js,
+			    (int)strlen(rest) - 1, rest);
+		free(js);
+		free(rest);
+	}
+	mim_frame_free(enc);
+	return 1;
+}
+
 int
 mim_ckpt_infer(const struct mim_frame *sd, const char *hint, struct mim_config *c, char *note,
     size_t n)
 {
+	int crc;
+	char scratch[1];
+
+	if (!n) {
+		note = scratch;
+		n = sizeof scratch;
+	}
+	if (infer_classifier(sd, hint, c, note, n, &crc))
+		return crc;
 	json_t *o = json_object(), *h = NULL;
 	size_t k = 0;
 	int rc = -1;

@@ -228,6 +228,12 @@ struct mim_arch_ops {
 	 * (F, H/s, W/s). -1 if layer is out of range. */
 	int (*layer_shape)(const struct mim_model *m, int layer, int64_t chw[3]);
 
+	/* The official fine-tuning layer id of parameter `name` (a
+	 * classifier's name, no "encoder." prefix): optimizer.py's
+	 * get_vit_layer / get_swin_layer; *nblocks gets the number of blocks
+	 * L (the ids run 0..L+1). */
+	int (*layer_id)(const struct mim_model *m, const char *name, int *nblocks);
+
 	/* Release m->priv (and set it NULL). */
 	void (*free)(struct mim_model *m);
 };
@@ -288,6 +294,7 @@ extern const struct mim_head_ops mim_head_swinv_ops;	/* head_swinv.c */
  * per latent position, shuffled by s/d (s = encoder_stride). */
 int mim_pred_channels(const struct mim_config *c);
 int mim_pred_div(const struct mim_config *c);
+extern const struct mim_head_ops mim_head_cls_ops;
 
 /* ---- the registry (registry.c) -------------------------------------------- */
 
@@ -311,6 +318,11 @@ int mim_head_register(const struct mim_head_ops *ops);
  * inside ops->params (the arena is allocated afterwards). */
 int mim_addp(struct mim_model *m, int ndim, int64_t d0, int64_t d1, int64_t d2,
     int64_t d3, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+/* A classifier's state dict has no "encoder." prefix (the official
+ * fine-tuning model): mim_addp drops it from the names an architecture
+ * registers, and mim_model_param finds "encoder.X" as "X" there. This
+ * gives the name `name` has in m (name itself, or past the prefix). */
+const char *mim_pname(const struct mim_model *m, const char *name);
 /* 1 if s ends in suf (sdnames.c) */
 int mim_ends_with(const char *s, const char *suf);
 /* A state dict by name pattern (sdnames.c): the tensor fmt(a, b), or NULL;

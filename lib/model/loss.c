@@ -327,3 +327,32 @@ mim_model_loss(const struct mim_model *m, const struct mim_lossopt *o, int B,
 	return mim_target_loss(o, &t, B, m->cfg.img_size, m->cfg.img_size, m->cfg.patch_size, img, mask,
 	    pred, dpred);
 }
+
+/* SoftTargetCrossEntropy (timm 0.4.12 loss/cross_entropy.py):
+ *   loss = sum(-target * log_softmax(x, -1), -1).mean()
+ * in double per row; d loss / d x[b] = (softmax(x[b]) * sum(target[b]) -
+ * target[b]) / B. */
+double
+mim_soft_ce(int B, int K, const float *logits, const float *target, float *dlogits)
+{
+	double total = 0;
+
+	for (int b = 0; b < B; b++) {
+		const float *x = logits + (size_t)b * K, *t = target + (size_t)b * K;
+		double mx = -INFINITY, se = 0, ts = 0, row = 0;
+		for (int k = 0; k < K; k++)
+			mx = x[k] > mx ? x[k] : mx;
+		for (int k = 0; k < K; k++)
+			se += exp((double)x[k] - mx);
+		double lse = mx + log(se);
+		for (int k = 0; k < K; k++) {
+			row -= (double)t[k] * ((double)x[k] - lse);
+			ts += t[k];
+		}
+		total += row;
+		if (dlogits)
+			for (int k = 0; k < K; k++)
+				dlogits[(size_t)b * K + k] = (float)((exp((double)x[k] - lse) * ts - t[k]) / B);
+	}
+	return total / B;
+}

@@ -42,16 +42,22 @@ ends_with(const char *s, const char *suf)
 	return n >= k && strcmp(s + n - k, suf) == 0;
 }
 
+/* whether name is in list (substring: contains one of it); a classifier
+ * compares with the list's names as its own (mim_pname: the fine-tuning
+ * model's no_weight_decay() is the SimMIM one without "encoder.") */
 static int
-in_list(const char *const *list, const char *name, int substring)
+in_list(const struct mim_model *m, const char *const *list, const char *name, int substring)
 {
-	for (; list && *list; list++)
-		if (substring ? strstr(name, *list) != NULL : strcmp(name, *list) == 0)
+	for (; list && *list; list++) {
+		const char *k = mim_pname(m, *list);
+		if (substring ? strstr(name, k) != NULL : strcmp(name, k) == 0)
 			return 1;
+	}
 	return 0;
 }
 
-/* the official rule, optimizer.py get_pretrain_param_groups (§7.1) */
+/* the official rule, optimizer.py get_pretrain_param_groups (§7.1), and
+ * get_finetune_param_groups for a classifier (the same test) */
 static void
 set_decay(struct mim_model *m)
 {
@@ -60,8 +66,37 @@ set_decay(struct mim_model *m)
 	for (int i = 0; i < m->np; i++) {
 		struct mim_param *p = &m->p[i];
 		p->decay = !(p->ndim == 1 || ends_with(p->name, ".bias") ||
-		    in_list(o->skip, p->name, 0) || in_list(o->skip_kw, p->name, 1));
+		    in_list(m, o->skip, p->name, 0) || in_list(m, o->skip_kw, p->name, 1));
+		p->lr_scale = 1.0;
 	}
+}
+
+int
+mim_model_layer_decay(struct mim_model *m, double decay)
+{
+	const struct mim_arch_ops *o = ops_of(m);
+
+	if (!(decay > 0 && decay <= 1))
+		return mim_seterr("layer decay %g is out of range (0, 1]", decay);
+	for (int i = 0; i < m->np; i++) {
+		struct mim_param *p = &m->p[i];
+		int L = 0;
+		p->layer_id = 0;
+		p->lr_scale = 1.0;
+		if (!mim_is_classifier(&m->cfg) || !o->layer_id)
+			continue;
+		p->layer_id = o->layer_id(m, p->name, &L);
+		/* scales = [decay ** i for i in reversed(range(L + 2))] */
+		p->lr_scale = pow(decay, L + 1 - p->layer_id);
+	}
+	return 0;
+}
+
+double
+mim_layer_decay_default(const struct mim_config *c)
+{
+	/* the 800-epoch simmim_finetune configs, TRAIN.LAYER_DECAY */
+	return c->arch == MIM_ARCH_SWIN ? 0.8 : 0.65;
 }
 
 struct mim_model *
@@ -185,6 +220,45 @@ convert(float *dst, const struct mim_tensor *t, size_t n)
 	}
 }
 
+/* the architecture's buffer_check, which knows the SimMIM names: a
+ * classifier's buffer goes to it under "encoder." + its name */
+static int
+buffer_check(const struct mim_model *m, const struct mim_tensor *t)
+{
+	const struct mim_arch_ops *o = ops_of(m);
+	char nm[256];
+
+	if (!o->buffer_check)
+		return 0;
+	if (!mim_is_classifier(&m->cfg))
+		return o->buffer_check(m, t);
+	struct mim_tensor u = *t;
+	snprintf(nm, sizeof nm, "encoder.%s", t->name);
+	u.name = nm;
+	return o->buffer_check(m, &u);
+}
+
+/* the architecture's buffers_add, under the names of m (mim_pname) */
+static int
+buffers_add(const struct mim_model *m, struct mim_frame *f)
+{
+	const struct mim_arch_ops *o = ops_of(m);
+
+	if (!o->buffers_add)
+		return 0;
+	if (!mim_is_classifier(&m->cfg))
+		return o->buffers_add(m, f);
+	struct mim_frame *b = mim_frame_new();
+	int rc = b ? o->buffers_add(m, b) : -1;
+	for (int i = 0; rc == 0 && i < b->n; i++) {
+		const struct mim_tensor *t = &b->t[i];
+		if (!mim_frame_add(f, mim_pname(m, t->name), t->dtype, t->ndim, t->shape, t->data))
+			rc = -1;
+	}
+	mim_frame_free(b);
+	return rc;
+}
+
 int
 mim_model_load(struct mim_model *m, const struct mim_frame *sd, int allow_extra)
 {
@@ -227,7 +301,7 @@ mim_model_load(struct mim_model *m, const struct mim_frame *sd, int allow_extra)
 		const struct mim_tensor *t = &sd->t[i];
 		if (mim_model_param(m, t->name) || (m->centres && t == ce))
 			continue;
-		int rc = o->buffer_check ? o->buffer_check(m, t) : 0;
+		int rc = buffer_check(m, t);
 		if (rc == 0 && head_of(m)->buffer_check)
 			rc = head_of(m)->buffer_check(m, t);
 		if (rc < 0)
@@ -300,7 +374,7 @@ mim_model_to_frame(const struct mim_model *m)
 	int64_t ksh[2] = {m->cfg.target_clusters, 3};
 	if (m->centres && !mim_frame_add(f, "decoder.centres", MIM_F32, 2, ksh, m->centres))
 		goto fail;
-	if (ops_of(m)->buffers_add && ops_of(m)->buffers_add(m, f) < 0)
+	if (buffers_add(m, f) < 0)
 		goto fail;
 	if (head_of(m)->buffers_add && head_of(m)->buffers_add(m, f) < 0)
 		goto fail;
@@ -346,6 +420,8 @@ mim_encode_layer(struct mim_model *m, int B, const float *img, const uint8_t *ma
 		return mim_seterr("layer %d is out of range [0, %d]", layer, mim_model_nlayers(m));
 	if (!ops_of(m)->forward)
 		return mim_seterr("%s: this libmim has no forward pass", ops_of(m)->name);
+	if (mask && mim_is_classifier(&m->cfg))
+		return mim_seterr("a classifier has no mask token: it encodes whole images");
 	return ops_of(m)->forward(m, B, img, mask, layer, 0, 0, out);
 }
 
@@ -437,27 +513,44 @@ mim_head(struct mim_model *m, int B, const float *latent, float *pred)
 	return 0;
 }
 
-int
-mim_model_grad(struct mim_model *m, int B, const float *img, const uint8_t *mask,
-    const struct mim_lossopt *o, uint64_t seed, double *loss)
+/* the start of a training pass: m->g allocated and zeroed, the buffers
+ * of batch B planned; NULL with the error set */
+static struct work *
+grad_begin(struct mim_model *m, int B)
 {
 	const struct mim_arch_ops *ops = ops_of(m);
 	struct work *w;
 
 	if (check_B(B) < 0)
-		return -1;
-	if (!ops->forward || !ops->backward)
-		return mim_seterr("%s: this libmim has no training pass", ops->name);
+		return NULL;
+	if (!ops->forward || !ops->backward) {
+		mim_seterr("%s: this libmim has no training pass", ops->name);
+		return NULL;
+	}
 	if (!m->g) {
 		size_t bytes = (m->nw * sizeof(float) + 63) & ~(size_t)63;
-		if (!(m->g = aligned_alloc(64, bytes)))
-			return mim_seterr("out of memory (gradients of %zu parameters)", m->nw);
+		if (!(m->g = aligned_alloc(64, bytes))) {
+			mim_seterr("out of memory (gradients of %zu parameters)", m->nw);
+			return NULL;
+		}
 	}
 	if (!(w = work_plan(m, B, 1)))
-		return -1;
+		return NULL;
 	double t = MIM_PROF_BEGIN();
 	memset(m->g, 0, m->nw * sizeof(float));
 	MIM_PROF_END("grad zero", t, 0);
+	return w;
+}
+
+int
+mim_model_grad(struct mim_model *m, int B, const float *img, const uint8_t *mask,
+    const struct mim_lossopt *o, uint64_t seed, double *loss)
+{
+	const struct mim_arch_ops *ops = ops_of(m);
+	struct work *w = grad_begin(m, B);
+
+	if (!w)
+		return -1;
 	if (ops->forward(m, B, img, mask, 0, 1, seed, w->latent) < 0)
 		return -1;
 	head_of(m)->forward(m, B, w->latent, w->pred, w->dec);
@@ -467,6 +560,33 @@ mim_model_grad(struct mim_model *m, int B, const float *img, const uint8_t *mask
 		return errno == ENOMEM || errno == EINVAL ? -1 : mim_seterr("loss is not a number");
 	if (loss)
 		*loss = l;
+	head_of(m)->backward(m, B, w->dpred, w->dec, w->dlatent);
+	return ops->backward(m, w->dlatent);
+}
+
+int
+mim_model_grad_cls(struct mim_model *m, int B, const float *img, const float *target,
+    uint64_t seed, double *loss, float *logits)
+{
+	const struct mim_arch_ops *ops = ops_of(m);
+	struct work *w;
+
+	if (!mim_is_classifier(&m->cfg))
+		return mim_seterr("not a classifier (mim.config has no num_classes)");
+	if (!(w = grad_begin(m, B)))
+		return -1;
+	if (ops->forward(m, B, img, NULL, 0, 1, seed, w->latent) < 0)
+		return -1;
+	/* pred (B,K,1,1) is the logits (B,K) */
+	head_of(m)->forward(m, B, w->latent, w->pred, w->dec);
+	int K = m->cfg.num_classes;
+	double l = mim_soft_ce(B, K, w->pred, target, w->dpred);
+	if (logits)
+		memcpy(logits, w->pred, (size_t)B * K * sizeof *logits);
+	if (loss)
+		*loss = l;
+	if (!isfinite(l))
+		return mim_seterr("loss is not finite");
 	head_of(m)->backward(m, B, w->dpred, w->dec, w->dlatent);
 	return ops->backward(m, w->dlatent);
 }

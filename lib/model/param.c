@@ -27,7 +27,7 @@ mim_addp(struct mim_model *m, int ndim, int64_t d0, int64_t d1, int64_t d2,
 	m->p = np;
 	struct mim_param *p = &m->p[m->np];
 	memset(p, 0, sizeof *p);
-	if (!(p->name = mim_strdup(name)))
+	if (!(p->name = mim_strdup(mim_pname(m, name))))
 		return -1;
 	p->ndim = ndim;
 	p->numel = 1;
@@ -42,9 +42,18 @@ mim_addp(struct mim_model *m, int ndim, int64_t d0, int64_t d1, int64_t d2,
 	return m->np++;
 }
 
+const char *
+mim_pname(const struct mim_model *m, const char *name)
+{
+	if (m->cfg.num_classes > 0 && strncmp(name, "encoder.", 8) == 0)
+		return name + 8;
+	return name;
+}
+
 struct mim_param *
 mim_model_param(const struct mim_model *m, const char *name)
 {
+	name = mim_pname(m, name);
 	for (int i = 0; i < m->np; i++)
 		if (strcmp(m->p[i].name, name) == 0)
 			return &m->p[i];

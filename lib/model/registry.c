@@ -24,8 +24,9 @@ static const struct mim_head_ops *heads[MAXHEAD] = {
 	&mim_head_linear_ops,
 	&mim_head_mlp_ops,
 	&mim_head_swinv_ops,
+	&mim_head_cls_ops,
 };
-static int nhead = 3;
+static int nhead = 4;
 
 const struct mim_arch_ops *
 mim_arch_get(int id)

@@ -133,12 +133,13 @@ swin_params(struct mim_model *m)
 	 * norm. */
 	int E = v->E, G = v->G;
 	v->ape = c->ape ? P3(1, (int64_t)G * G, E) "encoder.absolute_pos_embed") : -1;
-	v->mtok = P3(1, 1, E) "encoder.mask_token");
+	/* a classifier (the fine-tuning model) has no mask token */
+	v->mtok = c->num_classes ? -1 : P3(1, 1, E) "encoder.mask_token");
 	v->pew = mim_addp(m, 4, E, c->in_chans, v->P, v->P, "encoder.patch_embed.proj.weight");
 	v->peb = P1(E) "encoder.patch_embed.proj.bias");
 	v->pnw = c->patch_norm ? P1(E) "encoder.patch_embed.norm.weight") : -1;
 	v->pnb = c->patch_norm ? P1(E) "encoder.patch_embed.norm.bias") : -1;
-	if ((c->ape && v->ape < 0) || v->mtok < 0 || v->pew < 0 || v->peb < 0 ||
+	if ((c->ape && v->ape < 0) || (v->mtok < 0 && !c->num_classes) || v->pew < 0 || v->peb < 0 ||
 	    (c->patch_norm && v->pnb < 0))
 		return -1;
 	int gi = 0;
@@ -235,6 +236,33 @@ swin_init(struct mim_model *m, uint64_t seed)
 	/* the SimMIM subclass: mask_token trunc normal .02 */
 	swin_tn(&r, m, v->mtok);
 	return 0;
+}
+
+/* optimizer.py get_swin_layer: mask_token and patch_embed.* 0; in
+ * layers.s, a block b gets sum(depths[:s]) + b + 1 and the downsample
+ * (reduction, norm) the id of the stage's last block, sum(depths[:s+1]);
+ * the rest (norm, head, absolute_pos_embed) L+1 */
+static int
+swin_layer_id(const struct mim_model *m, const char *name, int *nblocks)
+{
+	const struct mim_config *c = &m->cfg;
+	int L = 0, s, b, n = 0;
+
+	for (int i = 0; i < c->nstages; i++)
+		L += c->depths[i];
+	*nblocks = L;
+	if (strcmp(name, "mask_token") == 0 || strncmp(name, "patch_embed", 11) == 0)
+		return 0;
+	if (sscanf(name, "layers.%d.%n", &s, &n) == 1 && n > 0 && s >= 0 && s < c->nstages) {
+		int before = 0;
+		for (int i = 0; i < s; i++)
+			before += c->depths[i];
+		if (strncmp(name + n, "downsample.", 11) == 0)
+			return before + c->depths[s];
+		if (sscanf(name + n, "blocks.%d.", &b) == 1)
+			return before + b + 1;
+	}
+	return L + 1;
 }
 
 static int
@@ -820,6 +848,7 @@ const struct mim_arch_ops mim_swin_ops = {
 	.skip_kw = swin_skip_kw,
 	.buffer_check = swin_buffer_check,
 	.buffers_add = swin_buffers_add,
+	.layer_id = swin_layer_id,
 	.init = swin_init,
 	.forward = swin_forward,
 	.backward = swin_backward,

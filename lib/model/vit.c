@@ -86,7 +86,8 @@ vit_params(struct mim_model *m)
 	 * fc_norm */
 	v->cls = P3(1, 1, C) "encoder.cls_token");
 	v->pos = c->use_abs_pos_emb ? P3(1, v->N, C) "encoder.pos_embed") : -1;
-	v->mtok = P3(1, 1, C) "encoder.mask_token");
+	/* a classifier (the fine-tuning model) has no mask token */
+	v->mtok = c->num_classes ? -1 : P3(1, 1, C) "encoder.mask_token");
 	v->pew = mim_addp(m, 4, C, c->in_chans, v->P, v->P, "encoder.patch_embed.proj.weight");
 	v->peb = P1(C) "encoder.patch_embed.proj.bias");
 	v->table = c->use_shared_rel_pos_bias ?
@@ -125,7 +126,7 @@ vit_params(struct mim_model *m)
 #undef P1
 #undef P2
 #undef P3
-	if (v->cls < 0 || v->mtok < 0 || v->pew < 0 || v->peb < 0 ||
+	if (v->cls < 0 || (v->mtok < 0 && !c->num_classes) || v->pew < 0 || v->peb < 0 ||
 	    (c->use_shared_rel_pos_bias && v->table < 0))
 		return -1;
 	/* relative_position_index (N,N): the Swin formula over the patch
@@ -193,9 +194,12 @@ vit_buffers_add(const struct mim_model *m, struct mim_frame *f)
 static void
 tn(struct mim_rng *r, const struct mim_model *m, int i)
 {
-	/* VisionTransformerForSimMIM._trunc_normal_: std .02, cut at +-1 sigma */
+	/* VisionTransformerForSimMIM._trunc_normal_: std .02, cut at +-1
+	 * sigma; the fine-tuning VisionTransformer (a classifier) keeps
+	 * timm's absolute bounds +-2 */
+	double cut = m->cfg.num_classes ? 2.0 : 0.02;
 	if (i >= 0)
-		mim_init_trunc_normal(r, mim_pw(m, i), m->p[i].numel, 0.0, 0.02, -0.02, 0.02);
+		mim_init_trunc_normal(r, mim_pw(m, i), m->p[i].numel, 0.0, 0.02, -cut, cut);
 }
 
 static void
@@ -250,6 +254,23 @@ vit_init(struct mim_model *m, uint64_t seed)
 	/* 4. mask_token (the SimMIM subclass, after the base constructor) */
 	tn(&r, m, v->mtok);
 	return 0;
+}
+
+/* optimizer.py get_vit_layer: cls_token, mask_token, pos_embed and
+ * patch_embed.* 0; blocks.i i+1; rel_pos_bias.* and the rest (fc_norm,
+ * head) L+1 */
+static int
+vit_layer_id(const struct mim_model *m, const char *name, int *nblocks)
+{
+	int L = V(m)->L, i;
+
+	*nblocks = L;
+	if (strcmp(name, "cls_token") == 0 || strcmp(name, "mask_token") == 0 ||
+	    strcmp(name, "pos_embed") == 0 || strncmp(name, "patch_embed", 11) == 0)
+		return 0;
+	if (strncmp(name, "blocks.", 7) == 0 && sscanf(name + 7, "%d", &i) == 1)
+		return i + 1;
+	return L + 1;
 }
 
 static int
@@ -829,6 +850,7 @@ const struct mim_arch_ops mim_vit_ops = {
 	.skip_kw = NULL,
 	.buffer_check = vit_buffer_check,
 	.buffers_add = vit_buffers_add,
+	.layer_id = vit_layer_id,
 	.init = vit_init,
 	.forward = vit_forward,
 	.backward = vit_backward,

@@ -92,6 +92,7 @@ mim_adamw_update(float *w, float *m, float *v, const float *g, size_t n,
 struct piece {
 	size_t off, n;
 	int decay;
+	double lr;
 };
 
 struct job {
@@ -110,7 +111,7 @@ run_piece(void *ctx, int i)
 	const struct piece *p = &j->pc[i];
 
 	mim_adamw_update(j->w + p->off, j->m + p->off, j->v + p->off,
-	    j->g + p->off, p->n, j->lr, p->decay ? j->o->weight_decay : 0.0,
+	    j->g + p->off, p->n, p->lr, p->decay ? j->o->weight_decay : 0.0,
 	    j->o, j->t);
 }
 
@@ -118,6 +119,14 @@ void
 mim_adamw_step(const struct mim_adamw *o, const struct mim_model *mod,
     float *w, const float *g, float *exp_avg, float *exp_avg_sq, double lr,
     int64_t t)
+{
+	mim_adamw_step_lrs(o, mod, w, g, exp_avg, exp_avg_sq, NULL, lr, t);
+}
+
+void
+mim_adamw_step_lrs(const struct mim_adamw *o, const struct mim_model *mod,
+    float *w, const float *g, float *exp_avg, float *exp_avg_sq, const double *lrs,
+    double lr, int64_t t)
 {
 	size_t np = 0;
 	double t0 = MIM_PROF_BEGIN();
@@ -130,7 +139,7 @@ mim_adamw_step(const struct mim_adamw *o, const struct mim_model *mod,
 		for (int k = 0; k < mod->np; k++) {
 			const struct mim_param *p = &mod->p[k];
 			mim_adamw_update(w + p->off, exp_avg + p->off,
-			    exp_avg_sq + p->off, g + p->off, p->numel, lr,
+			    exp_avg_sq + p->off, g + p->off, p->numel, lrs ? lrs[k] : lr,
 			    p->decay ? o->weight_decay : 0.0, o, t);
 		}
 		MIM_PROF_END("adamw", t0, 0);
@@ -143,6 +152,7 @@ mim_adamw_step(const struct mim_adamw *o, const struct mim_model *mod,
 			pc[k2].off = p->off + at;
 			pc[k2].n = p->numel - at < CHUNK ? p->numel - at : CHUNK;
 			pc[k2].decay = p->decay;
+			pc[k2].lr = lrs ? lrs[k] : lr;
 			k2++;
 		}
 	}

@@ -29,8 +29,15 @@
 
 #include "mim/optim.h"
 
-static const char *setting_keys[] = {"optim", "sched", "loss", "rng"};
-#define NSETTING 4
+/* "finetune" only when a classifier is trained (o->ft.on) */
+static const char *setting_keys[] = {"optim", "sched", "loss", "rng", "finetune"};
+#define NSETTING 5
+
+static int
+has_setting(const struct mim_trainopt *o, int i)
+{
+	return i < 4 || o->ft.on;
+}
 
 /* x in the fewest digits that read back exactly (%.17g would write 0.05
  * as 0.050000000000000003) */
@@ -88,6 +95,18 @@ mim_train_setting(const struct mim_trainopt *o, const char *key)
 		snprintf(out, sizeof out, "{\"loss\":\"%s\",\"region\":\"%s\",\"beta\":%s}",
 		    mim_loss_name(o->loss.kind) ? mim_loss_name(o->loss.kind) : "?",
 		    mim_region_name(o->loss.region) ? mim_region_name(o->loss.region) : "?", a);
+	} else if (strcmp(key, "finetune") == 0) {
+		const struct mim_ftopt *f = &o->ft;
+		char g[40];
+		fmt_num(a, sizeof a, f->smoothing);
+		fmt_num(b, sizeof b, f->mixup);
+		fmt_num(c, sizeof c, f->cutmix);
+		fmt_num(d, sizeof d, f->mix_prob);
+		fmt_num(e, sizeof e, f->switch_prob);
+		fmt_num(g, sizeof g, f->layer_decay);
+		snprintf(out, sizeof out, "{\"smoothing\":%s,\"mixup\":%s,\"cutmix\":%s,"
+		    "\"mix_prob\":%s,\"switch_prob\":%s,\"layer_decay\":%s,"
+		    "\"mix_rng\":\"xoshiro256**(splitmix64(seed,batch,rank))\"}", a, b, c, d, e, g);
 	} else if (strcmp(key, "rng") == 0) {
 		snprintf(out, sizeof out, "{\"seed\":%llu,\"drop_path\":\"splitmix64(seed,batch,rank)\"}",
 		    (unsigned long long)o->seed);
@@ -144,6 +163,8 @@ mim_train_save(const struct mim_train *t, const char *path)
 	    (t->data && mim_meta_set(f, "mim.train.data", t->data) < 0))
 		goto done;
 	for (int i = 0; i < NSETTING; i++) {
+		if (!has_setting(&t->o, i))
+			continue;
 		char key[64], *v = mim_train_setting(&t->o, setting_keys[i]);
 		snprintf(key, sizeof key, "mim.train.%s", setting_keys[i]);
 		int bad = !v || mim_meta_set(f, key, v) < 0;
@@ -250,6 +271,8 @@ restore(struct mim_train *t, const struct mim_frame *f, int extend)
 	    get_count(f, "mim.train.batches", &batches) < 0)
 		return -1;
 	for (int i = 0; i < NSETTING; i++) {
+		if (!has_setting(&t->o, i))
+			continue;
 		char key[64], *want = mim_train_setting(&t->o, setting_keys[i]);
 		snprintf(key, sizeof key, "mim.train.%s", setting_keys[i]);
 		if (!want)

@@ -414,9 +414,49 @@ next(struct mim_run *r, struct mim_frame **f)
 	return r->next ? r->next(r->next_ctx, f) : mim_read_frame(r->reader, f);
 }
 
+/* A classifier's frame: its 'label' (B) as int64 in *buf of *cap, each in
+ * [0, K). 0, or -1 with the error set. */
+static int
+check_labels(const struct mim_frame *f, const char *in, long k, int B, int K,
+    const int64_t **label, int64_t **buf, size_t *cap)
+{
+	const struct mim_tensor *t = mim_frame_get(f, "label");
+	int64_t sh[1] = {B};
+	char why[1024];
+
+	if (!t)
+		return mim_seterr("%s: frame %ld: no tensor 'label': a classifier trains on labelled "
+		    "frames (mim-data on shards with .cls members)", in, k);
+	enum mim_dtype d = t->dtype;
+	if (d != MIM_I64 && d != MIM_I32 && d != MIM_I16 && d != MIM_I8 && d != MIM_U8)
+		return mim_seterr("%s: frame %ld: tensor 'label': dtype %s, want I64", in, k,
+		    mim_dtype_name(d));
+	if (!mim_frame_want(f, "label", -1, 1, sh)) {
+		snprintf(why, sizeof why, "%s", mim_errmsg());
+		return mim_seterr("%s: frame %ld: %s (one label per image)", in, k, why);
+	}
+	if ((size_t)B > *cap || !*buf) {
+		int64_t *nb = realloc(*buf, (size_t)B * sizeof *nb);
+		if (!nb)
+			return mim_seterr("out of memory");
+		*buf = nb;
+		*cap = (size_t)B;
+	}
+	for (int b = 0; b < B; b++)
+		(*buf)[b] = (int64_t)mim_tensor_get(t, b);
+	if (mim_labels_check(*buf, B, K) < 0) {
+		snprintf(why, sizeof why, "%s", mim_errmsg());
+		return mim_seterr("%s: frame %ld: %s", in, k, why);
+	}
+	*label = *buf;
+	return 0;
+}
+
 /* Check frame k of the stream `in` (its name) against the model; point
  * *img and *mask at its image and mask (the mask as 0/1 bytes in *buf of
- * *cap, whatever its integer dtype). B, or -1 with the error set. */
+ * *cap, whatever its integer dtype). A classifier's frame: its labels
+ * instead (check_labels, into r's buffers; *mask NULL). B, or -1 with the
+ * error set. */
 static int
 check_batch(struct mim_run *r, const struct mim_frame *f, const char *in, long k,
     const float **img, const uint8_t **mask, uint8_t **buf, size_t *cap)
@@ -436,9 +476,19 @@ check_batch(struct mim_run *r, const struct mim_frame *f, const char *in, long k
 		return mim_seterr("%s: frame %ld: tensor 'image': batch of %lld", in, k,
 		    (long long)ti->shape[0]);
 	int64_t msh[3] = {ti->shape[0], S / p, S / p};
+	if (mim_is_classifier(c)) {	/* labels instead of a mask */
+		int vl = buf == &r->vmask;	/* validate()'s frame: its own labels */
+		*img = ti->data;
+		*mask = NULL;
+		if (check_labels(f, in, k, (int)ti->shape[0], c->num_classes, vl ? &r->vlabels : &r->label,
+		    vl ? &r->vlabel : &r->labelbuf, vl ? &r->vlabelcap : &r->labelcap) < 0)
+			return -1;
+		return (int)ti->shape[0];
+	}
 	if (!(tm = mim_frame_get(f, "mask")))
-		return mim_seterr("%s: frame %ld: no tensor 'mask' (pipe the images through mim-mask)",
-		    in, k);
+		return mim_seterr("%s: frame %ld: no tensor 'mask' (pipe the images through mim-mask%s)",
+		    in, k, mim_frame_get(f, "label") ? "; or, to fine-tune on these labels, train "
+		    "a classifier checkpoint: mim-ckpt classifier" : "");
 	if (mim_mask_check(tm) < 0) {
 		snprintf(why, sizeof why, "%s", mim_errmsg());
 		return mim_seterr("%s: frame %ld: %s", in, k, why);
@@ -521,27 +571,84 @@ fail:
 	return NULL;
 }
 
+/* Fine-tuning: a classifier trains with o->ft (its layer decay resolved
+ * and applied to the model); fine-tuning settings for a pretraining
+ * model are a mistake. NULL, or the message. */
+static const char *
+finetune_setup(struct mim_run *r, struct mim_trainopt *o)
+{
+	struct mim_model *m = r->model;
+
+	o->ft.on = mim_is_classifier(&m->cfg);
+	if (!o->ft.on) {
+		if (r->ft_given)
+			snprintf(r->msg, sizeof r->msg, "%s: not a classifier: --smoothing, --mixup, "
+			    "--cutmix, --mix-prob, --switch-prob and --layer-decay are for "
+			    "fine-tuning one (mim-ckpt classifier makes one)", r->ckpt);
+		return r->ft_given ? r->msg : NULL;
+	}
+	if (o->ft.layer_decay == 0)
+		o->ft.layer_decay = mim_layer_decay_default(&m->cfg);
+	if (mim_model_layer_decay(m, o->ft.layer_decay) < 0) {
+		snprintf(r->msg, sizeof r->msg, "%s", mim_errmsg());
+		return r->msg;
+	}
+	return NULL;
+}
+
+/* A classifier's --grad-out adds its logits (B,K) and the mixing of the
+ * batch as mim.mix {"lam":..[,"box":[yl,yh,xl,xh]]}. 0 or -1. */
+static int
+grad_cls_extra(struct mim_frame *f, const struct mim_train *t, int B)
+{
+	char js[160];
+	int64_t sh[2] = {B, t->model->cfg.num_classes};
+
+	snprintf(js, sizeof js, "{\"lam\":%.17g", t->mix.lam);
+	if (t->mix.cutmix)
+		snprintf(js + strlen(js), sizeof js - strlen(js), ",\"box\":[%d,%d,%d,%d]",
+		    t->mix.yl, t->mix.yh, t->mix.xl, t->mix.xh);
+	strcat(js, "}");
+	if (!mim_frame_add(f, "logits", MIM_F32, 2, sh, t->logits) || mim_meta_set(f, "mim.mix", js) < 0)
+		return -1;
+	return 0;
+}
+
 int
 mim_run_grad(struct mim_run *r, const struct mim_trainopt *o, struct mim_frame **out)
 {
 	struct mim_model *m = r->model;
 	double loss;
 	uint64_t seed = mim_train_seed(o->seed, 0, r->dp.rank);
+	struct mim_trainopt ft = *o;
+	struct mim_train *t = NULL;
+	const char *bad = finetune_setup(r, &ft);
 	int st;
 
-	st = mim_run_together(r, mim_model_grad(m, r->B, r->img, r->mask, &o->loss, seed, &loss) < 0 ?
-	    mim_errmsg() : NULL);
-	if (st)
-		return st;
-	if (r->dp.world > 1 && reduce(r, m->g, m->nw, &loss) < 0)
-		return MIM_RUN_FAILED;	/* (cannot happen: all passed together) */
-	if (r->dp.rank > 0)
-		return MIM_RUN_DONE;
-	if (!(*out = grad_frame(m, loss))) {
-		say(r, MIM_SAY_MSG, "%s", mim_errmsg());
-		return MIM_RUN_FAILED;
+	ft.batch = r->B;
+	ft.sched.steps = 1;	/* (no step is taken: any valid schedule) */
+	ft.sched.warmup_steps = ft.sched.nmilestones = 0;
+	if (!bad && ft.ft.on) {	/* a classifier: batch 0 mixed as a step mixes it */
+		if ((t = mim_train_new(m, &ft)))
+			t->rank = r->dp.rank;
+		if (!t || mim_train_grad_cls(t, r->B, r->img, r->label, 0, &loss) < 0)
+			bad = mim_errmsg();
+	} else if (!bad && mim_model_grad(m, r->B, r->img, r->mask, &o->loss, seed, &loss) < 0) {
+		bad = mim_errmsg();
 	}
-	return 0;
+	st = mim_run_together(r, bad);
+	if (!st && r->dp.world > 1 && reduce(r, m->g, m->nw, &loss) < 0)
+		st = MIM_RUN_FAILED;	/* (cannot happen: all passed together) */
+	if (!st && r->dp.rank > 0)
+		st = MIM_RUN_DONE;
+	if (!st && (!(*out = grad_frame(m, loss)) || (t && grad_cls_extra(*out, t, r->B) < 0))) {
+		say(r, MIM_SAY_MSG, "%s", mim_errmsg());
+		mim_frame_free(*out);
+		*out = NULL;
+		st = MIM_RUN_FAILED;
+	}
+	mim_train_free(t);
+	return st;
 }
 
 /* ---- validation (rank 0) ------------------------------------------------------ */
@@ -575,13 +682,40 @@ val_room(struct mim_run *r, int B, size_t *nl)
  * validation trains the same bytes as one without (the frame in hand, its
  * mask in r->maskbuf, stays too). With loss NULL, check
  * the first frame only. 0, or -1 with the error set. */
+/* A classifier's batch (logits (B,K), labels): the sum of the
+ * cross-entropies (torch's CrossEntropyLoss, unsmoothed), and the top-1 and
+ * top-5 hits (timm's accuracy: the label among the k largest logits, here
+ * fewer than k logits above the label's). */
+static double
+cls_scores(const float *logits, const int64_t *label, int B, int K, long hits[2])
+{
+	double sum = 0;
+
+	for (int b = 0; b < B; b++) {
+		const float *z = logits + (size_t)b * K;
+		double mx = -INFINITY, se = 0;
+		int above = 0;
+		for (int k = 0; k < K; k++)
+			mx = z[k] > mx ? z[k] : mx;
+		for (int k = 0; k < K; k++) {
+			se += exp((double)z[k] - mx);
+			above += z[k] > z[label[b]];
+		}
+		sum += mx + log(se) - z[label[b]];
+		hits[0] += above < 1;
+		hits[1] += above < 5;
+	}
+	return sum;
+}
+
 static int
 validate(struct mim_run *r, double *loss, long *nf)
 {
+	const struct mim_config *c = &r->model->cfg;
 	struct mim_reader *rd = mim_reader_open(r->val);
 	struct mim_frame *f = NULL;
 	double sum = 0;
-	long k = 0;
+	long k = 0, images = 0, hits[2] = {0, 0};
 	int rc = 0;
 
 	if (!rd)
@@ -598,8 +732,11 @@ validate(struct mim_run *r, double *loss, long *nf)
 			rc = -1;
 			break;
 		}
-		if (loss)
+		if (loss && mim_is_classifier(c))
+			sum += cls_scores(r->vbuf + nl, r->vlabels, B, c->num_classes, hits);
+		else if (loss)
 			sum += mim_model_loss(r->model, &r->t->o.loss, B, img, mask, r->vbuf + nl, NULL);
+		images += B;
 		k++;
 		mim_frame_free(f);
 		f = NULL;
@@ -611,8 +748,12 @@ validate(struct mim_run *r, double *loss, long *nf)
 	if (rc < 0)
 		return -1;
 	if (loss) {
-		*loss = sum / (double)k;
+		/* a classifier: the mean over images, and the accuracies */
+		int cls = mim_is_classifier(c);
+		*loss = sum / (double)(cls ? images : k);
 		*nf = k;
+		r->vacc[0] = cls ? 100.0 * (double)hits[0] / (double)images : NAN;
+		r->vacc[1] = cls ? 100.0 * (double)hits[1] / (double)images : NAN;
 	}
 	return 0;
 }
@@ -656,14 +797,14 @@ share_state(struct mim_run *r)
 static uint64_t
 settings_digest(const struct mim_run *r, const struct mim_trainopt *o)
 {
-	static const char *keys[] = {"optim", "sched", "loss", "rng"};
+	static const char *keys[] = {"optim", "sched", "loss", "rng", "finetune"};
 	uint64_t h = 1469598103934665603ULL;	/* FNV-1a */
 	char extra[128];
 
-	for (int i = 0; i < 5; i++) {
-		char *v = i < 4 ? mim_train_setting(o, keys[i]) : NULL;
+	for (int i = 0; i < 6; i++) {
+		char *v = i < 4 || (i == 4 && o->ft.on) ? mim_train_setting(o, keys[i]) : NULL;
 		const char *p = v;
-		if (i == 4) {
+		if (i == 5) {
 			snprintf(extra, sizeof extra, "%lld %lld %lld %d", (long long)r->steps,
 			    (long long)r->skip, (long long)r->save_every, r->skip_nonfinite);
 			p = extra;
@@ -691,10 +832,13 @@ mim_run_lrs(const struct mim_run *r, struct mim_trainopt *o, double lr, double w
 }
 
 int
-mim_run_prepare(struct mim_run *r, const struct mim_trainopt *o)
+mim_run_prepare(struct mim_run *r, const struct mim_trainopt *opt)
 {
+	struct mim_trainopt ft = *opt, *o = &ft;
 	int st;
 
+	if ((st = mim_run_together(r, finetune_setup(r, o))))
+		return st;
 	r->t = mim_train_new(r->model, o);
 	if ((st = mim_run_together(r, r->t ? NULL : mim_errmsg())))
 		return st;
@@ -829,6 +973,23 @@ num(char *buf, size_t n, double x)
 		snprintf(buf, n, "null");
 }
 
+/* A classifier's fields of the log line: "acc1" (top-1 of the training
+ * batch, when it was not mixed), "lam" of the last micro-batch's mixing
+ * and its cutmix "box" [yl,yh,xl,xh] (what the parity test feeds the
+ * reference). */
+static void
+ft_fields(char *buf, size_t n, const struct mim_stepinfo *in)
+{
+	size_t k = 0;
+
+	if (isfinite(in->acc1))
+		k += (size_t)snprintf(buf, n, ",\"acc1\":%.9g", in->acc1);
+	k += (size_t)snprintf(buf + k, n - k, ",\"lam\":%.17g", in->mix.lam);
+	if (in->mix.cutmix && k < n)
+		snprintf(buf + k, n - k, ",\"box\":[%d,%d,%d,%d]", in->mix.yl, in->mix.yh, in->mix.xl,
+		    in->mix.xh);
+}
+
 /* Log and progress line of a step (rank 0). 0, or -1 with the error set. */
 static int
 report(struct mim_run *r, const struct mim_stepinfo *in)
@@ -843,9 +1004,12 @@ report(struct mim_run *r, const struct mim_stepinfo *in)
 		char l[32], n[32], *sys = in->step == r->step0 ? mim_system_json() : NULL;
 		num(l, sizeof l, in->loss);
 		num(n, sizeof n, in->grad_norm);
+		char ft[160] = "";
+		if (o->ft.on)
+			ft_fields(ft, sizeof ft, in);
 		fprintf(r->logf, "{\"step\":%lld,\"loss\":%s,\"lr\":%.17g,\"grad_norm\":%s,\"img_per_s\":%.4g,"
-		    "\"input_s\":%.4g%s%s%s}\n", (long long)in->step + 1, l, in->lr, n, ips, r->input_s,
-		    in->nonfinite ? ",\"skipped\":true" : "", sys ? ",\"system\":" : "", sys ? sys : "");
+		    "\"input_s\":%.4g%s%s%s%s}\n", (long long)in->step + 1, l, in->lr, n, ips, r->input_s,
+		    ft, in->nonfinite ? ",\"skipped\":true" : "", sys ? ",\"system\":" : "", sys ? sys : "");
 		free(sys);
 		if (fflush(r->logf) == EOF)
 			return mim_seterr("%s: %s", r->log, strerror(errno));
@@ -887,16 +1051,21 @@ val_pass(struct mim_run *r)
 	r->tlast += dt;
 	r->tline += dt;
 	num(l, sizeof l, loss);
+	char acc[96] = "";
+	if (isfinite(r->vacc[0]))
+		snprintf(acc, sizeof acc, ",\"val_acc1\":%.9g,\"val_acc5\":%.9g", r->vacc[0], r->vacc[1]);
 	if (r->logf) {
-		fprintf(r->logf, "{\"step\":%lld,\"val_loss\":%s,\"val_frames\":%ld,\"val_s\":%.4g}\n",
-		    (long long)r->t->step, l, nf, dt);
+		fprintf(r->logf, "{\"step\":%lld,\"val_loss\":%s%s,\"val_frames\":%ld,\"val_s\":%.4g}\n",
+		    (long long)r->t->step, l, acc, nf, dt);
 		if (fflush(r->logf) == EOF)
 			return mim_seterr("%s: %s", r->log, strerror(errno));
 	}
 	end_line(r);
 	if (r->progress)
-		say(r, MIM_SAY_LINE, "step %lld/%lld  val_loss %.4f  (%ld frame%s of %s)",
-		    (long long)r->t->step, (long long)r->steps, loss, nf, nf == 1 ? "" : "s", r->val);
+		say(r, MIM_SAY_LINE, "step %lld/%lld  val_loss %.4f%s  (%ld frame%s of %s)",
+		    (long long)r->t->step, (long long)r->steps, loss, isfinite(r->vacc[0]) ?
+		    (snprintf(acc, sizeof acc, "  val_acc1 %.2f  val_acc5 %.2f", r->vacc[0],
+		    r->vacc[1]), acc) : "", nf, nf == 1 ? "" : "s", r->val);
 	return 0;
 }
 
@@ -1091,7 +1260,8 @@ mim_run_train(struct mim_run *r)
 		if ((sig = st) > 0)
 			break;
 		note_pos(r);
-		int took = mim_train_batch(t, r->B, r->img, r->mask, &info);
+		int took = t->o.ft.on ? mim_train_batch_cls(t, r->B, r->img, r->label, &info) :
+		    mim_train_batch(t, r->B, r->img, r->mask, &info);
 		if (took < 0)
 			return stop_input(r, r->told ? NULL : mim_errmsg());
 		if (took && (st = step_taken(r, &info)))
@@ -1108,6 +1278,8 @@ mim_run_free(struct mim_run *r)
 {
 	unlock_ckpt(r);
 	free(r->vbuf);
+	free(r->labelbuf);
+	free(r->vlabel);
 	free(r->vmask);
 	r->vbuf = NULL;
 	r->vmask = NULL;

@@ -15,6 +15,10 @@
  * the step logs the last of those norms, and the scheduler counts
  * micro-batches (mim_sched_lr). The clean default clips once per step.
  *
+ * A classifier (mim_train_batch_cls, fine-tuning) differs only in its
+ * micro-batch: the batch mixed (mixup.c), soft targets, mim_model_grad_cls;
+ * and in the update: an lr per parameter with layer decay (step_lrs).
+ *
  * Drop path randomness comes from mim_train_seed(seed, batch index, rank),
  * so a step depends only on the state and its batches: a resumed run
  * repeats an uninterrupted one exactly. */
@@ -39,6 +43,7 @@ mim_trainopt_default(struct mim_trainopt *o)
 	o->loss.beta = 1.0;
 	o->batch = 1;
 	o->world = 1;
+	mim_ftopt_default(&o->ft);
 }
 
 /* splitmix64's output for state x (the mixing function alone) */
@@ -109,6 +114,9 @@ mim_train_free(struct mim_train *t)
 	free(t->exp_avg);
 	free(t->exp_avg_sq);
 	free(t->acc);
+	free(t->mixed);
+	free(t->target);
+	free(t->logits);
 	free(t);
 }
 
@@ -162,6 +170,31 @@ official_accum(const struct mim_train *t)
 	return t->o.sched.official && t->o.accum > 1;
 }
 
+/* The AdamW update at lr; with layer-wise lr decay (a parameter's
+ * lr_scale != 1) each parameter's lr is the schedule of its group: the
+ * peak times lr_scale, warmup_lr and min_lr unscaled (timm's scheduler
+ * over the groups' initial lrs, reference §10); lr is the unscaled
+ * group's, the one the official loop logs. */
+static int
+step_lrs(struct mim_train *t, const float *g, double lr)
+{
+	struct mim_model *m = t->model;
+	double *lrs = NULL;
+
+	for (int k = 0; k < m->np && !lrs; k++)
+		if (m->p[k].lr_scale != 1.0 && !(lrs = malloc((size_t)m->np * sizeof *lrs)))
+			return mim_seterr("out of memory");
+	for (int k = 0; lrs && k < m->np; k++) {
+		struct mim_sched s = t->o.sched;
+		s.lr = s.lr * m->p[k].lr_scale;
+		lrs[k] = m->p[k].lr_scale == 1.0 ? lr : mim_sched_lr(&s, t->step);
+	}
+	mim_adamw_step_lrs(&t->o.adamw, m, m->w, g, t->exp_avg, t->exp_avg_sq, lrs, lr,
+	    t->step + 1);
+	free(lrs);
+	return 0;
+}
+
 /* clip, AdamW: the end of a step whose gradient is in g. For the official
  * accumulation g is reduced and clipped already, its norm in t->norm. */
 static int
@@ -177,6 +210,7 @@ finish(struct mim_train *t, float *g, struct mim_stepinfo *info)
 	if (!done && t->reduce && t->reduce(t->reduce_ctx, g, m->nw, &loss) < 0)
 		return mim_preferr("step %lld: reduce", (long long)t->step);
 	memset(info, 0, sizeof *info);
+	info->acc1 = NAN;
 	info->step = t->step;
 	info->loss = loss;
 	info->lr = mim_sched_lr(&t->o.sched, t->step);
@@ -186,8 +220,12 @@ finish(struct mim_train *t, float *g, struct mim_stepinfo *info)
 		info->nonfinite = 1;
 		return 1;
 	}
-	mim_adamw_step(&t->o.adamw, m, m->w, g, t->exp_avg, t->exp_avg_sq,
-	    info->lr, t->step + 1);
+	if (t->counted)
+		info->acc1 = 100.0 * (double)t->correct / (double)t->counted;
+	info->mix = t->mix;
+	t->correct = t->counted = 0;
+	if (step_lrs(t, g, info->lr) < 0)
+		return -1;
 	t->step++;
 	return 1;
 }
@@ -218,6 +256,8 @@ loss_nonfinite(struct mim_model *m, int B, const float *img, const uint8_t *mask
 	return rc;
 }
 
+static int accumulate(struct mim_train *t, double loss, struct mim_stepinfo *info);
+
 int
 mim_train_batch(struct mim_train *t, int B, const float *img,
     const uint8_t *mask, struct mim_stepinfo *info)
@@ -233,6 +273,15 @@ mim_train_batch(struct mim_train *t, int B, const float *img,
 			return -1;
 		loss = NAN;	/* the step will be rejected as non-finite */
 	}
+	return accumulate(t, loss, info);
+}
+
+/* m->g and loss of a micro-batch into the step (see the top) */
+static int
+accumulate(struct mim_train *t, double loss, struct mim_stepinfo *info)
+{
+	struct mim_model *m = t->model;
+
 	if (t->o.accum == 1) {
 		t->loss_sum += loss;
 		t->nmicro++;
@@ -265,4 +314,78 @@ mim_train_batch(struct mim_train *t, int B, const float *img,
 	if (t->nmicro < t->o.accum)
 		return 0;
 	return finish(t, t->acc, info);
+}
+
+/* room for the mixed batch, its targets and logits */
+static int
+cls_room(struct mim_train *t, int B)
+{
+	const struct mim_config *c = &t->model->cfg;
+	size_t n = (size_t)B * c->in_chans * c->img_size * c->img_size;
+	size_t k = (size_t)B * c->num_classes;
+
+	if (t->mixed && t->mixcap == n)
+		return 0;
+	free(t->mixed);
+	free(t->target);
+	free(t->logits);
+	t->mixed = malloc(n * sizeof(float));
+	t->target = malloc(k * sizeof(float));
+	t->logits = malloc(k * sizeof(float));
+	t->mixcap = n;
+	if (!t->mixed || !t->target || !t->logits) {
+		t->mixcap = 0;
+		return mim_seterr("out of memory");
+	}
+	return 0;
+}
+
+int
+mim_train_grad_cls(struct mim_train *t, int B, const float *img, const int64_t *label,
+    int64_t index, double *loss)
+{
+	struct mim_model *m = t->model;
+	const struct mim_config *c = &m->cfg;
+	int K = c->num_classes, S = c->img_size;
+
+	*loss = 0;
+	if (!t->o.ft.on || !mim_is_classifier(c))
+		return mim_seterr("not fine-tuning a classifier");
+	if (mim_labels_check(label, B, K) < 0 || cls_room(t, B) < 0)
+		return -1;
+	uint64_t seed = mim_train_seed(t->o.seed, index, t->rank);
+	mim_mix_draw(&t->o.ft, seed, S, S, &t->mix);
+	if ((t->o.ft.mixup > 0 || t->o.ft.cutmix > 0) && B % 2)
+		return mim_seterr("mixup and cutmix pair image b with image B-1-b: the batch "
+		    "must be even (it has %d)", B);
+	mim_mix_images(&t->mix, B, c->in_chans, S, S, img, t->mixed);
+	mim_mix_targets(&t->mix, t->o.ft.smoothing, B, K, label, t->target);
+	return mim_model_grad_cls(m, B, t->mixed, t->target, seed, loss, t->logits);
+}
+
+int
+mim_train_batch_cls(struct mim_train *t, int B, const float *img, const int64_t *label,
+    struct mim_stepinfo *info)
+{
+	int K = t->model->cfg.num_classes;
+	double loss = 0;
+
+	if (B != t->o.batch)
+		return mim_seterr("batch of %d images, the run uses %d", B, t->o.batch);
+	if (mim_train_grad_cls(t, B, img, label, t->batches + t->nmicro, &loss) < 0) {
+		if (isfinite(loss))
+			return -1;
+		loss = NAN;	/* the step will be rejected as non-finite */
+	}
+	if (t->mix.lam == 1) {	/* top-1 on the training batch, when unmixed */
+		for (int b = 0; b < B; b++) {
+			const float *z = t->logits + (size_t)b * K;
+			int best = 0;
+			for (int k = 1; k < K; k++)
+				best = z[k] > z[best] ? k : best;
+			t->correct += best == label[b];
+		}
+		t->counted += B;
+	}
+	return accumulate(t, loss, info);
 }

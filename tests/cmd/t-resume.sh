@@ -36,12 +36,7 @@ PYEOF'
 
 # the same run, its input cut after 5 frames (in the second epoch: 12
 # photos, 2 broken, 3 frames of 4 an epoch), then resumed
-first5() { $PY -c "
-import sys, st
-for i, (t, m) in enumerate(st.read_frames(sys.stdin.buffer)):
-    sys.stdout.buffer.write(st.frame_bytes(t, m))
-    if i == 4: break
-"; }
+first5() { first_frames 5; }
 cp "$T/init.st" "$T/b.st"
 expect_fail 'the run stopped by the end of its input' 1 'data --epochs 0 | first5 | mim-mask --mask-patch 8 --ckpt "$T/b.st" | train "$T/b.st"'
 check 'it saved step 5, in epoch 1' '$PY - "$T/b.st" <<PYEOF
