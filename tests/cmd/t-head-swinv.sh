@@ -152,6 +152,11 @@ expect_fail 'swin-inverse on a ViT' 2 'mim-ckpt init --preset micro-vit --head s
 check 'the message says why' 'mim-ckpt init --preset micro-vit --head swin-inverse -o "$T/x" 2>&1 | grep -q "^mim-ckpt: init: config: the swin-inverse head mirrors a Swin encoder.s stages: it needs \"model\": \"swin\""'
 expect_fail 'more head_depths than stages' 2 'mim-ckpt init --preset micro-swin --head swin-inverse --head-depths 1,1,1 -o "$T/x"'
 expect_fail 'head_depths on the mlp head' 2 'mim-ckpt init --preset micro-swin --head mlp --head-depths 1,1 -o "$T/x"'
+# the head ends at the patch grid: it predicts at 1/1, 1/2 or 1/4 of a
+# patch-4 Swin's input, not at 1/8
+expect_fail 'swin-inverse at a resolution below its last stage (pred_div 8, patch 4)' 2 'mim-ckpt init --preset swin-tiny --img-size 64 --window-size 2 --head swin-inverse --pred-div 8 -o "$T/x"'
+check 'the message says why' 'mim-ckpt init --preset swin-tiny --img-size 64 --window-size 2 --head swin-inverse --pred-div 8 -o "$T/x" 2>&1 | grep -q "the swin-inverse head ends at 1/4 of the input (patch_size); it cannot predict at 1/8"'
+expect_ok 'and at 1/2 it can' 'mim-ckpt init --preset swin-tiny --img-size 64 --window-size 2 --head swin-inverse --pred-div 2 -o "$T/x" && mim-ckpt info "$T/x" | grep -q "\"pred_div\":2"'
 expect_ok 'a ViT checkpoint whose config asks for the swin-inverse head (by hand)' 'mim-ckpt init --preset micro-vit -o "$T/v.st" && $PY - "$T/v.st" <<PYEOF
 import sys, json, st
 t, meta = st.load(sys.argv[1])
