@@ -8,7 +8,7 @@ pkgs=""
 for g in "$@"; do
 	case $g in
 	build) pkgs="$pkgs gcc make pkg-config libvips-dev libjpeg-dev libopenblas-dev libarchive-dev libjansson-dev libdnnl-dev libopenmpi-dev openmpi-bin" ;;
-	test)  pkgs="$pkgs python3-numpy python3-torch python3-torchvision python3-scipy mandoc clang libclang-rt-14-dev plasma-workspace-wallpapers zstd libvips-tools" ;;
+	test)  pkgs="$pkgs python3-numpy python3-torch python3-torchvision python3-scipy mandoc clang libclang-rt-14-dev plasma-workspace-wallpapers zstd libvips-tools dataset-fashion-mnist jq" ;;
 	demo)  pkgs="$pkgs plasma-workspace-wallpapers dataset-fashion-mnist" ;;
 	bench) pkgs="$pkgs python3-torch python3-torchvision plasma-workspace-wallpapers python3-pil time" ;;
 	mpi)   pkgs="$pkgs libopenmpi-dev openmpi-bin" ;;
