@@ -216,9 +216,13 @@ ckpt_init(int argc, char **argv)
 	if (clusters) {
 		struct mim_frame *cf = mim_load(clusters);
 		const struct mim_tensor *ct = cf ? mim_frame_get(cf, "centres") : NULL;
-		if (!ct || mim_model_set_centres(m, ct, "tensor 'centres'") < 0)
-			die("%s: %s", clusters, cf && !ct ? "no tensor 'centres'" : mim_errmsg());
+		const char *why = cf && !ct ? "no tensor 'centres'" : NULL;
+		int bad = !ct || mim_model_set_centres(m, ct, "tensor 'centres'") < 0;
 		mim_frame_free(cf);
+		if (bad) {
+			mim_model_free(m);	/* nothing left for LeakSanitizer */
+			die("%s: %s", clusters, why ? why : mim_errmsg());
+		}
 	}
 	struct mim_frame *f = mim_model_to_frame(m);
 	if (!f)

@@ -131,12 +131,15 @@ ckpt_import(int argc, char **argv)
 		struct mim_model *m = mim_model_new(&cfg);
 		if (!m)
 			die("%s", mim_errmsg());
-		if (mim_model_load(m, sd, 1) < 0)
+		int bad = mim_model_load(m, sd, 1) < 0;
+		mim_model_free(m);
+		if (bad) {
+			mim_frame_free(sd);
 			die("%s: the weights do not match the config %s: %s (%s--raw writes them unchecked)",
 			    in, how, mim_errmsg(), strstr(mim_errmsg(), "'decoder.") ? "a decoder that "
 			    "predicts another target or resolution cannot be told from its shapes: give "
 			    "\"target\", \"target_bins\" and \"pred_div\" with --config; " : "");
-		mim_model_free(m);
+		}
 		char *js = mim_config_json(&cfg);
 		if (!js || mim_meta_set(sd, "mim.config", js) < 0)
 			die("%s", mim_errmsg());
