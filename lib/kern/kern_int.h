@@ -48,8 +48,8 @@ void kern_colsums(float *acc, float *acc2, size_t R, int C, kern_row_fn *row, vo
  * r < R. */
 void kern_colsum(float *acc, const float *x, size_t R, int C, size_t ld);
 
-/* attention.c's dS = P * (dP - rowsum(P * dP)) over P's N rows of N, in
- * place */
+/* attention's dS = P * (dP - rowsum(P * dP)) over P's N rows of N, in
+ * place (softmax.c) */
 void attn_dsoftmax(float *P, const float *dP, int N);
 
 /* One head of attention_forward / attention_backward (attention.c) in
