@@ -29,6 +29,11 @@
 #define TBUF (16 * 1024)	/* floats: a transposed (D, N) operand */
 
 static _Thread_local float tbuf[TBUF] __attribute__((aligned(64)));
+/* an operand's N rows of D (at a stride of 3C or C in qkv) copied
+ * together: rows 3C floats apart fall into a few of L1's sets (C = 1024:
+ * all into one), so that a product that reads them again and again for
+ * every block of rows would read them from L2 */
+static _Thread_local float cbuf[TBUF] __attribute__((aligned(64)));
 
 int
 attn512_ok(int N, int D)
@@ -155,6 +160,16 @@ mm(int M, int n, int K, const float *A, ptrdiff_t ars, ptrdiff_t aks,
 		}
 		j += w;
 	}
+}
+
+/* cbuf (N, D) = x (N rows of D at stride ld, D a multiple of 8) */
+T512 static const float *
+gather(const float *x, ptrdiff_t ld, int N, int D)
+{
+	for (int n = 0; n < N; n++)
+		for (int d = 0; d < D; d += 8)
+			_mm256_store_ps(cbuf + (size_t)n * D + d, _mm256_loadu_ps(x + n * ld + d));
+	return cbuf;
 }
 
 /* tbuf (D, N) = x^T, x (N, D) rows of stride ld; D a multiple of 8 */
@@ -312,7 +327,7 @@ attn512_forward(const float *q, const float *k, const float *v, ptrdiff_t ld,
 		mm(N, N, D, q, ld, 1, tbuf, N, 1.0f, S, N);
 		softmax16(S, bias, mask, N, N);
 	}
-	mm(N, D, N, S, N, 1, v, ld, 1.0f, out, ldo);
+	mm(N, D, N, S, N, 1, gather(v, ld, N, D), D, 1.0f, out, ldo);
 }
 
 T512 void
@@ -320,12 +335,13 @@ attn512_backward(const float *q, const float *k, const float *v, ptrdiff_t ld,
     const float *dO, ptrdiff_t ldo, float *P, float *dP, int N, int D,
     float scale, float *dq, float *dk, float *dv)
 {
-	mm(N, D, N, P, 1, N, dO, ldo, 1.0f, dv, ld);
+	const float *g = gather(dO, ldo, N, D);
+	mm(N, D, N, P, 1, N, g, D, 1.0f, dv, ld);
 	transpose(v, ld, N, D);
-	mm(N, N, D, dO, ldo, 1, tbuf, N, 1.0f, dP, N);
+	mm(N, N, D, g, D, 1, tbuf, N, 1.0f, dP, N);
 	attn_dsoftmax(P, dP, N);
-	mm(N, D, N, P, N, 1, k, ld, scale, dq, ld);
-	mm(N, D, N, P, 1, N, q, ld, 1.0f, dk, ld);
+	mm(N, D, N, P, N, 1, gather(k, ld, N, D), D, scale, dq, ld);
+	mm(N, D, N, P, 1, N, gather(q, ld, N, D), D, 1.0f, dk, ld);
 }
 
 #else
