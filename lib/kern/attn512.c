@@ -10,7 +10,7 @@
  * maximum, the same vexp lane for lane, sums the exponentials in the same
  * eight lanes in the same order ((0+1)+(2+3))+((4+5)+(6+7)), and scales by
  * 1/sum. Checked by bench/attnbench.c (outputs of both paths compared
- * bit for bit) and tests/unit/test_kern_attention.c.
+ * bit for bit) and tests/unit/test_kern_attn512.c.
  *
  * Built for every target (function attributes); attention.c calls it only
  * where __builtin_cpu_supports says AVX-512F is there (attn512_ok). */
