@@ -164,8 +164,13 @@ mm(int M, int n, int K, const float *A, ptrdiff_t ars, ptrdiff_t aks,
 
 /* cbuf (N, D) = x (N rows of D at stride ld, D a multiple of 8) */
 T512 static const float *
-gather(const float *x, ptrdiff_t ld, int N, int D)
+gather(const float *x, ptrdiff_t *pld, int N, int D)
 {
+	ptrdiff_t ld = *pld;
+
+	if (N <= 64)	/* (Swin's windows: no gain measured) */
+		return x;
+	*pld = D;
 	for (int n = 0; n < N; n++)
 		for (int d = 0; d < D; d += 8)
 			_mm256_store_ps(cbuf + (size_t)n * D + d, _mm256_loadu_ps(x + n * ld + d));
@@ -327,7 +332,8 @@ attn512_forward(const float *q, const float *k, const float *v, ptrdiff_t ld,
 		mm(N, N, D, q, ld, 1, tbuf, N, 1.0f, S, N);
 		softmax16(S, bias, mask, N, N);
 	}
-	mm(N, D, N, S, N, 1, gather(v, ld, N, D), D, 1.0f, out, ldo);
+	const float *g = gather(v, &ld, N, D);
+	mm(N, D, N, S, N, 1, g, ld, 1.0f, out, ldo);
 }
 
 T512 void
@@ -335,13 +341,18 @@ attn512_backward(const float *q, const float *k, const float *v, ptrdiff_t ld,
     const float *dO, ptrdiff_t ldo, float *P, float *dP, int N, int D,
     float scale, float *dq, float *dk, float *dv)
 {
-	const float *g = gather(dO, ldo, N, D);
-	mm(N, D, N, P, 1, N, g, D, 1.0f, dv, ld);
+	ptrdiff_t lg = ldo;
+	const float *g = gather(dO, &lg, N, D);
+	mm(N, D, N, P, 1, N, g, lg, 1.0f, dv, ld);
 	transpose(v, ld, N, D);
-	mm(N, N, D, g, D, 1, tbuf, N, 1.0f, dP, N);
+	mm(N, N, D, g, lg, 1, tbuf, N, 1.0f, dP, N);
 	attn_dsoftmax(P, dP, N);
-	mm(N, D, N, P, N, 1, gather(k, ld, N, D), D, scale, dq, ld);
-	mm(N, D, N, P, 1, N, gather(q, ld, N, D), D, 1.0f, dk, ld);
+	lg = ld;
+	g = gather(k, &lg, N, D);
+	mm(N, D, N, P, N, 1, g, lg, scale, dq, ld);
+	lg = ld;
+	g = gather(q, &lg, N, D);
+	mm(N, D, N, P, 1, N, g, lg, 1.0f, dk, ld);
 }
 
 #else
