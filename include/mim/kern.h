@@ -143,6 +143,10 @@ void attention_backward(float *dqkv, float *dq_bias, float *dv_bias, float *P,
     float scale, float *work);
 /* dbias (Hh,N,N) += sum over b of dS (B,Hh,N,N). */
 void attention_dbias(float *dbias, const float *dS, int B, int Hh, int N);
+/* 1 (the default): each head in one AVX-512 kernel (lib/kern/attn512.c)
+ * where the CPU has AVX-512F; 0: through mim_gemm and softmax_rows. The
+ * same bits either way; a switch for bench/attnbench.c. */
+void attention_set_fused(int on);
 /* floats of scratch attention_forward / attention_backward need. */
 size_t attention_work(int N);
 

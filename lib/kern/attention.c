@@ -21,6 +21,16 @@ attention_work(int N)
 	return (size_t)mim_threads() * N * N;
 }
 
+/* 1: one head in AVX-512 (attn512.c) where the CPU has it; 0: through
+ * mim_gemm and softmax_rows (attention_set_fused; the same bits) */
+static int fused = 1;
+
+void
+attention_set_fused(int on)
+{
+	fused = on;
+}
+
 struct at {
 	float *out, *P, *qkv, *work, *dqkv;
 	const float *qb, *vb, *bias, *mask, *dout, *cqkv;
@@ -54,14 +64,19 @@ fwd_job(void *p, int i)
 		if (j->vb)
 			vadd_to(vr, j->vb + h * D, (size_t)D);
 	}
+	float *o = j->out + (size_t)b * N * C + (size_t)h * D;
+	if (fused && attn512_ok(N, D)) {
+		attn512_forward(q, k, v, 3 * C, N, D, j->bias ? j->bias + (size_t)h * NN : NULL,
+		    j->mask ? j->mask + (size_t)(b % j->nW) * NN : NULL, S, o, C);
+		return;
+	}
 	mim_gemm(0, 1, N, N, D, 1.0f, q, 3 * C, k, 3 * C, 0.0f, S, N);
 	if (j->bias)
 		vadd_to(S, j->bias + (size_t)h * NN, NN);
 	if (j->mask)
 		vadd_to(S, j->mask + (size_t)(b % j->nW) * NN, NN);
 	softmax_rows(S, N, N);
-	mim_gemm(0, 0, N, D, N, 1.0f, S, N, v, 3 * C, 0.0f,
-	    j->out + (size_t)b * N * C + (size_t)h * D, C);
+	mim_gemm(0, 0, N, D, N, 1.0f, S, N, v, 3 * C, 0.0f, o, C);
 }
 
 void
@@ -88,28 +103,13 @@ bwd_job(void *p, int i)
 	float *dq = j->dqkv + off, *dk = dq + C, *dv = dq + 2 * C;
 	float *P = j->P + (size_t)i * NN, *dP = j->work + (size_t)mim_thread_index() * NN;
 
+	if (fused && attn512_ok(N, D)) {
+		attn512_backward(q, k, v, 3 * C, dO, C, P, dP, N, D, j->scale, dq, dk, dv);
+		return;
+	}
 	mim_gemm(1, 0, N, D, N, 1.0f, P, N, dO, C, 0.0f, dv, 3 * C);
 	mim_gemm(0, 1, N, N, D, 1.0f, dO, C, v, 3 * C, 0.0f, dP, N);
-	/* dS = P * (dP - rowsum(P * dP)), written over P (no copy) */
-	for (int r = 0; r < N; r++) {
-		float *pr = P + (size_t)r * N;
-		const float *dr = dP + (size_t)r * N;
-		v4d s4 = {0, 0, 0, 0};
-		double s = 0;
-		int c = 0;
-		for (; c + 8 <= N; c += 8) {
-			float t[8];
-			vstore(t, vload(pr + c) * vload(dr + c));
-			s4 += vload4d(t) + vload4d(t + 4);
-		}
-		for (; c < N; c++)
-			s += (double)(pr[c] * dr[c]);
-		v8f s8 = vdup((float)(s + vsum4d(s4)));
-		for (c = 0; c + 8 <= N; c += 8)
-			vstore(pr + c, vload(pr + c) * (vload(dr + c) - s8));
-		for (; c < N; c++)
-			pr[c] = pr[c] * (dr[c] - s8[0]);
-	}
+	attn_dsoftmax(P, dP, N);
 	mim_gemm(0, 0, N, D, N, j->scale, P, N, k, 3 * C, 0.0f, dq, 3 * C);
 	mim_gemm(1, 0, N, D, N, 1.0f, P, N, q, 3 * C, 0.0f, dk, 3 * C);
 }

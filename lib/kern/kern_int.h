@@ -48,6 +48,24 @@ void kern_colsums(float *acc, float *acc2, size_t R, int C, kern_row_fn *row, vo
  * r < R. */
 void kern_colsum(float *acc, const float *x, size_t R, int C, size_t ld);
 
+/* attention's dS = P * (dP - rowsum(P * dP)) over P's N rows of N, in
+ * place (softmax.c) */
+void attn_dsoftmax(float *P, const float *dP, int N);
+
+/* One head of attention_forward / attention_backward (attention.c) in
+ * AVX-512 (attn512.c), the same bits as the mim_gemm path: q, k, v rows
+ * of stride ld (q already scaled and biased); S (N,N) gets P; out rows of
+ * stride ldo. Backward: P (N,N) becomes dS, dP (N,N) scratch, dq dk dv
+ * rows of stride ld. attn512_ok: whether the CPU has AVX-512 and the
+ * shape fits. */
+int attn512_ok(int N, int D);
+void attn512_forward(const float *q, const float *k, const float *v, ptrdiff_t ld,
+    int N, int D, const float *bias, const float *mask, float *S, float *out,
+    ptrdiff_t ldo);
+void attn512_backward(const float *q, const float *k, const float *v, ptrdiff_t ld,
+    const float *dO, ptrdiff_t ldo, float *P, float *dP, int N, int D,
+    float scale, float *dq, float *dk, float *dv);
+
 /* ---- vector math ---------------------------------------------------------
  * The transcendental loops (GELU, softmax) use the generic vectors of
  * vec.h so that they are vectorised at -O2 without fast-math: every lane

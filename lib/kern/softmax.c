@@ -65,6 +65,32 @@ softmax_rows_backward(float *d, const float *p, int R, int C)
 	}
 }
 
+/* attention's dS = P * (dP - rowsum(P * dP)), written over P (no copy),
+ * the row sum in double (attention.c, attn512.c) */
+void
+attn_dsoftmax(float *P, const float *dP, int N)
+{
+	for (int r = 0; r < N; r++) {
+		float *pr = P + (size_t)r * N;
+		const float *dr = dP + (size_t)r * N;
+		v4d s4 = {0, 0, 0, 0};
+		double s = 0;
+		int c = 0;
+		for (; c + 8 <= N; c += 8) {
+			float t[8];
+			vstore(t, vload(pr + c) * vload(dr + c));
+			s4 += vload4d(t) + vload4d(t + 4);
+		}
+		for (; c < N; c++)
+			s += (double)(pr[c] * dr[c]);
+		v8f s8 = vdup((float)(s + vsum4d(s4)));
+		for (c = 0; c + 8 <= N; c += 8)
+			vstore(pr + c, vload(pr + c) * (vload(dr + c) - s8));
+		for (; c < N; c++)
+			pr[c] = pr[c] * (dr[c] - s8[0]);
+	}
+}
+
 struct sm {
 	float *out;
 	const float *inp, *p;

@@ -1,0 +1,380 @@
+/* attn512.c -- one attention head (attention.c's per (sample, head) job)
+ * in AVX-512, every operand in L1: the products straight from the qkv
+ * rows (no packing but one transpose, of k forward and v backward, into a
+ * (D, N) buffer of the thread), 16 columns a register and a mask for the
+ * tail (N = 36 is 16 + 16 + 4, not 48), and softmax in 16 lanes.
+ *
+ * The same bits as the path through mim_gemm (lib/smm.c) and softmax_rows:
+ * every element of a product is summed from 0 over k in order, one FMA a
+ * term, then times alpha; softmax adds bias then mask, takes the row's
+ * maximum, the same vexp lane for lane, sums the exponentials in the same
+ * eight lanes in the same order ((0+1)+(2+3))+((4+5)+(6+7)), and scales by
+ * 1/sum. Checked by bench/attnbench.c (outputs of both paths compared
+ * bit for bit) and tests/unit/test_kern_attn512.c.
+ *
+ * Built for every target (function attributes); attention.c calls it only
+ * where __builtin_cpu_supports says AVX-512F is there (attn512_ok). */
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kern_int.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+
+#include "../tr8.h"
+
+#define T512 __attribute__((target("avx512f,avx2,fma")))
+#define TBUF (16 * 1024)	/* floats: a transposed (D, N) operand */
+
+static _Thread_local float tbuf[TBUF] __attribute__((aligned(64)));
+/* an operand's N rows of D (at a stride of 3C or C in qkv) copied
+ * together: rows 3C floats apart fall into a few of L1's sets (C = 1024:
+ * all into one), so that a product that reads them again and again for
+ * every block of rows would read them from L2 */
+static _Thread_local float cbuf[TBUF] __attribute__((aligned(64)));
+
+int
+attn512_ok(int N, int D)
+{
+	static int have = -1;
+
+	if (have < 0) {
+		__builtin_cpu_init();
+		have = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
+		    __builtin_cpu_supports("fma");
+	}
+	return have && D % 8 == 0 && (size_t)N * D <= TBUF;
+}
+
+/* mr rows x nv vectors of C = alpha sum_k A(i,k) B(k,:), A(i,k) at
+ * A[i*ars + k*aks], B's row k at B + k*ldb; the last vector's columns
+ * under mask m */
+T512 static inline __attribute__((always_inline)) __m512 vexp16(__m512 x);
+T512 static inline __attribute__((always_inline)) void smrow(int nv, __m512 *t,
+    const float *bias, const float *mask, __mmask16 m, float *out, int n);
+
+/* sm: C's rows are whole rows of S (n = ldc columns, nv*16 >= n): each
+ * becomes softmax(row + bias + mask) in registers (alpha is 1) */
+T512 static inline __attribute__((always_inline)) void
+blk(int mr, int nv, int K, const float *A, ptrdiff_t ars, ptrdiff_t aks,
+    const float *B, ptrdiff_t ldb, __mmask16 m, float alpha, float *C, ptrdiff_t ldc,
+    int sm, const float *bias, const float *mask)
+{
+	__m512 acc[12][4];
+
+#pragma GCC unroll 12
+	for (int r = 0; r < mr; r++)
+#pragma GCC unroll 4
+		for (int v = 0; v < nv; v++)
+			acc[r][v] = _mm512_setzero_ps();
+	for (int k = 0; k < K; k++) {
+		__m512 b[4];
+		const float *br = B + k * ldb, *a = A + k * aks;
+#pragma GCC unroll 4
+		for (int v = 0; v < nv; v++)
+			b[v] = v < nv - 1 ? _mm512_loadu_ps(br + 16 * v) :
+			    _mm512_maskz_loadu_ps(m, br + 16 * v);
+#pragma GCC unroll 12
+		for (int r = 0; r < mr; r++) {
+			__m512 ar = _mm512_set1_ps(a[r * ars]);
+#pragma GCC unroll 4
+			for (int v = 0; v < nv; v++)
+				acc[r][v] = _mm512_fmadd_ps(ar, b[v], acc[r][v]);
+		}
+	}
+	if (sm) {
+#pragma GCC unroll 12
+		for (int r = 0; r < mr; r++)
+			smrow(nv, acc[r], bias ? bias + r * ldc : NULL, mask ? mask + r * ldc : NULL,
+			    m, C + r * ldc, (int)ldc);
+		return;
+	}
+	__m512 al = _mm512_set1_ps(alpha);
+#pragma GCC unroll 12
+	for (int r = 0; r < mr; r++)
+#pragma GCC unroll 4
+		for (int v = 0; v < nv; v++) {
+			__m512 x = _mm512_mul_ps(acc[r][v], al);
+			if (v < nv - 1)
+				_mm512_storeu_ps(C + r * ldc + 16 * v, x);
+			else
+				_mm512_mask_storeu_ps(C + r * ldc + 16 * v, m, x);
+		}
+}
+
+#define BLK(mr, nv) blk(mr, nv, K, A, ars, aks, B, ldb, m, alpha, C, ldc, 0, NULL, NULL)
+#define UPTO6(nv) case 1: BLK(1, nv); break; case 2: BLK(2, nv); break; \
+	case 3: BLK(3, nv); break; case 4: BLK(4, nv); break; \
+	case 5: BLK(5, nv); break; case 6: BLK(6, nv); break;
+#define UPTO8(nv) UPTO6(nv) case 7: BLK(7, nv); break; case 8: BLK(8, nv); break;
+#define UPTO12(nv) UPTO8(nv) case 9: BLK(9, nv); break; case 10: BLK(10, nv); break; \
+	case 11: BLK(11, nv); break; case 12: BLK(12, nv); break;
+
+/* mr rows (at most 24 / nv, 12) of nv vectors, constants for blk */
+T512 static void
+rows(int mr, int nv, int K, const float *A, ptrdiff_t ars, ptrdiff_t aks,
+    const float *B, ptrdiff_t ldb, __mmask16 m, float alpha, float *C, ptrdiff_t ldc)
+{
+	switch (nv) {
+	case 1: switch (mr) { UPTO12(1) } break;
+	case 2: switch (mr) { UPTO12(2) } break;
+	case 3: switch (mr) { UPTO8(3) } break;
+	default: switch (mr) { UPTO6(4) } break;
+	}
+}
+
+#undef BLK
+#define BLK(mr, nv) blk(mr, nv, K, A, ars, aks, B, ldb, m, 1.0f, C, ldc, 1, bias, mask)
+
+T512 static void
+rows_sm(int mr, int nv, int K, const float *A, ptrdiff_t ars, ptrdiff_t aks,
+    const float *B, ptrdiff_t ldb, __mmask16 m, float *C, ptrdiff_t ldc,
+    const float *bias, const float *mask)
+{
+	switch (nv) {
+	case 1: switch (mr) { UPTO12(1) } break;
+	case 2: switch (mr) { UPTO12(2) } break;
+	case 3: switch (mr) { UPTO8(3) } break;
+	default: switch (mr) { UPTO6(4) } break;
+	}
+}
+
+/* C (M, n) = alpha A B as blk */
+static const int mrs[5] = {0, 12, 12, 8, 6};	/* rows a block of nv vectors */
+
+T512 static void
+mm(int M, int n, int K, const float *A, ptrdiff_t ars, ptrdiff_t aks,
+    const float *B, ptrdiff_t ldb, float alpha, float *C, ptrdiff_t ldc)
+{
+	for (int j = 0; j < n;) {
+		/* panels of 48 columns where 64 would leave a sliver */
+		int w = n - j >= 64 && (n - j) % 48 != 0 ? 64 : n - j > 48 ? 48 : n - j;
+		int nv = (w + 15) / 16, t = w - 16 * (nv - 1);
+		__mmask16 m = (__mmask16)(t == 16 ? 0xffff : (1u << t) - 1);
+		for (int i = 0; i < M; i += mrs[nv]) {
+			int mr = M - i < mrs[nv] ? M - i : mrs[nv];
+			rows(mr, nv, K, A + i * ars, ars, aks, B + j, ldb, m, alpha,
+			    C + (size_t)i * ldc + j, ldc);
+		}
+		j += w;
+	}
+}
+
+/* cbuf (N, D) = x (N rows of D at stride ld, D a multiple of 8) */
+T512 static const float *
+gather(const float *x, ptrdiff_t *pld, int N, int D)
+{
+	ptrdiff_t ld = *pld;
+
+	if (N <= 64)	/* (Swin's windows: no gain measured) */
+		return x;
+	*pld = D;
+	for (int n = 0; n < N; n++)
+		for (int d = 0; d < D; d += 8)
+			_mm256_store_ps(cbuf + (size_t)n * D + d, _mm256_loadu_ps(x + n * ld + d));
+	return cbuf;
+}
+
+/* tbuf (D, N) = x^T, x (N, D) rows of stride ld; D a multiple of 8 */
+T512 static void
+transpose(const float *x, ptrdiff_t ld, int N, int D)
+{
+	int N8 = N & ~7;
+
+	for (int j = 0; j < N8; j += 8)
+		for (int d = 0; d < D; d += 8)
+			tr8(tbuf + (size_t)d * N + j, N, x + j * ld + d, (int)ld);
+	for (int j = N8; j < N; j++)
+		for (int d = 0; d < D; d++)
+			tbuf[(size_t)d * N + j] = x[j * ld + d];
+}
+
+/* kern_int.h's vexp in 16 lanes, the same operations */
+T512 static inline __attribute__((always_inline)) __m512
+vexp16(__m512 x)
+{
+	__mmask16 under = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_LT_OQ);
+	x = _mm512_mask_mov_ps(x, under, _mm512_set1_ps(-87.0f));
+	x = _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(x, _mm512_set1_ps(88.0f), _CMP_GT_OQ),
+	    _mm512_set1_ps(88.0f));
+	__m512 big = _mm512_set1_ps(12582912.0f);
+	__m512 n = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(x,
+	    _mm512_set1_ps(1.44269504088896341f)), big), big);
+	__m512 r = _mm512_sub_ps(x, _mm512_mul_ps(n, _mm512_set1_ps(0.693359375f)));
+	r = _mm512_sub_ps(r, _mm512_mul_ps(n, _mm512_set1_ps(-2.12194440e-4f)));
+	__m512 p = _mm512_set1_ps(1.9875691500e-4f);
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+	p = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
+	__m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvttps_epi32(n),
+	    _mm512_set1_epi32(127)), 23);
+	return _mm512_maskz_mov_ps((__mmask16)~under, _mm512_mul_ps(p, _mm512_castsi512_ps(e)));
+}
+
+/* softmax16 of one row of n <= nv*16 in registers t (the lanes past n
+ * are 0, last vector's lanes under m valid) into out */
+T512 static inline __attribute__((always_inline)) void
+smrow(int nv, __m512 *t, const float *bias, const float *mask, __mmask16 m, float *out, int n)
+{
+	__m512 m16 = _mm512_set1_ps(-INFINITY);
+#pragma GCC unroll 4
+	for (int v = 0; v < nv; v++) {
+		__mmask16 k = v < nv - 1 ? 0xffff : m;
+		if (bias)
+			t[v] = _mm512_add_ps(t[v], _mm512_maskz_loadu_ps(k, bias + 16 * v));
+		if (mask)
+			t[v] = _mm512_add_ps(t[v], _mm512_maskz_loadu_ps(k, mask + 16 * v));
+		m16 = _mm512_mask_max_ps(m16, k, m16, t[v]);
+	}
+	__m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(m16));
+	__m256 s8 = _mm256_setzero_ps();
+#pragma GCC unroll 4
+	for (int v = 0; v < nv; v++) {
+		__mmask16 k = v < nv - 1 ? 0xffff : m;
+		t[v] = _mm512_maskz_mov_ps(k, vexp16(_mm512_sub_ps(t[v], mx)));
+		s8 = _mm256_add_ps(s8, _mm512_castps512_ps256(t[v]));
+		if (n - 16 * v > 8)
+			s8 = _mm256_add_ps(s8, _mm256_castpd_ps(
+			    _mm512_extractf64x4_pd(_mm512_castps_pd(t[v]), 1)));
+	}
+	float s[8];
+	_mm256_storeu_ps(s, s8);
+	__m512 inv = _mm512_set1_ps(1.0f / (((s[0] + s[1]) + (s[2] + s[3])) +
+	    ((s[4] + s[5]) + (s[6] + s[7]))));
+#pragma GCC unroll 4
+	for (int v = 0; v < nv; v++) {
+		if (v < nv - 1)
+			_mm512_storeu_ps(out + 16 * v, _mm512_mul_ps(t[v], inv));
+		else
+			_mm512_mask_storeu_ps(out + 16 * v, m, _mm512_mul_ps(t[v], inv));
+	}
+}
+
+/* the columns c.. of a row of C, as a mask */
+#define TAIL(C, c) ((__mmask16)((C) - (c) >= 16 ? 0xffff : (1u << ((C) - (c))) - 1))
+
+/* softmax_rows of the (R, C) rows x after x += bias, x += mask (either
+ * NULL), in three passes over all rows, each row's work independent of
+ * the others' (one row at a time is a chain of latencies: maximum,
+ * exponentials, sum, reciprocal): x + bias + mask - max; then the
+ * exponentials of the whole matrix, 16 at a time across rows (no lanes
+ * lost to the rows' tails); then each row's sum and scaling */
+T512 static void
+softmax16(float *x, const float *bias, const float *mask, int R, int C)
+{
+	for (int r = 0; r < R; r++) {
+		float *v = x + (size_t)r * C;
+		size_t o = (size_t)r * C;
+		__m512 m16 = _mm512_set1_ps(-INFINITY);
+		for (int c = 0; c < C; c += 16) {
+			__mmask16 k = TAIL(C, c);
+			__m512 t = _mm512_maskz_loadu_ps(k, v + c);
+			if (bias)
+				t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(k, bias + o + c));
+			if (mask)
+				t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(k, mask + o + c));
+			_mm512_mask_storeu_ps(v + c, k, t);
+			m16 = _mm512_mask_max_ps(m16, k, m16, t);
+		}
+		__m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(m16));
+		for (int c = 0; c < C; c += 16) {
+			__mmask16 k = TAIL(C, c);
+			_mm512_mask_storeu_ps(v + c, k, _mm512_sub_ps(_mm512_maskz_loadu_ps(k, v + c), mx));
+		}
+	}
+	size_t n = (size_t)R * C, i = 0;
+	for (; i + 16 <= n; i += 16)
+		_mm512_storeu_ps(x + i, vexp16(_mm512_loadu_ps(x + i)));
+	if (i < n) {
+		__mmask16 k = TAIL((int)(n - i), 0);
+		_mm512_mask_storeu_ps(x + i, k, vexp16(_mm512_maskz_loadu_ps(k, x + i)));
+	}
+	for (int r = 0; r < R; r++) {
+		float *v = x + (size_t)r * C;
+		__m256 s8 = _mm256_setzero_ps();
+		for (int c = 0; c < C; c += 16) {
+			__m512 e = _mm512_maskz_loadu_ps(TAIL(C, c), v + c);
+			s8 = _mm256_add_ps(s8, _mm512_castps512_ps256(e));
+			if (C - c > 8)
+				s8 = _mm256_add_ps(s8, _mm256_castpd_ps(
+				    _mm512_extractf64x4_pd(_mm512_castps_pd(e), 1)));
+		}
+		float s[8];
+		_mm256_storeu_ps(s, s8);
+		__m512 inv = _mm512_set1_ps(1.0f / (((s[0] + s[1]) + (s[2] + s[3])) +
+		    ((s[4] + s[5]) + (s[6] + s[7]))));
+		for (int c = 0; c < C; c += 16) {
+			__mmask16 k = TAIL(C, c);
+			_mm512_mask_storeu_ps(v + c, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, v + c), inv));
+		}
+	}
+}
+
+T512 void
+attn512_forward(const float *q, const float *k, const float *v, ptrdiff_t ld,
+    int N, int D, const float *bias, const float *mask, float *S, float *out,
+    ptrdiff_t ldo)
+{
+	transpose(k, ld, N, D);
+	if (N <= 64) {	/* whole rows of S in registers: softmax there */
+		int nv = (N + 15) / 16, t = N - 16 * (nv - 1), mr = mrs[nv];
+		__mmask16 m = (__mmask16)(t == 16 ? 0xffff : (1u << t) - 1);
+		for (int i = 0; i < N; i += mr)
+			rows_sm(N - i < mr ? N - i : mr, nv, D, q + i * ld, ld, 1, tbuf, N, m,
+			    S + (size_t)i * N, N, bias ? bias + (size_t)i * N : NULL,
+			    mask ? mask + (size_t)i * N : NULL);
+	} else {
+		mm(N, N, D, q, ld, 1, tbuf, N, 1.0f, S, N);
+		softmax16(S, bias, mask, N, N);
+	}
+	const float *g = gather(v, &ld, N, D);
+	mm(N, D, N, S, N, 1, g, ld, 1.0f, out, ldo);
+}
+
+T512 void
+attn512_backward(const float *q, const float *k, const float *v, ptrdiff_t ld,
+    const float *dO, ptrdiff_t ldo, float *P, float *dP, int N, int D,
+    float scale, float *dq, float *dk, float *dv)
+{
+	ptrdiff_t lg = ldo;
+	const float *g = gather(dO, &lg, N, D);
+	mm(N, D, N, P, 1, N, g, lg, 1.0f, dv, ld);
+	transpose(v, ld, N, D);
+	mm(N, N, D, g, lg, 1, tbuf, N, 1.0f, dP, N);
+	attn_dsoftmax(P, dP, N);
+	lg = ld;
+	g = gather(k, &lg, N, D);
+	mm(N, D, N, P, N, 1, g, lg, scale, dq, ld);
+	lg = ld;
+	g = gather(q, &lg, N, D);
+	mm(N, D, N, P, 1, N, g, lg, 1.0f, dk, ld);
+}
+
+#else
+
+int
+attn512_ok(int N, int D)
+{
+	return 0;
+}
+
+void
+attn512_forward(const float *q, const float *k, const float *v, ptrdiff_t ld,
+    int N, int D, const float *bias, const float *mask, float *S, float *out,
+    ptrdiff_t ldo)
+{
+}
+
+void
+attn512_backward(const float *q, const float *k, const float *v, ptrdiff_t ld,
+    const float *dO, ptrdiff_t ldo, float *P, float *dP, int N, int D,
+    float scale, float *dq, float *dk, float *dv)
+{
+}
+
+#endif
