@@ -30,6 +30,8 @@ png=${ABL_PNG:-$here/ablations}
 [ $mode = test ] && png=${ABL_PNG:-${1:-ablations-run}/pictures}
 case $out in /*) ;; *) out=$(pwd)/$out ;; esac
 case $png in /*) ;; *) png=$(pwd)/$png ;; esac
+# the pictures' links in the results file: relative when beside it
+pics=$png; [ "$(dirname "$png")" = "$(dirname "$out")" ] && pics=$(basename "$png")
 warm=$((steps / 20 + 1))
 dir=${1:-ablations-run}
 src=/usr/share/datasets/fashion-mnist
@@ -284,21 +286,21 @@ EOT
 
 ## Pictures
 
-- [accuracy against AvgDist](ablations/acc-avgdist.png) (the paper's figure of fine-tuning accuracy
+- [accuracy against AvgDist](${pics}/acc-avgdist.png) (the paper's figure of fine-tuning accuracy
   against AvgDist; here the probe top-1 of the masking rows, seed 0, drawn by \`mim-view --curve
   masking.jsonl --field acc1 --x avgdist\`)
-- [masks on a photo](ablations/masks-photo.png): a Debian wallpaper (Kite) at 192 px, ratio 0.6, under random
+- [masks on a photo](${pics}/masks-photo.png): a Debian wallpaper (Kite) at 192 px, ratio 0.6, under random
   masks of 4, 8, 16 and 32 px cells, the square mask and BEiT's block-wise mask (top to bottom; \`mim-mask
   -s ... -m ... -r 0.6 --seed 3\`)
-- [reconstructions under the three mask types](ablations/recon-masktypes.png): the first 4 test images through
+- [reconstructions under the three mask types](${pics}/recon-masktypes.png): the first 4 test images through
   the models of rows random-m8-r0.6, central-m4-r0.6 and block-m4-r0.6 (4 rows each, in that order), each
   under its own kind of mask (seed 7): original | masked | reconstruction | prediction
-- [masked-only against all-pixel loss](ablations/recon-region.png): rows random-m8-r0.6 (loss on masked pixels,
+- [masked-only against all-pixel loss](${pics}/recon-region.png): rows random-m8-r0.6 (loss on masked pixels,
   first 4) and all (loss on all pixels, last 4)
-- [mask patch sizes at ratio 0.6](ablations/recon-maskpatch.png): rows random-m4-r0.6, random-m8-r0.6 and
+- [mask patch sizes at ratio 0.6](${pics}/recon-maskpatch.png): rows random-m4-r0.6, random-m8-r0.6 and
   random-m16-r0.6
 
-![probe top-1 against AvgDist](ablations/acc-avgdist.png)
+![probe top-1 against AvgDist](${pics}/acc-avgdist.png)
 EOT
 	fi
 	printf '\nTime: %s s for the rows, %s s in all.\n' $train_s $total_s
