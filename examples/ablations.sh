@@ -17,6 +17,9 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 cmdline="$0${1:+ $1}"
+[ -n "${STEPS:-}" ] && cmdline="STEPS=$STEPS $cmdline"
+[ -n "${ABL_PNG:-}" ] && cmdline="ABL_PNG=$ABL_PNG $cmdline"
+[ -n "${ABL_OUT:-}" ] && cmdline="ABL_OUT=$ABL_OUT $cmdline"
 mode=full
 [ -n "${QUICK:-}" ] && [ "${QUICK:-}" != 0 ] && mode=quick
 [ -n "${ABL_TEST:-}" ] && [ "${ABL_TEST:-}" != 0 ] && mode=test
