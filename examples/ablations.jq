@@ -37,7 +37,9 @@ def with_base(g; name; paper): ([ $base | select(. != null) | .name = name | .pa
    else "The largest difference between the two seeds of a row is " + r($spread; 2) + " points of top-1 (rows with two seeds show both: seed 0 / seed 1); differences up to that are called *within noise* below." end)
 + (if $init != null then " Without pretraining (the initialisation of seed 0, probed the same way) the probe scores " + r($init.acc1; 2) + " %." else "" end)
 + "\n\n## Masking strategy, mask patch and ratio\n\n"
-+ table([ $s0[] | select(.group == "masking") ]
++ table([ $s0[] | select(.group == "masking")
+		| if (.name | startswith("random")) and .name != "random-m8-r0.6"
+		  then .paper = "random masking: patch 32 best and robust to the ratio; smaller patches want higher ratios" else . end ]
 	| (map(select(.name | startswith("random"))) | sort_by(.name | capture("m(?<m>[0-9]+)-r(?<r>[0-9.]+)") | [(.m | tonumber), (.r | tonumber)]))
 	  + map(select(.name | startswith("random") | not)); .name; false)
 + "\n\n"
