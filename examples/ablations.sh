@@ -39,6 +39,9 @@ warm=$((steps / 20 + 1))
 dir=${1:-ablations-run}
 src=/usr/share/datasets/fashion-mnist
 start=$(date +%s)
+# the commit of this script, taken now (the file is written at the end)
+rev=$(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo "?")
+git -C "$here" diff --quiet HEAD -- ablations.sh ablations.jq 2>/dev/null || rev="$rev with changes"
 mkdir -p "$dir/rows-$steps" "$png"
 cd "$dir"
 say() { printf '== %s\n' "$*" >&2; }
@@ -244,7 +247,7 @@ host_cpu=$(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n 1)
 
 Written by \`$cmdline\` (examples/ablations.sh) on $(date -u '+%Y-%m-%d %H:%M UTC'), in $((total_s / 60)) min $((total_s % 60)) s
 (rows already in DIR/rows-$steps from an earlier invocation of the same command are reused: the time each row
-took when it was computed is in *Time per row* below), on $(nproc) cores ($host_cpu; other jobs shared them), from commit $(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo "?"). $note
+took when it was computed is in *Time per row* below), on $(nproc) cores ($host_cpu; other jobs shared them), from commit $rev. $note
 Every number below comes from that run; rerun the command to get them again (the same seed gives the same
 masks, data order and initialisation; timings and img/s vary with the machine's load).
 
