@@ -11,7 +11,7 @@ def opts(x): [ (if x.init != "" then "INIT " + code(x.init) else empty end),
 
 . as $all
 | [ $all[] | select(.seed == 0) ] as $s0
-| def other(x): [ $all[] | select(.name == x.name and .seed != x.seed) ][0];
+| def other(x): x as $x | [ $all[] | select(.name == $x.name and .seed != $x.seed) ][0];
 # the spread: the largest difference of top-1 between the two seeds of a row
 [ $s0[] | other(.) as $o | select($o != null) | (.acc1 - $o.acc1 | fabs) ] as $diffs
 | (if ($diffs | length) > 0 then ($diffs | max) else null end) as $spread

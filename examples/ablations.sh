@@ -11,7 +11,8 @@
 #   QUICK=1 examples/ablations.sh   a subset of rows, STEPS=150 (about 15 min)
 #   ABL_TEST=1 examples/ablations.sh DIR   two rows, 5 steps, 500 images (the
 #                                   suite's check that the script still runs)
-# Environment: STEPS, ABL_OUT (results file), ABL_PNG (folder of pictures).
+# Environment: STEPS, ABL_OUT (results file), ABL_PNG (folder of pictures),
+# ABL_NOTE (a sentence for the results file's header: how the run went).
 # Rows already done in DIR with the same steps (DIR/rows-STEPS/NAME-sSEED.json)
 # are not run again.
 set -eu
@@ -248,6 +249,7 @@ host_cpu=$(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n 1)
 Written by \`$cmdline\` (examples/ablations.sh) on $(date -u '+%Y-%m-%d %H:%M UTC'), in $((total_s / 60)) min $((total_s % 60)) s
 (rows already in DIR/rows-$steps from an earlier invocation of the same command are reused: the time each row
 took when it was computed is in *Time per row* below), on $(nproc) cores ($host_cpu; other jobs shared them), from commit $rev. $note
+${ABL_NOTE:-}
 Every number below comes from that run; rerun the command to get them again (the same seed gives the same
 masks, data order and initialisation; timings and img/s vary with the machine's load).
 
