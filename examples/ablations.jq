@@ -11,7 +11,7 @@ def opts(x): [ (if x.init != "" then "INIT " + code(x.init) else empty end),
 
 . as $all
 | [ $all[] | select(.seed == 0) ] as $s0
-| def other(x): x as $x | [ $all[] | select(.name == $x.name and .seed != $x.seed) ][0];
+| def other(x): x as $x | ($x.key // $x.name) as $k | [ $all[] | select(.name == $k and .seed != $x.seed) ][0];
 # the spread: the largest difference of top-1 between the two seeds of a row
 [ $s0[] | other(.) as $o | select($o != null) | (.acc1 - $o.acc1 | fabs) ] as $diffs
 | (if ($diffs | length) > 0 then ($diffs | max) else null end) as $spread
@@ -29,7 +29,7 @@ def table(rows; lab; extra):
 	+ ([ rows[] | "| " + lab + " | " + opts(.) + " | " + r(.avgdist; 2) + " | " + r(.frac; 3)
 		+ " | " + r(.loss; 4) + " | " + top1(.) + " | "
 		+ (if extra then r(.img_per_s; 0) + " | " else "" end) + .paper + " |" ] | join("\n"));
-def with_base(g; name; paper): ([ $base | select(. != null) | .name = name | .paper = paper ]
+def with_base(g; name; paper): ([ $base | select(. != null) | .key = .name | .name = name | .paper = paper ]
 	+ [ $s0[] | select(.group == g) ]);
 
 "*Noise.* "
