@@ -293,8 +293,10 @@ main(int argc, char **argv)
 		struct mim_frame *f = mim_load(ckpt);
 		if (!f)
 			die_lib();
-		if (!(probe = mim_probe_from_frame(f)))
+		if (!(probe = mim_probe_from_frame(f))) {
+			mim_frame_free(f);	/* nothing left for LeakSanitizer */
 			die("%s: %s", ckpt, mim_errmsg());
+		}
 		struct apply a = {.latent_meta = mim_meta_get(f, "mim.latent")};
 		cli_stdout_not_tty();
 		cli_frames(argv + optind, 1, apply_frame, &a);
