@@ -19,6 +19,7 @@
 #include "mim/gemm.h"
 #include "mim/mask.h"
 #include "mim/prof.h"
+#include "mim/eval.h"
 #include "mim/train.h"
 
 #define BAD 1000	/* an agreement's verdict: above any signal number */
@@ -682,32 +683,6 @@ val_room(struct mim_run *r, int B, size_t *nl)
  * validation trains the same bytes as one without (the frame in hand, its
  * mask in r->maskbuf, stays too). With loss NULL, check
  * the first frame only. 0, or -1 with the error set. */
-/* A classifier's batch (logits (B,K), labels): the sum of the
- * cross-entropies (torch's CrossEntropyLoss, unsmoothed), and the top-1 and
- * top-5 hits (timm's accuracy: the label among the k largest logits, here
- * fewer than k logits above the label's). */
-static double
-cls_scores(const float *logits, const int64_t *label, int B, int K, long hits[2])
-{
-	double sum = 0;
-
-	for (int b = 0; b < B; b++) {
-		const float *z = logits + (size_t)b * K;
-		double mx = -INFINITY, se = 0;
-		int above = 0;
-		for (int k = 0; k < K; k++)
-			mx = z[k] > mx ? z[k] : mx;
-		for (int k = 0; k < K; k++) {
-			se += exp((double)z[k] - mx);
-			above += z[k] > z[label[b]];
-		}
-		sum += mx + log(se) - z[label[b]];
-		hits[0] += above < 1;
-		hits[1] += above < 5;
-	}
-	return sum;
-}
-
 static int
 validate(struct mim_run *r, double *loss, long *nf)
 {
@@ -715,11 +690,17 @@ validate(struct mim_run *r, double *loss, long *nf)
 	struct mim_reader *rd = mim_reader_open(r->val);
 	struct mim_frame *f = NULL;
 	double sum = 0;
-	long k = 0, images = 0, hits[2] = {0, 0};
-	int rc = 0;
+	long k = 0;
+	int rc = 0, bad = 0;
+	/* a classifier's scores as mim-eval's (labels checked by check_batch,
+	 * so only a non-finite logit makes it refuse a batch: then the loss
+	 * and the accuracies are NaN, as a regression loss would be) */
+	struct mim_eval *ev = loss && mim_is_classifier(c) ? mim_eval_new(c->num_classes) : NULL;
 
-	if (!rd)
+	if (!rd || (loss && mim_is_classifier(c) && !ev)) {
+		mim_reader_close(rd);
 		return -1;
+	}
 	while ((loss || k < 1) && (!r->val_batches || k < r->val_batches) &&
 	    (rc = mim_read_frame(rd, &f)) > 0) {
 		const float *img;
@@ -732,11 +713,10 @@ validate(struct mim_run *r, double *loss, long *nf)
 			rc = -1;
 			break;
 		}
-		if (loss && mim_is_classifier(c))
-			sum += cls_scores(r->vbuf + nl, r->vlabels, B, c->num_classes, hits);
+		if (ev)
+			bad = bad || mim_eval_add(ev, r->vbuf + nl, r->vlabels, B) < 0;
 		else if (loss)
 			sum += mim_model_loss(r->model, &r->t->o.loss, B, img, mask, r->vbuf + nl, NULL);
-		images += B;
 		k++;
 		mim_frame_free(f);
 		f = NULL;
@@ -745,17 +725,16 @@ validate(struct mim_run *r, double *loss, long *nf)
 	if (rc == 0 && k == 0)
 		rc = mim_seterr("%s: no frames", mim_reader_name(rd));
 	mim_reader_close(rd);
-	if (rc < 0)
-		return -1;
-	if (loss) {
+	if (rc >= 0 && loss) {
 		/* a classifier: the mean over images, and the accuracies */
-		int cls = mim_is_classifier(c);
-		*loss = sum / (double)(cls ? images : k);
+		double n = ev ? (double)ev->n : 0;
+		*loss = !ev ? sum / (double)k : bad ? NAN : ev->loss / n;
 		*nf = k;
-		r->vacc[0] = cls ? 100.0 * (double)hits[0] / (double)images : NAN;
-		r->vacc[1] = cls ? 100.0 * (double)hits[1] / (double)images : NAN;
+		r->vacc[0] = ev && !bad ? 100.0 * (double)ev->top1 / n : NAN;
+		r->vacc[1] = ev && !bad ? 100.0 * (double)ev->top5 / n : NAN;
 	}
-	return 0;
+	mim_eval_free(ev);
+	return rc < 0 ? -1 : 0;
 }
 
 /* At the start: the stream opens and its first frame fits the model
