@@ -81,7 +81,9 @@ void attn512_backward(const float *q, const float *k, const float *v, ptrdiff_t 
  * softmax's exp(-87)/sum was subnormal, and every operation giving a
  * subnormal is a microcode assist: attention_forward on windows of 36
  * with 3/7 of every window's scores masked ran ten times slower (165
- * against 17 us a window and head, one thread, a bench not committed). */
+ * against 17 us a window and head, one thread, a bench not committed;
+ * bench/attnbench.c times attention now). attn512.c's vexp16 is the same
+ * operations in 16 lanes (test_kern_attn512 checks the bits): change both. */
 VINLINE v8f
 vexp(v8f x)
 {
