@@ -2,8 +2,8 @@
  *
  * Threads: one knob, mim_threads(), and one set of threads: the pool
  * (pool.c). BLAS itself runs single-threaded; a product big enough to
- * share is cut into blocks of rows (or columns) of C, each one sgemm on
- * one pool thread. OpenBLAS's own pthreads would otherwise spin
+ * share is cut into blocks (of rows, columns and the sum over K: "the
+ * cut" below), each one sgemm on one pool thread. OpenBLAS's own pthreads would otherwise spin
  * (sched_yield) for a while after every product and take a core from the
  * pool's next loop.
  * Small products (attention heads, Swin windows: up to a few million
@@ -109,14 +109,15 @@ struct operands {
 	const void *A, *B;
 };
 
-/* op(A) rows [m0, m0+M) and op(B) columns [n0, n0+N) of o, times, into C */
+/* op(A) rows [m0, m0+M) x columns [k0, k0+K) times op(B) rows [k0, k0+K)
+ * x columns [n0, n0+N) of o, into C */
 static void
-leaf(const struct operands *o, int m0, int n0, int M, int N, int K, float alpha,
+leaf(const struct operands *o, int m0, int n0, int k0, int M, int N, int K, float alpha,
     float beta, float *C, int ldc)
 {
 	int ta = o->ta, tb = o->tb;
-	size_t ao = ta ? (size_t)m0 : (size_t)m0 * o->lda;
-	size_t bo = tb ? (size_t)n0 * o->ldb : (size_t)n0;
+	size_t ao = ta ? (size_t)k0 * o->lda + m0 : (size_t)m0 * o->lda + k0;
+	size_t bo = tb ? (size_t)n0 * o->ldb + k0 : (size_t)k0 * o->ldb + n0;
 
 	if (o->bf16) {
 		const uint16_t *A = (const uint16_t *)o->A + ao, *B = (const uint16_t *)o->B + bo;
@@ -198,34 +199,212 @@ to_bf16(int i, const float *x, int ldx, int rows, int cols)
 	return y;
 }
 
-/* one product cut into blocks of C for the pool */
+/* ---- the cut ------------------------------------------------------------------
+ * A product shared by nt threads is cut into a grid of gm x gn x gk blocks,
+ * at most nt of them: gm blocks of rows of C (each a multiple of
+ * MIM_GEMM_ROWS rows), gn of columns (multiples of 16) and gk slices of
+ * the sum over K (multiples of KALIGN). Each block is one single-threaded
+ * sgemm (or oneDNN matmul) on one pool thread, and each such call packs
+ * the block's rows of op(A) and its columns of op(B) over its slice of K
+ * anew. A block of a one-dimensional cut packs the whole of the other
+ * operand, so at many threads the packing grows with the thread count
+ * while each block's share of the multiply-adds shrinks: for a weight
+ * gradient (M, N the layer's widths, K every token of the batch) every
+ * thread would read all of op(B). The grid is the one of least cost per
+ * thread (cost() below: elements packed, plus the multiply-adds at
+ * MACS_PER_ELEM to an element, plus the sum of the partial products a cut
+ * of K needs), kept only where it beats the one-dimensional cut of the
+ * longer side by GRID_GAIN; else that cut, as before. The partial products
+ * of K's slices go to buffers of the calling thread and are added to C in
+ * order afterwards. The grid depends only on the shape and mim_threads(),
+ * so a product gives the same bits from run to run for a given thread
+ * count. An epilogue (mim_gemm_ex) needs whole rows or whole columns:
+ * products with one are cut in one dimension only. */
+
+#define KALIGN 64
+#define MACS_PER_ELEM 32.0
+#define GRID_GAIN 0.9		/* a grid must cost under 0.9 of the 1-D cut */
+
+struct grid {
+	int gm, gn, gk;		/* blocks along M, N, K */
+	int pm, pn, pk;		/* rows, columns, slice of K per block */
+};
+
+static enum mim_gemm_cut cut_mode = -1;
+static int forced[3];		/* mim_gemm_set_grid */
+
+void
+mim_gemm_set_cut(enum mim_gemm_cut c)
+{
+	cut_mode = c;
+}
+
+void
+mim_gemm_set_grid(const int g[3])
+{
+	for (int i = 0; i < 3; i++)
+		forced[i] = g ? g[i] : 0;
+}
+
+static enum mim_gemm_cut
+cut(void)
+{
+	if ((int)cut_mode < 0) {
+		const char *s = getenv("MIM_GEMM_CUT");
+		cut_mode = s && strcmp(s, "1d") == 0 ? MIM_CUT_1D : MIM_CUT_AUTO;
+	}
+	return cut_mode;
+}
+
+static int
+up(int x, int a)
+{
+	return (x + a - 1) / a * a;
+}
+
+/* the grid of fm x fn x fk blocks (fewer where rounding the blocks up to
+ * their multiples leaves some empty) */
+static struct grid
+grid_of(int M, int N, int K, int fm, int fn, int fk)
+{
+	struct grid g;
+
+	g.pm = fm > 1 ? up((M + fm - 1) / fm, MIM_GEMM_ROWS) : M;
+	g.pn = fn > 1 ? up((N + fn - 1) / fn, 16) : N;
+	g.pk = fk > 1 ? up((K + fk - 1) / fk, KALIGN) : K;
+	g.gm = (M + g.pm - 1) / g.pm;
+	g.gn = (N + g.pn - 1) / g.pn;
+	g.gk = (K + g.pk - 1) / g.pk;
+	return g;
+}
+
+/* the work of the busiest thread, in operand elements packed */
+static double
+cost(const struct grid *g, int M, int N, int nt)
+{
+	double c = (double)(g->pm + g->pn) * g->pk + (double)g->pm * g->pn * g->pk / MACS_PER_ELEM;
+
+	if (g->gk > 1)		/* the partial product written, then all summed */
+		c += (double)g->pm * g->pn + (double)(g->gk + 1) * M * N / nt;
+	return c;
+}
+
+static struct grid
+plan(int M, int N, int K, int nt, int epi)
+{
+	struct grid one = M >= N ? grid_of(M, N, K, nt, 1, 1) : grid_of(M, N, K, 1, nt, 1);
+
+	if (forced[0] > 0 && forced[1] > 0 && forced[2] > 0 && !epi)
+		return grid_of(M, N, K, forced[0], forced[1], forced[2]);
+	if (epi || cut() == MIM_CUT_1D || nt < 2)
+		return one;
+	struct grid best = one;
+	double bc = cost(&one, M, N, nt) * GRID_GAIN;
+	for (int fm = 1; fm <= nt; fm++)
+		for (int fn = 1; fm * fn <= nt; fn++) {
+			int fk = nt / (fm * fn);
+			if (fm * fn * fk != nt)
+				continue;
+			struct grid g = grid_of(M, N, K, fm, fn, fk);
+			double c = cost(&g, M, N, nt);
+			if (c < bc) {
+				best = g;
+				bc = c;
+			}
+		}
+	return best;
+}
+
+/* the blocks of one product, for the pool */
 struct split {
-	int M, N, K, ldc, rows, per;
+	int M, N, K, ldc;
+	struct grid g;
 	float alpha, beta;
 	const struct operands *o;
-	float *C;
+	float *C, *part;	/* part: the gk-1 partial products of K's slices,
+				 * M x N each */
 	void (*epi)(void *, int, int, int, int);
 	void *ctx;
 };
+
+static int
+min(int a, int b)
+{
+	return a < b ? a : b;
+}
 
 static void
 split_task(void *p, int i)
 {
 	const struct split *s = p;
-	int lo = i * s->per, hi = lo + s->per;
+	const struct grid *g = &s->g;
+	int im = i % g->gm, in = i / g->gm % g->gn, ik = i / (g->gm * g->gn);
+	int m0 = im * g->pm, n0 = in * g->pn, k0 = ik * g->pk;
+	int m1 = min(m0 + g->pm, s->M), n1 = min(n0 + g->pn, s->N), k1 = min(k0 + g->pk, s->K);
 
-	if (s->rows) {		/* rows [lo,hi) of C */
-		hi = hi < s->M ? hi : s->M;
-		leaf(s->o, lo, 0, hi - lo, s->N, s->K, s->alpha, s->beta,
-		    s->C + (size_t)lo * s->ldc, s->ldc);
-		if (s->epi)
-			s->epi(s->ctx, lo, hi, 0, s->N);
-	} else {		/* columns [lo,hi) */
-		hi = hi < s->N ? hi : s->N;
-		leaf(s->o, 0, lo, s->M, hi - lo, s->K, s->alpha, s->beta, s->C + lo, s->ldc);
-		if (s->epi)
-			s->epi(s->ctx, 0, s->M, lo, hi);
+	if (ik == 0)
+		leaf(s->o, m0, n0, k0, m1 - m0, n1 - n0, k1 - k0, s->alpha, s->beta,
+		    s->C + (size_t)m0 * s->ldc + n0, s->ldc);
+	else
+		leaf(s->o, m0, n0, k0, m1 - m0, n1 - n0, k1 - k0, s->alpha, 0,
+		    s->part + (size_t)(ik - 1) * s->M * s->N + (size_t)m0 * s->N + n0, s->N);
+	if (s->epi)
+		s->epi(s->ctx, m0, m1, n0, n1);
+}
+
+/* C += the partial products, in order, rows [lo, hi) of the task's share */
+static void
+sum_task(void *p, int i)
+{
+	const struct split *s = p;
+	int lo = i * MIM_GEMM_ROWS, hi = min(lo + MIM_GEMM_ROWS, s->M);
+	size_t mn = (size_t)s->M * s->N;
+
+	for (int r = lo; r < hi; r++) {
+		float *c = s->C + (size_t)r * s->ldc;
+		for (int k = 1; k < s->g.gk; k++) {
+			const float *q = s->part + (k - 1) * mn + (size_t)r * s->N;
+			for (int j = 0; j < s->N; j++)
+				c[j] += q[j];
+		}
 	}
+}
+
+/* the calling thread's buffer for partial products */
+static _Thread_local float *partbuf;
+static _Thread_local size_t partcap;
+
+static float *
+partials(size_t n)
+{
+	if (n > partcap) {
+		free(partbuf);
+		partcap = 0;
+		if (!(partbuf = malloc(n * sizeof(float))))
+			return NULL;
+		partcap = n;
+	}
+	return partbuf;
+}
+
+/* products that run on the calling thread */
+static int
+shared_whole(int M, int N, int K, int nt)
+{
+	return nt == 1 || pool_in_job() || 2.0 * M * N * K < SPLIT_FLOPS || (M < 32 && N < 32);
+}
+
+void
+mim_gemm_grid(int M, int N, int K, int epi, int g[3])
+{
+	int nt = mim_threads();
+	struct grid p = {1, 1, 1, M, N, K};
+
+	if (M > 0 && N > 0 && K > 0 && !shared_whole(M, N, K, nt) && !pool_blas_threaded())
+		p = plan(M, N, K, nt, epi);
+	g[0] = p.gm;
+	g[1] = p.gn;
+	g[2] = p.gk;
 }
 
 void
@@ -255,27 +434,24 @@ mim_gemm_ex(int ta, int tb, int M, int N, int K, float alpha, const float *A,
 		if (a && b)	/* (else float, rather than fail) */
 			o = (struct operands){1, ta, tb, ta ? M : K, tb ? K : N, a, b};
 	}
-	int whole = nt == 1 || pool_in_job() || flops < SPLIT_FLOPS || (M < 32 && N < 32);
+	int whole = shared_whole(M, N, K, nt);
 
 	if (whole || (pool_blas_threaded() && !o.bf16)) {
 		/* one call: single-threaded BLAS, or OpenBLAS's threads */
 		int bt = whole ? 1 : nt;
 		if (!pool_in_job())
 			pool_set_blas_threads(bt);
-		leaf(&o, 0, 0, M, N, K, alpha, beta, C, ldc);
+		leaf(&o, 0, 0, 0, M, N, K, alpha, beta, C, ldc);
 		if (epi)
 			epi(ctx, 0, M, 0, N);
 	} else {
-		/* cut the longer side of C into one block per thread (each
-		 * block packs the other operand anew: more blocks balance a
-		 * busy machine better but cost more packing, about 4% of a step
-		 * at two per thread), rows in multiples of MIM_GEMM_ROWS,
-		 * columns of 16 */
-		struct split s = {M, N, K, ldc, M >= N, 0, alpha, beta, &o, C, epi, ctx};
-		int len = s.rows ? M : N, tasks = nt, al = s.rows ? MIM_GEMM_ROWS : 16;
-		s.per = (len + tasks - 1) / tasks;
-		s.per = (s.per + al - 1) / al * al;
-		mim_parallel((len + s.per - 1) / s.per, split_task, &s);
+		struct split s = {M, N, K, ldc, plan(M, N, K, nt, epi != NULL), alpha, beta, &o, C,
+		    NULL, epi, ctx};
+		if (s.g.gk > 1 && !(s.part = partials((size_t)(s.g.gk - 1) * M * N)))
+			s.g = grid_of(M, N, K, M >= N ? nt : 1, M >= N ? 1 : nt, 1);
+		mim_parallel(s.g.gm * s.g.gn * s.g.gk, split_task, &s);
+		if (s.g.gk > 1)
+			mim_parallel((M + MIM_GEMM_ROWS - 1) / MIM_GEMM_ROWS, sum_task, &s);
 	}
 	MIM_PROF_END("gemm", t, flops);
 }

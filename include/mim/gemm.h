@@ -30,6 +30,20 @@ void mim_gemm_ex(int ta, int tb, int M, int N, int K, float alpha,
     const float *A, int lda, const float *B, int ldb, float beta, float *C,
     int ldc, void (*epi)(void *ctx, int m0, int m1, int n0, int n1), void *ctx);
 
+/* How a product is shared by the pool's threads (lib/gemm.c, "the cut"):
+ * MIM_CUT_AUTO, a grid of blocks of rows, columns and slices of K chosen
+ * by a cost model per shape; MIM_CUT_1D, blocks of the longer side of C
+ * only (the rule before the grid, kept for measuring against; also
+ * MIM_GEMM_CUT=1d in the environment). mim_gemm_set_grid forces gm x gn
+ * x gk blocks on every product without an epilogue (NULL: the cut again),
+ * for the bench. mim_gemm_grid tells the blocks along M, N and K that
+ * mim_gemm(_ex, with an epilogue if epi) would cut an M x N x K product
+ * into at the present thread count (1, 1, 1: on the calling thread). */
+enum mim_gemm_cut { MIM_CUT_AUTO, MIM_CUT_1D };
+void mim_gemm_set_cut(enum mim_gemm_cut c);
+void mim_gemm_set_grid(const int g[3]);
+void mim_gemm_grid(int M, int N, int K, int epi, int g[3]);
+
 /* The same product for `batch` independent matrices at strides sA, sB, sC
  * (in floats). Small products (attention heads, Swin windows) are spread
  * over the thread pool, each on one thread (lib/smm.c or single-threaded

@@ -1,6 +1,7 @@
 /* test_gemm.c -- mim_gemm against a product in double: float and bf16
  * precision, every transpose, alpha and beta, the cut over the pool, the
- * epilogue, batches; and OpenBLAS's kernels against the CPU (lib/blas.c).
+ * epilogue, batches, the grids of blocks the cut makes (rows, columns,
+ * slices of K) at many threads; and OpenBLAS's kernels against the CPU (lib/blas.c).
  * t-mim-info.sh runs it again with OpenBLAS made to choose Prescott. */
 #include <string.h>
 
@@ -163,6 +164,69 @@ epilogue(const char *p)
 	free(sum);
 }
 
+/* the cut at 16 threads (on any machine: the pool only runs the blocks):
+ * forced grids of rows, columns and slices of K, uneven on purpose, every
+ * transpose, beta 0 and 1; then the cost model's own choice for a weight
+ * gradient's shape (a long K: sliced), twice, to the same bits */
+static void
+grids(const char *p)
+{
+	static const int g[][3] = {{1, 1, 16}, {2, 2, 4}, {4, 1, 3}, {1, 3, 5}, {3, 5, 1}};
+	int nt = mim_threads(), bf = mim_gemm_precision() == MIM_PREC_BF16;
+	double lim = bf ? 1e-2 : 1e-5, rlim = bf ? 1e-5 : 1e-5;
+
+	mim_set_threads(16);
+	for (size_t i = 0; i < sizeof g / sizeof *g; i++) {
+		mim_gemm_set_grid(g[i]);
+		for (int t = 0; t < 4; t++) {
+			double rerr, e = check(t & 1, t >> 1, 300, 200, 1500, t == 3 ? 0.125f : 1.0f,
+			    t & 1 ? 1.0f : 0.0f, &rerr);
+			tap(e < lim && (!bf || rerr < rlim), "%s grid %dx%dx%d, 300x200x1500 ta %d tb %d: error %.2e",
+			    p, g[i][0], g[i][1], g[i][2], t & 1, t >> 1, e);
+		}
+	}
+	epilogue(p);	/* (a grid is not for products with an epilogue) */
+	mim_gemm_set_grid(NULL);
+
+	int M = 384, N = 96, K = 18432;		/* a Swin stage-0 fc1 dw, batch 8 */
+	int gd[3], ge[3], gf[3];
+	mim_gemm_grid(M, N, K, 0, gd);
+	mim_gemm_grid(M, N, K, 1, ge);
+	mim_gemm_grid(1160, 3072, 768, 1, gf);
+	tap(gd[2] > 1 && gd[0] * gd[1] * gd[2] <= 16 && ge[2] == 1 && (ge[0] == 1 || ge[1] == 1) &&
+	    gf[0] * gf[1] * gf[2] > 1 && (gf[0] == 1 || gf[1] == 1) && gf[2] == 1,
+	    "%s grids at 16 threads: %dx%dx%d for %dx%dx%d (K sliced), %dx%dx%d with an epilogue, "
+	    "%dx%dx%d for a ViT-B fc1 with its GELU (one dimension)", p, gd[0], gd[1], gd[2], M, N,
+	    K, ge[0], ge[1], ge[2], gf[0], gf[1], gf[2]);
+	mim_gemm_set_cut(MIM_CUT_1D);
+	mim_gemm_grid(M, N, K, 0, gd);
+	mim_gemm_set_cut(MIM_CUT_AUTO);
+	tap(gd[0] == 12 && gd[1] == 1 && gd[2] == 1, "%s MIM_CUT_1D: %dx%dx%d, rows of the longer side (24 a thread, rounded up to 32)",
+	    p, gd[0], gd[1], gd[2]);
+	float *A = malloc((size_t)K * M * sizeof *A), *B = malloc((size_t)K * N * sizeof *B);
+	float *C = malloc((size_t)M * N * sizeof *C), *C2 = malloc((size_t)M * N * sizeof *C2);
+	double *R = calloc((size_t)M * N, sizeof *R);
+	fill(A, (size_t)K * M, 21);
+	fill(B, (size_t)K * N, 22);
+	fill(C, (size_t)M * N, 23);
+	memcpy(C2, C, (size_t)M * N * sizeof *C);
+	for (size_t i = 0; i < (size_t)M * N; i++)
+		R[i] = C[i];
+	ref(1, 0, M, N, K, 1, A, M, B, N, 1, R, N, bf);
+	mim_gemm(1, 0, M, N, K, 1, A, M, B, N, 1, C, N);
+	mim_gemm(1, 0, M, N, K, 1, A, M, B, N, 1, C2, N);
+	double e = relnorm(C, R, M, N, N);
+	tap(e < 1e-5 && memcmp(C, C2, (size_t)M * N * sizeof *C) == 0,
+	    "%s the cut's own grid, %dx%dx%d at 16 threads: error %.2e%s, the same bits twice", p,
+	    M, N, K, e, bf ? " against the rounded operands" : "");
+	free(A);
+	free(B);
+	free(C);
+	free(C2);
+	free(R);
+	mim_set_threads(nt);
+}
+
 static void
 batch(const char *p)
 {
@@ -208,6 +272,7 @@ main(void)
 	tap(mim_gemm_precision() == MIM_PREC_FP32, "float products by default");
 	products("fp32");
 	epilogue("fp32");
+	grids("fp32");
 	batch("fp32");
 
 	if (mim_gemm_set_precision(MIM_PREC_BF16) < 0) {
@@ -218,6 +283,7 @@ main(void)
 	}
 	products("bf16");
 	epilogue("bf16");
+	grids("bf16");
 	batch("bf16");
 	tap(mim_gemm_set_precision(MIM_PREC_FP32) == 0 && mim_gemm_precision() == MIM_PREC_FP32,
 	    "back to float");
