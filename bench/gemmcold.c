@@ -2,9 +2,12 @@
  * cache and cold: how much of the gap between a training step's products
  * and the sgemm ceiling is the memory traffic of their operands.
  *
- *   gemmcold [-t threads] M N K [sets]
+ *   gemmcold [-t threads] [--dw] [--1d | -g GM,GN,GK] M N K [sets]
  *
- * C (M,N) = A (M,K) @ B^T (N,K), as linear_forward calls it. "hot": the
+ * C (M,N) = A (M,K) @ B^T (N,K), as linear_forward calls it; --dw: C =
+ * A^T (K,M) @ B (K,N), as linear_backward's weight gradient does. --1d:
+ * the product cut in one dimension (MIM_CUT_1D); -g: cut into that grid
+ * of blocks (mim_gemm_set_grid); else mim_gemm's own choice. "hot": the
  * same A, B, C again and again (best of 30: all in cache after the first);
  * "cold": `sets` distinct triples (default 40, together far beyond the last
  * level cache) in turn, median of 6 passes. Prints one JSON line, GFLOP/s.
@@ -32,18 +35,40 @@ filled(size_t n, unsigned *seed)
 	return p;
 }
 
+static void
+product(int dw, int M, int N, int K, const float *A, const float *B, float *C)
+{
+	if (dw)		/* dw (M,N) += dout^T (K,M)-stored @ inp (K,N) */
+		mim_gemm(1, 0, M, N, K, 1.0f, A, M, B, N, 1.0f, C, N);
+	else
+		mim_gemm(0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, C, N);
+}
+
 int
 main(int argc, char **argv)
 {
 	int i = 1, sets = 40;
 	unsigned seed = 1;
 
-	if (argc > 2 && strcmp(argv[1], "-t") == 0) {
-		mim_set_threads(atoi(argv[2]));
-		i = 3;
+	int dw = 0;
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		int g[3];
+		if (strcmp(argv[i], "-t") == 0 && i + 1 < argc) {
+			mim_set_threads(atoi(argv[++i]));
+		} else if (strcmp(argv[i], "--dw") == 0) {
+			dw = 1;
+		} else if (strcmp(argv[i], "--1d") == 0) {
+			mim_gemm_set_cut(MIM_CUT_1D);
+		} else if (strcmp(argv[i], "-g") == 0 && i + 1 < argc &&
+		    sscanf(argv[++i], "%d,%d,%d", &g[0], &g[1], &g[2]) == 3) {
+			mim_gemm_set_grid(g);
+		} else {
+			i = argc;
+			break;
+		}
 	}
 	if (argc - i < 3) {
-		fprintf(stderr, "usage: gemmcold [-t threads] M N K [sets]\n");
+		fprintf(stderr, "usage: gemmcold [-t threads] [--dw] [--1d | -g GM,GN,GK] M N K [sets]\n");
 		return 2;
 	}
 	int M = atoi(argv[i]), N = atoi(argv[i + 1]), K = atoi(argv[i + 2]);
@@ -63,19 +88,19 @@ main(int argc, char **argv)
 	double f = 2.0 * M * N * K, hot = 0, cold[6];
 	for (int it = 0; it < 30; it++) {
 		double t = now();
-		mim_gemm(0, 1, M, N, K, 1.0f, A[0], K, B[0], K, 0.0f, C[0], N);
+		product(dw, M, N, K, A[0], B[0], C[0]);
 		t = f / (now() - t) * 1e-9;
 		hot = t > hot ? t : hot;
 	}
 	for (int it = 0; it < 6; it++) {
 		double t = now();
 		for (int s = 0; s < sets; s++)
-			mim_gemm(0, 1, M, N, K, 1.0f, A[s], K, B[s], K, 0.0f, C[s], N);
+			product(dw, M, N, K, A[s], B[s], C[s]);
 		cold[it] = f * sets / (now() - t) * 1e-9;
 	}
 	qsort(cold, 6, sizeof *cold, cmpd);
-	printf("{\"M\":%d,\"N\":%d,\"K\":%d,\"threads\":%d,\"sets\":%d,\"hot\":%.1f,\"cold\":%.1f,"
-	    "\"cold_mb\":%.0f}\n", M, N, K, mim_threads(), sets, hot, (cold[2] + cold[3]) / 2,
+	printf("{\"dw\":%d,\"M\":%d,\"N\":%d,\"K\":%d,\"threads\":%d,\"sets\":%d,\"hot\":%.1f,\"cold\":%.1f,"
+	    "\"cold_mb\":%.0f}\n", dw, M, N, K, mim_threads(), sets, hot, (cold[2] + cold[3]) / 2,
 	    (double)sets * ((double)M * K + (double)N * K + (double)M * N) * 4 / 1048576);
 	return 0;
 }

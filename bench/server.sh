@@ -7,17 +7,20 @@
 #
 # In order, each part under its own time limit so that one slow part costs
 # only itself: the machine (lscpu, mim-info --system, PyTorch's parallel
-# info); the thread sweep of vit-tiny at batch 32 (1, 2, 4, ... threads);
+# info); the products' cut against the old one-dimensional cut
+# (MIM_GEMM_CUT=1d): gemmcold on weight-gradient and forward shapes, then
+# the training step of vit-tiny and swin-base at batch 32, the two taking
+# turns; the thread sweep of vit-tiny at batch 32 (1, 2, 4, ... threads);
 # the four models at batch 32, fp32 and bf16, training step, both sides
 # (bench/run.sh, one round, encoder columns left out); per-kernel profiles
 # of the base models at batch 32. Whatever finished is packed into
 # OUT.tar.gz with the tables (bench/report.py), also after a time-out.
 #
-# Environment: SERVER_PARTS (words of: sweep rows profile; default all
-# three), SERVER_THREADS (default: all CPUs), SERVER_MODELS (default
+# Environment: SERVER_PARTS (words of: cut sweep rows profile; default all
+# four), SERVER_THREADS (default: all CPUs), SERVER_MODELS (default
 # the four, base ones first), SERVER_PROFILE (models to profile, default vit-base
-# swin-base), SERVER_T_SWEEP, SERVER_T_ROWS, SERVER_T_PROFILE (seconds,
-# default 110, 330, 60); BENCH_PYTHON as for run.sh.
+# swin-base), SERVER_T_CUT, SERVER_T_SWEEP, SERVER_T_ROWS, SERVER_T_PROFILE
+# (seconds, default 100, 110, 330, 60); BENCH_PYTHON as for run.sh.
 set -u
 cd "$(dirname "$0")/.."
 TOP=$(pwd)
@@ -46,7 +49,31 @@ log "machine"
 	$PY -c 'import torch; print("torch", torch.__version__); print(torch.__config__.parallel_info()); print(torch.backends.cpu.get_cpu_capability() if hasattr(torch.backends, "cpu") else "")'
 } >"$R/machine.txt" 2>&1
 
-part() { case " ${SERVER_PARTS:-sweep rows profile} " in *" $1 "*) return 0 ;; esac; return 1; }
+part() { case " ${SERVER_PARTS:-cut sweep rows profile} " in *" $1 "*) return 0 ;; esac; return 1; }
+
+part cut && {
+log "cut: the grid against the 1-D cut, $NT threads"
+mkdir -p "$R/cut"
+SERVER_NT=$NT timeout -k 5 "${SERVER_T_CUT:-100}" sh -c '
+	B=$0/libexec/bench
+	# weight gradients (M N K = out, in, tokens at batch 32) and forward products
+	for s in "--dw 768 192 4640" "--dw 384 96 73728" "--dw 384 128 73728" "--dw 3072 768 4640" \
+	    "--dw 2048 512 4608" "1160 768 3072" "4640 576 192" "73728 384 96"; do
+		for c in 1d auto; do
+			[ $c = 1d ] && o=--1d || o=
+			"$B/gemmcold" -t "$SERVER_NT" $o $s 8 | sed "s/^{/{\"cut\":\"$c\",/"
+		done
+	done >"$1/gemmcold.jsonl"
+	for m in vit-tiny swin-base; do
+		for r in 1 2; do
+			for c in 1d auto; do
+				MIM_GEMM_CUT=$c "$B/stepbench" -t "$SERVER_NT" -b 32 -w 1 -n 2 --profile "$m" \
+				    >"$1/$m-$c-$r.json" 2>"$1/$m-$c-$r.txt"
+			done
+		done
+	done' "$TOP" "$R/cut" >"$R/cut.log" 2>&1
+log "cut done: rc $?"
+}
 
 part sweep && {
 log "sweep, vit-tiny batch 32, 1..$NT threads"

@@ -6,11 +6,13 @@
  * goes. Prints one JSON object on stdout; --profile adds a table on stderr.
  *
  *   stepbench [-t threads] [-b batch] [-s img_size] [-w warmup] [-n steps]
- *             [--encode] [--profile] [--ab-blas] [--precision P] PRESET
+ *             [--encode] [--profile] [--ab-blas | --ab-cut] [--precision P] PRESET
  *
  * --ab-blas alternates steps between products cut over libmim's pool and
  * OpenBLAS's own threads (mim_gemm_blas_threads) and reports both medians:
- * an A/B comparison that a noisy machine disturbs evenly.
+ * an A/B comparison that a noisy machine disturbs evenly. --ab-cut does
+ * the same between the products' grid (the default) and the
+ * one-dimensional cut (MIM_CUT_1D), with the CPU time of each side.
  *
  * --precision bf16: the products in bfloat16 (mim_gemm_set_precision).
  *
@@ -63,6 +65,8 @@ main(int argc, char **argv)
 			profile = 1;
 		else if (!strcmp(a, "--ab-blas"))
 			ab = 1;
+		else if (!strcmp(a, "--ab-cut"))
+			ab = 2;
 		else if (!strcmp(a, "--precision") && i + 1 < argc) {
 			int pr = mim_precision_parse(argv[++i]);
 			if (pr < 0 || mim_gemm_set_precision((enum mim_precision)pr) < 0) {
@@ -75,7 +79,7 @@ main(int argc, char **argv)
 			preset = a;
 		else {
 			fprintf(stderr, "usage: stepbench [-t threads] [-b batch] [-s img_size] "
-			    "[-w warmup] [-n steps] [--encode] [--profile] [--precision P] PRESET\n");
+			    "[-w warmup] [-n steps] [--encode] [--profile] [--ab-blas | --ab-cut] [--precision P] PRESET\n");
 			return 2;
 		}
 	}
@@ -126,10 +130,12 @@ main(int argc, char **argv)
 		die("train");
 	double *dt = malloc((size_t)n * sizeof *dt), *dtb = malloc((size_t)n * sizeof *dtb);
 	int na = 0, nb = 0;
-	double cputot = 0;
+	double cputot = 0, cpub = 0;
 	for (int s = 0; s < warm + n; s++) {
-		if (ab)
+		if (ab == 1)
 			mim_gemm_blas_threads(s % 2);
+		else if (ab == 2)
+			mim_gemm_set_cut(s % 2 ? MIM_CUT_1D : MIM_CUT_AUTO);
 		if (profile && s == warm) {
 			mim_prof_reset();
 			mim_prof_enable(1);
@@ -145,6 +151,8 @@ main(int argc, char **argv)
 		}
 		if (s >= warm && !(ab && s % 2))
 			cputot += clk(CLOCK_PROCESS_CPUTIME_ID) - c0;
+		else if (s >= warm)
+			cpub += clk(CLOCK_PROCESS_CPUTIME_ID) - c0;
 		if (s >= warm && ab && s % 2)
 			dtb[nb++] = now() - t0;
 		else if (s >= warm)
@@ -153,8 +161,9 @@ main(int argc, char **argv)
 	if (ab) {
 		qsort(dtb, (size_t)nb, sizeof *dtb, cmpd);
 		double mb = nb % 2 ? dtb[nb / 2] : (dtb[nb / 2 - 1] + dtb[nb / 2]) / 2;
-		printf("{\"blas_threads_median_s\":%.6f,\"blas_threads_img_per_s\":%.3f,\"steps\":%d}\n",
-		    mb, B / mb, nb);
+		const char *k = ab == 1 ? "blas_threads" : "cut_1d";
+		printf("{\"%s_median_s\":%.6f,\"%s_img_per_s\":%.3f,\"%s_cpu_s\":%.6f,\"steps\":%d}\n",
+		    k, mb, k, B / mb, k, nb ? cpub / nb : 0, nb);
 		n = na;
 	}
 	mim_prof_enable(0);
@@ -164,8 +173,9 @@ main(int argc, char **argv)
 	qsort(dt, (size_t)n, sizeof *dt, cmpd);
 	double med = n % 2 ? dt[n / 2] : (dt[n / 2 - 1] + dt[n / 2]) / 2;
 	printf("{\"model\":\"%s\",\"batch\":%d,\"img_size\":%d,\"threads\":%d,\"mode\":\"%s\","
-	    "\"steps\":%d,\"median_s\":%.6f,\"min_s\":%.6f,\"img_per_s\":%.3f}\n",
-	    preset, B, S, mim_threads(), encode ? "encode" : "step", n, med, dt[0], B / med);
+	    "\"steps\":%d,\"median_s\":%.6f,\"min_s\":%.6f,\"img_per_s\":%.3f,\"cpu_s\":%.6f}\n",
+	    preset, B, S, mim_threads(), encode ? "encode" : "step", n, med, dt[0], B / med,
+	    cputot / n);
 	if (profile) {
 		struct mim_prof_entry e[128];
 		int ne = mim_prof_get(e, 128);
