@@ -30,10 +30,15 @@ static const char usage_text[] =
 "      --eval, --no-augment  shorter side to int(S/R), centre crop S x S\n"
 "      --crop-ratio R      R for --eval, default 0.875 (224/256); or --crop-pct\n"
 "      --finetune          the official fine-tuning transform (timm): --scale\n"
-"                          0.08,1, bicubic, --reprob 0.25; with --eval,\n"
+"                          0.08,1, bicubic, --randaug rand-m9-mstd0.5-inc1,\n"
+"                          --reprob 0.25; with --eval,\n"
 "                          resize + centre crop as above; for S <= 32,\n"
 "                          --pad-crop 4 instead (--eval: no resize)\n"
 "      --pad-crop P        RandomCrop(S, padding=P) + flip, no resize\n"
+"      --randaug SPEC      timm's RandAugment after the flip, SPEC\n"
+"                          rand-mM-mstdS-incI-nN (magnitude M 0..10, its std\n"
+"                          S, increasing ops I, N ops an image) or none;\n"
+"                          --finetune: rand-m9-mstd0.5-inc1\n"
 "      --reprob P          random erasing (timm, mode pixel) with probability\n"
 "                          P after normalising; --finetune: 0.25\n"
 "      --gap G             box pre-shrink by factor/G for non-JPEG, default 0 (none)\n"
@@ -79,7 +84,7 @@ enum {
 	O_SCALE = 256, O_RATIO, O_FLIP, O_INTERP, O_MEAN, O_STD, O_EVAL, O_CROPR,
 	O_GAP, O_SHRINK, O_SHRINKMAX, O_DROP, O_SHUF, O_SEED, O_SIDX, O_SCNT, O_SPLIT, O_EXT,
 	O_STRICT, O_EMPTY, O_MAXPIX, O_INFLIGHT, O_PERSHARD, O_FORMAT, O_QUAL, O_KEEP, O_IDX, O_BOX,
-	O_PBOX, O_RESUME, O_FINETUNE, O_PADCROP, O_REPROB,
+	O_PBOX, O_RESUME, O_FINETUNE, O_PADCROP, O_REPROB, O_RANDAUG,
 };
 
 struct cmdline {
@@ -88,6 +93,7 @@ struct cmdline {
 	int eval, keep;		/* --eval, --keep-aspect */
 	int finetune, padcrop;	/* --finetune, --pad-crop given */
 	int scale_set, crop_set, reprob_set;	/* --scale, --crop-ratio, --reprob given */
+	int randaug_set;	/* --randaug given */
 	const char *out;
 	const char *resume;	/* --resume CKPT */
 	long per_shard;
@@ -127,6 +133,7 @@ static const struct option opts[] = {
 	{"finetune", no_argument, NULL, O_FINETUNE},
 	{"pad-crop", required_argument, NULL, O_PADCROP},
 	{"reprob", required_argument, NULL, O_REPROB},
+	{"randaug", required_argument, NULL, O_RANDAUG},
 	{"gap", required_argument, NULL, O_GAP},
 	{"shrink-min", required_argument, NULL, O_SHRINK},
 	{"shrink-max", required_argument, NULL, O_SHRINKMAX},
@@ -231,6 +238,11 @@ option(struct cmdline *c, int ch, char *arg)
 		a->reprob = cli_double("--reprob", arg, 0, 1);
 		c->reprob_set = 1;
 		break;
+	case O_RANDAUG:
+		if (mim_randaug_parse(&a->ra, arg))
+			usage_error("--randaug: '%s': %s", arg, mim_errmsg());
+		c->randaug_set = 1;
+		break;
 	case O_PADCROP:
 		a->pad = (int)cli_int("--pad-crop", arg, 0, 8191);
 		c->padcrop = 1;
@@ -312,10 +324,21 @@ settle(struct cmdline *c)
 			a->crop_ratio = 1;
 		if (!c->reprob_set && !c->eval && !c->keep && !c->out)
 			a->reprob = 0.25;
+		/* timm's auto_augment='rand-m9-mstd0.5-inc1' (reference §3.2) */
+		if (!c->randaug_set && !c->eval && !c->keep && !c->out)
+			mim_randaug_parse(&a->ra, "rand-m9-mstd0.5-inc1");
 	}
 	if (c->reprob_set && a->reprob > 0 && (c->eval || c->keep || c->out))
 		usage_error("--reprob erases in the training transform's frames: not with --eval, "
 		    "--keep-aspect or --out");
+	if (c->randaug_set && a->ra.n > 0 && (c->eval || c->keep))
+		usage_error("--randaug is part of the training transform: not with --eval or "
+		    "--keep-aspect");
+	/* the fill of the geometric ops: timm's img_mean, round(255 * mean) */
+	for (int i = 0; i < 3; i++) {
+		double v = rint(255.0 * o->mean[i]);
+		a->ra.fill[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+	}
 	if (c->padcrop)
 		a->mode = MIM_MODE_PADCROP;
 	if (c->eval) {
@@ -419,6 +442,26 @@ struct run {
 	double t0, tlast;
 };
 
+/* --print-boxes: " ra" and each op drawn, Name:MAG (an applied op, MAG
+ * with a minus if its argument was negated) or (Name) (the coin said no) */
+static void
+print_ra(char *buf, size_t n, const struct mim_geom *g)
+{
+	size_t k = 0;
+
+	if (!g->nra)
+		return;
+	k += snprintf(buf + k, n - k, " ra");
+	for (int i = 0; i < g->nra && k < n; i++) {
+		const struct mim_ra_step *s = &g->ra[i];
+		if (s->applied)
+			k += snprintf(buf + k, n - k, " %s:%s%.17g", mim_ra_name(s->op),
+			    s->neg ? "-" : "", s->mag);
+		else
+			k += snprintf(buf + k, n - k, " (%s)", mim_ra_name(s->op));
+	}
+}
+
 /* one item from the loader: into a shard, or into the pending batch and
  * out as the frames it completes */
 static void
@@ -432,9 +475,11 @@ take(struct run *r, struct mim_item *it)
 		if (it->g.erased)
 			snprintf(er, sizeof er, " erase %d %d %d %d", it->g.erase.x, it->g.erase.y,
 			    it->g.erase.w, it->g.erase.h);
-		fprintf(stderr, "%s: box %s %d %d %d %d %d %d %d %d%s\n", argv0, it->s->key,
+		char ra[MIM_RA_MAXN * 48 + 8] = "";
+		print_ra(ra, sizeof ra, &it->g);
+		fprintf(stderr, "%s: box %s %d %d %d %d %d %d %d %d%s%s\n", argv0, it->s->key,
 		    it->g.W, it->g.H, it->g.box.x, it->g.box.y, it->g.box.w, it->g.box.h,
-		    it->g.box.flip, it->g.shrink, er);
+		    it->g.box.flip, it->g.shrink, er, ra);
 	}
 	r->nimg++;
 	if (r->w) {

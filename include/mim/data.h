@@ -4,6 +4,7 @@
  *
  *   lib/data/shard.c   tar shards (libarchive) and folders -> samples
  *   lib/data/image.c   libvips decode, SimMIM's transforms, encode
+ *   lib/data/randaug.c RandAugment (timm 0.4.12 on PIL 9.4's ops)
  *   lib/data/loader.c  epochs, order, rank split, shuffle buffer, worker
  *                      threads, batches as frames
  *   lib/data/tarout.c  tar shard writer (--out)
@@ -13,10 +14,11 @@
  * a member path "dir/n01.seg.png" has key "dir/n01" and extension
  * "seg.png"; a sample is a run of adjacent members with one key.
  *
- * Random numbers never depend on threads or timing: every sample's crop
- * and flip come from a generator keyed by (seed, rank, epoch, index), and
- * the order (shard permutation, shuffle buffer) is drawn on the calling
- * thread. The same options and inputs give the same bytes. */
+ * Random numbers never depend on threads or timing: every sample's crop,
+ * flip, RandAugment and erasing come from a generator keyed by (seed,
+ * rank, epoch, index), and the order (shard permutation, shuffle buffer)
+ * is drawn on the calling thread. The same options and inputs give the
+ * same bytes. */
 #ifndef MIM_DATA_H
 #define MIM_DATA_H
 
@@ -60,6 +62,45 @@ struct mim_box {
 	int flip;
 };
 
+/* RandAugment (lib/data/randaug.c): the ops of timm 0.4.12's
+ * RandAugment (auto_augment.py), as PIL 9.4 does them on an 8-bit RGB
+ * image. The plain list is the first 15, in timm's order (_RAND_
+ * TRANSFORMS); the increasing list (_RAND_INCREASING_TRANSFORMS) has the
+ * *_INC variants in their places. */
+enum mim_ra_op {
+	MIM_RA_AUTOCONTRAST, MIM_RA_EQUALIZE, MIM_RA_INVERT, MIM_RA_ROTATE,
+	MIM_RA_POSTERIZE, MIM_RA_SOLARIZE, MIM_RA_SOLARIZE_ADD, MIM_RA_COLOR,
+	MIM_RA_CONTRAST, MIM_RA_BRIGHTNESS, MIM_RA_SHARPNESS, MIM_RA_SHEAR_X,
+	MIM_RA_SHEAR_Y, MIM_RA_TRANSLATE_X_REL, MIM_RA_TRANSLATE_Y_REL,
+	MIM_RA_POSTERIZE_INC, MIM_RA_SOLARIZE_INC, MIM_RA_COLOR_INC,
+	MIM_RA_CONTRAST_INC, MIM_RA_BRIGHTNESS_INC, MIM_RA_SHARPNESS_INC,
+	MIM_RA_NOPS
+};
+
+#define MIM_RA_LIST 15		/* ops in either list */
+#define MIM_RA_MAXN 10		/* most ops drawn per image */
+
+/* A RandAugment: n ops a picture drawn uniformly with replacement from
+ * the list; each is applied with probability 0.5, at a magnitude
+ * gauss(m, mstd) clipped to [0, 10] (m itself when mstd is 0), with a
+ * random sign for the ops whose argument has one. */
+struct mim_randaug {
+	int n;			/* ops drawn per image (num_layers); 0: off */
+	int m;			/* magnitude, 0..10 */
+	double mstd;		/* its standard deviation, >= 0 */
+	int inc;		/* the increasing list */
+	uint8_t fill[3];	/* what geometric ops uncover: timm's img_mean,
+				 * round(255 * mean) */
+};
+
+/* One op of a picture, as drawn. */
+struct mim_ra_step {
+	int op;			/* enum mim_ra_op */
+	int applied;		/* the 0.5 coin said yes */
+	double mag;		/* magnitude (applied only) */
+	int neg;		/* the argument negated (signed ops only) */
+};
+
 struct mim_aug {
 	enum mim_mode mode;
 	int size;		/* S, output side (default 192) */
@@ -70,6 +111,8 @@ struct mim_aug {
 	double crop_ratio;	/* eval: 224/256 = 0.875 */
 	int pad;		/* padcrop: padding on each side (4), < size */
 	double reprob;		/* train: random erasing probability (0: none) */
+	struct mim_randaug ra;	/* train, padcrop: RandAugment after the flip
+				 * (n 0: none) */
 	double gap;		/* box pre-shrink by floor(factor/gap) for non-JPEG
 				 * images (vips_shrink), as PIL's reducing_gap;
 				 * 0 = none, the exact PIL resize */
@@ -127,7 +170,40 @@ struct mim_geom {
 	const char *format;	/* "jpeg", "png", "webp", "gif", "tiff", "ppm" */
 	int erased;		/* random erasing: a box of the output erased */
 	struct mim_box erase;	/* that box (x, y, w, h in output pixels) */
+	int nra;		/* RandAugment: the ops drawn (0: off) */
+	struct mim_ra_step ra[MIM_RA_MAXN];
 };
+
+/* Parse timm's spec "rand-m9-mstd0.5-inc1" (sections m, mstd, inc, n in
+ * any order after "rand"; defaults m 10, mstd 0, inc 0, n 2), or "none"
+ * (n 0). ra->fill is left alone. 0, or -1 with the error set. */
+int mim_randaug_parse(struct mim_randaug *ra, const char *spec);
+/* The spec back in timm's syntax ("rand-m9-mstd0.5-inc1-n2"), or "none". */
+void mim_randaug_format(char *buf, size_t n, const struct mim_randaug *ra);
+/* timm's name of an op ("Rotate", "ColorIncreasing", ...), NULL if none. */
+const char *mim_ra_name(int op);
+/* The op of a name, or -1. */
+int mim_ra_lookup(const char *name);
+/* The list an image's ops are drawn from (MIM_RA_LIST of them). */
+const int *mim_ra_list(int inc);
+/* Draw one picture's ops (ra->n steps into st): the n op indices first,
+ * then for each op in turn its coin, its magnitude (two draws, when mstd
+ * > 0) and its sign, the last two only for an op the coin applies. */
+void mim_randaug_draw(const struct mim_randaug *ra, struct mim_drng *rng,
+    struct mim_ra_step *st);
+/* Apply op at magnitude mag (its sign negated if neg) to the RGB image im
+ * (c 3), in place: the argument from the magnitude as timm's level
+ * functions, the pixels as PIL's; geometric ops resample with interp and
+ * fill with fill. 0, or -1 (out of memory). */
+int mim_ra_apply(struct mim_img *im, int op, double mag, int neg, const uint8_t fill[3],
+    enum mim_interp interp);
+/* The whole RandAugment of one picture: a grey image becomes RGB first
+ * (the official pipeline reads every image with convert('RGB')), then
+ * the draws and the ops. The steps go to st (MIM_RA_MAXN of them) if not
+ * NULL. 0, or -1 with the error set. The loader calls it on the output of
+ * mim_image_transform in train and padcrop modes, with the same rng. */
+int mim_randaug(struct mim_img *im, const struct mim_randaug *ra, enum mim_interp interp,
+    struct mim_drng *rng, struct mim_ra_step *st);
 
 /* Initialise libvips once for the process (thread safe): no operation
  * cache, one libvips thread per pipeline (callers run their own workers),
@@ -137,7 +213,8 @@ int mim_data_init(void);
 void mim_data_thread_done(void);
 
 /* Decode the encoded image buf[0..n) (JPEG, PNG, WebP, GIF, TIFF, PPM/PGM)
- * and apply a's transform, drawing from rng (train mode). Grey stays one
+ * and apply a's transform but its RandAugment (a->ra, which the loader
+ * applies next with mim_randaug), drawing from rng (train mode). Grey stays one
  * channel, alpha is dropped, anything else becomes sRGB: as PIL's
  * convert('RGB'), grey being replicated later. On success *out holds a
  * malloc'd image (size x size in train and eval modes) and *g, if not

@@ -137,6 +137,10 @@ mim_aug_check(const struct mim_aug *a)
 		return mim_seterr("padding %d: want 0 <= padding < size %d", a->pad, a->size);
 	if (!(a->reprob >= 0 && a->reprob <= 1))
 		return mim_seterr("erasing probability %g out of range [0, 1]", a->reprob);
+	if (a->ra.n < 0 || a->ra.n > MIM_RA_MAXN || a->ra.m < 0 || a->ra.m > 10 ||
+	    !(a->ra.mstd >= 0 && a->ra.mstd <= 100))
+		return mim_seterr("RandAugment n %d, m %d, mstd %g: want n 0..%d, m 0..10, "
+		    "mstd 0..100", a->ra.n, a->ra.m, a->ra.mstd, MIM_RA_MAXN);
 	if (a->max_pixels < 1)
 		return mim_seterr("pixel limit %lld: want at least 1", (long long)a->max_pixels);
 	if (a->force && (a->box.w < 1 || a->box.h < 1 || a->box.x < 0 || a->box.y < 0))
@@ -727,6 +731,8 @@ mim_image_transform(const void *buf, size_t n, const struct mim_aug *a,
     struct mim_drng *rng, struct mim_img *out, struct mim_geom *g)
 {
 	memset(out, 0, sizeof *out);
+	if (g)
+		memset(g, 0, sizeof *g);
 	if (mim_data_init())
 		return -1;
 	if (n == 0)

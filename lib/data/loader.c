@@ -9,7 +9,7 @@
  *   shuffle buffer of K: fill K, then emit a random one and put the next
  *     sample in its place (WebDataset's shuffle), keyed by (seed, rank, e);
  *   index i: the position in the epoch's output; sample (e, i) draws its
- *     crop and flip from (seed, rank, e, i).
+ *     crop, flip, RandAugment and erasing from (seed, rank, e, i).
  * Decoding happens on `threads` worker threads (or on the caller when
  * threads is 1) through a ring of jobs; results are handed out strictly in
  * order, so nothing depends on which worker was faster. */
@@ -348,6 +348,16 @@ process(struct mim_loader *L, struct job *j)
 		snprintf(j->err, sizeof j->err, "%s: %s.%s: %s", j->s->url, j->s->key,
 		    j->img->ext, mim_errmsg());
 		return;
+	}
+	/* RandAugment on the 8-bit crop, after the flip (randaug.c) */
+	if (a->ra.n > 0 && (a->mode == MIM_MODE_TRAIN || a->mode == MIM_MODE_PADCROP)) {
+		if (mim_randaug(&im, &a->ra, a->interp, &rng, g.ra)) {
+			free(im.px);
+			snprintf(j->err, sizeof j->err, "%s: %s: %s", j->s->url, j->s->key,
+			    mim_errmsg());
+			return;
+		}
+		g.nra = a->ra.n;
 	}
 	if (!(it = mim_calloc(1, sizeof *it)))
 		goto oom;

@@ -8,24 +8,11 @@
 . "$MIM_TOP/tests/lib.sh"
 
 $PY - "$T" <<'PYEOF'
-import io, sys, tarfile, numpy as np
-from PIL import Image
+import sys, numpy as np
+from shards import gradient_shard
 d = sys.argv[1]
 rs = np.random.RandomState(5)
-def add(t, name, data):
-    ti = tarfile.TarInfo(name); ti.size = len(data); t.addfile(ti, io.BytesIO(data))
-def shard(path, sizes, grey=()):
-    with tarfile.open(path, "w") as t:
-        for k, (w, h) in enumerate(sizes):
-            # smooth pictures plus noise: every pixel tells where it came from
-            y, x = np.mgrid[0:h, 0:w]
-            a = np.stack([x * 255 // max(w - 1, 1), y * 255 // max(h - 1, 1), (x * 7 + y * 3) % 256], -1)
-            a = np.clip(a + rs.randint(-20, 21, a.shape), 0, 255).astype(np.uint8)
-            im = Image.fromarray(a)
-            if k in grey:
-                im = im.convert("L")
-            b = io.BytesIO(); im.save(b, "PNG"); np.save("%s/%s-%02d.npy" % (d, path.split("/")[-1][:-4], k), np.asarray(im))
-            add(t, "s%02d.png" % k, b.getvalue()); add(t, "s%02d.cls" % k, str(k % 3).encode())
+shard = lambda path, sizes, grey=(): gradient_shard(path, sizes, rs, grey)
 # wide and tall ones fall back to the centre crop most of the time
 shard(d + "/big.tar", [(200, 20), (20, 200), (64, 48), (50, 50), (97, 33), (40, 120), (300, 90)])
 shard(d + "/small.tar", [(28, 28), (30, 26), (24, 24), (28, 28)], grey=(3,))
@@ -50,8 +37,9 @@ print("# %d of 56 boxes from the centre-crop fallback" % fallback, file=sys.stde
 assert fallback >= 6   # the fallback is exercised, not only the tries
 PYEOF'
 # random erasing (--finetune: p 0.25), after the crop's draws, pixel for pixel
-expect_ok '--finetune: erasing on' 'mim-data --finetune -s 48 --seed 7 -e 8 -b 7 --mean 0 --std 1 --print-boxes "$T/big.tar" 2> "$T/eboxes" > "$T/er.mim"'
-expect_ok '--finetune --reprob 0: the same crops, nothing erased' 'mim-data --finetune --reprob 0 -s 48 --seed 7 -e 8 -b 7 --mean 0 --std 1 "$T/big.tar" > "$T/noer.mim"'
+# (RandAugment off here; t-randaug.sh has erasing after its draws)
+expect_ok '--finetune: erasing on' 'mim-data --finetune --randaug none -s 48 --seed 7 -e 8 -b 7 --mean 0 --std 1 --print-boxes "$T/big.tar" 2> "$T/eboxes" > "$T/er.mim"'
+expect_ok '--finetune --reprob 0: the same crops, nothing erased' 'mim-data --finetune --randaug none --reprob 0 -s 48 --seed 7 -e 8 -b 7 --mean 0 --std 1 "$T/big.tar" > "$T/noer.mim"'
 check 'erased boxes and their N(0,1) pixels as timm RandomErasing on the same draws' '$PY - "$T" <<PYEOF
 import sys, numpy as np, st, timm_ref
 d = sys.argv[1]
@@ -88,7 +76,7 @@ for i, r in enumerate(rows):
 PYEOF'
 
 # RandomCrop(28, padding=4) + flip on 28 px images, pixels against numpy
-expect_ok '--finetune at 28 px: padded random crops (no erasing)' 'mim-data --finetune --reprob 0 -s 28 --mean 0 --std 1 --seed 9 -e 6 -b 4 --print-boxes "$T/small.tar" 2> "$T/pboxes" > "$T/pad.mim"'
+expect_ok '--finetune at 28 px: padded random crops (no erasing, no RandAugment)' 'mim-data --finetune --reprob 0 --randaug none -s 28 --mean 0 --std 1 --seed 9 -e 6 -b 4 --print-boxes "$T/small.tar" 2> "$T/pboxes" > "$T/pad.mim"'
 check 'windows as torchvision RandomCrop, pixels as np.pad + crop + flip' '$PY - "$T" <<PYEOF
 import sys, numpy as np, st, timm_ref
 d = sys.argv[1]
