@@ -209,7 +209,9 @@ struct mim_train {
 	/* fine-tuning: the mixed batch, its targets and logits */
 	float *mixed, *target, *logits;
 	size_t mixcap;
-	int64_t correct, counted;	/* top-1 hits of the step's micro-batches */
+	int64_t correct, counted;	/* top-1 hits and images counted of the
+					 * step's micro-batches (unmixed ones),
+					 * until the next step's first */
 	struct mim_mix mix;
 };
 

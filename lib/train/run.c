@@ -969,6 +969,17 @@ ft_fields(char *buf, size_t n, const struct mim_stepinfo *in)
 		    in->mix.xh);
 }
 
+/* A classifier's acc1 over all ranks' images: their top-1 hits and counted
+ * images summed, as one process at the whole batch counts them
+ * (collective: every rank took the step, and found it finite or not). */
+static void
+ranks_acc1(struct mim_run *r, struct mim_stepinfo *in)
+{
+	double hits = dsum(r, (double)r->t->correct), n = dsum(r, (double)r->t->counted);
+
+	in->acc1 = n > 0 ? 100.0 * hits / n : NAN;
+}
+
 /* Log and progress line of a step (rank 0). 0, or -1 with the error set. */
 static int
 report(struct mim_run *r, const struct mim_stepinfo *in)
@@ -1243,6 +1254,8 @@ mim_run_train(struct mim_run *r)
 		    mim_train_batch(t, r->B, r->img, r->mask, &info);
 		if (took < 0)
 			return stop_input(r, r->told ? NULL : mim_errmsg());
+		if (took && t->o.ft.on && r->dp.world > 1 && !info.nonfinite)
+			ranks_acc1(r, &info);
 		if (took && (st = step_taken(r, &info)))
 			return st;
 		if (t->step >= r->steps)

@@ -223,7 +223,6 @@ finish(struct mim_train *t, float *g, struct mim_stepinfo *info)
 	if (t->counted)
 		info->acc1 = 100.0 * (double)t->correct / (double)t->counted;
 	info->mix = t->mix;
-	t->correct = t->counted = 0;
 	if (step_lrs(t, g, info->lr) < 0)
 		return -1;
 	t->step++;
@@ -372,6 +371,10 @@ mim_train_batch_cls(struct mim_train *t, int B, const float *img, const int64_t 
 
 	if (B != t->o.batch)
 		return mim_seterr("batch of %d images, the run uses %d", B, t->o.batch);
+	/* a step's first micro-batch starts its top-1 counts, which stay
+	 * after the step for the run to sum over the ranks (run.c) */
+	if (t->nmicro == 0)
+		t->correct = t->counted = 0;
 	if (mim_train_grad_cls(t, B, img, label, t->batches + t->nmicro, &loss) < 0) {
 		if (isfinite(loss))
 			return -1;

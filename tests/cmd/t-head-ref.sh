@@ -30,30 +30,8 @@ expect_ok 'the default width (the encoder'"'"'s) round-trips as 0' 'mim-ckpt ini
 check 'head_hidden 0 both times' 'mim-ckpt info "$T/s.st" | grep -q "\"head\":\"mlp\",\"head_hidden\":0}" && mim-ckpt info "$T/s2.st" | grep -q "\"head\":\"mlp\",\"head_hidden\":0}"'
 check 'a linear checkpoint imports as linear' 'mim-ckpt init --preset micro-vit -o "$T/l.st" && mim-ckpt export --pth "$T/l.st" -o "$T/l.pth" && mim-ckpt import -q "$T/l.pth" -o "$T/l2.st" && mim-ckpt info "$T/l2.st" | grep -q "\"head\":\"linear\"}$"'
 
-# ---- through the pipe and in training
-$PY - "$T/in.mim" <<'PYEOF'
-import sys, numpy as np, st
-g = np.random.default_rng(3)
-img = g.standard_normal((4, 3, 32, 32)).astype(np.float32)
-mask = (g.random((4, 8, 8)) < 0.6).astype(np.uint8)
-with open(sys.argv[1], "wb") as f:
-    for _ in range(6):
-        f.write(st.frame_bytes({"image": img, "mask": mask}))
-PYEOF
-expect_ok 'mim-encode | mim-head | mim-loss with the mlp head' 'mim-encode --ckpt "$T/m.st" "$T/in.mim" | mim-head --ckpt "$T/m.st" | mim-loss -q > "$T/out.mim"'
-check 'pred is (B,3,32,32)' '$PY -c "
-import sys, st
-f = list(st.read_frames(open(sys.argv[1], \"rb\")))
-assert f[0][0][\"pred\"].shape == (4, 3, 32, 32) and len(f) == 6
-" "$T/out.mim"'
-cp "$T/m.st" "$T/a.st"
-cp "$T/m.st" "$T/b.st"
-expect_ok 'mim-step trains the mlp head, 6 steps' 'mim-step -q --ckpt "$T/a.st" --steps 6 --lr 1e-3 --save-every 0 "$T/in.mim"'
-check 'its decoder.2 weights moved' '! mim-ckpt diff "$T/m.st" "$T/a.st" > "$T/d" && grep -q "decoder.2.weight" "$T/d"'
-head -c $(( $(wc -c < "$T/in.mim") / 2 )) "$T/in.mim" > "$T/half.mim"
-expect_fail 'the same run, its input cut after 3 frames' 1 'mim-step -q --ckpt "$T/b.st" --steps 6 --lr 1e-3 --save-every 0 "$T/half.mim"'
-expect_ok 'then resumed on the whole input' 'mim-step -q --ckpt "$T/b.st" --steps 6 --lr 1e-3 --save-every 0 "$T/in.mim"'
-check 'resumed and uninterrupted runs end byte-identical' 'cmp "$T/a.st" "$T/b.st"'
+# ---- through the pipe and in training (tests/lib.sh)
+head_pipe_train "$T/m.st" mlp 8 decoder.2.weight
 
 # ---- refused
 expect_fail 'head_hidden on the linear head' 2 'mim-ckpt init --preset micro-vit --head-hidden 8 -o "$T/x"'

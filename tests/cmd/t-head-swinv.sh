@@ -97,22 +97,10 @@ PYEOF'
 expect_fail 'mim-head refuses it' 1 'mim-head --ckpt "$T/bad.st" < /dev/null'
 check 'naming the buffer' 'mim-head --ckpt "$T/bad.st" < /dev/null 2>&1 | grep -q "buffer .decoder.layers.1.blocks.2.attn.relative_position_index.: differs from the official index at 1"'
 
-# ---- through the pipe and in training
-$PY - "$T/in.mim" <<'PYEOF'
-import sys, numpy as np, st
-g = np.random.default_rng(3)
-img = g.standard_normal((4, 3, 32, 32)).astype(np.float32)
-mask = (g.random((4, 16, 16)) < 0.6).astype(np.uint8)
-with open(sys.argv[1], "wb") as f:
-    for _ in range(6):
-        f.write(st.frame_bytes({"image": img, "mask": mask}))
-PYEOF
-expect_ok 'mim-encode | mim-head | mim-loss with the swin-inverse head' 'mim-encode --ckpt "$T/m.st" "$T/in.mim" | mim-head --ckpt "$T/m.st" | mim-loss -q > "$T/out.mim"'
-check 'pred is (B,3,32,32), 6 frames' '$PY -c "
-import sys, st
-f = list(st.read_frames(open(sys.argv[1], \"rb\")))
-assert f[0][0][\"pred\"].shape == (4, 3, 32, 32) and len(f) == 6
-" "$T/out.mim"'
+# ---- through the pipe and in training (tests/lib.sh), and the pipe's
+# prediction against PyTorch's head
+head_pipe_train "$T/m.st" swin-inverse 16 decoder.layers.1.blocks.2.attn.qkv.weight \
+	decoder.proj.weight encoder.layers.0.blocks.0.attn.qkv.weight
 if have_torch; then
 	check 'mim-head agrees with the PyTorch head on the pipe'"'"'s latent' '$PY - "$T/m.st" "$T/in.mim" "$T/lat.st" <<PYEOF
 import sys, subprocess, st, numpy as np, torch, head_ref
@@ -128,24 +116,6 @@ e = np.abs(p - ref).max() / np.abs(ref).max()
 assert e < 1e-4, e
 PYEOF'
 fi
-cp "$T/m.st" "$T/a.st"
-cp "$T/m.st" "$T/b.st"
-expect_ok 'mim-step trains the swin-inverse head, 6 steps' 'mim-step -q --ckpt "$T/a.st" --steps 6 --lr 1e-3 --save-every 0 --log "$T/a.log" "$T/in.mim"'
-check 'the loss on the same batch goes down (step 6 < step 1)' '$PY - "$T/a.log" <<PYEOF
-import sys, json
-l = [json.loads(x)["loss"] for x in open(sys.argv[1])]
-assert len(l) == 6 and l[5] < l[0] and l[5] == l[5], l
-PYEOF'
-check 'its decoder weights moved, the encoder'"'"'s too' '! mim-ckpt diff "$T/m.st" "$T/a.st" > "$T/d" && grep -q "decoder.layers.1.blocks.2.attn.qkv.weight" "$T/d" && grep -q "decoder.proj.weight" "$T/d" && grep -q "encoder.layers.0.blocks.0.attn.qkv.weight" "$T/d"'
-head -c $(( $(wc -c < "$T/in.mim") / 2 )) "$T/in.mim" > "$T/half.mim"
-expect_fail 'the same run, its input cut after 3 frames' 1 'mim-step -q --ckpt "$T/b.st" --steps 6 --lr 1e-3 --save-every 0 "$T/half.mim"'
-check 'it saved step 3' '$PY -c "
-import sys, st
-t, meta = st.load(sys.argv[1])
-assert meta[\"mim.train.step\"] == \"3\", meta[\"mim.train.step\"]
-" "$T/b.st"'
-expect_ok 'then resumed on the whole input' 'mim-step -q --ckpt "$T/b.st" --steps 6 --lr 1e-3 --save-every 0 "$T/in.mim"'
-check 'resumed and uninterrupted runs end byte-identical' 'cmp "$T/a.st" "$T/b.st"'
 
 # ---- refused
 expect_fail 'swin-inverse on a ViT' 2 'mim-ckpt init --preset micro-vit --head swin-inverse -o "$T/x"'
