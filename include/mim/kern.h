@@ -96,6 +96,10 @@ void gelu_forward(float *out, const float *inp, size_t n);
 void gelu_backward(float *dinp, const float *dout, const float *inp, size_t n);
 /* erf in float (the one GELU uses; within a few ulp of erf) */
 float gelu_erf(float x);
+/* 1 (the default): 16 lanes at a time where the CPU has AVX-512F; 0: 8
+ * lanes. The same bits either way; for the tests and
+ * the bench. Returns the lanes now in use. */
+int gelu_set_wide(int on);
 
 /* ---- lib/kern/softmax.c: softmax over the last dim ------------------------- */
 

@@ -24,8 +24,8 @@
 #include <immintrin.h>
 
 #include "../tr8.h"
+#include "vmath16.h"
 
-#define T512 __attribute__((target("avx512f,avx2,fma")))
 #define TBUF (16 * 1024)	/* floats: a transposed (D, N) operand */
 
 static _Thread_local float tbuf[TBUF] __attribute__((aligned(64)));
@@ -191,29 +191,11 @@ transpose(const float *x, ptrdiff_t ld, int N, int D)
 			tbuf[(size_t)d * N + j] = x[j * ld + d];
 }
 
-/* kern_int.h's vexp in 16 lanes, the same operations */
+/* kern_int.h's vexp in 16 lanes (vmath16.h: the same operations) */
 T512 static inline __attribute__((always_inline)) __m512
 vexp16(__m512 x)
 {
-	__mmask16 under = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_LT_OQ);
-	x = _mm512_mask_mov_ps(x, under, _mm512_set1_ps(-87.0f));
-	x = _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(x, _mm512_set1_ps(88.0f), _CMP_GT_OQ),
-	    _mm512_set1_ps(88.0f));
-	__m512 big = _mm512_set1_ps(12582912.0f);
-	__m512 n = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(x,
-	    _mm512_set1_ps(1.44269504088896341f)), big), big);
-	__m512 r = _mm512_sub_ps(x, _mm512_mul_ps(n, _mm512_set1_ps(0.693359375f)));
-	r = _mm512_sub_ps(r, _mm512_mul_ps(n, _mm512_set1_ps(-2.12194440e-4f)));
-	__m512 p = _mm512_set1_ps(1.9875691500e-4f);
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-	p = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
-	__m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvttps_epi32(n),
-	    _mm512_set1_epi32(127)), 23);
-	return _mm512_maskz_mov_ps((__mmask16)~under, _mm512_mul_ps(p, _mm512_castsi512_ps(e)));
+	return (__m512)vexp_x16((v16f)x);
 }
 
 /* softmax16 of one row of n <= nv*16 in registers t (the lanes past n
