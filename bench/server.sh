@@ -10,7 +10,7 @@
 # info); the products' cut against the old one-dimensional cut
 # (MIM_GEMM_CUT=1d): gemmcold on weight-gradient and forward shapes, then
 # the training step of vit-tiny and swin-base at batch 32, the two taking
-# turns; the thread sweep of vit-tiny at batch 32 (1, 2, 4, ... threads);
+# turns, and swin-base in bf16 (stepbench --ab-cut); the thread sweep of vit-tiny at batch 32 (1, 2, 4, ... threads);
 # the four models at batch 32, fp32 and bf16, training step, both sides
 # (bench/run.sh, one round, encoder columns left out); per-kernel profiles
 # of the base models at batch 32. Whatever finished is packed into
@@ -20,7 +20,7 @@
 # four), SERVER_THREADS (default: all CPUs), SERVER_MODELS (default
 # the four, base ones first), SERVER_PROFILE (models to profile, default vit-base
 # swin-base), SERVER_T_CUT, SERVER_T_SWEEP, SERVER_T_ROWS, SERVER_T_PROFILE
-# (seconds, default 100, 110, 330, 60); BENCH_PYTHON as for run.sh.
+# (seconds, default 150, 110, 330, 60); BENCH_PYTHON as for run.sh.
 set -u
 cd "$(dirname "$0")/.."
 TOP=$(pwd)
@@ -54,7 +54,7 @@ part() { case " ${SERVER_PARTS:-cut sweep rows profile} " in *" $1 "*) return 0 
 part cut && {
 log "cut: the grid against the 1-D cut, $NT threads"
 mkdir -p "$R/cut"
-SERVER_NT=$NT timeout -k 5 "${SERVER_T_CUT:-100}" sh -c '
+SERVER_NT=$NT timeout -k 5 "${SERVER_T_CUT:-150}" sh -c '
 	B=$0/libexec/bench
 	# weight gradients (M N K = out, in, tokens at batch 32) and forward products
 	for s in "--dw 768 192 4640" "--dw 384 96 73728" "--dw 384 128 73728" "--dw 3072 768 4640" \
@@ -71,7 +71,9 @@ SERVER_NT=$NT timeout -k 5 "${SERVER_T_CUT:-100}" sh -c '
 				    >"$1/$m-$c-$r.json" 2>"$1/$m-$c-$r.txt"
 			done
 		done
-	done' "$TOP" "$R/cut" >"$R/cut.log" 2>&1
+	done
+	"$B/stepbench" -t "$SERVER_NT" -b 32 -w 2 -n 6 --ab-cut --precision bf16 swin-base \
+	    >"$1/swin-base-bf16-ab.json"' "$TOP" "$R/cut" >"$R/cut.log" 2>&1
 log "cut done: rc $?"
 }
 
