@@ -1,7 +1,6 @@
 /* mim-data -- tar shards and folders of images into augmented, normalised
  * batches (mim stream frames), or into preprocessed tar shards. */
 #include <getopt.h>
-#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,11 +88,11 @@ enum {
 
 struct cmdline {
 	struct mim_loader_opts o;
-	int batch, drop_last, quiet, verbose, print_boxes, idx, interp_set, allow_empty;
+	int batch, drop_last, quiet, verbose, print_boxes, idx, allow_empty;
 	int eval, keep;		/* --eval, --keep-aspect */
 	int finetune, padcrop;	/* --finetune, --pad-crop given */
-	int scale_set, crop_set, reprob_set;	/* --scale, --crop-ratio, --reprob given */
-	int randaug_set;	/* --randaug given */
+	unsigned given;		/* MIM_GIVEN_*: --scale, --interp, --crop-ratio,
+				 * --reprob, --randaug given */
 	const char *out;
 	const char *resume;	/* --resume CKPT */
 	long per_shard;
@@ -214,7 +213,7 @@ option(struct cmdline *c, int ch, char *arg)
 
 	switch (ch) {
 	case 's': a->size = (int)cli_int("--size", arg, 1, 8192); break;
-	case O_SCALE: pair("--scale", arg, a->scale); c->scale_set = 1; break;
+	case O_SCALE: pair("--scale", arg, a->scale); c->given |= MIM_GIVEN_SCALE; break;
 	case O_RATIO: pair("--ratio", arg, a->ratio); break;
 	case O_FLIP: a->flip = cli_double("--flip", arg, 0, 1); break;
 	case O_INTERP:
@@ -224,24 +223,24 @@ option(struct cmdline *c, int ch, char *arg)
 			a->interp = MIM_INTERP_BICUBIC;
 		else
 			usage_error("--interp: '%s': want bilinear or bicubic", arg);
-		c->interp_set = 1;
+		c->given |= MIM_GIVEN_INTERP;
 		break;
 	case O_MEAN: three("--mean", arg, o->mean); break;
 	case O_STD: three("--std", arg, o->std); break;
 	case O_EVAL: c->eval = 1; break;
 	case O_CROPR:
 		a->crop_ratio = cli_double("--crop-ratio", arg, 1e-6, 1);
-		c->crop_set = 1;
+		c->given |= MIM_GIVEN_CROP;
 		break;
 	case O_FINETUNE: c->finetune = 1; break;
 	case O_REPROB:
 		a->reprob = cli_double("--reprob", arg, 0, 1);
-		c->reprob_set = 1;
+		c->given |= MIM_GIVEN_REPROB;
 		break;
 	case O_RANDAUG:
 		if (mim_randaug_parse(&a->ra, arg))
 			usage_error("--randaug: '%s': %s", arg, mim_errmsg());
-		c->randaug_set = 1;
+		c->given |= MIM_GIVEN_RANDAUG;
 		break;
 	case O_PADCROP:
 		a->pad = (int)cli_int("--pad-crop", arg, 0, 8191);
@@ -309,41 +308,20 @@ settle(struct cmdline *c)
 		usage_error("--eval and --keep-aspect exclude each other");
 	if (c->padcrop && (c->eval || c->keep))
 		usage_error("--pad-crop is a training transform: not with --eval or --keep-aspect");
-	/* the official fine-tuning transforms (reference §3.2): timm's
-	 * RandomResizedCropAndInterpolation(scale 0.08-1, bicubic) + flip, or
-	 * Resize(int(S/0.875), bicubic) + CenterCrop; at S <= 32 (resize_im
-	 * false) RandomCrop(S, padding=4) + flip, and no resize in eval */
-	if (c->finetune) {
-		if (!c->scale_set)
-			a->scale[0] = 0.08, a->scale[1] = 1;
-		if (!c->interp_set)
-			a->interp = MIM_INTERP_BICUBIC;
-		if (a->size <= 32 && !c->eval && !c->keep)
-			c->padcrop = 1;
-		if (a->size <= 32 && c->eval && !c->crop_set)
-			a->crop_ratio = 1;
-		if (!c->reprob_set && !c->eval && !c->keep && !c->out)
-			a->reprob = 0.25;
-		/* timm's auto_augment='rand-m9-mstd0.5-inc1' (reference §3.2) */
-		if (!c->randaug_set && !c->eval && !c->keep && !c->out)
-			mim_randaug_parse(&a->ra, "rand-m9-mstd0.5-inc1");
-	}
-	if (c->reprob_set && a->reprob > 0 && (c->eval || c->keep || c->out))
+	if (c->finetune && mim_aug_finetune(a, c->given, c->eval, c->keep, c->out != NULL))
+		c->padcrop = 1;
+	if ((c->given & MIM_GIVEN_REPROB) && a->reprob > 0 && (c->eval || c->keep || c->out))
 		usage_error("--reprob erases in the training transform's frames: not with --eval, "
 		    "--keep-aspect or --out");
-	if (c->randaug_set && a->ra.n > 0 && (c->eval || c->keep))
+	if ((c->given & MIM_GIVEN_RANDAUG) && a->ra.n > 0 && (c->eval || c->keep))
 		usage_error("--randaug is part of the training transform: not with --eval or "
 		    "--keep-aspect");
-	/* the fill of the geometric ops: timm's img_mean, round(255 * mean) */
-	for (int i = 0; i < 3; i++) {
-		double v = rint(255.0 * o->mean[i]);
-		a->ra.fill[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
-	}
+	mim_randaug_fill(&a->ra, o->mean);
 	if (c->padcrop)
 		a->mode = MIM_MODE_PADCROP;
 	if (c->eval) {
 		a->mode = MIM_MODE_EVAL;
-		if (!c->interp_set)
+		if (!(c->given & MIM_GIVEN_INTERP))
 			a->interp = MIM_INTERP_BICUBIC;
 	}
 	if (c->keep) {
@@ -417,21 +395,6 @@ idx_convert(struct cmdline *c)
 	return 0;
 }
 
-/* decoders allocate and free tens of MB per image (a progressive JPEG's
- * coefficients, line caches): keep that memory in the heap for the next
- * image instead of mapping fresh, zeroed pages each time, which costs
- * more system time than the decoding itself */
-static void
-tune_malloc(void)
-{
-	mallopt(M_MMAP_THRESHOLD, 64 << 20);
-	mallopt(M_TRIM_THRESHOLD, 256 << 20);
-	/* one arena: a worker thread's own arena maps every block above its
-	 * 64 MB heap afresh (2 threads: 306k page faults and 1.0 s of system
-	 * time for 228 photos, against 41k and 0.2 s) */
-	mallopt(M_ARENA_MAX, 1);
-}
-
 /* one run of the loader: where its items go, and the counts */
 struct run {
 	const struct cmdline *c;
@@ -442,26 +405,6 @@ struct run {
 	double t0, tlast;
 };
 
-/* --print-boxes: " ra" and each op drawn, Name:MAG (an applied op, MAG
- * with a minus if its argument was negated) or (Name) (the coin said no) */
-static void
-print_ra(char *buf, size_t n, const struct mim_geom *g)
-{
-	size_t k = 0;
-
-	if (!g->nra)
-		return;
-	k += snprintf(buf + k, n - k, " ra");
-	for (int i = 0; i < g->nra && k < n; i++) {
-		const struct mim_ra_step *s = &g->ra[i];
-		if (s->applied)
-			k += snprintf(buf + k, n - k, " %s:%s%.17g", mim_ra_name(s->op),
-			    s->neg ? "-" : "", s->mag);
-		else
-			k += snprintf(buf + k, n - k, " (%s)", mim_ra_name(s->op));
-	}
-}
-
 /* one item from the loader: into a shard, or into the pending batch and
  * out as the frames it completes */
 static void
@@ -471,15 +414,9 @@ take(struct run *r, struct mim_item *it)
 	int n;
 
 	if (r->c->print_boxes) {
-		char er[80] = "";
-		if (it->g.erased)
-			snprintf(er, sizeof er, " erase %d %d %d %d", it->g.erase.x, it->g.erase.y,
-			    it->g.erase.w, it->g.erase.h);
-		char ra[MIM_RA_MAXN * 48 + 8] = "";
-		print_ra(ra, sizeof ra, &it->g);
-		fprintf(stderr, "%s: box %s %d %d %d %d %d %d %d %d%s%s\n", argv0, it->s->key,
-		    it->g.W, it->g.H, it->g.box.x, it->g.box.y, it->g.box.w, it->g.box.h,
-		    it->g.box.flip, it->g.shrink, er, ra);
+		char g[MIM_RA_MAXN * 48 + 160];
+		mim_geom_format(g, sizeof g, &it->g);
+		fprintf(stderr, "%s: box %s %s\n", argv0, it->s->key, g);
 	}
 	r->nimg++;
 	if (r->w) {
@@ -530,15 +467,9 @@ report(const struct run *r, long shards)
 		fprintf(stderr, "%s: %lld images in %ld batch%s", argv0, k->images, nb,
 		    nb == 1 ? "" : "es");
 	}
-	fprintf(stderr, " (%.1f images/s)", dt > 0 ? k->images / dt : 0.0);
-	if (k->bad_images || k->no_image || k->bad_members || k->bad_shards)
-		fprintf(stderr, "; skipped %lld bad image%s, %lld sample%s without image, "
-		    "%lld damaged member%s, %lld bad shard%s",
-		    k->bad_images, k->bad_images == 1 ? "" : "s",
-		    k->no_image, k->no_image == 1 ? "" : "s",
-		    k->bad_members, k->bad_members == 1 ? "" : "s",
-		    k->bad_shards, k->bad_shards == 1 ? "" : "s");
-	fputc('\n', stderr);
+	char skipped[200];
+	mim_data_counts_format(skipped, sizeof skipped, k);
+	fprintf(stderr, " (%.1f images/s)%s\n", dt > 0 ? k->images / dt : 0.0, skipped);
 }
 
 int
@@ -550,7 +481,7 @@ main(int argc, char **argv)
 	int rc;
 
 	cli_init(argc, argv);
-	tune_malloc();
+	mim_data_tune_malloc();
 	parse(argc, argv, &c);
 	if (c.idx)
 		return idx_convert(&c);

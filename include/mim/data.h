@@ -139,6 +139,20 @@ void mim_aug_default(struct mim_aug *a);
  * shrink_min, max_pixels, and the box when forced). 0 or -1. */
 int mim_aug_check(const struct mim_aug *a);
 
+/* The official fine-tuning transform (reference §3.2, timm's
+ * create_transform) on a, for the settings the caller did not give
+ * (given: MIM_GIVEN_* bits): crop scale 0.08-1 and bicubic; at size <= 32
+ * (timm's resize_im false) RandomCrop(S, padding 4) in training and no
+ * resize in eval; and, in a training stream (not eval, not keep, not
+ * shards: out 0), random erasing 0.25 and RandAugment
+ * rand-m9-mstd0.5-inc1. Returns 1 where the mode is to be padcrop (the
+ * caller sets modes), else 0. */
+enum {
+	MIM_GIVEN_SCALE = 1, MIM_GIVEN_INTERP = 2, MIM_GIVEN_CROP = 4, MIM_GIVEN_REPROB = 8,
+	MIM_GIVEN_RANDAUG = 16,
+};
+int mim_aug_finetune(struct mim_aug *a, unsigned given, int eval, int keep, int out);
+
 /* torchvision's RandomResizedCrop.get_params for a W x H image: 10 tries
  * of area fraction uniform in scale and log-uniform aspect, w and h
  * rounded half to even; then the centre-crop fallback. */
@@ -174,12 +188,22 @@ struct mim_geom {
 	struct mim_ra_step ra[MIM_RA_MAXN];
 };
 
+/* What a transform did, as mim-data --print-boxes prints it after the
+ * sample's key: "W H x y w h flip shrink", then " erase x y w h" if a box
+ * was erased, then " ra" and each RandAugment op drawn, Name:MAG (applied;
+ * MAG with a minus if its argument was negated) or (Name) (the coin said
+ * no). */
+void mim_geom_format(char *buf, size_t n, const struct mim_geom *g);
+
 /* Parse timm's spec "rand-m9-mstd0.5-inc1" (sections m, mstd, inc, n in
  * any order after "rand"; defaults m 10, mstd 0, inc 0, n 2), or "none"
  * (n 0). ra->fill is left alone. 0, or -1 with the error set. */
 int mim_randaug_parse(struct mim_randaug *ra, const char *spec);
 /* The spec back in timm's syntax ("rand-m9-mstd0.5-inc1-n2"), or "none". */
 void mim_randaug_format(char *buf, size_t n, const struct mim_randaug *ra);
+/* ra->fill from the normalisation's mean: timm's img_mean, round(255 *
+ * mean), clipped to 0..255. */
+void mim_randaug_fill(struct mim_randaug *ra, const float mean[3]);
 /* timm's name of an op ("Rotate", "ColorIncreasing", ...), NULL if none. */
 const char *mim_ra_name(int op);
 /* The op of a name, or -1. */
@@ -386,6 +410,12 @@ struct mim_loader *mim_loader_open(const struct mim_loader_opts *o);
 int mim_loader_next(struct mim_loader *L, struct mim_item **it);
 void mim_item_free(struct mim_item *it);
 const struct mim_data_counts *mim_loader_counts(const struct mim_loader *L);
+/* "; skipped 2 bad images, ..." when any of the counts is not 0, else "". */
+void mim_data_counts_format(char *buf, size_t n, const struct mim_data_counts *k);
+/* malloc settings for a decoding process (glibc): decoders allocate and
+ * free tens of MB per image, kept in the heap rather than mapped afresh,
+ * in one arena. */
+void mim_data_tune_malloc(void);
 void mim_loader_close(struct mim_loader *L);
 
 /* Where a stream resumes (lib/data/pos.c): after a frame, the first

@@ -14,6 +14,7 @@
  * threads is 1) through a ring of jobs; results are handed out strictly in
  * order, so nothing depends on which worker was faster. */
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -565,6 +566,39 @@ const struct mim_data_counts *
 mim_loader_counts(const struct mim_loader *L)
 {
 	return &L->counts;
+}
+
+static const char *
+plural(long long n, const char *one, const char *many)
+{
+	return n == 1 ? one : many;
+}
+
+void
+mim_data_counts_format(char *buf, size_t n, const struct mim_data_counts *k)
+{
+	if (n)
+		buf[0] = 0;
+	if (k->bad_images || k->no_image || k->bad_members || k->bad_shards)
+		snprintf(buf, n, "; skipped %lld bad %s, %lld %s without image, %lld damaged %s, "
+		    "%lld bad %s", k->bad_images, plural(k->bad_images, "image", "images"),
+		    k->no_image, plural(k->no_image, "sample", "samples"), k->bad_members,
+		    plural(k->bad_members, "member", "members"), k->bad_shards,
+		    plural(k->bad_shards, "shard", "shards"));
+}
+
+/* a progressive JPEG's coefficients, line caches: tens of MB per image,
+ * allocated and freed; kept in the heap for the next image instead of
+ * mapped as fresh, zeroed pages each time, which costs more system time
+ * than the decoding itself. One arena: a worker thread's own arena maps
+ * every block above its 64 MB heap afresh (2 threads: 306k page faults
+ * and 1.0 s of system time for 228 photos, against 41k and 0.2 s). */
+void
+mim_data_tune_malloc(void)
+{
+	mallopt(M_MMAP_THRESHOLD, 64 << 20);
+	mallopt(M_TRIM_THRESHOLD, 256 << 20);
+	mallopt(M_ARENA_MAX, 1);
 }
 
 int

@@ -87,6 +87,46 @@ static const int increasing[MIM_RA_LIST] = {
 	MIM_RA_SHEAR_Y, MIM_RA_TRANSLATE_X_REL, MIM_RA_TRANSLATE_Y_REL,
 };
 
+void
+mim_randaug_fill(struct mim_randaug *ra, const float mean[3])
+{
+	for (int i = 0; i < 3; i++) {
+		double v = rint(255.0 * mean[i]);
+		ra->fill[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+	}
+}
+
+/* --print-boxes' RandAugment part (mim_geom_format) */
+static void
+format_steps(char *buf, size_t n, const struct mim_geom *g)
+{
+	size_t k = strlen(buf);
+
+	if (!g->nra)
+		return;
+	k += snprintf(buf + k, n - k, " ra");
+	for (int i = 0; i < g->nra && k < n; i++) {
+		const struct mim_ra_step *s = &g->ra[i];
+		if (s->applied)
+			k += snprintf(buf + k, n - k, " %s:%s%.17g", mim_ra_name(s->op),
+			    s->neg ? "-" : "", s->mag);
+		else
+			k += snprintf(buf + k, n - k, " (%s)", mim_ra_name(s->op));
+	}
+}
+
+void
+mim_geom_format(char *buf, size_t n, const struct mim_geom *g)
+{
+	int k = snprintf(buf, n, "%d %d %d %d %d %d %d %d", g->W, g->H, g->box.x, g->box.y,
+	    g->box.w, g->box.h, g->box.flip, g->shrink);
+
+	if (g->erased && k >= 0 && (size_t)k < n)
+		snprintf(buf + k, n - k, " erase %d %d %d %d", g->erase.x, g->erase.y, g->erase.w,
+		    g->erase.h);
+	format_steps(buf, n, g);
+}
+
 const char *
 mim_ra_name(int op)
 {
