@@ -448,7 +448,7 @@ mim_gemm_ex(int ta, int tb, int M, int N, int K, float alpha, const float *A,
 		struct split s = {M, N, K, ldc, plan(M, N, K, nt, epi != NULL), alpha, beta, &o, C,
 		    NULL, epi, ctx};
 		if (s.g.gk > 1 && !(s.part = partials((size_t)(s.g.gk - 1) * M * N)))
-			s.g = grid_of(M, N, K, M >= N ? nt : 1, M >= N ? 1 : nt, 1);
+			s.g = plan(M, N, K, nt, 1);	/* (no memory: the 1-D cut) */
 		mim_parallel(s.g.gm * s.g.gn * s.g.gk, split_task, &s);
 		if (s.g.gk > 1)
 			mim_parallel((M + MIM_GEMM_ROWS - 1) / MIM_GEMM_ROWS, sum_task, &s);
