@@ -115,24 +115,6 @@ mim_aug_default(struct mim_aug *a)
 }
 
 int
-mim_aug_finetune(struct mim_aug *a, unsigned given, int eval, int keep, int out)
-{
-	int stream = !eval && !keep && !out;	/* a training stream */
-
-	if (!(given & MIM_GIVEN_SCALE))
-		a->scale[0] = 0.08, a->scale[1] = 1;
-	if (!(given & MIM_GIVEN_INTERP))
-		a->interp = MIM_INTERP_BICUBIC;
-	if (a->size <= 32 && eval && !(given & MIM_GIVEN_CROP))
-		a->crop_ratio = 1;
-	if (stream && !(given & MIM_GIVEN_REPROB))
-		a->reprob = 0.25;
-	if (stream && !(given & MIM_GIVEN_RANDAUG))
-		mim_randaug_parse(&a->ra, "rand-m9-mstd0.5-inc1");
-	return a->size <= 32 && !eval && !keep;
-}
-
-int
 mim_aug_check(const struct mim_aug *a)
 {
 	if (a->size < 1 || a->size > 8192)
