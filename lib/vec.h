@@ -96,6 +96,17 @@ vadd_to(float *y, const float *x, size_t n)
 		y[i] += x[i];
 }
 
+/* y[0..n) *= x[0..n) */
+VINLINE void
+vmul_to(float *y, const float *x, size_t n)
+{
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		vstore(y + i, vload(y + i) * vload(x + i));
+	for (; i < n; i++)
+		y[i] *= x[i];
+}
+
 /* lanes of a where cond (a v8i of -1 / 0), else b */
 VINLINE v8f
 vsel(v8i cond, v8f a, v8f b)

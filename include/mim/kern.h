@@ -42,16 +42,18 @@ void linear_backward(float *dinp, float *dw, float *db, const float *dout,
     const float *inp, const float *w, int R, int IC, int OC);
 /* A Linear followed by GELU (the MLP's fc1), fused: pre (R,OC) = inp @
  * w^T + b, out (R,OC) = gelu(pre), each block of the product activated
- * while it is in cache. pre NULL: out alone (inference; out is then also
- * the product's buffer). */
-void linear_gelu_forward(float *pre, float *out, const float *inp, const float *w,
+ * while it is in cache; dg (R,OC) = gelu'(pre), what the backward needs
+ * (the product's buffer until then). dg NULL: out alone (inference; out
+ * is then also the product's buffer). */
+void linear_gelu_forward(float *dg, float *out, const float *inp, const float *w,
     const float *b, int R, int IC, int OC);
 /* The Linear after a GELU (fc2) backward, fused with the GELU's:
- * dpre (R,IC) = (dout @ w) * gelu'(pre) (OVERWRITTEN), each block of the
- * product while it is in cache; dw (OC,IC) += dout^T @ act, act =
- * gelu(pre) the Linear's input; db (OC) += column sums of dout. */
+ * dpre (R,IC) = (dout @ w) * dg (OVERWRITTEN), dg = gelu'(pre) from
+ * linear_gelu_forward, each block of the product while it is in cache;
+ * dw (OC,IC) += dout^T @ act, act = gelu(pre) the Linear's input; db (OC)
+ * += column sums of dout. */
 void linear_gelu_backward(float *dpre, float *dw, float *db, const float *dout,
-    const float *act, const float *pre, const float *w, int R, int IC, int OC);
+    const float *act, const float *dg, const float *w, int R, int IC, int OC);
 
 /* ---- lib/kern/patch_embed.c: Conv2d(k = s = P) as im2col + GEMM ----------- */
 

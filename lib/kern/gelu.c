@@ -28,12 +28,15 @@ gelu8(v8f x)
 	return x * vncdf(x);
 }
 
+/* gelu'(x) = Phi(x) + x phi(x); *g = gelu(x) from the same Phi */
 VINLINE v8f
-dgelu8(v8f x, v8f dy)
+dgelu8(v8f x, v8f *g)
 {
 	v8f p, d;
 	vncdf_npdf(x, &p, &d);
-	return dy * (p + x * d);
+	if (g)
+		*g = x * p;
+	return p + x * d;
 }
 
 #ifdef MIM_HAVE_X16
@@ -52,18 +55,25 @@ gelu16(float *out, const float *inp, size_t n)
 	return i;
 }
 
+/* dout NULL: out = gelu(inp), dinp = gelu'(inp); else dinp = dout gelu'(inp) */
 T512 static size_t
-dgelu16(float *dinp, const float *dout, const float *inp, size_t n)
+dgelu16(float *dinp, float *out, const float *dout, const float *inp, size_t n)
 {
 	size_t i = 0;
 
 	for (; i + 16 <= n; i += 16) {
-		v16f x, dy, p, d;
+		v16f x, dy, p, d, g;
 		memcpy(&x, inp + i, sizeof x);
-		memcpy(&dy, dout + i, sizeof dy);
 		vncdf_npdf_x16(x, &p, &d);
-		x = dy * (p + x * d);
-		memcpy(dinp + i, &x, sizeof x);
+		g = x * p;
+		d = p + x * d;
+		if (dout) {
+			memcpy(&dy, dout + i, sizeof dy);
+			d = dy * d;
+		} else {
+			memcpy(out + i, &g, sizeof g);
+		}
+		memcpy(dinp + i, &d, sizeof d);
 	}
 	return i;
 }
@@ -117,13 +127,36 @@ gelu_backward_span(float *dinp, const float *dout, const float *inp, size_t n)
 
 #ifdef MIM_HAVE_X16
 	if (use16())
-		i = dgelu16(dinp, dout, inp, n);
+		i = dgelu16(dinp, NULL, dout, inp, n);
 #endif
 	for (; i + 8 <= n; i += 8)
-		vstore(dinp + i, dgelu8(vload(inp + i), vload(dout + i)));
+		vstore(dinp + i, vload(dout + i) * dgelu8(vload(inp + i), NULL));
 	if (i < n) {
 		int k = (int)(n - i);
-		vstore_n(dinp + i, dgelu8(vload_n(inp + i, k, 0), vload_n(dout + i, k, 0)), k);
+		vstore_n(dinp + i, vload_n(dout + i, k, 0) * dgelu8(vload_n(inp + i, k, 0), NULL), k);
+	}
+}
+
+void
+gelu_dgelu_span(float *out, float *dg, const float *inp, size_t n)
+{
+	size_t i = 0;
+	v8f g;
+
+#ifdef MIM_HAVE_X16
+	if (use16())
+		i = dgelu16(dg, out, NULL, inp, n);
+#endif
+	for (; i + 8 <= n; i += 8) {
+		v8f d = dgelu8(vload(inp + i), &g);
+		vstore(out + i, g);
+		vstore(dg + i, d);
+	}
+	if (i < n) {
+		int k = (int)(n - i);
+		v8f d = dgelu8(vload_n(inp + i, k, 0), &g);
+		vstore_n(out + i, g, k);
+		vstore_n(dg + i, d, k);
 	}
 }
 

@@ -22,6 +22,11 @@
  * inp, dinp may be dout. */
 void gelu_span(float *out, const float *inp, size_t n);
 void gelu_backward_span(float *dinp, const float *dout, const float *inp, size_t n);
+/* out = gelu(inp) and dg = gelu'(inp) (dg may be inp): a training
+ * forward keeps the derivative for the backward rather than inp, which
+ * then is one product a element (dinp = dout * dg, the bytes
+ * gelu_backward_span gives) instead of an erf and an exp */
+void gelu_dgelu_span(float *out, float *dg, const float *inp, size_t n);
 
 /* LayerNorm (layernorm.c) whose row r reads (and, backward, writes the
  * input gradient of) row (r/L)*L + idx[r%L] of inp: Swin's LayerNorm

@@ -5,7 +5,11 @@
  * epilogue instead, with the GELU, while the block is in cache: a pass
  * less over the widest activation of a block (the sum differs from
  * addmm's where OpenBLAS cuts K into more than one block: the bias then
- * comes last rather than first).
+ * comes last rather than first). In training it keeps GELU's derivative
+ * at each element rather than the element itself: the erf and the
+ * exponential are computed once, in the forward, and the backward's
+ * epilogue is a product (on Swin-T's stage 0, K = 96, the backward's
+ * erf took as long as its product).
  *
  * The bias gradient (column sums of dout) is taken while the input-gradient
  * product dout @ w has dout's rows in cache: each block of that product
@@ -50,11 +54,12 @@ linear_forward(float *out, const float *inp, const float *w, const float *b,
 /* GELU on a block of the fc1 product: rows [m0,m1) x columns [n0,n1) */
 struct dbsum;
 struct actblk {
-	float *pre, *out;
-	const float *h;		/* backward: the GELU's input */
+	float *pre, *out;	/* forward: the product's buffer, gelu's */
+	const float *dg;	/* backward: gelu' at the GELU's input */
 	int ld;
 	struct dbsum *db;
 	const float *b;		/* forward: the bias, added here */
+	int train;		/* forward: pre becomes gelu' */
 };
 
 static void
@@ -66,17 +71,20 @@ gelu_block(void *p, int m0, int m1, int n0, int n1)
 		size_t o = (size_t)r * a->ld + n0;
 		if (a->b)
 			vadd_to(a->pre + o, a->b + n0, (size_t)(n1 - n0));
-		gelu_span(a->out + o, a->pre + o, (size_t)(n1 - n0));
+		if (a->train)
+			gelu_dgelu_span(a->out + o, a->pre + o, a->pre + o, (size_t)(n1 - n0));
+		else
+			gelu_span(a->out + o, a->pre + o, (size_t)(n1 - n0));
 	}
 }
 
 void
-linear_gelu_forward(float *pre, float *out, const float *inp, const float *w,
+linear_gelu_forward(float *dg, float *out, const float *inp, const float *w,
     const float *b, int R, int IC, int OC)
 {
 	double prof_t_ = MIM_PROF_BEGIN();
-	float *y = pre ? pre : out;
-	struct actblk a = {y, out, NULL, OC, NULL, b};
+	float *y = dg ? dg : out;
+	struct actblk a = {y, out, NULL, OC, NULL, b, dg != NULL};
 	mim_gemm_ex(0, 1, R, OC, IC, 1.0f, inp, IC, w, IC, 0.0f, y, OC,
 	    gelu_block, &a);
 	MIM_PROF_END("linear+gelu fwd", prof_t_, 2.0 * R * IC * OC);
@@ -167,17 +175,17 @@ dgelu_block(void *p, int m0, int m1, int n0, int n1)
 	sum_rows(a->db, m0, m1, n0, n1);
 	for (int r = m0; r < m1; r++) {
 		size_t o = (size_t)r * a->ld + n0;
-		gelu_backward_span(a->out + o, a->out + o, a->h + o, (size_t)(n1 - n0));
+		vmul_to(a->out + o, a->dg + o, (size_t)(n1 - n0));
 	}
 }
 
 void
 linear_gelu_backward(float *dpre, float *dw, float *db, const float *dout,
-    const float *act, const float *pre, const float *w, int R, int IC, int OC)
+    const float *act, const float *dg, const float *w, int R, int IC, int OC)
 {
 	double fl = 2.0 * R * IC * OC, t = MIM_PROF_BEGIN();
 	struct dbsum s = {0};
-	struct actblk a = {NULL, dpre, pre, IC, db ? &s : NULL, NULL};
+	struct actblk a = {NULL, dpre, dg, IC, db ? &s : NULL, NULL, 0};
 
 	if (db)
 		sum_init(&s, dout, R, OC, IC);

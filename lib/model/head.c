@@ -151,8 +151,8 @@ const struct mim_head_ops mim_head_linear_ops = {
  * D = "head_hidden" of mim.config (0: the encoder width F). The same
  * layout as the linear head: tok (B*hw,F) the latent's positions as rows,
  * fc1 and GELU fused (kern's linear_gelu), fc2, the shuffle from rows.
- * Scratch: tok (P,F), hid (P,D), act (P,D), dec (P,O), and in the backward
- * dhid (P,D), dtok (P,F); P = B*h*w. */
+ * Scratch: tok (P,F), hid (P,D) (GELU' at fc1's output), act (P,D),
+ * dec (P,O), and in the backward dhid (P,D), dtok (P,F); P = B*h*w. */
 
 #define O_(f) offsetof(struct mim_config, f)
 static const struct mim_config_key mlp_keys[] = {
@@ -240,7 +240,8 @@ mlp_head_backward(struct mim_model *m, int B, const float *dpred, float *scratch
 	double t0 = MIM_PROF_BEGIN();
 
 	pixel_shuffle_backward(ddec, dpred, B, mim_pred_channels(&m->cfg), h, h, s);
-	/* dhid = (ddec @ W2) * gelu'(hid); dW2 += ddec^T act; db2 += sums */
+	/* dhid = (ddec @ W2) * hid (= gelu' at fc1's output); dW2 += ddec^T act;
+	 * db2 += sums */
 	linear_gelu_backward(dhid, m->g + p[2].off, m->g + p[3].off, ddec, act, hid,
 	    m->w + p[2].off, (int)P, D, O);
 	linear_backward(dlatent ? dtok : NULL, m->g + p[0].off, m->g + p[1].off, dhid, tok,

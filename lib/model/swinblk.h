@@ -49,7 +49,7 @@ struct bact {		/* one block (training), or shared by all (inference) */
 	float *m1, *r1, *xw;	/* LN1 stats (T), its output in window order (T,C) */
 	float *qkv, *att, *ao;	/* (T,3C) (q scaled in place), (Bw,nH,N,N), (T,C) */
 	float *m2, *r2, *xn;	/* LN2 stats, output (T,C) */
-	float *h1, *h2;		/* (T,Hd) fc1 output, its GELU */
+	float *h1, *h2;		/* (T,Hd) GELU' at fc1's output (training), the GELU */
 	float *kept;		/* (2,B) drop path of the two branches, or NULL: none */
 	float keep[2];
 };

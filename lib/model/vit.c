@@ -323,7 +323,7 @@ struct vlayer {
 	float *att;		/* (B,N,C) attention output before proj */
 	float *y;		/* (B,N,C) proj output */
 	float *mean2, *rstd2;	/* (B*N) norm2 statistics */
-	float *h, *a;		/* (B,N,F) fc1 output, GELU output */
+	float *h, *a;		/* (B,N,F) GELU' at fc1's output (training), GELU output */
 	float *m;		/* (B,N,C) fc2 output */
 };
 

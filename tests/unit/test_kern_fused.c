@@ -137,14 +137,19 @@ main(void)
 	tap(e / mx < 1e-6 && memcmp(db1, db2, OC * 4) == 0,
 	    "bias gradient inside the dx product: rel err %.1e, same bytes on 1 and 2 threads", e / mx);
 
-	/* Linear+GELU forward: the same bytes as linear_forward, gelu_forward */
+	/* Linear+GELU forward: the same bytes as linear_forward, gelu_forward,
+	 * and gelu' (gelu_backward of ones) where the pre-activation was */
 	float *h1 = malloc(R * OC * 4), *a1 = malloc(R * OC * 4);
 	float *h2 = malloc(R * OC * 4), *a2 = malloc(R * OC * 4);
+	float *g2 = malloc(R * OC * 4), *pre = malloc(R * OC * 4);
 	linear_gelu_forward(h1, a1, x, w, b, R, IC, OC);
-	linear_forward(h2, x, w, b, R, IC, OC);
-	gelu_forward(a2, h2, (size_t)R * OC);
-	tap(memcmp(h1, h2, R * OC * 4) == 0 && memcmp(a1, a2, R * OC * 4) == 0,
-	    "linear+gelu forward: the same bytes as the two kernels");
+	linear_forward(pre, x, w, b, R, IC, OC);
+	gelu_forward(a2, pre, (size_t)R * OC);
+	for (int i = 0; i < R * OC; i++)
+		g2[i] = 1.0f;
+	gelu_backward(g2, g2, pre, (size_t)R * OC);
+	tap(memcmp(a1, a2, R * OC * 4) == 0 && memcmp(h1, g2, R * OC * 4) == 0,
+	    "linear+gelu forward: the same bytes as the two kernels, gelu' kept");
 	linear_gelu_forward(NULL, h2, x, w, b, R, IC, OC);
 	tap(memcmp(a1, h2, R * OC * 4) == 0, "linear+gelu forward in place (inference)");
 	/* the MLP's fc2 backward fused with GELU's, against the unfused pair:
@@ -156,12 +161,12 @@ main(void)
 	fill(w2, IC * OC, 11), fill(d2, R * IC, 12);
 	linear_gelu_backward(dp1, dw1, dbb1, d2, a1, h1, w2, R, OC, IC);
 	linear_backward(dp2, dw2, dbb2, d2, a1, w2, R, OC, IC);
-	gelu_backward(dp2, dp2, h1, (size_t)R * OC);
+	gelu_backward(dp2, dp2, pre, (size_t)R * OC);
 	tap(memcmp(dp1, dp2, R * OC * 4) == 0 && memcmp(dw1, dw2, IC * OC * 4) == 0 &&
 	    memcmp(dbb1, dbb2, IC * 4) == 0,
 	    "linear+gelu backward: the same bytes as linear_backward, gelu_backward");
 	free(x), free(w), free(b), free(dout), free(dx), free(db1), free(db2), free(dw);
-	free(h1), free(a1), free(h2), free(a2);
+	free(h1), free(a1), free(h2), free(a2), free(g2), free(pre);
 	free(w2), free(d2), free(dp1), free(dp2), free(dw1), free(dw2), free(dbb1), free(dbb2);
 	return tap_done();
 }

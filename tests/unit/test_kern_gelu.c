@@ -7,6 +7,7 @@
 #include "mim.h"
 #include "mim/kern.h"
 #include "gradcheck.h"
+#include "../../lib/kern/kern_int.h"	/* gelu_dgelu_span */
 
 enum { N = 400 };
 static double X[N], DO[N];
@@ -93,6 +94,35 @@ main(void)
 	gelu_set_wide(1);
 	tap(fd == 0 && bd == 0, "%d lanes against 8: %ld of %zu forward values differ, %ld backward",
 	    lanes, fd, n, bd);
+
+	/* the training forward's pair (linear_gelu_forward's epilogue): gelu
+	 * and gelu' in one pass, in place, the bytes of gelu_forward and of
+	 * gelu_backward of ones, at both widths */
+	float *g = malloc(n * sizeof *g), *d = malloc(n * sizeof *d);
+	float *one = malloc(n * sizeof *one);
+	for (size_t i = 0; i < n; i++)
+		one[i] = 1.0f;
+	gelu_forward(a, xs, n);
+	gelu_backward(b, one, xs, n);
+	for (int w = 0; w < 2; w++) {
+		long gd = 0, dd = 0;
+		gelu_set_wide(!w);
+		memcpy(d, xs, n * sizeof *d);
+		for (size_t lo = 0, len = 1; lo < n; lo += len, len = len * 3 % 1021 + 1) {
+			size_t k = len < n - lo ? len : n - lo;
+			gelu_dgelu_span(g + lo, d + lo, d + lo, k);
+		}
+		for (size_t i = 0; i < n; i++) {
+			gd += memcmp(&a[i], &g[i], sizeof *a) != 0;
+			dd += memcmp(&b[i], &d[i], sizeof *b) != 0;
+		}
+		tap(gd == 0 && dd == 0, "gelu and gelu' in one pass (%s lanes): %ld gelu, %ld gelu' "
+		    "of %zu differ", w ? "8" : "the widest", gd, dd, n);
+	}
+	gelu_set_wide(1);
+	free(g);
+	free(d);
+	free(one);
 	free(xs);
 	free(dy);
 	free(a);
