@@ -33,6 +33,7 @@
  * vit-base step the rounding and oneDNN's call cost more than that gains
  * (attention took 5-10% more CPU time), and float is the more accurate. */
 #include <cblas.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,23 +180,129 @@ conv_task(void *p, int i)
 	    (size_t)c->cols, hi - lo, c->cols, c->fast);
 }
 
-/* rows x cols floats at stride ldx into buffer i, packed; NULL when out of
- * memory */
+/* c->x into c->y: over the pool when large */
+static void
+conv_all(struct conv *c)
+{
+	size_t n = (size_t)c->rows * c->cols;
+	if (n >= 1 << 16 && !pool_in_job() && mim_threads() > 1) {
+		int tasks = mim_threads() * 2;
+		c->per = (c->rows + tasks - 1) / tasks;
+		mim_parallel((c->rows + c->per - 1) / c->per, conv_task, c);
+	} else {
+		conv_task(c, 0);
+	}
+}
+
+/* Operands kept in bf16 for later products (mim_gemm_keep): an entry
+ * per kept matrix, its copy made by the first product that reads it.
+ * Dropped entries keep their buffers for the next keeps (a step keeps
+ * the same shapes every time: no allocation after the first). */
+#define KEEP_MAX 128
+static struct kept {
+	const float *x;		/* NULL: free */
+	int ldx, rows, cols;	/* the copy's source, once made (rows 0: not yet) */
+	uint16_t *y;
+	size_t cap;
+} kept[KEEP_MAX];
+static pthread_mutex_t kept_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int keep_on = -1;	/* MIM_BF16_KEEP=0: never (for the bench and tests) */
+
+int
+mim_gemm_keep(const float *x)
+{
+	int r = -1;
+
+	if (keep_on < 0) {
+		const char *e = getenv("MIM_BF16_KEEP");
+		keep_on = !(e && strcmp(e, "0") == 0);
+	}
+	if (precision != MIM_PREC_BF16 || !x || !keep_on)
+		return 0;
+	pthread_mutex_lock(&kept_mu);
+	for (int i = 0; i < KEEP_MAX && r < 0; i++)
+		if (kept[i].x == x)
+			r = 0;	/* kept already */
+	for (int i = 0; i < KEEP_MAX && r < 0; i++)
+		if (!kept[i].x) {
+			kept[i].x = x;
+			kept[i].rows = 0;
+			r = 1;
+		}
+	pthread_mutex_unlock(&kept_mu);
+	return r;
+}
+
+void
+mim_gemm_drop(const float *x)
+{
+	pthread_mutex_lock(&kept_mu);
+	for (int i = 0; i < KEEP_MAX; i++)
+		if (kept[i].x && (kept[i].x == x || !x))
+			kept[i].x = NULL;
+	pthread_mutex_unlock(&kept_mu);
+}
+
+/* x's kept copy if x is kept and the copy is of this shape: made now if it
+ * was not yet; NULL when x is not kept (or the copy has another shape, or
+ * no memory) */
+static const uint16_t *
+kept_copy(const float *x, int ldx, int rows, int cols, struct conv *c)
+{
+	struct kept *e = NULL;
+	size_t n = (size_t)rows * cols;
+	const uint16_t *y = NULL;
+
+	pthread_mutex_lock(&kept_mu);
+	for (int i = 0; i < KEEP_MAX && !e; i++)
+		if (kept[i].x == x)
+			e = &kept[i];
+	if (e && e->rows && e->ldx == ldx && e->rows == rows && e->cols == cols) {
+		y = e->y;
+	} else if (e && !e->rows) {
+		/* a free entry's buffer that fits, the smallest, or a bigger one */
+		struct kept *f = NULL;
+		for (int i = 0; i < KEEP_MAX && e->cap < n; i++)
+			if (!kept[i].x && kept[i].cap >= n && (!f || kept[i].cap < f->cap))
+				f = &kept[i];
+		if (f) {
+			uint16_t *t = e->y;
+			size_t tc = e->cap;
+			e->y = f->y, e->cap = f->cap;
+			f->y = t, f->cap = tc;
+		}
+		if (e->cap < n) {
+			uint16_t *t = realloc(e->y, n * sizeof *t);
+			if (t)
+				e->y = t, e->cap = n;
+		}
+		if (e->cap >= n) {
+			e->ldx = ldx, e->rows = rows, e->cols = cols;
+			c->y = e->y;
+			y = e->y;
+			/* converted under the lock: a second reader waits for it */
+			conv_all(c);
+		}
+	}
+	pthread_mutex_unlock(&kept_mu);
+	return y;
+}
+
+/* rows x cols floats at stride ldx into buffer i, packed, or x's kept copy;
+ * NULL when out of memory */
 static const uint16_t *
 to_bf16(int i, const float *x, int ldx, int rows, int cols)
 {
+	struct conv c = {x, NULL, ldx, rows, cols, rows, mim_cpu()->avx512_bf16};
+	const uint16_t *k = kept_copy(x, ldx, rows, cols, &c);
+	if (k)
+		return k;
 	uint16_t *y = buffer(i, (size_t)rows * cols);
 	if (!y)
 		return NULL;
-	struct conv c = {x, y, ldx, rows, cols, rows, mim_cpu()->avx512_bf16};
-	size_t n = (size_t)rows * cols;
-	if (n >= 1 << 16 && !pool_in_job() && mim_threads() > 1) {
-		int tasks = mim_threads() * 2;
-		c.per = (rows + tasks - 1) / tasks;
-		mim_parallel((rows + c.per - 1) / c.per, conv_task, &c);
-	} else {
-		conv_task(&c, 0);
-	}
+	c.y = y;
+	conv_all(&c);
 	return y;
 }
 

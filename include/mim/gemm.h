@@ -44,6 +44,20 @@ void mim_gemm_set_cut(enum mim_gemm_cut c);
 void mim_gemm_set_grid(const int g[3]);
 void mim_gemm_grid(int M, int N, int K, int epi, int g[3]);
 
+/* bf16: keep x's bfloat16 copy, made by the next product that reads x,
+ * for the products after it (x the same stored matrix: pointer, row
+ * length and shape), until mim_gemm_drop(x); NULL drops every kept copy.
+ * The caller promises that x does not change from that first product to
+ * the drop, nor is freed before it. A training
+ * forward keeps a layer's input for its weight gradient, linear_backward
+ * dout for its two products: each conversion is a pass over memory (a
+ * tenth of a swin-tiny bf16 step, all of them). Returns 1 (kept now), 0
+ * (kept already; or fp32, where there is nothing to keep) or -1 (the
+ * table of 128 is full: x is rounded for every product, as without).
+ * MIM_BF16_KEEP=0 in the environment: nothing is kept (the same bytes). */
+int mim_gemm_keep(const float *x);
+void mim_gemm_drop(const float *x);
+
 /* The same product for `batch` independent matrices at strides sA, sB, sC
  * (in floats). Small products (attention heads, Swin windows) are spread
  * over the thread pool, each on one thread (lib/smm.c or single-threaded

@@ -189,6 +189,7 @@ linear_gelu_backward(float *dpre, float *dw, float *db, const float *dout,
 
 	if (db)
 		sum_init(&s, dout, R, OC, IC);
+	int kept = dw ? mim_gemm_keep(dout) : 0;	/* bf16: rounded once for both */
 	mim_gemm_ex(0, 0, R, IC, OC, 1.0f, dout, OC, w, IC, 0.0f, dpre, IC, dgelu_block, &a);
 	if (db) {
 		sum_finish(&s, db);
@@ -196,6 +197,8 @@ linear_gelu_backward(float *dpre, float *dw, float *db, const float *dout,
 	}
 	MIM_PROF_END("linear+gelu bwd dx", t, fl);
 	linear_backward(NULL, dw, NULL, dout, act, w, R, IC, OC);
+	if (kept == 1)
+		mim_gemm_drop(dout);
 }
 
 void
@@ -205,6 +208,7 @@ linear_backward(float *dinp, float *dw, float *db, const float *dout,
 	double t;
 	double fl = 2.0 * R * IC * OC;
 	struct dbsum s = {0};
+	int kept = dinp && dw ? mim_gemm_keep(dout) : 0;	/* bf16: rounded once for both */
 
 	/* dinp (R,IC) = dout (R,OC) @ w (OC,IC), db summed on the way */
 	if (dinp) {
@@ -226,6 +230,10 @@ linear_backward(float *dinp, float *dw, float *db, const float *dout,
 		mim_gemm(1, 0, OC, IC, R, 1.0f, dout, OC, inp, IC, 1.0f, dw, IC);
 		MIM_PROF_END("linear bwd dw", t, fl);
 	}
+	/* the last reader of the input: a copy kept since the forward goes */
+	mim_gemm_drop(inp);
+	if (kept == 1)
+		mim_gemm_drop(dout);
 	if (db) {
 		t = MIM_PROF_BEGIN();
 		kern_colsum(db, dout, (size_t)R, OC, (size_t)OC);

@@ -486,6 +486,9 @@ swin_forward(struct mim_model *m, int B, const float *img, const uint8_t *mask,
     int layer, int train, uint64_t seed, float *out)
 {
 	struct swin *v = S(m);
+	/* bf16 copies kept by an earlier forward (its backward not run) may
+	 * be of buffers this one rewrites, or frees */
+	mim_gemm_drop(NULL);
 	struct splan *p = plan_get(m, B, train);
 	const struct mim_config *c = &m->cfg;
 	float eps = (float)c->layer_norm_eps;
@@ -525,6 +528,8 @@ swin_forward(struct mim_model *m, int B, const float *img, const uint8_t *mask,
 				k->keep[0] = mim_droppath(k->kept, B, r, seed, 2 * gi);
 				k->keep[1] = mim_droppath(k->kept + B, B, r, seed, 2 * gi + 1);
 			}
+			if (train)	/* bf16: inputs rounded once, for forward and dw */
+				swin_block_keep(k);
 			swin_block_forward(m, t, &t->blk[b], k, &p->bs, B);
 		}
 		const float *so = a->blk[t->depth - 1].out;
@@ -622,6 +627,7 @@ swin_free(struct mim_model *m)
 
 	if (!v)
 		return;
+	mim_gemm_drop(NULL);	/* no kept copy of a freed buffer */
 	plan_free(v->plan[0]);
 	plan_free(v->plan[1]);
 	for (int s = 0; s < MIM_MAXSTAGE; s++) {

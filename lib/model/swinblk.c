@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "swinblk.h"
+#include "mim/gemm.h"
 #include "mim/kern.h"
 #include "mim/swin.h"
 
@@ -168,6 +169,17 @@ swin_block_init(struct mim_rng *r, const struct mim_model *m, const struct sbloc
 	swin_ones(m, b->n2w);
 	swin_tn(r, m, b->fc1w);
 	swin_tn(r, m, b->fc2w);
+}
+
+/* bf16: the four Linears' inputs are rounded once, by the forward, and
+ * read again by their weight gradients (linear_backward drops them) */
+void
+swin_block_keep(const struct bact *a)
+{
+	mim_gemm_keep(a->xw);
+	mim_gemm_keep(a->ao);
+	mim_gemm_keep(a->xn);
+	mim_gemm_keep(a->h2);
 }
 
 void

@@ -98,6 +98,9 @@ int swin_buffer_check_one(const struct mim_tensor *t, int kind, const struct sbl
 int swin_block_buffers_add(struct mim_frame *f, const char *pre, int s, int b,
     const struct sblock *k);
 
+/* Training, bf16: keep (mim_gemm_keep) the block's Linear inputs, which
+ * its forward rounds and its backward reads again. Before the forward. */
+void swin_block_keep(const struct bact *a);
 /* One block forward: a->x -> a->xm, a->out (and what the backward reads). */
 void swin_block_forward(const struct mim_model *m, const struct sstage *t,
     const struct sblock *k, struct bact *a, const struct sbscratch *s, int B);

@@ -301,6 +301,7 @@ vit_free(struct mim_model *m)
 
 	if (!v)
 		return;
+	mim_gemm_drop(NULL);	/* no kept copy of a freed buffer */
 	plan_free(v->plan);
 	free(v->blk);
 	free(v->index);
@@ -463,6 +464,9 @@ vit_forward(struct mim_model *m, int B, const float *img, const uint8_t *mask,
 	struct vit *v = V(m);
 	const struct mim_config *c = &m->cfg;
 
+	/* bf16 copies kept by an earlier forward (its backward not run) may
+	 * be of buffers this one rewrites, or frees */
+	mim_gemm_drop(NULL);
 	if (plan(m, B, train) < 0)
 		return -1;
 	struct vplan *p = v->plan;
@@ -511,6 +515,8 @@ vit_forward(struct mim_model *m, int B, const float *img, const uint8_t *mask,
 		}
 		attention_forward(y->att, y->P, y->qkv, mim_pw(m, b->qb), mim_pw(m, b->vb),
 		    bias, NULL, 1, B, N, C, Hh, scale, p->work);
+		if (train)	/* bf16: rounded once, for the forward and dw */
+			mim_gemm_keep(y->att);
 		linear_forward(y->y, y->att, mim_pw(m, b->projw), mim_pw(m, b->projb), BN, C, C);
 		/* drop path: the block's DropPath module draws anew on each call */
 		float *k1 = NULL, *k2 = NULL, keep = 1;
@@ -528,6 +534,8 @@ vit_forward(struct mim_model *m, int B, const float *img, const uint8_t *mask,
 		    mim_pw(m, b->n2b), BN, C, eps);
 		linear_gelu_forward(train ? y->h : NULL, y->a, p->ln, mim_pw(m, b->fc1w),
 		    mim_pw(m, b->fc1b), BN, C, F);
+		if (train)
+			mim_gemm_keep(y->a);
 		linear_forward(y->m, y->a, mim_pw(m, b->fc2w), mim_pw(m, b->fc2b), BN, F, C);
 		float *xo = !train ? X : l + 1 < v->L ? p->lay[l + 1].x : p->xL;
 		residual_forward(xo, x1, y->m, mim_pw(m, b->g2), k2, keep, B, N, C);

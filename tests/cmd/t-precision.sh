@@ -54,11 +54,31 @@ assert glob <= 2e-2 and rel[worst] <= 2e-2, (glob, worst, rel[worst])
 # the bf16 path was taken: float would agree to ~1e-6
 assert glob > 1e-4, glob
 PYEOF'
-	for p in fp32 bf16; do
+	# bf16 copies kept from the forward for the backward (mim_gemm_keep)
+	# are the copies the backward would make: the same bytes without them
+	MIM_BF16_KEEP=0 mim-step -c "$T/${m}0.st" --grad-out "$T/g$m-bf16n.st" --precision bf16 \
+	    "$T/$m.mim" || notok "$m: MIM_BF16_KEEP=0 --grad-out"
+	check "$m: bf16 gradients, the same bytes with kept copies as without" \
+		'$PY - "$T/g$m-bf16.st" "$T/g$m-bf16n.st" <<PYEOF
+import sys, numpy as np, st
+a, _ = st.load(sys.argv[1]); b, _ = st.load(sys.argv[2])
+g = [k for k in a if k.startswith("grad.")]
+assert g and sorted(a) == sorted(b)
+bad = [k for k in g if np.asarray(a[k]).tobytes() != np.asarray(b[k]).tobytes()]
+assert not bad, bad
+PYEOF'
+	for p in fp32 bf16 bf16n; do
 		cp "$T/${m}0.st" "$T/$m-$p.st"
-		mim-step -c "$T/$m-$p.st" -n 30 --lr 1e-3 --warmup-steps 5 --precision $p \
-		    --log "$T/$m-$p.log" "$T/$m.mim" || notok "$m: 30 steps --precision $p"
+		if [ $p = bf16n ]; then k=0; p1=bf16; else k=1; p1=$p; fi
+		MIM_BF16_KEEP=$k mim-step -c "$T/$m-$p.st" -n 30 --lr 1e-3 --warmup-steps 5 \
+		    --precision $p1 --log "$T/$m-$p.log" "$T/$m.mim" || notok "$m: 30 steps --precision $p"
 	done
+	check "$m: 30 bf16 steps, the same losses with kept copies as without" \
+		'$PY - "$T/$m-bf16.log" "$T/$m-bf16n.log" <<PYEOF
+import sys, json
+a = [json.loads(l)["loss"] for l in open(sys.argv[1])]; b = [json.loads(l)["loss"] for l in open(sys.argv[2])]
+assert len(a) == 30 and a == b, (a, b)
+PYEOF'
 	check "$m: the loss of each of 30 steps, bf16 within 2% of fp32's" \
 		'$PY - "$T/$m-fp32.log" "$T/$m-bf16.log" <<PYEOF
 import sys, json

@@ -250,6 +250,53 @@ batch(const char *p)
 	free(R);
 }
 
+/* bf16 copies kept across products (mim_gemm_keep): the same bytes as
+ * rounding anew; kept means kept (a change to x after the first product
+ * is not seen, which is why the caller must promise none); another shape
+ * of the same pointer, and x after the drop, are rounded anew */
+static void
+keep(void)
+{
+	enum { M = 288, N = 256, K = 128 };	/* over SMALL_MACS: bf16 */
+	float *A = malloc(M * K * 4), *B = malloc(K * N * 4), *B2 = malloc(K * N * 4);
+	float *c0 = malloc(M * N * 4), *c1 = malloc(M * N * 4), *c2 = malloc(M * N * 4);
+	for (int i = 0; i < M * K; i++)
+		A[i] = (float)((i * 37 % 101) - 50) / 7.0f;
+	for (int i = 0; i < K * N; i++) {
+		B[i] = (float)((i * 53 % 97) - 48) / 9.0f;
+		B2[i] = -B[i];
+	}
+	mim_gemm(0, 0, M, N, K, 1, A, K, B, N, 0, c0, N);	/* rounded anew */
+	tap(mim_gemm_keep(A) == 1 && mim_gemm_keep(A) == 0, "keep: 1 new, 0 kept already");
+	mim_gemm(0, 0, M, N, K, 1, A, K, B, N, 0, c1, N);	/* makes the copy */
+	mim_gemm(0, 0, M, N, K, 1, A, K, B2, N, 0, c2, N);	/* reads it */
+	int same = !memcmp(c0, c1, M * N * 4), neg = 1;
+	for (int i = 0; i < M * N; i++)
+		neg &= c2[i] == -c0[i];
+	tap(same && neg, "a kept copy gives the bytes of rounding anew");
+	float a0 = A[0];
+	A[0] = 1000.0f;	/* (breaking the promise, to see the copy) */
+	mim_gemm(0, 0, M, N, K, 1, A, K, B, N, 0, c1, N);
+	tap(!memcmp(c0, c1, M * N * 4), "kept means kept: a later change of x is not read");
+	mim_gemm(0, 0, M / 2, N, K, 1, A, K, B, N, 0, c2, N);	/* another shape */
+	tap(c2[0] != c0[0] && !memcmp(c2 + N, c0 + N, (M / 2 - 1) * N * 4),
+	    "the same pointer in another shape: rounded anew");
+	mim_gemm_drop(A);
+	mim_gemm(0, 0, M, N, K, 1, A, K, B, N, 0, c1, N);
+	tap(c1[0] != c0[0], "after the drop x is rounded anew");
+	A[0] = a0;
+	int full = 0;
+	for (int i = 0; i < 200 && !full; i++)
+		full = mim_gemm_keep(A + i) < 0;
+	mim_gemm_drop(NULL);
+	tap(full && mim_gemm_keep(A) == 1, "a full table says so; drop(NULL) empties it");
+	mim_gemm_drop(NULL);
+	mim_gemm_set_precision(MIM_PREC_FP32);
+	tap(mim_gemm_keep(A) == 0, "float: nothing to keep");
+	mim_gemm_set_precision(MIM_PREC_BF16);
+	free(A), free(B), free(B2), free(c0), free(c1), free(c2);
+}
+
 int
 main(void)
 {
@@ -285,6 +332,7 @@ main(void)
 	epilogue("bf16");
 	grids("bf16");
 	batch("bf16");
+	keep();
 	tap(mim_gemm_set_precision(MIM_PREC_FP32) == 0 && mim_gemm_precision() == MIM_PREC_FP32,
 	    "back to float");
 	double rerr, e = check(0, 0, 64, 48, 40, 1, 0, &rerr);
