@@ -1,6 +1,8 @@
 /* parallel.c -- the kernels' parallel-for over index ranges and their
  * deterministic column sums (kern_int.h). */
 
+#include <stdlib.h>
+
 #include "kern_int.h"
 
 struct range {
@@ -42,67 +44,114 @@ kern_for(size_t n, size_t grain, void (*fn)(void *ctx, size_t lo, size_t hi), vo
 }
 
 #define CS_W 64		/* columns per block */
+#define CS_R 256	/* rows per chunk: fixed, so that the sums do not depend on the threads */
 
 struct colsum {
 	float *acc, *acc2;
 	size_t R;
-	int C;
+	int C, nblk;
 	kern_row_fn *row;
 	void *ctx;
+	double *part;	/* (chunks, 2, C): each chunk's sums; NULL: one chunk */
 };
 
-/* one block of CS_W columns per job: every row in order, each column
- * summed in its own double (a lane of s4 or an element of s), so the
- * result depends neither on the threads nor on where a vector ends */
+/* rows [r0, r1) of the block of columns from c0 (w of them), each column
+ * summed in its own double (a lane of s4 or an element of s), in row
+ * order, into s[0..w) and u[0..w) */
 static void
-colsum_block(void *p, size_t lo, size_t hi)
+colsum_rows(const struct colsum *j, size_t r0, size_t r1, int c0, int w, double *s, double *u)
+{
+	int w8 = w & ~7;
+	v4d s4[CS_W / 4], u4[CS_W / 4];
+	float t[CS_W], v[CS_W];
+
+	for (int c = 0; c < w; c++)
+		s[c] = u[c] = 0;
+	for (int k = 0; k < CS_W / 4; k++)
+		s4[k] = u4[k] = (v4d){0, 0, 0, 0};
+	for (size_t r = r0; r < r1; r++) {
+		float k = j->row(j->ctx, r, c0, w, t, j->acc2 ? v : NULL);
+		if (k == 0)
+			continue;
+		v4d k4 = {k, k, k, k};
+		for (int c = 0; c < w8; c += 4)
+			s4[c / 4] += vload4d(t + c) * k4;
+		for (int c = w8; c < w; c++)
+			s[c] += (double)t[c] * k;
+		if (!j->acc2)
+			continue;
+		for (int c = 0; c < w8; c += 4)
+			u4[c / 4] += vload4d(v + c) * k4;
+		for (int c = w8; c < w; c++)
+			u[c] += (double)v[c] * k;
+	}
+	for (int c = 0; c < w8; c++) {
+		s[c] = s4[c / 4][c % 4];
+		u[c] = u4[c / 4][c % 4];
+	}
+}
+
+/* job i: chunk i / nblk of rows, block i % nblk of columns */
+static void
+colsum_job(void *p, int i)
 {
 	const struct colsum *j = p;
+	size_t ch = (size_t)(i / j->nblk), r0 = ch * CS_R, r1 = r0 + CS_R < j->R ? r0 + CS_R : j->R;
+	int c0 = i % j->nblk * CS_W, w = j->C - c0 < CS_W ? j->C - c0 : CS_W;
+	double s[CS_W], u[CS_W];
 
-	for (size_t blk = lo; blk < hi; blk++) {
-		int c0 = (int)blk * CS_W, w = j->C - c0 < CS_W ? j->C - c0 : CS_W;
-		int w8 = w & ~7;
-		v4d s4[CS_W / 4], u4[CS_W / 4];
-		double s[CS_W] = {0}, u[CS_W] = {0};
-		float t[CS_W], v[CS_W];
-		for (int k = 0; k < CS_W / 4; k++)
-			s4[k] = u4[k] = (v4d){0, 0, 0, 0};
-		for (size_t r = 0; r < j->R; r++) {
-			float k = j->row(j->ctx, r, c0, w, t, j->acc2 ? v : NULL);
-			if (k == 0)
-				continue;
-			v4d k4 = {k, k, k, k};
-			for (int c = 0; c < w8; c += 4)
-				s4[c / 4] += vload4d(t + c) * k4;
-			for (int c = w8; c < w; c++)
-				s[c] += (double)t[c] * k;
-			if (!j->acc2)
-				continue;
-			for (int c = 0; c < w8; c += 4)
-				u4[c / 4] += vload4d(v + c) * k4;
-			for (int c = w8; c < w; c++)
-				u[c] += (double)v[c] * k;
-		}
-		for (int c = 0; c < w8; c++) {
-			s[c] = s4[c / 4][c % 4];
-			u[c] = u4[c / 4][c % 4];
-		}
+	if (!j->part) {	/* the only chunk: straight into acc */
+		colsum_rows(j, 0, j->R, c0, w, s, u);
 		for (int c = 0; c < w; c++) {
 			if (j->acc)
 				j->acc[c0 + c] += (float)s[c];
 			if (j->acc2)
 				j->acc2[c0 + c] += (float)u[c];
 		}
+		return;
 	}
+	double *ps = j->part + ch * 2 * j->C + c0, *pu = ps + j->C;
+	colsum_rows(j, r0, r1, c0, w, ps, pu);
 }
+
+/* the chunks' partial sums, kept by the thread for its next call */
+static _Thread_local double *cs_buf;
+static _Thread_local size_t cs_cap;
 
 void
 kern_colsums(float *acc, float *acc2, size_t R, int C, kern_row_fn *row, void *ctx)
 {
-	struct colsum j = {acc, acc2, R, C, row, ctx};
-	size_t blocks = ((size_t)C + CS_W - 1) / CS_W;
+	size_t nch = (R + CS_R - 1) / CS_R, n = nch * 2 * (size_t)C;
+	struct colsum j = {acc, acc2, R, C, (C + CS_W - 1) / CS_W, row, ctx, NULL};
 
-	kern_for(blocks, 1, colsum_block, &j);
+	if (R == 0)
+		return;
+	if (nch > 1) {
+		if (n > cs_cap) {
+			free(cs_buf);
+			cs_cap = 0;
+			if ((cs_buf = malloc(n * sizeof *cs_buf)))
+				cs_cap = n;
+		}
+		j.part = cs_buf;
+	}
+	if (!j.part) {	/* one chunk (or no memory): blocks of columns */
+		mim_parallel(j.nblk, colsum_job, &j);
+		return;
+	}
+	mim_parallel((int)nch * j.nblk, colsum_job, &j);
+	/* the chunks in order: the same sums at any thread count */
+	for (int c = 0; c < C; c++) {
+		double s = 0, u = 0;
+		for (size_t ch = 0; ch < nch; ch++) {
+			s += j.part[ch * 2 * C + c];
+			u += j.part[ch * 2 * C + C + c];
+		}
+		if (acc)
+			acc[c] += (float)s;
+		if (acc2)
+			acc2[c] += (float)u;
+	}
 }
 
 struct strided {
