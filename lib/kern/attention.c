@@ -13,8 +13,8 @@
  * dS replaces P; it is the gradient of any additive term of S.
  *
  * A head runs fused in AVX-512 (attn512.c) where the CPU has it, and in
- * bf16 mode (mim_gemm_precision) on AMX tiles with its six products in
- * bf16 (attn_amx.c) where the CPU has AMX-BF16. */
+ * bf16 mode (mim_gemm_precision) for N over 64 on AMX tiles with its six
+ * products in bf16 (attn_amx.c) where the CPU has AMX-BF16. */
 
 #include <stdlib.h>
 #include <string.h>
@@ -38,15 +38,20 @@ attention_set_fused(int on)
 	fused = on;
 }
 
-/* 1: in bf16 mode, heads on AMX tiles where attn_amx_ok (and fused);
- * 0: in float as in fp32 mode. -1: not yet read from MIM_ATTN_AMX (0
- * turns it off). attention_set_amx sets it. */
+/* In bf16 mode, heads on AMX tiles (attn_amx.c; only where attn_amx_ok,
+ * and fused): 2 all of them; 1 (the default) those with N over 64, where
+ * it is the faster (ViT's 145 tokens: 1.1-1.4x attn512.c's float a head
+ * forward and backward in bench/attnbench.c), not Swin's windows of 36
+ * (0.7-0.9x: attn512.c keeps S and its softmax in registers, the products
+ * are too small for the packing to pay); 0 none, float as in fp32 mode.
+ * -1: not yet read from MIM_ATTN_AMX (0, 1 or 2). attention_set_amx sets
+ * it. */
 static int amx = -1;
 
 void
-attention_set_amx(int on)
+attention_set_amx(int mode)
 {
-	amx = on;
+	amx = mode;
 }
 
 static int
@@ -54,9 +59,10 @@ use_amx(int N, int D)
 {
 	if (amx < 0) {
 		const char *s = getenv("MIM_ATTN_AMX");
-		amx = !(s && strcmp(s, "0") == 0);
+		amx = s && strcmp(s, "0") == 0 ? 0 : s && strcmp(s, "2") == 0 ? 2 : 1;
 	}
-	return amx && fused && mim_gemm_precision() == MIM_PREC_BF16 && attn_amx_ok(N, D);
+	return (amx == 2 || (amx == 1 && N > 64)) && fused &&
+	    mim_gemm_precision() == MIM_PREC_BF16 && attn_amx_ok(N, D);
 }
 
 struct at {

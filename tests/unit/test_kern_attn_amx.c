@@ -11,8 +11,10 @@
  * off by bf16's magnitude (the operands are rounded), and the float path
  * (attn512.c) within 2e-2. Shapes: Swin's windows (N 36, D 32, bias and
  * the shifted windows' -100 mask), the ViTs' (N 145, D 64, q and v bias),
- * N 70 (rows longer than 64), N 9 D 16, and two threads. Skipped where the
- * CPU has no AMX-BF16 (or Linux refuses the tiles). */
+ * N 70 (rows longer than 64), N 9 D 16, and two threads; all through
+ * attention_set_amx(2) (the default, 1, leaves N <= 64 in float: checked
+ * last). Skipped where the CPU has no AMX-BF16 (or Linux refuses the
+ * tiles). */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -180,7 +182,7 @@ run(struct run *r, int amx, const float *qkv0, const float *qb, const float *vb,
 {
 	size_t nq = (size_t)B * N * 3 * C, no = (size_t)B * N * C, nP = (size_t)B * Hh * N * N;
 
-	attention_set_amx(amx);
+	attention_set_amx(amx ? 2 : 0);
 	r->out = calloc(no, sizeof(float));
 	r->out2 = calloc(no, sizeof(float));
 	r->P = calloc(nP, sizeof(float));
@@ -269,6 +271,35 @@ shape(const char *name, int B, int N, int C, int Hh, int nW, int biases, int vit
 	free(qkv0), free(dout), free(qb), free(vb), free(bias), free(mask), free(work);
 }
 
+/* the default (1): AMX for N over 64, float for Swin's windows (the
+ * same bits as with attention_set_amx(0)) */
+static void
+default_mode(void)
+{
+	int B = 2, C = 64, Hh = 2;
+	const int Ns[2] = {36, 70};
+
+	for (int t = 0; t < 2; t++) {
+		int N = Ns[t];
+		size_t nq = (size_t)B * N * 3 * C, no = (size_t)B * N * C;
+		float *qkv0 = filled(nq, 6), *work = calloc(attention_work(N), sizeof(float));
+		float *o[3], *qkv = malloc(nq * sizeof(float));
+		for (int m = 0; m < 3; m++) {
+			o[m] = calloc(no, sizeof(float));
+			attention_set_amx(m);
+			memcpy(qkv, qkv0, nq * sizeof(float));
+			attention_forward(o[m], NULL, qkv, NULL, NULL, NULL, NULL, 0, B, N, C, Hh, 0.25f, work);
+		}
+		attention_set_amx(1);
+		int as0 = !memcmp(o[1], o[0], no * sizeof(float)), as2 = !memcmp(o[1], o[2], no * sizeof(float));
+		tap(N > 64 ? as2 && !as0 : as0 && !as2, "the default, N %d: %s", N,
+		    N > 64 ? "on AMX (as mode 2, not as 0)" : "in float (as mode 0, not as 2)");
+		for (int m = 0; m < 3; m++)
+			free(o[m]);
+		free(qkv0), free(work), free(qkv);
+	}
+}
+
 int
 main(void)
 {
@@ -287,5 +318,6 @@ main(void)
 	shape("N 9 D 16, mask", 4, 9, 32, 2, 2, 0, 0);
 	mim_set_threads(2);
 	shape("two threads: swin N 36 D 32, mask", 8, 36, 64, 2, 4, 1, 0);
+	default_mode();
 	return tap_done();
 }
