@@ -27,11 +27,14 @@
  * bf16 (mim_gemm_set_precision): a product first rounds op(A) and op(B)
  * to bfloat16, once, into buffers of the calling thread (over the pool
  * when large), then runs as above with oneDNN's bf16 matmul
- * (lib/onednn.c) in place of sgemm on every block. Small products (an
- * attention head's, a Swin window's: the ones lib/smm.c takes) stay in
- * float: alone AMX runs a 197x64x197 product twice as fast, but in a
- * vit-base step the rounding and oneDNN's call cost more than that gains
- * (attention took 5-10% more CPU time), and float is the more accurate. */
+ * (lib/onednn.c) in place of sgemm on every block. Small products (the
+ * ones lib/smm.c takes) stay in float here: alone AMX runs a 197x64x197
+ * product twice as fast, but through oneDNN one call a product the
+ * rounding and the calls cost more than that gains (attention took 5-10%
+ * more CPU time in a vit-base step). Attention's own products take AMX
+ * without oneDNN instead: lib/kern/attn_amx.c runs a head's six in bf16
+ * on AMX tiles, for N over 64 (vit-base: attention about 20% less time);
+ * Swin's windows of 36 stay in float, where AMX is slower. */
 #include <cblas.h>
 #include <pthread.h>
 #include <stdint.h>

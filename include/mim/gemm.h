@@ -72,9 +72,11 @@ void mim_gemm_batch(int ta, int tb, int M, int N, int K, float alpha,
  * precision the way PyTorch's autocast does it: the operands of a product
  * rounded to bfloat16, the product summed in float (AMX or AVX512-BF16
  * through oneDNN), the result float; everything else (LayerNorm, softmax,
- * GELU, the loss, the optimizer, the weights) stays float, and so do the
- * small products of attention (lib/gemm.c says why). For the whole
- * process: set it before the work. */
+ * GELU, the loss, the optimizer, the weights) stays float. Attention's
+ * products go to bf16 on AMX tiles without oneDNN (lib/kern/attn_amx.c)
+ * where the CPU has AMX and the shape gains from it (N over 64, the
+ * ViTs); Swin's windows stay float (attention_set_amx in mim/kern.h,
+ * MIM_ATTN_AMX). For the whole process: set it before the work. */
 enum mim_precision { MIM_PREC_FP32, MIM_PREC_BF16 };
 
 /* 0, or -1 with the error set: bf16 on a CPU (or oneDNN ISA,

@@ -153,6 +153,14 @@ void attention_dbias(float *dbias, const float *dS, int B, int Hh, int N);
  * where the CPU has AVX-512F; 0: through mim_gemm and softmax_rows. The
  * same bits either way; a switch for bench/attnbench.c. */
 void attention_set_fused(int on);
+/* With the precision bf16 (mim_gemm_set_precision) and where the CPU has
+ * AMX-BF16, a head's six products on AMX tiles in bf16, summed in float
+ * (lib/kern/attn_amx.c; N up to 160, D a multiple of 16 up to 64): 1 (the
+ * default) for N over 64, where that is faster than float (the ViTs' 145
+ * tokens, not Swin's windows of 36); 2 for every shape that fits; 0 none,
+ * float as with fp32. MIM_ATTN_AMX=0, 1 or 2 in the environment sets it
+ * before the first call. */
+void attention_set_amx(int mode);
 /* floats of scratch attention_forward / attention_backward need. */
 size_t attention_work(int N);
 

@@ -10,7 +10,14 @@
  *   dv = P^T @ dO;  dP = dO @ v^T;  dS = P * (dP - rowsum(P * dP))
  *   dq_raw = scale * dS @ k;  dk = dS^T @ q_scaled
  *   dq_bias += sum dq_raw;  dv_bias += sum dv
- * dS replaces P; it is the gradient of any additive term of S. */
+ * dS replaces P; it is the gradient of any additive term of S.
+ *
+ * A head runs fused in AVX-512 (attn512.c) where the CPU has it, and in
+ * bf16 mode (mim_gemm_precision) for N over 64 on AMX tiles with its six
+ * products in bf16 (attn_amx.c) where the CPU has AMX-BF16. */
+
+#include <stdlib.h>
+#include <string.h>
 
 #include "mim/kern.h"
 #include "kern_int.h"
@@ -31,10 +38,37 @@ attention_set_fused(int on)
 	fused = on;
 }
 
+/* In bf16 mode, heads on AMX tiles (attn_amx.c; only where attn_amx_ok,
+ * and fused): 2 all of them; 1 (the default) those with N over 64, where
+ * it is the faster (ViT's 145 tokens: 1.1-1.4x attn512.c's float a head
+ * forward and backward in bench/attnbench.c), not Swin's windows of 36
+ * (0.7-0.9x: attn512.c keeps S and its softmax in registers, the products
+ * are too small for the packing to pay); 0 none, float as in fp32 mode.
+ * -1: not yet read from MIM_ATTN_AMX (0, 1 or 2). attention_set_amx sets
+ * it. */
+static int amx = -1;
+
+void
+attention_set_amx(int mode)
+{
+	amx = mode;
+}
+
+static int
+use_amx(int N, int D)
+{
+	if (amx < 0) {
+		const char *s = getenv("MIM_ATTN_AMX");
+		amx = s && strcmp(s, "0") == 0 ? 0 : s && strcmp(s, "2") == 0 ? 2 : 1;
+	}
+	return (amx == 2 || (amx == 1 && N > 64)) && fused &&
+	    mim_gemm_precision() == MIM_PREC_BF16 && attn_amx_ok(N, D);
+}
+
 struct at {
 	float *out, *P, *qkv, *work, *dqkv;
 	const float *qb, *vb, *bias, *mask, *dout, *cqkv;
-	int nW, B, N, C, Hh, D;
+	int nW, B, N, C, Hh, D, amx;
 	float scale;
 };
 
@@ -65,6 +99,11 @@ fwd_job(void *p, int i)
 			vadd_to(vr, j->vb + h * D, (size_t)D);
 	}
 	float *o = j->out + (size_t)b * N * C + (size_t)h * D;
+	if (j->amx) {
+		attn_amx_forward(q, k, v, 3 * C, N, D, j->bias ? j->bias + (size_t)h * NN : NULL,
+		    j->mask ? j->mask + (size_t)(b % j->nW) * NN : NULL, S, o, C);
+		return;
+	}
 	if (fused && attn512_ok(N, D)) {
 		attn512_forward(q, k, v, 3 * C, N, D, j->bias ? j->bias + (size_t)h * NN : NULL,
 		    j->mask ? j->mask + (size_t)(b % j->nW) * NN : NULL, S, o, C);
@@ -87,7 +126,7 @@ attention_forward(float *out, float *P, float *qkv, const float *q_bias,
 	double prof_t_ = MIM_PROF_BEGIN();
 	struct at j = {.out = out, .P = P, .qkv = qkv, .work = work, .qb = q_bias,
 	    .vb = v_bias, .bias = bias, .mask = mask, .nW = nW > 0 ? nW : 1, .B = B,
-	    .N = N, .C = C, .Hh = Hh, .D = C / Hh, .scale = scale};
+	    .N = N, .C = C, .Hh = Hh, .D = C / Hh, .amx = use_amx(N, C / Hh), .scale = scale};
 	mim_parallel(B * Hh, fwd_job, &j);
 	MIM_PROF_END("attention fwd", prof_t_, 4.0 * B * Hh * N * N * (C / Hh));
 }
@@ -103,6 +142,10 @@ bwd_job(void *p, int i)
 	float *dq = j->dqkv + off, *dk = dq + C, *dv = dq + 2 * C;
 	float *P = j->P + (size_t)i * NN, *dP = j->work + (size_t)mim_thread_index() * NN;
 
+	if (j->amx) {
+		attn_amx_backward(q, k, v, 3 * C, dO, C, P, dP, N, D, j->scale, dq, dk, dv);
+		return;
+	}
 	if (fused && attn512_ok(N, D)) {
 		attn512_backward(q, k, v, 3 * C, dO, C, P, dP, N, D, j->scale, dq, dk, dv);
 		return;
@@ -121,7 +164,8 @@ attention_backward(float *dqkv, float *dq_bias, float *dv_bias, float *P,
 {
 	double prof_t_ = MIM_PROF_BEGIN();
 	struct at j = {.P = P, .work = work, .dqkv = dqkv, .dout = dout, .cqkv = qkv,
-	    .B = B, .N = N, .C = C, .Hh = Hh, .D = C / Hh, .scale = scale};
+	    .B = B, .N = N, .C = C, .Hh = Hh, .D = C / Hh, .amx = use_amx(N, C / Hh),
+	    .scale = scale};
 	mim_parallel(B * Hh, bwd_job, &j);
 	if (dq_bias)
 		kern_colsum(dq_bias, dqkv, (size_t)B * N, C, (size_t)3 * C);

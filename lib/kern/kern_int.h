@@ -73,6 +73,20 @@ void attn512_backward(const float *q, const float *k, const float *v, ptrdiff_t 
     const float *dO, ptrdiff_t ldo, float *P, float *dP, int N, int D,
     float scale, float *dq, float *dk, float *dv);
 
+/* attn512_forward / attn512_backward's head in bf16 on AMX tiles
+ * (attn_amx.c), the same arguments: the operands of the six products
+ * rounded to bfloat16, the products summed in float, all else float.
+ * attn_amx_ok: whether the CPU has AMX-BF16 (and AVX512-BF16), Linux
+ * granted the process its tiles, and the shape fits (N <= 160, D a
+ * multiple of 16 up to 64). */
+int attn_amx_ok(int N, int D);
+void attn_amx_forward(const float *q, const float *k, const float *v, ptrdiff_t ld,
+    int N, int D, const float *bias, const float *mask, float *S, float *out,
+    ptrdiff_t ldo);
+void attn_amx_backward(const float *q, const float *k, const float *v, ptrdiff_t ld,
+    const float *dO, ptrdiff_t ldo, float *P, float *dP, int N, int D,
+    float scale, float *dq, float *dk, float *dv);
+
 /* ---- vector math ---------------------------------------------------------
  * The transcendental loops (GELU, softmax) use the generic vectors of
  * vec.h so that they are vectorised at -O2 without fast-math: every lane
