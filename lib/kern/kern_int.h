@@ -51,6 +51,31 @@ typedef float kern_row_fn(void *ctx, size_t r, int c0, int w, float *t, float *u
  * on a C = 96 LayerNorm's dw and db.) */
 void kern_colsums(float *acc, float *acc2, size_t R, int C, kern_row_fn *row, void *ctx);
 
+/* Rows' work and column sums in one pass over them: fn(ctx, r0, r1, s, u)
+ * does rows [r0, r1) (chunks of kern_colsums's 256, over the pool) and
+ * adds their terms to s[0..C) and u[0..C) (zeroed; doubles, row by row,
+ * as kern_dacc); then acc[c] += the chunks' s[c] in order, acc2 with u
+ * (either NULL): kern_colsums's sums, without a second pass over data the
+ * row work read already. -1 when out of memory (nothing done). */
+typedef void kern_chunk_fn(void *ctx, size_t r0, size_t r1, double *s, double *u);
+int kern_rows_colsums(float *acc, float *acc2, size_t R, int C, kern_chunk_fn *fn, void *ctx);
+
+/* s[0..n) += (double)t[0..n) * k */
+static inline void
+kern_dacc(double *s, const float *t, double k, int n)
+{
+	int c = 0;
+	v4d k4 = {k, k, k, k};
+	for (; c + 4 <= n; c += 4) {
+		v4d a;
+		memcpy(&a, s + c, sizeof a);
+		a += vload4d(t + c) * k4;
+		memcpy(s + c, &a, sizeof a);
+	}
+	for (; c < n; c++)
+		s[c] += (double)t[c] * k;
+}
+
 /* kern_colsums of a strided matrix: acc[c] += sum_r x[r*ld + c], c < C,
  * r < R. */
 void kern_colsum(float *acc, const float *x, size_t R, int C, size_t ld);

@@ -93,26 +93,44 @@ layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
 	MIM_PROF_END("layernorm fwd", prof_t_, 0);
 }
 
+/* rows [r0, r1): dinp's rows (when asked for), and the terms of dw
+ * (dout * xh) and db (dout) added to s and u (when asked for), in one
+ * pass over x and dout */
 static void
-bwd_rows(void *p, size_t lo, size_t hi)
+bwd_chunk(void *p, size_t r0, size_t r1, double *s, double *u)
 {
 	const struct ln *j = p;
-	int C = j->C, c;
+	int C = j->C, c, sums = j->dw || j->db;
 
-	for (size_t r = lo; r < hi; r++) {
-		size_t s = src(j, r);
-		const float *x = j->inp + s * C, *dy = j->dout + r * C;
-		float *dx = j->dinp + s * C, m = j->cmean[r], rs = j->crstd[r];
+	for (size_t r = r0; r < r1; r++) {
+		size_t sr = src(j, r);
+		const float *x = j->inp + sr * C, *dy = j->dout + r * C;
+		float m = j->cmean[r], rs = j->crstd[r];
 		v8f m8 = vdup(m), r8 = vdup(rs);
+		if (sums) {
+			float t[8];
+			for (c = 0; c + 8 <= C; c += 8) {
+				vstore(t, vload(dy + c) * ((vload(x + c) - m8) * r8));
+				kern_dacc(s + c, t, 1, 8);
+				kern_dacc(u + c, dy + c, 1, 8);
+			}
+			for (; c < C; c++) {
+				s[c] += (double)(dy[c] * ((x[c] - m) * rs));
+				u[c] += (double)dy[c];
+			}
+		}
+		if (!j->dinp)
+			continue;
+		float *dx = j->dinp + sr * C;
 		v4d sg4 = {0, 0, 0, 0}, sgx4 = {0, 0, 0, 0};
 		double sg = 0, sgx = 0;
 		for (c = 0; c + 8 <= C; c += 8) {
 			v8f xh = (vload(x + c) - m8) * r8, g = vload(dy + c) * vload(j->w + c), gx = g * xh;
-			float t[8], u[8];
+			float t[8], v[8];
 			vstore(t, g);
-			vstore(u, gx);
+			vstore(v, gx);
 			sg4 += vload4d(t) + vload4d(t + 4);
-			sgx4 += vload4d(u) + vload4d(u + 4);
+			sgx4 += vload4d(v) + vload4d(v + 4);
 		}
 		for (; c < C; c++) {
 			float xh = (x[c] - m) * rs, g = dy[c] * j->w[c];
@@ -132,6 +150,12 @@ bwd_rows(void *p, size_t lo, size_t hi)
 			dx[c] += rs * (g - mg - xh * mgx);
 		}
 	}
+}
+
+static void
+bwd_rows(void *p, size_t lo, size_t hi)
+{
+	bwd_chunk(p, lo, hi, NULL, NULL);
 }
 
 /* the terms of dw (t) and db (u) in row r: dout * xh and dout */
@@ -154,6 +178,8 @@ bwd_cols(void *p, size_t r, int c0, int w, float *t, float *u)
 	return 1.0f;
 }
 
+/* dinp, dw and db in one pass over the rows (kern_rows_colsums); where
+ * there is no memory for its sums, the rows then the columns */
 void
 ln_backward_idx(float *dinp, float *dw, float *db, const float *dout,
     const float *inp, const float *w, const float *mean, const float *rstd,
@@ -161,6 +187,8 @@ ln_backward_idx(float *dinp, float *dw, float *db, const float *dout,
 {
 	struct ln j = {.dinp = dinp, .dw = dw, .db = db, .inp = inp, .w = w,
 	    .dout = dout, .cmean = mean, .crstd = rstd, .R = R, .C = C, .idx = idx, .L = L};
+	if ((dw || db) && kern_rows_colsums(dw, db, (size_t)R, C, bwd_chunk, &j) == 0)
+		return;
 	if (dinp)
 		kern_for((size_t)R, 1 + 4096 / (size_t)C, bwd_rows, &j);
 	if (dw || db)

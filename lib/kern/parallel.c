@@ -114,44 +114,94 @@ colsum_job(void *p, int i)
 	colsum_rows(j, r0, r1, c0, w, ps, pu);
 }
 
-/* the chunks' partial sums, kept by the thread for its next call */
+/* the chunks' partial sums (nch, 2, C), kept by the thread for its next
+ * call; NULL when out of memory */
 static _Thread_local double *cs_buf;
 static _Thread_local size_t cs_cap;
 
-void
-kern_colsums(float *acc, float *acc2, size_t R, int C, kern_row_fn *row, void *ctx)
+static double *
+chunk_sums(size_t nch, int C)
 {
-	size_t nch = (R + CS_R - 1) / CS_R, n = nch * 2 * (size_t)C;
-	struct colsum j = {acc, acc2, R, C, (C + CS_W - 1) / CS_W, row, ctx, NULL};
+	size_t n = nch * 2 * (size_t)C;
 
-	if (R == 0)
-		return;
-	if (nch > 1) {
-		if (n > cs_cap) {
-			free(cs_buf);
-			cs_cap = 0;
-			if ((cs_buf = malloc(n * sizeof *cs_buf)))
-				cs_cap = n;
-		}
-		j.part = cs_buf;
+	if (n > cs_cap) {
+		free(cs_buf);
+		cs_cap = 0;
+		if (!(cs_buf = malloc(n * sizeof *cs_buf)))
+			return NULL;
+		cs_cap = n;
 	}
-	if (!j.part) {	/* one chunk (or no memory): blocks of columns */
-		mim_parallel(j.nblk, colsum_job, &j);
-		return;
-	}
-	mim_parallel((int)nch * j.nblk, colsum_job, &j);
-	/* the chunks in order: the same sums at any thread count */
+	return cs_buf;
+}
+
+/* acc[c] += the chunks' sums in order (acc2 with the second): the same
+ * sums at any thread count */
+static void
+add_chunks(float *acc, float *acc2, const double *part, size_t nch, int C)
+{
 	for (int c = 0; c < C; c++) {
 		double s = 0, u = 0;
 		for (size_t ch = 0; ch < nch; ch++) {
-			s += j.part[ch * 2 * C + c];
-			u += j.part[ch * 2 * C + C + c];
+			s += part[ch * 2 * C + c];
+			u += part[ch * 2 * C + C + c];
 		}
 		if (acc)
 			acc[c] += (float)s;
 		if (acc2)
 			acc2[c] += (float)u;
 	}
+}
+
+void
+kern_colsums(float *acc, float *acc2, size_t R, int C, kern_row_fn *row, void *ctx)
+{
+	size_t nch = (R + CS_R - 1) / CS_R;
+	struct colsum j = {acc, acc2, R, C, (C + CS_W - 1) / CS_W, row, ctx, NULL};
+
+	if (R == 0)
+		return;
+	if (nch > 1)
+		j.part = chunk_sums(nch, C);
+	if (!j.part) {	/* one chunk (or no memory): blocks of columns */
+		mim_parallel(j.nblk, colsum_job, &j);
+		return;
+	}
+	mim_parallel((int)nch * j.nblk, colsum_job, &j);
+	add_chunks(acc, acc2, j.part, nch, C);
+}
+
+struct rowsums {
+	size_t R;
+	int C;
+	kern_chunk_fn *fn;
+	void *ctx;
+	double *part;
+};
+
+static void
+rowsums_job(void *p, int i)
+{
+	const struct rowsums *j = p;
+	size_t r0 = (size_t)i * CS_R, r1 = r0 + CS_R < j->R ? r0 + CS_R : j->R;
+	double *s = j->part + (size_t)i * 2 * j->C;
+
+	memset(s, 0, 2 * (size_t)j->C * sizeof *s);
+	j->fn(j->ctx, r0, r1, s, s + j->C);
+}
+
+int
+kern_rows_colsums(float *acc, float *acc2, size_t R, int C, kern_chunk_fn *fn, void *ctx)
+{
+	size_t nch = (R + CS_R - 1) / CS_R;
+	struct rowsums j = {R, C, fn, ctx, NULL};
+
+	if (R == 0)
+		return 0;
+	if (!(j.part = chunk_sums(nch, C)))
+		return -1;
+	mim_parallel((int)nch, rowsums_job, &j);
+	add_chunks(acc, acc2, j.part, nch, C);
+	return 0;
 }
 
 struct strided {

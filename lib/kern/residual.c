@@ -110,18 +110,42 @@ gamma_row(void *p, size_t r, int c0, int w, float *t, float *u)
 	return k;
 }
 
+/* dy's rows and dgamma's terms in one pass over dout (kern_rows_colsums) */
+struct rb {
+	struct rs r;
+	struct rg g;
+};
+
+static void
+bwd_chunk(void *p, size_t r0, size_t r1, double *s, double *u)
+{
+	struct rb *j = p;
+	float t[64];
+	int C = j->g.C;
+
+	if (j->r.dy)
+		bwd_rows(&j->r, r0, r1);
+	for (size_t r = r0; r < r1; r++)
+		for (int c0 = 0; c0 < C; c0 += 64) {
+			int w = C - c0 < 64 ? C - c0 : 64;
+			float k = gamma_row(&j->g, r, c0, w, t, NULL);
+			if (k != 0)
+				kern_dacc(s + c0, t, k, w);
+		}
+}
+
 void
 residual_backward(float *dy, float *dgamma, const float *dout, const float *y,
     const float *gamma, const float *kept, float keep, int B, int N, int C)
 {
 	double prof_t_ = MIM_PROF_BEGIN();
-	struct rs j = {.dy = dy, .dout = dout, .gamma = gamma, .kept = kept, .keep = keep,
-	    .N = N, .C = C};
+	struct rb j = {{.dy = dy, .dout = dout, .gamma = gamma, .kept = kept, .keep = keep,
+	    .N = N, .C = C}, {dout, y, kept, keep, N, C}};
+	if (dgamma && kern_rows_colsums(dgamma, NULL, (size_t)B * N, C, bwd_chunk, &j) == 0)
+		dgamma = dy = NULL;	/* both done */
 	if (dy)
-		kern_for((size_t)B * N, 1 + 8192 / (size_t)C, bwd_rows, &j);
-	if (dgamma) {
-		struct rg g = {dout, y, kept, keep, N, C};
-		kern_colsums(dgamma, NULL, (size_t)B * N, C, gamma_row, &g);
-	}
+		kern_for((size_t)B * N, 1 + 8192 / (size_t)C, bwd_rows, &j.r);
+	if (dgamma)
+		kern_colsums(dgamma, NULL, (size_t)B * N, C, gamma_row, &j.g);
 	MIM_PROF_END("residual bwd", prof_t_, 0);
 }

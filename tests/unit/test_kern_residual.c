@@ -25,6 +25,54 @@ L(void)
 	return s;
 }
 
+/* 5 samples of 250 rows (1250: chunks of 256 cut samples), 70 columns
+ * (a block of 64 and a tail), drop path: dgamma against double sums, dy
+ * and dgamma the same bytes at 1, 2 and 3 threads */
+static void
+chunks(void)
+{
+	enum { BB = 5, NN = 250, CC = 70, R = BB * NN };
+	float *d = malloc(R * CC * 4), *y = malloc(R * CC * 4), g[CC], kept[BB] = {1, 0, 1, 1, 0};
+	float *dy[3], dg[3][CC];
+	unsigned u = 11;
+	for (int i = 0; i < R * CC; i++) {
+		u = u * 1103515245u + 12345u;
+		d[i] = (float)(u >> 9 & 0xffff) / 65536.0f - 0.5f;
+		u = u * 1103515245u + 12345u;
+		y[i] = (float)(u >> 9 & 0xffff) / 65536.0f * 2 - 1;
+	}
+	for (int c = 0; c < CC; c++)
+		g[c] = 0.1f + 0.01f * c;
+	int nt = mim_threads();
+	for (int t = 0; t < 3; t++) {
+		dy[t] = malloc(R * CC * 4);
+		memset(dg[t], 0, sizeof dg[t]);
+		mim_set_threads(t + 1);
+		residual_backward(dy[t], dg[t], d, y, g, kept, 0.8f, BB, NN, CC);
+	}
+	mim_set_threads(nt);
+	double e = 0, mx = 0, ey = 0;
+	for (int c = 0; c < CC; c++) {
+		double s = 0;
+		for (int r = 0; r < R; r++)
+			s += (double)d[r * CC + c] * y[r * CC + c] * (kept[r / NN] / 0.8);
+		e = fmax(e, fabs(dg[0][c] - s));
+		mx = fmax(mx, fabs(s));
+	}
+	for (int r = 0; r < R; r++)
+		for (int c = 0; c < CC; c++)
+			ey = fmax(ey, fabs(dy[0][r * CC + c] - d[r * CC + c] * (kept[r / NN] / 0.8) * g[c]));
+	tap(e / mx < 1e-5 && ey < 1e-6, "1250 rows (chunks of 256): dgamma against double sums "
+	    "(rel err %.1e), dy (%.1e)", e / mx, ey);
+	int same = 1;
+	for (int t = 1; t < 3; t++)
+		same &= !memcmp(dy[0], dy[t], R * CC * 4) && !memcmp(dg[0], dg[t], CC * 4);
+	tap(same, "1250 rows: dy and dgamma the same bytes at 1, 2 and 3 threads");
+	for (int t = 0; t < 3; t++)
+		free(dy[t]);
+	free(d), free(y);
+}
+
 int
 main(void)
 {
@@ -72,5 +120,6 @@ main(void)
 	tap(memcmp(k1, k2, sizeof k1) != 0, "another seed, other masks");
 	tap(mim_droppath_rate(0.1, 0, 12) == 0 && fabs(mim_droppath_rate(0.1, 11, 12) - 0.1) < 1e-8 &&
 	    fabs(mim_droppath_rate(0.1, 5, 12) - 0.1 * 5 / 11) < 1e-8, "rates: linspace(0, rate, depth)");
+	chunks();
 	return tap_done();
 }
