@@ -42,6 +42,8 @@ static const struct shape shapes[] = {
 	{"swin-s4", 1, 36, 1024, 32, 1, 0},
 	{"vit-base", 1, 145, 768, 12, 0, 0},
 	{"vit-tiny", 1, 145, 192, 3, 0, 0},
+	{"vit-base-224", 1, 197, 768, 12, 0, 0},
+	{"vit-tiny-224", 1, 197, 192, 3, 0, 0},
 };
 
 static float *

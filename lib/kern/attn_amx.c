@@ -14,7 +14,7 @@
  * attn512.c), dsoftmax (attn_dsoftmax) and the scaling are float.
  *
  * Operands are packed per head into buffers of the thread, all in L1/L2
- * (N 145, D 64: 160 KB at most): A operands row-major bf16, K contiguous
+ * (N 197, D 64: 310 KB at most): A operands row-major bf16, K contiguous
  * (rows_bf16); B operands in the tiles' VNNI layout, row k the pairs
  * (B[2k][n], B[2k+1][n]) (vnni: two rows of the float matrix interleaved;
  * B = X^T: X's rows in bf16 transposed as 32-bit pairs, tr_dw). Rows and
@@ -44,7 +44,7 @@
 #define AMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl," \
 	"avx512bf16,avx2,fma")))
 
-#define NPMAX 160	/* N padded to 16 (and to 32 as K): ViT's 145 */
+#define NPMAX 224	/* N padded to 16 (and to 32 as K): ViT's 145 at 192 px, 197 at 224 */
 #define DPMAX 64	/* D padded to 32 */
 
 #define ARCH_REQ_XCOMP_PERM 0x1023

@@ -314,6 +314,7 @@ main(void)
 	shape("swin N 36 D 32, bias, shifted windows' mask", 8, 36, 128, 4, 4, 1, 0);
 	shape("swin N 36 D 32, bias only", 3, 36, 64, 2, 0, 1, 0);
 	shape("vit N 145 D 64, q and v bias", 2, 145, 128, 2, 0, 0, 1);
+	shape("vit at 224 px: N 197 D 64, q and v bias", 2, 197, 128, 2, 0, 0, 1);
 	shape("N 70 D 16, everything", 3, 70, 48, 3, 1, 1, 1);
 	shape("N 9 D 16, mask", 4, 9, 32, 2, 2, 0, 0);
 	mim_set_threads(2);
