@@ -95,9 +95,10 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(LIBSRC)
 # x86-64 with AVX2 and FMA (Haswell, Zen and later) rather than for this
 # CPU; OpenBLAS and oneDNN still choose their kernels when they start.
 BUNDLE_OPT ?= -O2 -march=x86-64-v3
+BUNDLE_OUT ?= $(BUILD)/mim-bundle.tar.gz
 bundle:
 	$(MAKE) BUILD=build/bundle OPT='$(BUNDLE_OPT)' tools
-	@BENCH_OPT='$(BUNDLE_OPT)' scripts/bundle.sh build/bundle $(BUILD)/mim-bundle.tar.gz
+	@BENCH_OPT='$(BUNDLE_OPT)' scripts/bundle.sh build/bundle $(BUNDLE_OUT)
 
 install: $(BINS) $(LIBA)
 	mkdir -p $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/mim

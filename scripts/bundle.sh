@@ -4,6 +4,9 @@
 # mim runs on a machine without the Debian packages (a cluster node
 # without root, another distribution with a glibc at least as new).
 #   scripts/bundle.sh BUILD OUT.tar.gz      (make bundle)
+#   scripts/bundle.sh BUILD OUT.tar.xz      xz: a third smaller (for a
+#                    machine that takes 64 MiB at most: make bundle
+#                    BUNDLE_OUT=build/mim-bundle.tar.xz)
 # Layout of the tarball, under mim/:
 #   bin/mim-*        launchers: LD_LIBRARY_PATH=../lib, then libexec/mim-*
 #   libexec/mim-*    the tools as built
@@ -88,5 +91,8 @@ The node needs glibc at least as new as the one above, and, for
 data-parallel runs, its own Open MPI 4.1 (mpirun and plugins).
 EOF
 n=$(ls "$root/lib" | wc -l)
-tar -C "$tmp" -czf "$out" mim
+case $out in
+*.tar.xz | *.txz) tar -C "$tmp" -cf - mim | xz -T0 -6 > "$out" ;;
+*) tar -C "$tmp" -czf "$out" mim ;;
+esac
 echo "bundle.sh: $out: $(ls "$root/bin" | wc -l) tools, $n libraries, $(du -h "$out" | cut -f1)" >&2
