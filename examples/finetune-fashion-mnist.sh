@@ -203,7 +203,7 @@ cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 	echo
 	echo "Fine-tuning recipe (the official one of reference/simmim.md §10 scaled down):"
 	echo "\`mim-data $norm --finetune --size 32 --batch $BATCH --drop-last --shuffle 2000 --seed S\`"
-	echo "(RandomCrop 32 with padding 4, flip, random erasing 0.25) |"
+	echo "(RandomCrop 32 with padding 4, flip, RandAugment rand-m9-mstd0.5-inc1, random erasing 0.25) |"
 	echo "\`mim-step --steps $FT_STEPS $ft_recipe $ft_nomix --seed S\`:"
 	echo "AdamW (betas 0.9, 0.999), weight decay 0.05, gradient clipping 5, linear warmup"
 	echo "of $ft_warm steps then cosine to 1e-5, layer-wise lr decay 0.8, drop path 0.1,"
