@@ -53,24 +53,14 @@ bf(float x, int round)
 }
 
 /* Swin's mask of shifted windows (window 6, shift 3) on a g x g grid of
- * windows of 36 tokens: -100 between tokens of different regions */
+ * nW windows of 36 tokens: the library's (window_mask) */
 static void
 swin_mask(float *m, int nW)
 {
 	int g = 1;
 	while (g * g < nW)
 		g++;
-	int H = 6 * g, L[36];
-	for (int w = 0; w < nW; w++) {
-		for (int t = 0; t < 36; t++) {
-			int y = w / g * 6 + t / 6, x = w % g * 6 + t % 6;
-			int ry = y < H - 6 ? 0 : y < H - 3 ? 1 : 2, rx = x < H - 6 ? 0 : x < H - 3 ? 1 : 2;
-			L[t] = ry * 3 + rx;
-		}
-		for (int a = 0; a < 36; a++)
-			for (int b = 0; b < 36; b++)
-				m[(size_t)w * 1296 + a * 36 + b] = L[a] == L[b] ? 0 : -100.0f;
-	}
+	window_mask(m, 6 * g, 6 * g, 6, 3);
 }
 
 /* the largest |a - r| over the largest |r| of one tensor, summed up over
