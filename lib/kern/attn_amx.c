@@ -244,6 +244,16 @@ tr_dw(uint32_t *y, int ldy, const uint32_t *x, int ldx, int R, int Cc)
 			tr8((float *)(y + (size_t)c * ldy + r), ldy, (const float *)(x + (size_t)r * ldx + c), ldx);
 }
 
+/* y (R, N), rows N apart = the strip sb's R rows (Np apart), cut to N */
+AMX static void
+from_strip(float *y, int N, int R, int Np)
+{
+	for (int r = 0; r < R; r++)
+		for (int c = 0; c < N; c += 16)
+			_mm512_mask_storeu_ps(y + (size_t)r * N + c, lanes(N - c),
+			    _mm512_loadu_ps(sb + (size_t)r * Np + c));
+}
+
 /* rows r0 .. r0+R-1 of S from sb (Np floats apart, N <= 64: nv vectors):
  * P = softmax(S + bias + mask) into S (N apart) and in bf16 into pa (Kp
  * apart), all in registers */
@@ -292,10 +302,7 @@ attn_amx_forward(const float *q, const float *k, const float *v, ptrdiff_t ld,
 		case 3: sm_rows(3, i, R, N, Np, Kp, bias, mask, S); break;
 		case 4: sm_rows(4, i, R, N, Np, Kp, bias, mask, S); break;
 		default:	/* rows longer than 64: softmax16 in memory */
-			for (int r = 0; r < R; r++)
-				for (int c = 0; c < N; c += 16)
-					_mm512_mask_storeu_ps(S + (size_t)(i + r) * N + c, lanes(N - c),
-					    _mm512_loadu_ps(sb + (size_t)r * Np + c));
+			from_strip(S + (size_t)i * N, N, R, Np);
 			softmax16(S + (size_t)i * N, bi, mi, R, N);
 			rows_bf16(pa + (size_t)i * Kp, Kp, S + (size_t)i * N, N, R, N, R, Kp);
 		}
@@ -326,10 +333,7 @@ attn_amx_backward(const float *q, const float *k, const float *v, ptrdiff_t ld,
 	for (int i = 0; i < N; i += 32) {
 		int R = N - i < 32 ? N - i : 32;
 		amx_mm((R + 15) / 16, nv, Dp / 32, qa + (size_t)i * Dp, Dp, kb, Np, sb, Np, R, 1.0f);
-		for (int r = 0; r < R; r++)
-			for (int c = 0; c < N; c += 16)
-				_mm512_mask_storeu_ps(dP + (size_t)(i + r) * N + c, lanes(N - c),
-				    _mm512_loadu_ps(sb + (size_t)r * Np + c));
+		from_strip(dP + (size_t)i * N, N, R, Np);
 	}
 	attn_dsoftmax(P, dP, N);
 	/* dq = scale dS k */

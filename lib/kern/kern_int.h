@@ -102,7 +102,7 @@ void attn512_backward(const float *q, const float *k, const float *v, ptrdiff_t 
  * (attn_amx.c), the same arguments: the operands of the six products
  * rounded to bfloat16, the products summed in float, all else float.
  * attn_amx_ok: whether the CPU has AMX-BF16 (and AVX512-BF16), Linux
- * granted the process its tiles, and the shape fits (N <= 160, D a
+ * granted the process its tiles, and the shape fits (N <= 224, D a
  * multiple of 16 up to 64). */
 int attn_amx_ok(int N, int D);
 void attn_amx_forward(const float *q, const float *k, const float *v, ptrdiff_t ld,
