@@ -209,6 +209,7 @@ static struct kept {
 	size_t cap;
 } kept[KEEP_MAX];
 static pthread_mutex_t kept_mu = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic int nkept;	/* entries in use: with none, no product takes the lock */
 
 static int keep_on = -1;	/* MIM_BF16_KEEP=0: never (for the bench and tests) */
 
@@ -231,6 +232,7 @@ mim_gemm_keep(const float *x)
 		if (!kept[i].x) {
 			kept[i].x = x;
 			kept[i].rows = 0;
+			nkept++;
 			r = 1;
 		}
 	pthread_mutex_unlock(&kept_mu);
@@ -240,10 +242,14 @@ mim_gemm_keep(const float *x)
 void
 mim_gemm_drop(const float *x)
 {
+	if (!nkept)
+		return;
 	pthread_mutex_lock(&kept_mu);
 	for (int i = 0; i < KEEP_MAX; i++)
-		if (kept[i].x && (kept[i].x == x || !x))
+		if (kept[i].x && (kept[i].x == x || !x)) {
 			kept[i].x = NULL;
+			nkept--;
+		}
 	pthread_mutex_unlock(&kept_mu);
 }
 
@@ -257,6 +263,8 @@ kept_copy(const float *x, int ldx, int rows, int cols, struct conv *c)
 	size_t n = (size_t)rows * cols;
 	const uint16_t *y = NULL;
 
+	if (!nkept)
+		return NULL;
 	pthread_mutex_lock(&kept_mu);
 	for (int i = 0; i < KEEP_MAX && !e; i++)
 		if (kept[i].x == x)
