@@ -2,10 +2,11 @@
  * cache and cold: how much of the gap between a training step's products
  * and the sgemm ceiling is the memory traffic of their operands.
  *
- *   gemmcold [-t threads] [--dw] [--1d | -g GM,GN,GK] M N K [sets]
+ *   gemmcold [-t threads] [--dw] [--bf16] [--1d | -g GM,GN,GK] M N K [sets]
  *
  * C (M,N) = A (M,K) @ B^T (N,K), as linear_forward calls it; --dw: C =
- * A^T (K,M) @ B (K,N), as linear_backward's weight gradient does. --1d:
+ * A^T (K,M) @ B (K,N), as linear_backward's weight gradient does. --bf16:
+ * the operands rounded to bfloat16 (oneDNN), as --precision bf16. --1d:
  * the product cut in one dimension (MIM_CUT_1D); -g: cut into that grid
  * of blocks (mim_gemm_set_grid); else mim_gemm's own choice. "hot": the
  * same A, B, C again and again (best of 30: all in cache after the first);
@@ -57,6 +58,8 @@ main(int argc, char **argv)
 			mim_set_threads(atoi(argv[++i]));
 		} else if (strcmp(argv[i], "--dw") == 0) {
 			dw = 1;
+		} else if (strcmp(argv[i], "--bf16") == 0) {
+			mim_gemm_set_precision(MIM_PREC_BF16);
 		} else if (strcmp(argv[i], "--1d") == 0) {
 			mim_gemm_set_cut(MIM_CUT_1D);
 		} else if (strcmp(argv[i], "-g") == 0 && i + 1 < argc &&
@@ -68,7 +71,7 @@ main(int argc, char **argv)
 		}
 	}
 	if (argc - i < 3) {
-		fprintf(stderr, "usage: gemmcold [-t threads] [--dw] [--1d | -g GM,GN,GK] M N K [sets]\n");
+		fprintf(stderr, "usage: gemmcold [-t threads] [--dw] [--bf16] [--1d | -g GM,GN,GK] M N K [sets]\n");
 		return 2;
 	}
 	int M = atoi(argv[i]), N = atoi(argv[i + 1]), K = atoi(argv[i + 2]);
@@ -99,8 +102,8 @@ main(int argc, char **argv)
 		cold[it] = f * sets / (now() - t) * 1e-9;
 	}
 	qsort(cold, 6, sizeof *cold, cmpd);
-	printf("{\"dw\":%d,\"M\":%d,\"N\":%d,\"K\":%d,\"threads\":%d,\"sets\":%d,\"hot\":%.1f,\"cold\":%.1f,"
-	    "\"cold_mb\":%.0f}\n", dw, M, N, K, mim_threads(), sets, hot, (cold[2] + cold[3]) / 2,
+	printf("{\"dw\":%d,\"precision\":\"%s\",\"M\":%d,\"N\":%d,\"K\":%d,\"threads\":%d,\"sets\":%d,\"hot\":%.1f,\"cold\":%.1f,"
+	    "\"cold_mb\":%.0f}\n", dw, mim_precision_name(mim_gemm_precision()), M, N, K, mim_threads(), sets, hot, (cold[2] + cold[3]) / 2,
 	    (double)sets * ((double)M * K + (double)N * K + (double)M * N) * 4 / 1048576);
 	return 0;
 }

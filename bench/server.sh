@@ -8,7 +8,8 @@
 # In order, each part under its own time limit so that one slow part costs
 # only itself: the machine (lscpu, mim-info --system, PyTorch's parallel
 # info); the products' cut against the old one-dimensional cut
-# (MIM_GEMM_CUT=1d): gemmcold on weight-gradient and forward shapes, then
+# (MIM_GEMM_CUT=1d): gemmcold on weight-gradient and forward shapes (three
+# of them in bf16 too), then
 # the training step of vit-tiny and swin-base at batch 32, the two taking
 # turns, and swin-base in bf16 (stepbench --ab-cut); the thread sweep of vit-tiny at batch 32 (1, 2, 4, ... threads);
 # the four models at batch 32, fp32 and bf16, training step, both sides
@@ -58,7 +59,8 @@ SERVER_NT=$NT timeout -k 5 "${SERVER_T_CUT:-150}" sh -c '
 	B=$0/libexec/bench
 	# weight gradients (M N K = out, in, tokens at batch 32) and forward products
 	for s in "--dw 768 192 4640" "--dw 384 96 73728" "--dw 384 128 73728" "--dw 3072 768 4640" \
-	    "--dw 2048 512 4608" "1160 768 3072" "4640 576 192" "73728 384 96"; do
+	    "--dw 2048 512 4608" "1160 768 3072" "4640 576 192" "73728 384 96" \
+	    "--bf16 4640 768 768" "--bf16 --dw 768 768 4640" "--bf16 73728 384 96"; do
 		for c in 1d auto; do
 			[ $c = 1d ] && o=--1d || o=
 			"$B/gemmcold" -t "$SERVER_NT" $o $s 8 | sed "s/^{/{\"cut\":\"$c\",/"
