@@ -9,7 +9,8 @@
  *             [--encode] [--profile] [--ab-blas | --ab-cut] [--precision P] PRESET
  *
  * --ab-blas alternates steps between products cut over libmim's pool and
- * OpenBLAS's own threads (mim_gemm_blas_threads) and reports both medians:
+ * the libraries' own threads (mim_gemm_blas_threads: OpenBLAS's, oneDNN's
+ * OpenMP team in bf16) and reports both medians:
  * an A/B comparison that a noisy machine disturbs evenly. --ab-cut does
  * the same between the products' grid (the default) and the
  * one-dimensional cut (MIM_CUT_1D), with the CPU time of each side.

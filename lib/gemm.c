@@ -12,8 +12,10 @@
  * bench).
  *
  * MIM_GEMM_THREADS=blas in the environment (or mim_gemm_blas_threads(1))
- * restores OpenBLAS's threading for large products: a switch for the
- * bench (bench/README.md).
+ * has the library's own threads run a large product whole instead:
+ * OpenBLAS's, and in bf16 oneDNN's OpenMP team. A switch for the bench
+ * (bench/README.md): on 2 cores either is slower than the pool's cut
+ * (bench/RESULTS.md).
  *
  * A block of C depends only on its own rows and columns of the operands,
  * but OpenBLAS does not sum every element in the same order whatever the
@@ -554,12 +556,16 @@ mim_gemm_ex(int ta, int tb, int M, int N, int K, float alpha, const float *A,
 	}
 	int whole = shared_whole(M, N, K, nt);
 
-	if (whole || (pool_blas_threaded() && !o.bf16)) {
-		/* one call: single-threaded BLAS, or OpenBLAS's threads */
+	if (whole || pool_blas_threaded()) {
+		/* one call: single-threaded BLAS, or OpenBLAS's (oneDNN's) threads */
 		int bt = whole ? 1 : nt;
 		if (!pool_in_job())
 			pool_set_blas_threads(bt);
+		if (o.bf16)
+			dnn_set_threads(bt);
 		leaf(&o, 0, 0, 0, M, N, K, alpha, beta, C, ldc);
+		if (o.bf16)
+			dnn_set_threads(1);
 		if (epi)
 			epi(ctx, 0, M, 0, N);
 	} else {

@@ -9,7 +9,9 @@
  * gemm.c cuts a large product over the pool. oneDNN (Debian's is built on
  * OpenMP) would otherwise start an OpenMP team inside every pool task, and
  * its threads spin between regions; so each thread that calls in first
- * sets its OpenMP thread count to 1.
+ * sets its OpenMP thread count to 1. The exception is gemm.c's switch to
+ * the libraries' own threads (MIM_GEMM_THREADS=blas): dnn_set_threads
+ * then gives the calling thread a team for the whole product.
  *
  * Primitives are made once per shape (tens of microseconds each: the
  * model has a few dozen shapes) and kept in a table that lives as long as
@@ -34,6 +36,15 @@ engine_init(void)
 {
 	if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success)
 		engine = NULL;
+}
+
+static _Thread_local int omp_now = 1;	/* this thread's OpenMP count, as set */
+static _Thread_local int omp_want = 1;	/* dnn_set_threads */
+
+void
+dnn_set_threads(int n)
+{
+	omp_want = n > 1 ? n : 1;
 }
 
 static _Thread_local dnnl_stream_t stream;
@@ -94,7 +105,7 @@ dnn_bf16(void)
 /* ---- the primitives, one per shape ------------------------------------------ */
 
 struct key {
-	int ta, tb, M, N, K, lda, ldb, ldc;
+	int ta, tb, M, N, K, lda, ldb, ldc, nthr;
 	float alpha, beta;
 };
 
@@ -274,8 +285,11 @@ dnn_gemm_bf16(int ta, int tb, int M, int N, int K, float alpha, const uint16_t *
 	k.ldc = ldc;
 	k.alpha = alpha;
 	k.beta = beta;
+	k.nthr = omp_want;
 	if (!thread_stream())
 		return mim_seterr("oneDNN: no CPU engine");
+	if (omp_now != omp_want)	/* (primitives are made for a count: it is in the key) */
+		omp_set_num_threads(omp_now = omp_want);
 	const struct prim *e = lookup(&k);
 	if (!e || execute(e, A, B, C) < 0)
 		return mim_seterr("oneDNN: cannot run a bf16 product %dx%dx%d", M, N, K);

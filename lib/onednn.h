@@ -17,6 +17,9 @@ int dnn_bf16(void);
 int dnn_gemm_bf16(int ta, int tb, int M, int N, int K, float alpha, const uint16_t *A, int lda,
     const uint16_t *B, int ldb, float beta, float *C, int ldc);
 
+/* the OpenMP threads of the calling thread's next products (1: alone) */
+void dnn_set_threads(int n);
+
 /* rows x cols floats at stride ldx to bfloat16 at stride ldy, rounded to
  * nearest even; fast: with AVX512-BF16's instruction (the CPU has it). */
 void dnn_to_bf16(const float *x, size_t ldx, uint16_t *y, size_t ldy, int rows, int cols,

@@ -3,7 +3,8 @@
  * between jobs (after a short wait for the next one). The pool also owns OpenBLAS's own thread count (gemm.c
  * calls BLAS, but the count is global): 1 while a job runs, since any
  * task may call sgemm, and OpenBLAS's threads for a large product only
- * when they are asked for (MIM_GEMM_THREADS=blas, mim_gemm_blas_threads),
+ * when they are asked for (MIM_GEMM_THREADS=blas, mim_gemm_blas_threads;
+ * in bf16 it gives oneDNN's OpenMP team the product: lib/onednn.c),
  * as they would otherwise spin (sched_yield) for a while after every
  * product and take a core from the pool's next loop. */
 #include <pthread.h>

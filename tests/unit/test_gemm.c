@@ -250,6 +250,27 @@ batch(const char *p)
 	free(R);
 }
 
+/* the library's own threads for a whole product (mim_gemm_blas_threads:
+ * OpenBLAS's in float, oneDNN's OpenMP team in bf16), at 2 threads, as
+ * right as the pool's cut */
+static void
+libthreads(const char *p)
+{
+	int nt = mim_threads(), bf = mim_gemm_precision() == MIM_PREC_BF16;
+
+	mim_set_threads(2);
+	mim_gemm_blas_threads(1);
+	for (int t = 0; t < 4; t++) {
+		double rerr, e = check(t & 1, t >> 1, 577, 384, 129, t == 3 ? 0.125f : 1.0f,
+		    t & 1 ? 1.0f : 0.0f, &rerr);
+		tap(bf ? e > 1e-4 && e < 1e-2 && rerr < 1e-5 : e < 1e-5,
+		    "%s 577x384x129 ta %d tb %d on the library's threads: error %.2e, %.2e against "
+		    "the rounded operands", p, t & 1, t >> 1, e, rerr);
+	}
+	mim_gemm_blas_threads(0);
+	mim_set_threads(nt);
+}
+
 /* bf16 copies kept across products (mim_gemm_keep): the same bytes as
  * rounding anew; kept means kept (a change to x after the first product
  * is not seen, which is why the caller must promise none); another shape
@@ -321,6 +342,7 @@ main(void)
 	epilogue("fp32");
 	grids("fp32");
 	batch("fp32");
+	libthreads("fp32");
 
 	if (mim_gemm_set_precision(MIM_PREC_BF16) < 0) {
 		printf("skip - bf16 products: %s\n", mim_errmsg());
@@ -332,6 +354,7 @@ main(void)
 	epilogue("bf16");
 	grids("bf16");
 	batch("bf16");
+	libthreads("bf16");
 	keep();
 	tap(mim_gemm_set_precision(MIM_PREC_FP32) == 0 && mim_gemm_precision() == MIM_PREC_FP32,
 	    "back to float");
