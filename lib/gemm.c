@@ -201,11 +201,15 @@ conv_all(struct conv *c)
 
 /* Operands kept in bf16 for later products (mim_gemm_keep): an entry
  * per kept matrix, its copy made by the first product that reads it.
- * Dropped entries keep their buffers for the next keeps (a step keeps
- * the same shapes every time: no allocation after the first). */
+ * Dropped entries keep their buffers, each for the matrix it was last
+ * dropped for: a step keeps the same matrices in the same shapes every
+ * time, so after the first step nothing is allocated. (Handing buffers to
+ * whichever entry came first had a few matrices of each swin-tiny batch-32
+ * step grow theirs again, 7 to 14 MB of new pages a step.) */
 #define KEEP_MAX 128
 static struct kept {
 	const float *x;		/* NULL: free */
+	const float *last;	/* the x it was last dropped for: that x takes it again */
 	int ldx, rows, cols;	/* the copy's source, once made (rows 0: not yet) */
 	uint16_t *y;
 	size_t cap;
@@ -230,13 +234,20 @@ mim_gemm_keep(const float *x)
 	for (int i = 0; i < KEEP_MAX && r < 0; i++)
 		if (kept[i].x == x)
 			r = 0;	/* kept already */
-	for (int i = 0; i < KEEP_MAX && r < 0; i++)
-		if (!kept[i].x) {
-			kept[i].x = x;
-			kept[i].rows = 0;
-			nkept++;
-			r = 1;
-		}
+	/* a free entry: the one x had last time (a step keeps the same
+	 * matrices: its buffer fits, no allocation), else one no other x
+	 * had, else any */
+	struct kept *e = NULL;
+	for (int pass = 0; pass < 3 && r < 0 && !e; pass++)
+		for (int i = 0; i < KEEP_MAX && !e; i++)
+			if (!kept[i].x && (pass == 2 || kept[i].last == (pass == 0 ? x : NULL)))
+				e = &kept[i];
+	if (e) {
+		e->x = x;
+		e->rows = 0;
+		nkept++;
+		r = 1;
+	}
 	pthread_mutex_unlock(&kept_mu);
 	return r;
 }
@@ -249,10 +260,23 @@ mim_gemm_drop(const float *x)
 	pthread_mutex_lock(&kept_mu);
 	for (int i = 0; i < KEEP_MAX; i++)
 		if (kept[i].x && (kept[i].x == x || !x)) {
+			kept[i].last = kept[i].x;
 			kept[i].x = NULL;
 			nkept--;
 		}
 	pthread_mutex_unlock(&kept_mu);
+}
+
+size_t
+mim_gemm_kept_bytes(void)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&kept_mu);
+	for (int i = 0; i < KEEP_MAX; i++)
+		n += kept[i].cap * sizeof *kept[i].y;
+	pthread_mutex_unlock(&kept_mu);
+	return n;
 }
 
 /* x's kept copy if x is kept and the copy is of this shape: made now if it
@@ -285,10 +309,11 @@ kept_copy(const float *x, int ldx, int rows, int cols, struct conv *c)
 			e->y = f->y, e->cap = f->cap;
 			f->y = t, f->cap = tc;
 		}
-		if (e->cap < n) {
-			uint16_t *t = realloc(e->y, n * sizeof *t);
-			if (t)
-				e->y = t, e->cap = n;
+		if (e->cap < n) {	/* (its contents are not needed) */
+			free(e->y);
+			e->cap = 0;
+			if ((e->y = malloc(n * sizeof *e->y)))
+				e->cap = n;
 		}
 		if (e->cap >= n) {
 			e->ldx = ldx, e->rows = rows, e->cols = cols;

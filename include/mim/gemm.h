@@ -57,6 +57,9 @@ void mim_gemm_grid(int M, int N, int K, int epi, int g[3]);
  * MIM_BF16_KEEP=0 in the environment: nothing is kept (the same bytes). */
 int mim_gemm_keep(const float *x);
 void mim_gemm_drop(const float *x);
+/* The bytes held for kept copies, in use or not: a dropped copy's buffer
+ * waits for the same x to be kept again. */
+size_t mim_gemm_kept_bytes(void);
 
 /* The same product for `batch` independent matrices at strides sA, sB, sC
  * (in floats). Small products (attention heads, Swin windows) are spread

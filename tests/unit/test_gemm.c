@@ -306,6 +306,20 @@ keep(void)
 	mim_gemm(0, 0, M, N, K, 1, A, K, B, N, 0, c1, N);
 	tap(c1[0] != c0[0], "after the drop x is rounded anew");
 	A[0] = a0;
+	/* a step again: the same matrices, kept in another order, reuse
+	 * their own buffers (a small one must not take a big one's) */
+	mim_gemm_drop(NULL);
+	mim_gemm_keep(A), mim_gemm_keep(B2);	/* B2 (K x N) is under A (M x K) */
+	mim_gemm(0, 0, M, N, K, 1, A, K, B, N, 0, c1, N);
+	mim_gemm(0, 0, M, N, K, 1, A, K, B2, N, 0, c2, N);
+	size_t held = mim_gemm_kept_bytes();
+	mim_gemm_drop(NULL);
+	mim_gemm_keep(B2), mim_gemm_keep(A);
+	mim_gemm(0, 0, M, N, K, 1, A, K, B2, N, 0, c2, N);
+	tap(held >= (size_t)(M * K + K * N) * 2 && mim_gemm_kept_bytes() == held && c2[0] == -c0[0],
+	    "kept again in another order: each its own buffer, nothing more allocated (%zu bytes)",
+	    held);
+	mim_gemm_drop(NULL);
 	int full = 0;
 	for (int i = 0; i < 200 && !full; i++)
 		full = mim_gemm_keep(A + i) < 0;
