@@ -12,12 +12,13 @@
 
 static const char usage_text[] =
 "usage: mim-head --ckpt FILE [--threads N] [FILE...]\n"
-"Run the prediction head (decoder: linear or mlp) of checkpoint FILE on every\n"
-"frame of the mim streams FILE... (stdin when none): reads 'latent' F32\n"
-"[B,C,h,w] as mim-encode(1) writes it, adds 'pred' F32 [B,3,h*s,w*s] (s =\n"
-"encoder stride), the reconstruction in normalised pixel space, and passes\n"
-"everything else on. A model of another target or resolution (mim-loss(1))\n"
-"predicts [B,C,h*s/d,w*s/d]: C = 3 pixels, 3K bin or K colour logits.\n"
+"Run the prediction head (decoder: linear, mlp or swin-inverse) of checkpoint\n"
+"FILE on every frame of the mim streams FILE... (stdin when none): reads\n"
+"'latent' F32 [B,C,h,w] as mim-encode(1) writes it, adds 'pred' F32\n"
+"[B,3,h*s,w*s] (s = encoder stride), the reconstruction in normalised pixel\n"
+"space, and passes everything else on. A model of another target or\n"
+"resolution (mim-loss(1)) predicts [B,C,h*s/d,w*s/d]: C = 3 pixels, 3K bin\n"
+"or K colour logits.\n"
 "  -c, --ckpt FILE    the model checkpoint (mim-ckpt(1))\n"
 "  -t, --threads N    threads (default MIM_THREADS or all CPUs)\n"
 "  -h, --help         this help\n";
