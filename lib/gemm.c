@@ -83,7 +83,7 @@ mim_gemm_set_precision(enum mim_precision p)
 	if (p == MIM_PREC_BF16) {	/* one product now, so that a failure shows here */
 		uint16_t a[16 * 16] = {0};
 		float c[16 * 16];
-		if (dnn_gemm_bf16(0, 0, 16, 16, 16, 1, a, 16, a, 16, 0, c, 16) < 0)
+		if (dnn_gemm_bf16(0, 0, 16, 16, 16, 1, a, 16, a, 16, NULL, 0, c, 16) < 0)
 			return -1;
 	}
 	precision = p;
@@ -116,18 +116,26 @@ struct operands {
 };
 
 /* op(A) rows [m0, m0+M) x columns [k0, k0+K) times op(B) rows [k0, k0+K)
- * x columns [n0, n0+N) of o, into C */
+ * x columns [n0, n0+N) of o, into C; bias (its columns [n0, n0+N), with
+ * alpha 1 and beta 0): added to every row, as addmm adds it (float: C
+ * starts as the bias, beta 1; oneDNN adds it to its float sums) */
 static void
 leaf(const struct operands *o, int m0, int n0, int k0, int M, int N, int K, float alpha,
-    float beta, float *C, int ldc)
+    float beta, float *C, int ldc, const float *bias)
 {
 	int ta = o->ta, tb = o->tb;
 	size_t ao = ta ? (size_t)k0 * o->lda + m0 : (size_t)m0 * o->lda + k0;
 	size_t bo = tb ? (size_t)n0 * o->ldb + k0 : (size_t)k0 * o->ldb + n0;
 
+	if (bias && !o->bf16) {
+		for (int i = 0; i < M; i++)
+			memcpy(C + (size_t)i * ldc, bias + n0, (size_t)N * sizeof *C);
+		beta = 1;
+	}
 	if (o->bf16) {
 		const uint16_t *A = (const uint16_t *)o->A + ao, *B = (const uint16_t *)o->B + bo;
-		if (dnn_gemm_bf16(ta, tb, M, N, K, alpha, A, o->lda, B, o->ldb, beta, C, ldc) == 0)
+		if (dnn_gemm_bf16(ta, tb, M, N, K, alpha, A, o->lda, B, o->ldb, bias ? bias + n0 : NULL,
+		        beta, C, ldc) == 0)
 			return;
 		/* (oneDNN out of memory: the same sums in float, slowly) */
 		for (int i = 0; i < M; i++)
@@ -137,7 +145,7 @@ leaf(const struct operands *o, int m0, int n0, int k0, int M, int N, int K, floa
 					s += mim_bf16_to_f32(A[ta ? (size_t)k * o->lda + i : (size_t)i * o->lda + k]) *
 					    mim_bf16_to_f32(B[tb ? (size_t)j * o->ldb + k : (size_t)k * o->ldb + j]);
 				float *c = &C[(size_t)i * ldc + j];
-				*c = alpha * s + (beta == 0 ? 0 : beta * *c);
+				*c = alpha * s + (bias ? bias[n0 + j] : beta == 0 ? 0 : beta * *c);
 			}
 		return;
 	}
@@ -468,6 +476,7 @@ struct split {
 	const struct operands *o;
 	float *C, *part;	/* part: the gk-1 partial products of K's slices,
 				 * M x N each */
+	const float *bias;	/* added by the blocks of K's first slice */
 	void (*epi)(void *, int, int, int, int);
 	void *ctx;
 };
@@ -489,10 +498,10 @@ split_task(void *p, int i)
 
 	if (ik == 0)
 		leaf(s->o, m0, n0, k0, m1 - m0, n1 - n0, k1 - k0, s->alpha, s->beta,
-		    s->C + (size_t)m0 * s->ldc + n0, s->ldc);
+		    s->C + (size_t)m0 * s->ldc + n0, s->ldc, s->bias);
 	else
 		leaf(s->o, m0, n0, k0, m1 - m0, n1 - n0, k1 - k0, s->alpha, 0,
-		    s->part + (size_t)(ik - 1) * s->M * s->N + (size_t)m0 * s->N + n0, s->N);
+		    s->part + (size_t)(ik - 1) * s->M * s->N + (size_t)m0 * s->N + n0, s->N, NULL);
 	if (s->epi)
 		s->epi(s->ctx, m0, m1, n0, n1);
 }
@@ -552,9 +561,10 @@ mim_gemm_grid(int M, int N, int K, int epi, int g[3])
 	g[2] = p.gk;
 }
 
-void
-mim_gemm_ex(int ta, int tb, int M, int N, int K, float alpha, const float *A,
-    int lda, const float *B, int ldb, float beta, float *C, int ldc,
+/* mim_gemm_ex, and mim_gemm_bias with bias (alpha 1, beta 0) */
+static void
+product(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+    const float *B, int ldb, float beta, float *C, int ldc, const float *bias,
     void (*epi)(void *ctx, int m0, int m1, int n0, int n1), void *ctx)
 {
 	if (M <= 0 || N <= 0)
@@ -562,7 +572,8 @@ mim_gemm_ex(int ta, int tb, int M, int N, int K, float alpha, const float *A,
 	if (K <= 0) {	/* sgemm would leave C untouched for K=0 with beta!=1 */
 		for (int i = 0; i < M; i++)
 			for (int j = 0; j < N; j++)
-				C[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * C[(size_t)i * ldc + j];
+				C[(size_t)i * ldc + j] = bias ? bias[j] : beta == 0 ? 0 :
+				    beta * C[(size_t)i * ldc + j];
 		if (epi)
 			epi(ctx, 0, M, 0, N);
 		return;
@@ -588,14 +599,14 @@ mim_gemm_ex(int ta, int tb, int M, int N, int K, float alpha, const float *A,
 			pool_set_blas_threads(bt);
 		if (o.bf16)
 			dnn_set_threads(bt);
-		leaf(&o, 0, 0, 0, M, N, K, alpha, beta, C, ldc);
+		leaf(&o, 0, 0, 0, M, N, K, alpha, beta, C, ldc, bias);
 		if (o.bf16)
 			dnn_set_threads(1);
 		if (epi)
 			epi(ctx, 0, M, 0, N);
 	} else {
 		struct split s = {M, N, K, ldc, plan(M, N, K, nt, epi != NULL), alpha, beta, &o, C,
-		    NULL, epi, ctx};
+		    NULL, bias, epi, ctx};
 		if (s.g.gk > 1 && !(s.part = partials((size_t)(s.g.gk - 1) * M * N)))
 			s.g = plan(M, N, K, nt, 1);	/* (no memory: the 1-D cut) */
 		mim_parallel(s.g.gm * s.g.gn * s.g.gk, split_task, &s);
@@ -603,6 +614,21 @@ mim_gemm_ex(int ta, int tb, int M, int N, int K, float alpha, const float *A,
 			mim_parallel((M + MIM_GEMM_ROWS - 1) / MIM_GEMM_ROWS, sum_task, &s);
 	}
 	MIM_PROF_END("gemm", t, flops);
+}
+
+void
+mim_gemm_ex(int ta, int tb, int M, int N, int K, float alpha, const float *A,
+    int lda, const float *B, int ldb, float beta, float *C, int ldc,
+    void (*epi)(void *ctx, int m0, int m1, int n0, int n1), void *ctx)
+{
+	product(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL, epi, ctx);
+}
+
+void
+mim_gemm_bias(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B,
+    int ldb, const float *bias, float *C, int ldc)
+{
+	product(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, bias, NULL, NULL);
 }
 
 void

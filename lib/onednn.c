@@ -105,7 +105,7 @@ dnn_bf16(void)
 /* ---- the primitives, one per shape ------------------------------------------ */
 
 struct key {
-	int ta, tb, M, N, K, lda, ldb, ldc, nthr;
+	int ta, tb, M, N, K, lda, ldb, ldc, nthr, bias;
 	float alpha, beta;
 };
 
@@ -165,7 +165,10 @@ make(struct prim *e)
 	int ok = 0;
 
 	descs(k, &a, &b, &c);
-	if (dnnl_matmul_desc_init(&d, &a, &b, NULL, &c) != dnnl_success ||
+	dnnl_memory_desc_t bm;
+	dnnl_dims_t db = {1, k->N}, sb = {k->N, 1};
+	dnnl_memory_desc_init_by_strides(&bm, 2, db, dnnl_f32, sb);
+	if (dnnl_matmul_desc_init(&d, &a, &b, k->bias ? &bm : NULL, &c) != dnnl_success ||
 	    dnnl_primitive_attr_create(&at) != dnnl_success ||
 	    dnnl_primitive_attr_set_scratchpad_mode(at, dnnl_scratchpad_mode_user) != dnnl_success)
 		goto out;
@@ -231,10 +234,10 @@ lookup(const struct key *k)
 }
 
 static int
-execute(const struct prim *e, const uint16_t *A, const uint16_t *B, float *C)
+execute(const struct prim *e, const uint16_t *A, const uint16_t *B, const float *bias, float *C)
 {
 	dnnl_stream_t s = thread_stream();
-	dnnl_memory_t m[4] = {0};
+	dnnl_memory_t m[5] = {0};
 	int rc = -1;
 
 	if (!s)
@@ -254,15 +257,17 @@ execute(const struct prim *e, const uint16_t *A, const uint16_t *B, float *C)
 	    dnnl_memory_create(&m[2], dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0),
 	        engine, C) != dnnl_success ||
 	    dnnl_memory_create(&m[3], dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0),
-	        engine, scratch) != dnnl_success)
+	        engine, scratch) != dnnl_success ||
+	    (bias && dnnl_memory_create(&m[4], dnnl_primitive_desc_query_md(pd,
+	        dnnl_query_weights_md, 1), engine, (void *)bias) != dnnl_success))
 		goto out;
-	dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, m[0]}, {DNNL_ARG_WEIGHTS, m[1]},
-	    {DNNL_ARG_DST, m[2]}, {DNNL_ARG_SCRATCHPAD, m[3]}};
-	if (dnnl_primitive_execute(e->p, s, 4, args) == dnnl_success &&
+	dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, m[0]}, {DNNL_ARG_WEIGHTS, m[1]},
+	    {DNNL_ARG_DST, m[2]}, {DNNL_ARG_SCRATCHPAD, m[3]}, {DNNL_ARG_BIAS, m[4]}};
+	if (dnnl_primitive_execute(e->p, s, bias ? 5 : 4, args) == dnnl_success &&
 	    dnnl_stream_wait(s) == dnnl_success)
 		rc = 0;
 out:
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < 5; i++)
 		if (m[i])
 			dnnl_memory_destroy(m[i]);
 	return rc;
@@ -270,7 +275,7 @@ out:
 
 int
 dnn_gemm_bf16(int ta, int tb, int M, int N, int K, float alpha, const uint16_t *A, int lda,
-    const uint16_t *B, int ldb, float beta, float *C, int ldc)
+    const uint16_t *B, int ldb, const float *bias, float beta, float *C, int ldc)
 {
 	struct key k;
 
@@ -285,13 +290,14 @@ dnn_gemm_bf16(int ta, int tb, int M, int N, int K, float alpha, const uint16_t *
 	k.ldc = ldc;
 	k.alpha = alpha;
 	k.beta = beta;
+	k.bias = bias != NULL;
 	k.nthr = omp_want;
 	if (!thread_stream())
 		return mim_seterr("oneDNN: no CPU engine");
 	if (omp_now != omp_want)	/* (primitives are made for a count: it is in the key) */
 		omp_set_num_threads(omp_now = omp_want);
 	const struct prim *e = lookup(&k);
-	if (!e || execute(e, A, B, C) < 0)
+	if (!e || execute(e, A, B, bias, C) < 0)
 		return mim_seterr("oneDNN: cannot run a bf16 product %dx%dx%d", M, N, K);
 	return 0;
 }

@@ -11,11 +11,11 @@ const char *dnn_isa(void);
 /* 1 when oneDNN runs bf16 products in hardware: AMX or AVX512-BF16. */
 int dnn_bf16(void);
 
-/* C = alpha * op(A) @ op(B) + beta * C with A and B bfloat16, summed in
- * float, row-major as mim_gemm, on the calling thread alone. 0, or -1 with
- * the error set. */
+/* C = alpha * op(A) @ op(B) (+ bias[j] on every row i, when bias; alpha 1
+ * then) + beta * C with A and B bfloat16, summed in float, row-major as
+ * mim_gemm, on the calling thread alone. 0, or -1 with the error set. */
 int dnn_gemm_bf16(int ta, int tb, int M, int N, int K, float alpha, const uint16_t *A, int lda,
-    const uint16_t *B, int ldb, float beta, float *C, int ldc);
+    const uint16_t *B, int ldb, const float *bias, float beta, float *C, int ldc);
 
 /* the OpenMP threads of the calling thread's next products (1: alone) */
 void dnn_set_threads(int n);

@@ -17,6 +17,16 @@ void mim_gemm(int ta, int tb, int M, int N, int K, float alpha,
     const float *A, int lda, const float *B, int ldb, float beta,
     float *C, int ldc);
 
+/* C = op(A) @ op(B) + bias, bias (N) added to every row: PyTorch's addmm,
+ * nn.Linear's forward. In float C starts as the bias and the product is
+ * added to it (beta 1), as addmm does; in bf16 oneDNN adds the bias to its
+ * float sums as it stores them, instead of a pass writing the bias over C
+ * and the product reading C back (where oneDNN splits K itself the bias
+ * may join the sums at another point: the last bit can differ from that
+ * way, not the precision). */
+void mim_gemm_bias(int ta, int tb, int M, int N, int K, const float *A, int lda,
+    const float *B, int ldb, const float *bias, float *C, int ldc);
+
 /* mim_gemm, then epi(ctx, m0, m1, n0, n1) on blocks of C that together
  * cover it once, each called right after its block is final (on the
  * thread that computed it, while the block is still in its cache): the

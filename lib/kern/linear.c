@@ -1,6 +1,7 @@
 /* linear.c -- nn.Linear: out = inp @ w^T + b, and its backward.
- * inp (R,IC), w (OC,IC), b (OC), out (R,OC). linear_forward writes the
- * bias first and adds the product with beta = 1, as PyTorch's addmm does.
+ * inp (R,IC), w (OC,IC), b (OC), out (R,OC). linear_forward is
+ * mim_gemm_bias: the bias first and the product added to it, as PyTorch's
+ * addmm does (in bf16 oneDNN adds it to its float sums as it stores them).
  * linear_gelu_forward (fc1) adds it to each block of the product in the
  * epilogue instead, with the GELU, while the block is in cache: a pass
  * less over the widest activation of a block (the sum differs from
@@ -23,31 +24,15 @@
 
 #define CH MIM_GEMM_ROWS
 
-struct fillb {
-	float *out;
-	const float *b;
-	int OC;
-};
-
-static void
-fill_rows(void *p, size_t lo, size_t hi)
-{
-	const struct fillb *j = p;
-
-	for (size_t r = lo; r < hi; r++)
-		memcpy(j->out + r * j->OC, j->b, (size_t)j->OC * sizeof(float));
-}
-
 void
 linear_forward(float *out, const float *inp, const float *w, const float *b,
     int R, int IC, int OC)
 {
 	double prof_t_ = MIM_PROF_BEGIN();
-	if (b) {
-		struct fillb j = {out, b, OC};
-		kern_for((size_t)R, 1 + 16384 / (size_t)OC, fill_rows, &j);
-	}
-	mim_gemm(0, 1, R, OC, IC, 1.0f, inp, IC, w, IC, b ? 1.0f : 0.0f, out, OC);
+	if (b)
+		mim_gemm_bias(0, 1, R, OC, IC, inp, IC, w, IC, b, out, OC);
+	else
+		mim_gemm(0, 1, R, OC, IC, 1.0f, inp, IC, w, IC, 0.0f, out, OC);
 	MIM_PROF_END("linear fwd", prof_t_, 2.0 * R * IC * OC);
 }
 

@@ -3,6 +3,7 @@
  * epilogue, batches, the grids of blocks the cut makes (rows, columns,
  * slices of K) at many threads; and OpenBLAS's kernels against the CPU (lib/blas.c).
  * t-mim-info.sh runs it again with OpenBLAS made to choose Prescott. */
+#include <stdio.h>
 #include <string.h>
 
 #include "mim.h"
@@ -250,6 +251,56 @@ batch(const char *p)
 	free(R);
 }
 
+/* mim_gemm_bias (nn.Linear's forward, 577 x 384 x 129, B transposed), at
+ * 1 and 2 threads and in grids (at 16) that slice K: float gives the bytes
+ * of the bias written over C and the product added (beta 1); bf16, where
+ * oneDNN adds the bias, the sums of the rounded operands (the bias may
+ * join them at another point where oneDNN splits K: the last bit), the
+ * same bytes twice */
+static void
+bias(const char *p)
+{
+	enum { M = 577, N = 384, K = 129 };
+	/* threads, and the grid (0: the cut's own) */
+	static const int g[][4] = {{1, 0, 0, 0}, {2, 0, 0, 0}, {16, 1, 1, 4}, {16, 2, 3, 2}};
+	int nt = mim_threads(), bf = mim_gemm_precision() == MIM_PREC_BF16;
+	float *A = malloc(M * K * 4), *B = malloc(N * K * 4), *b = malloc(N * 4);
+	float *C = malloc(M * N * 4), *C2 = malloc(M * N * 4);
+	double *R = malloc(M * N * sizeof *R);
+
+	fill(A, M * K, 31);
+	fill(B, N * K, 32);
+	fill(b, N, 33);
+	for (int r = 0; r < M; r++)
+		for (int c = 0; c < N; c++)
+			R[r * N + c] = b[c];
+	ref(0, 1, M, N, K, 1, A, K, B, K, 1, R, N, bf);
+	for (size_t i = 0; i < sizeof g / sizeof *g; i++) {
+		char cut[32] = "its own cut";
+		if (g[i][1])
+			snprintf(cut, sizeof cut, "grid %dx%dx%d", g[i][1], g[i][2], g[i][3]);
+		mim_set_threads(g[i][0]);
+		mim_gemm_set_grid(g[i][1] ? g[i] + 1 : NULL);
+		fill(C, M * N, 34);	/* (whatever C held) */
+		mim_gemm_bias(0, 1, M, N, K, A, K, B, K, b, C, N);
+		if (bf) {
+			fill(C2, M * N, 35);
+			mim_gemm_bias(0, 1, M, N, K, A, K, B, K, b, C2, N);
+		} else {
+			for (int r = 0; r < M; r++)
+				memcpy(C2 + r * N, b, N * 4);
+			mim_gemm(0, 1, M, N, K, 1, A, K, B, K, 1, C2, N);
+		}
+		double e = relnorm(C, R, M, N, N);
+		tap(!memcmp(C, C2, M * N * 4) && e < 1e-5, "%s bias, %d thread%s, %s: error %.2e%s, %s",
+		    p, g[i][0], g[i][0] > 1 ? "s" : "", cut, e, bf ? " against the rounded operands" : "",
+		    bf ? "the same bytes twice" : "the bytes of the bias written first and the product added");
+	}
+	mim_gemm_set_grid(NULL);
+	mim_set_threads(nt);
+	free(A), free(B), free(b), free(C), free(C2), free(R);
+}
+
 /* the library's own threads for a whole product (mim_gemm_blas_threads:
  * OpenBLAS's in float, oneDNN's OpenMP team in bf16), at 2 threads, as
  * right as the pool's cut */
@@ -357,6 +408,7 @@ main(void)
 	grids("fp32");
 	batch("fp32");
 	libthreads("fp32");
+	bias("fp32");
 
 	if (mim_gemm_set_precision(MIM_PREC_BF16) < 0) {
 		printf("skip - bf16 products: %s\n", mim_errmsg());
@@ -369,6 +421,7 @@ main(void)
 	grids("bf16");
 	batch("bf16");
 	libthreads("bf16");
+	bias("bf16");
 	keep();
 	tap(mim_gemm_set_precision(MIM_PREC_FP32) == 0 && mim_gemm_precision() == MIM_PREC_FP32,
 	    "back to float");
