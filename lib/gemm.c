@@ -48,6 +48,7 @@
 #include "mim/stream.h"
 #include "blas.h"
 #include "onednn.h"
+#include "vec.h"
 #include "pool_int.h"
 #include "smm.h"
 
@@ -181,6 +182,8 @@ struct conv {
 	const float *x;
 	uint16_t *y;
 	int ldx, rows, cols, per, fast;
+	double *sums;		/* mim_gemm_keep_colsums: chunks of ch rows */
+	int ch;
 };
 
 static void
@@ -189,8 +192,28 @@ conv_task(void *p, int i)
 	const struct conv *c = p;
 	int lo = i * c->per, hi = lo + c->per < c->rows ? lo + c->per : c->rows;
 
-	dnn_to_bf16(c->x + (size_t)lo * c->ldx, (size_t)c->ldx, c->y + (size_t)lo * c->cols,
-	    (size_t)c->cols, hi - lo, c->cols, c->fast);
+	if (!c->sums) {
+		dnn_to_bf16(c->x + (size_t)lo * c->ldx, (size_t)c->ldx, c->y + (size_t)lo * c->cols,
+		    (size_t)c->cols, hi - lo, c->cols, c->fast);
+		return;
+	}
+	for (int r = lo; r < hi; r++) {		/* (lo is a multiple of ch) */
+		const float *x = c->x + (size_t)r * c->ldx;
+		double *s = c->sums + (size_t)(r / c->ch) * c->cols;
+		dnn_to_bf16(x, (size_t)c->ldx, c->y + (size_t)r * c->cols, (size_t)c->cols, 1,
+		    c->cols, c->fast);
+		if (r % c->ch == 0)
+			memset(s, 0, (size_t)c->cols * sizeof *s);
+		int j = 0;
+		for (; j + 4 <= c->cols; j += 4) {
+			v4d a;
+			memcpy(&a, s + j, sizeof a);
+			a += vload4d(x + j);
+			memcpy(s + j, &a, sizeof a);
+		}
+		for (; j < c->cols; j++)
+			s[j] += x[j];
+	}
 }
 
 /* c->x into c->y: over the pool when large */
@@ -201,6 +224,8 @@ conv_all(struct conv *c)
 	if (n >= 1 << 16 && !pool_in_job() && mim_threads() > 1) {
 		int tasks = mim_threads() * 2;
 		c->per = (c->rows + tasks - 1) / tasks;
+		if (c->sums)	/* whole chunks a task */
+			c->per = (c->per + c->ch - 1) / c->ch * c->ch;
 		mim_parallel((c->rows + c->per - 1) / c->per, conv_task, c);
 	} else {
 		conv_task(c, 0);
@@ -275,6 +300,55 @@ mim_gemm_drop(const float *x)
 	pthread_mutex_unlock(&kept_mu);
 }
 
+/* e's buffer at n elements or more: a free entry's that fits (the
+ * smallest), or its own made bigger (its contents are not needed); 0 when
+ * out of memory. Under kept_mu. */
+static int
+fit(struct kept *e, size_t n)
+{
+	struct kept *f = NULL;
+
+	for (int i = 0; i < KEEP_MAX && e->cap < n; i++)
+		if (!kept[i].x && kept[i].cap >= n && (!f || kept[i].cap < f->cap))
+			f = &kept[i];
+	if (f) {
+		uint16_t *t = e->y;
+		size_t tc = e->cap;
+		e->y = f->y, e->cap = f->cap;
+		f->y = t, f->cap = tc;
+	}
+	if (e->cap < n) {
+		free(e->y);
+		e->cap = 0;
+		if ((e->y = malloc(n * sizeof *e->y)))
+			e->cap = n;
+	}
+	return e->cap >= n;
+}
+
+int
+mim_gemm_keep_colsums(const float *x, int rows, int cols, int ch, double *sums)
+{
+	struct kept *e = NULL;
+	struct conv c = {x, NULL, cols, rows, cols, rows, mim_cpu()->avx512_bf16, sums, ch};
+	int rc = -1;
+
+	if (!nkept || !x || rows < 1 || cols < 1 || ch < 1)
+		return -1;
+	pthread_mutex_lock(&kept_mu);
+	for (int i = 0; i < KEEP_MAX && !e; i++)
+		if (kept[i].x == x)
+			e = &kept[i];
+	if (e && !e->rows && fit(e, (size_t)rows * cols)) {
+		e->ldx = cols, e->rows = rows, e->cols = cols;
+		c.y = e->y;
+		conv_all(&c);
+		rc = 0;
+	}
+	pthread_mutex_unlock(&kept_mu);
+	return rc;
+}
+
 size_t
 mim_gemm_kept_bytes(void)
 {
@@ -305,31 +379,12 @@ kept_copy(const float *x, int ldx, int rows, int cols, struct conv *c)
 			e = &kept[i];
 	if (e && e->rows && e->ldx == ldx && e->rows == rows && e->cols == cols) {
 		y = e->y;
-	} else if (e && !e->rows) {
-		/* a free entry's buffer that fits, the smallest, or a bigger one */
-		struct kept *f = NULL;
-		for (int i = 0; i < KEEP_MAX && e->cap < n; i++)
-			if (!kept[i].x && kept[i].cap >= n && (!f || kept[i].cap < f->cap))
-				f = &kept[i];
-		if (f) {
-			uint16_t *t = e->y;
-			size_t tc = e->cap;
-			e->y = f->y, e->cap = f->cap;
-			f->y = t, f->cap = tc;
-		}
-		if (e->cap < n) {	/* (its contents are not needed) */
-			free(e->y);
-			e->cap = 0;
-			if ((e->y = malloc(n * sizeof *e->y)))
-				e->cap = n;
-		}
-		if (e->cap >= n) {
-			e->ldx = ldx, e->rows = rows, e->cols = cols;
-			c->y = e->y;
-			y = e->y;
-			/* converted under the lock: a second reader waits for it */
-			conv_all(c);
-		}
+	} else if (e && !e->rows && fit(e, n)) {
+		e->ldx = ldx, e->rows = rows, e->cols = cols;
+		c->y = e->y;
+		y = e->y;
+		/* converted under the lock: a second reader waits for it */
+		conv_all(c);
 	}
 	pthread_mutex_unlock(&kept_mu);
 	return y;
@@ -340,7 +395,7 @@ kept_copy(const float *x, int ldx, int rows, int cols, struct conv *c)
 static const uint16_t *
 to_bf16(int i, const float *x, int ldx, int rows, int cols)
 {
-	struct conv c = {x, NULL, ldx, rows, cols, rows, mim_cpu()->avx512_bf16};
+	struct conv c = {x, NULL, ldx, rows, cols, rows, mim_cpu()->avx512_bf16, NULL, 0};
 	const uint16_t *k = kept_copy(x, ldx, rows, cols, &c);
 	if (k)
 		return k;

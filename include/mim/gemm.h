@@ -67,6 +67,12 @@ void mim_gemm_grid(int M, int N, int K, int epi, int g[3]);
  * MIM_BF16_KEEP=0 in the environment: nothing is kept (the same bytes). */
 int mim_gemm_keep(const float *x);
 void mim_gemm_drop(const float *x);
+/* bf16: make kept x's copy now (x rows x cols, packed), and in the same
+ * pass over x the column sums of each chunk of ch rows in double, row
+ * after row: sums[(r / ch) * cols + c] (a Linear's bias gradient, from the
+ * pass that reads dout anyway, not one more). 0, or -1 and nothing done
+ * (x not kept, its copy made already, fp32, no memory). */
+int mim_gemm_keep_colsums(const float *x, int rows, int cols, int ch, double *sums);
 /* The bytes held for kept copies, in use or not: a dropped copy's buffer
  * waits for the same x to be kept again. */
 size_t mim_gemm_kept_bytes(void);

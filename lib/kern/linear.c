@@ -82,12 +82,13 @@ struct dbsum {
 	unsigned char *seen;	/* (chunks) */
 	const float *dout;
 	int R, OC, N;		/* N: columns of the product's C */
+	int done;		/* bf16: summed by dout's rounding (sum_init) */
 };
 
 static void
 sum_rows(struct dbsum *s, int m0, int m1, int n0, int n1)
 {
-	if (!s || !s->part || n0 != 0 || n1 != s->N)
+	if (!s || !s->part || s->done || n0 != 0 || n1 != s->N)
 		return;		/* a block of columns: db is summed apart */
 	for (int c0 = m0; c0 < m1; c0 += CH) {
 		double *acc = s->part + (size_t)(c0 / CH) * s->OC;
@@ -130,8 +131,13 @@ sum_finish(struct dbsum *s, float *db)
 	}
 }
 
+/* kept: dout was kept for the products just now (bf16), its copy not yet
+ * made: the pass that makes it sums the chunks too, in the same order
+ * (mim_gemm_keep_colsums), and the product's blocks need not read dout
+ * again. (The product keeps its epilogue all the same, so that it is cut
+ * as without: MIM_BF16_KEEP=0 gives the same bytes.) */
 static void
-sum_init(struct dbsum *s, const float *dout, int R, int OC, int N)
+sum_init(struct dbsum *s, const float *dout, int R, int OC, int N, int kept)
 {
 	size_t nch = ((size_t)R + CH - 1) / CH;
 
@@ -141,8 +147,9 @@ sum_init(struct dbsum *s, const float *dout, int R, int OC, int N)
 	s->N = N;
 	s->part = malloc(nch * OC * sizeof *s->part + nch);
 	s->seen = s->part ? (unsigned char *)(s->part + nch * OC) : NULL;
+	s->done = s->part && kept == 1 && mim_gemm_keep_colsums(dout, R, OC, CH, s->part) == 0;
 	if (s->seen)
-		memset(s->seen, 0, nch);
+		memset(s->seen, s->done, nch);
 }
 
 static void
@@ -172,9 +179,9 @@ linear_gelu_backward(float *dpre, float *dw, float *db, const float *dout,
 	struct dbsum s = {0};
 	struct actblk a = {NULL, dpre, dg, IC, db ? &s : NULL, NULL, 0};
 
-	if (db)
-		sum_init(&s, dout, R, OC, IC);
 	int kept = dw ? mim_gemm_keep(dout) : 0;	/* bf16: rounded once for both */
+	if (db)
+		sum_init(&s, dout, R, OC, IC, kept);
 	mim_gemm_ex(0, 0, R, IC, OC, 1.0f, dout, OC, w, IC, 0.0f, dpre, IC, dgelu_block, &a);
 	if (db) {
 		sum_finish(&s, db);
@@ -199,7 +206,7 @@ linear_backward(float *dinp, float *dw, float *db, const float *dout,
 	if (dinp) {
 		t = MIM_PROF_BEGIN();
 		if (db)
-			sum_init(&s, dout, R, OC, IC);
+			sum_init(&s, dout, R, OC, IC, kept);
 		mim_gemm_ex(0, 0, R, IC, OC, 1.0f, dout, OC, w, IC, 0.0f, dinp, IC,
 		    db ? dx_block : NULL, db ? &s : NULL);
 		if (db) {

@@ -370,6 +370,40 @@ keep(void)
 	tap(held >= (size_t)(M * K + K * N) * 2 && mim_gemm_kept_bytes() == held && c2[0] == -c0[0],
 	    "kept again in another order: each its own buffer, nothing more allocated (%zu bytes)",
 	    held);
+	/* the copy made with the column sums of chunks of rows (a bias
+	 * gradient): the sums, in double row after row (31 chunks of 32 and
+	 * one of 8, over the pool); the copy as any */
+	mim_gemm_drop(NULL);
+	enum { XR = 1000, XC = 96, YC = 64 };
+	float *X = malloc(XR * XC * 4), *Y = malloc(XC * YC * 4), *p1 = malloc(XR * YC * 4),
+	    *p2 = malloc(XR * YC * 4);
+	double *sums = malloc(((XR + 31) / 32) * XC * sizeof *sums), worst = 0;
+	fill(X, XR * XC, 41);
+	fill(Y, XC * YC, 42);
+	for (int i = 0; i < XR * XC; i++)	/* magnitudes 2^-30..2^30: the order of a sum shows */
+		X[i] = ldexpf(X[i], (int)((i * 2654435761u) % 61) - 30);
+	int nt = mim_threads();
+	mim_set_threads(3);	/* (6 tasks: each must start a chunk) */
+	int kr = mim_gemm_keep(X);
+	int made = mim_gemm_keep_colsums(X, XR, XC, 32, sums);
+	mim_set_threads(nt);
+	for (int ch = 0; ch < (XR + 31) / 32; ch++)
+		for (int c = 0; c < XC; c++) {
+			double t = 0;
+			for (int r = ch * 32; r < XR && r < ch * 32 + 32; r++)
+				t += X[r * XC + c];
+			worst = fmax(worst, fabs(sums[ch * XC + c] - t));
+		}
+	mim_gemm(0, 0, XR, YC, XC, 1, X, XC, Y, YC, 0, p1, YC);	/* reads the copy */
+	int again = mim_gemm_keep_colsums(X, XR, XC, 32, sums), other = mim_gemm_keep_colsums(Y, XC,
+	    YC, 32, sums);
+	mim_gemm_drop(X);
+	mim_gemm(0, 0, XR, YC, XC, 1, X, XC, Y, YC, 0, p2, YC);	/* rounded anew */
+	tap(kr == 1 && made == 0 && worst == 0 && !memcmp(p1, p2, XR * YC * 4) && again < 0 &&
+	    other < 0, "the copy made with its chunks' column sums: the sums of sum_rows's order "
+	    "(%.3g off), the product's bytes; -1 once made, and for a matrix not kept", worst);
+	free(X), free(Y), free(p1), free(p2);
+	free(sums);
 	mim_gemm_drop(NULL);
 	int full = 0;
 	for (int i = 0; i < 200 && !full; i++)
