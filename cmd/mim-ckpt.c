@@ -191,7 +191,7 @@ ckpt_init(int argc, char **argv)
 		case 'c': config = optarg; break;
 		case 's': seed = (uint64_t)cli_int("--seed", optarg, 0, INT64_MAX); break;
 		case 'o': out = optarg; break;
-		case 'h': init_usage(); return 0;
+		case 'h': init_usage(); json_decref(over); return 0;
 		default:
 			if (c >= 1000 && c < 1000 + NK) {
 				json_object_set_new(over, config_keys[c - 1000],
