@@ -252,6 +252,16 @@ static _Atomic int nkept;	/* entries in use: with none, no product takes the loc
 
 static int keep_on = -1;	/* MIM_BF16_KEEP=0: never (for the bench and tests) */
 
+/* x's entry, or NULL. Under kept_mu. */
+static struct kept *
+find(const float *x)
+{
+	for (int i = 0; i < KEEP_MAX; i++)
+		if (kept[i].x == x)
+			return &kept[i];
+	return NULL;
+}
+
 int
 mim_gemm_keep(const float *x)
 {
@@ -264,9 +274,8 @@ mim_gemm_keep(const float *x)
 	if (precision != MIM_PREC_BF16 || !x || !keep_on)
 		return 0;
 	pthread_mutex_lock(&kept_mu);
-	for (int i = 0; i < KEEP_MAX && r < 0; i++)
-		if (kept[i].x == x)
-			r = 0;	/* kept already */
+	if (find(x))
+		r = 0;	/* kept already */
 	/* a free entry: the one x had last time (a step keeps the same
 	 * matrices: its buffer fits, no allocation), else one no other x
 	 * had, else any */
@@ -326,29 +335,6 @@ fit(struct kept *e, size_t n)
 	return e->cap >= n;
 }
 
-int
-mim_gemm_keep_colsums(const float *x, int rows, int cols, int ch, double *sums)
-{
-	struct kept *e = NULL;
-	struct conv c = {x, NULL, cols, rows, cols, rows, mim_cpu()->avx512_bf16, sums, ch};
-	int rc = -1;
-
-	if (!nkept || !x || rows < 1 || cols < 1 || ch < 1)
-		return -1;
-	pthread_mutex_lock(&kept_mu);
-	for (int i = 0; i < KEEP_MAX && !e; i++)
-		if (kept[i].x == x)
-			e = &kept[i];
-	if (e && !e->rows && fit(e, (size_t)rows * cols)) {
-		e->ldx = cols, e->rows = rows, e->cols = cols;
-		c.y = e->y;
-		conv_all(&c);
-		rc = 0;
-	}
-	pthread_mutex_unlock(&kept_mu);
-	return rc;
-}
-
 size_t
 mim_gemm_kept_bytes(void)
 {
@@ -361,33 +347,42 @@ mim_gemm_kept_bytes(void)
 	return n;
 }
 
-/* x's kept copy if x is kept and the copy is of this shape: made now if it
- * was not yet; NULL when x is not kept (or the copy has another shape, or
- * no memory) */
+/* the kept copy of c->x if it is kept and the copy is of c's shape: made
+ * now by c (*made set) if it was not yet; NULL when c->x is not kept (or
+ * the copy has another shape, or no memory) */
 static const uint16_t *
-kept_copy(const float *x, int ldx, int rows, int cols, struct conv *c)
+kept_copy(struct conv *c, int *made)
 {
-	struct kept *e = NULL;
-	size_t n = (size_t)rows * cols;
+	struct kept *e;
 	const uint16_t *y = NULL;
 
 	if (!nkept)
 		return NULL;
 	pthread_mutex_lock(&kept_mu);
-	for (int i = 0; i < KEEP_MAX && !e; i++)
-		if (kept[i].x == x)
-			e = &kept[i];
-	if (e && e->rows && e->ldx == ldx && e->rows == rows && e->cols == cols) {
+	e = find(c->x);
+	if (e && e->rows && e->ldx == c->ldx && e->rows == c->rows && e->cols == c->cols) {
 		y = e->y;
-	} else if (e && !e->rows && fit(e, n)) {
-		e->ldx = ldx, e->rows = rows, e->cols = cols;
+	} else if (e && !e->rows && fit(e, (size_t)c->rows * c->cols)) {
+		e->ldx = c->ldx, e->rows = c->rows, e->cols = c->cols;
 		c->y = e->y;
 		y = e->y;
 		/* converted under the lock: a second reader waits for it */
 		conv_all(c);
+		*made = 1;
 	}
 	pthread_mutex_unlock(&kept_mu);
 	return y;
+}
+
+int
+mim_gemm_keep_colsums(const float *x, int rows, int cols, int ch, double *sums)
+{
+	struct conv c = {x, NULL, cols, rows, cols, rows, mim_cpu()->avx512_bf16, sums, ch};
+	int made = 0;
+
+	if (x && rows > 0 && cols > 0 && ch > 0)
+		kept_copy(&c, &made);
+	return made ? 0 : -1;
 }
 
 /* rows x cols floats at stride ldx into buffer i, packed, or x's kept copy;
@@ -396,7 +391,8 @@ static const uint16_t *
 to_bf16(int i, const float *x, int ldx, int rows, int cols)
 {
 	struct conv c = {x, NULL, ldx, rows, cols, rows, mim_cpu()->avx512_bf16, NULL, 0};
-	const uint16_t *k = kept_copy(x, ldx, rows, cols, &c);
+	int made;
+	const uint16_t *k = kept_copy(&c, &made);
 	if (k)
 		return k;
 	uint16_t *y = buffer(i, (size_t)rows * cols);
