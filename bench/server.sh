@@ -9,7 +9,9 @@
 # only itself: the machine (lscpu, mim-info --system, PyTorch's parallel
 # info); the products' cut against the old one-dimensional cut
 # (MIM_GEMM_CUT=1d): gemmcold on weight-gradient and forward shapes (three
-# of them in bf16 too), then
+# of them in bf16 too); the training step of vit-tiny and vit-base with the
+# float products through oneDNN's sgemm and OpenBLAS's, taking turns
+# (stepbench --ab-sgemm); then
 # the training step of vit-tiny and swin-base at batch 32, the two taking
 # turns, and swin-base in bf16 (stepbench --ab-cut); vit-base in bf16 with
 # the products cut over the pool against oneDNN's own OpenMP team
@@ -23,7 +25,7 @@
 # four), SERVER_THREADS (default: all CPUs), SERVER_MODELS (default
 # the four, base ones first), SERVER_PROFILE (models to profile, default vit-base
 # swin-base), SERVER_T_CUT, SERVER_T_SWEEP, SERVER_T_ROWS, SERVER_T_PROFILE
-# (seconds, default 150, 110, 330, 60); BENCH_PYTHON as for run.sh.
+# (seconds, default 200, 110, 330, 60); BENCH_PYTHON as for run.sh.
 set -u
 cd "$(dirname "$0")/.."
 TOP=$(pwd)
@@ -57,7 +59,7 @@ part() { case " ${SERVER_PARTS:-cut sweep rows profile} " in *" $1 "*) return 0 
 part cut && {
 log "cut: the grid against the 1-D cut, $NT threads"
 mkdir -p "$R/cut"
-SERVER_NT=$NT timeout -k 5 "${SERVER_T_CUT:-150}" sh -c '
+SERVER_NT=$NT timeout -k 5 "${SERVER_T_CUT:-200}" sh -c '
 	B=$0/libexec/bench
 	# weight gradients (M N K = out, in, tokens at batch 32) and forward products
 	for s in "--dw 768 192 4640" "--dw 384 96 73728" "--dw 384 128 73728" "--dw 3072 768 4640" \
@@ -68,6 +70,10 @@ SERVER_NT=$NT timeout -k 5 "${SERVER_T_CUT:-150}" sh -c '
 			"$B/gemmcold" -t "$SERVER_NT" $o $s 8 | sed "s/^{/{\"cut\":\"$c\",/"
 		done
 	done >"$1/gemmcold.jsonl"
+	# float products: the sgemm of oneDNN (the default) against that of OpenBLAS
+	for m in vit-tiny vit-base; do
+		"$B/stepbench" -t "$SERVER_NT" -b 32 -w 1 -n 4 --ab-sgemm "$m" >"$1/$m-ab-sgemm.json"
+	done
 	for m in vit-tiny swin-base; do
 		for r in 1 2; do
 			for c in 1d auto; do

@@ -6,14 +6,16 @@
  * goes. Prints one JSON object on stdout; --profile adds a table on stderr.
  *
  *   stepbench [-t threads] [-b batch] [-s img_size] [-w warmup] [-n steps]
- *             [--encode] [--profile] [--ab-blas | --ab-cut] [--precision P] PRESET
+ *             [--encode] [--profile] [--ab-blas | --ab-cut | --ab-sgemm] [--precision P] PRESET
  *
  * --ab-blas alternates steps between products cut over libmim's pool and
  * the libraries' own threads (mim_gemm_blas_threads: OpenBLAS's, oneDNN's
  * OpenMP team in bf16) and reports both medians:
  * an A/B comparison that a noisy machine disturbs evenly. --ab-cut does
  * the same between the products' grid (the default) and the
- * one-dimensional cut (MIM_CUT_1D), with the CPU time of each side.
+ * one-dimensional cut (MIM_CUT_1D), with the CPU time of each side;
+ * --ab-sgemm between the float products' backends (mim_gemm_set_sgemm:
+ * oneDNN's sgemm, the default, and OpenBLAS's).
  *
  * --precision bf16: the products in bfloat16 (mim_gemm_set_precision).
  *
@@ -68,6 +70,8 @@ main(int argc, char **argv)
 			ab = 1;
 		else if (!strcmp(a, "--ab-cut"))
 			ab = 2;
+		else if (!strcmp(a, "--ab-sgemm"))
+			ab = 3;
 		else if (!strcmp(a, "--precision") && i + 1 < argc) {
 			int pr = mim_precision_parse(argv[++i]);
 			if (pr < 0 || mim_gemm_set_precision((enum mim_precision)pr) < 0) {
@@ -80,7 +84,7 @@ main(int argc, char **argv)
 			preset = a;
 		else {
 			fprintf(stderr, "usage: stepbench [-t threads] [-b batch] [-s img_size] "
-			    "[-w warmup] [-n steps] [--encode] [--profile] [--ab-blas | --ab-cut] [--precision P] PRESET\n");
+			    "[-w warmup] [-n steps] [--encode] [--profile] [--ab-blas | --ab-cut | --ab-sgemm] [--precision P] PRESET\n");
 			return 2;
 		}
 	}
@@ -137,6 +141,8 @@ main(int argc, char **argv)
 			mim_gemm_blas_threads(s % 2);
 		else if (ab == 2)
 			mim_gemm_set_cut(s % 2 ? MIM_CUT_1D : MIM_CUT_AUTO);
+		else if (ab == 3)
+			mim_gemm_set_sgemm(s % 2 ? MIM_SGEMM_OPENBLAS : MIM_SGEMM_ONEDNN);
 		if (profile && s == warm) {
 			mim_prof_reset();
 			mim_prof_enable(1);
@@ -162,7 +168,7 @@ main(int argc, char **argv)
 	if (ab) {
 		qsort(dtb, (size_t)nb, sizeof *dtb, cmpd);
 		double mb = nb % 2 ? dtb[nb / 2] : (dtb[nb / 2 - 1] + dtb[nb / 2]) / 2;
-		const char *k = ab == 1 ? "blas_threads" : "cut_1d";
+		const char *k = ab == 1 ? "blas_threads" : ab == 2 ? "cut_1d" : "sgemm_openblas";
 		printf("{\"%s_median_s\":%.6f,\"%s_img_per_s\":%.3f,\"%s_cpu_s\":%.6f,\"steps\":%d}\n",
 		    k, mb, k, B / mb, k, nb ? cpub / nb : 0, nb);
 		n = na;

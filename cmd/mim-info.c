@@ -19,7 +19,8 @@ static const char usage_text[] =
 "  -j, --json   one JSON object per frame, one per line\n"
 "  -s, --system the machine instead: CPU, its instruction sets, OpenBLAS's\n"
 "               kernels (and whether mim corrected the library's choice),\n"
-"               threads, oneDNN and whether bf16 products can run\n"
+"               threads, oneDNN and whether bf16 products can run, and\n"
+"               which library runs the float products\n"
 "  -h, --help   this help\n";
 
 struct stats {
@@ -152,6 +153,7 @@ print_system(int json)
 		    json_string_value(json_object_get(dn, "version")),
 		    json_string_value(json_object_get(dn, "isa")),
 		    json_is_true(json_object_get(dn, "bf16")) ? "yes" : "no");
+		printf("float products: %s sgemm\n", mim_sgemm_name(mim_gemm_sgemm()));
 	}
 	json_decref(o);
 	free(js);

@@ -1,11 +1,19 @@
-/* gemm.c -- matrix products (OpenBLAS sgemm), cut over the thread pool.
+/* gemm.c -- matrix products (oneDNN's sgemm or OpenBLAS's), cut over the
+ * thread pool.
+ *
+ * Float products run on oneDNN's sgemm (dnn_sgemm, lib/onednn.c) by
+ * default: its JIT kernels for the CPU's ISA ran every product shape of
+ * the four models as fast as OpenBLAS 0.3.21's sgemm or faster, most of
+ * them by 15-30% (bench/RESULTS.md, 2026-12-05). OpenBLAS's stays one
+ * switch away (mim_gemm_set_sgemm, MIM_SGEMM=openblas), and takes a
+ * product that oneDNN refuses.
  *
  * Threads: one knob, mim_threads(), and one set of threads: the pool
- * (pool.c). BLAS itself runs single-threaded; a product big enough to
+ * (pool.c). The libraries run single-threaded; a product big enough to
  * share is cut into blocks (of rows, columns and the sum over K: "the
- * cut" below), each one sgemm on one pool thread. OpenBLAS's own pthreads would otherwise spin
- * (sched_yield) for a while after every product and take a core from the
- * pool's next loop.
+ * cut" below), each one sgemm on one pool thread. OpenBLAS's own pthreads
+ * (and oneDNN's OpenMP team) would otherwise spin for a while after every
+ * product and take a core from the pool's next loop.
  * Small products (attention heads, Swin windows: up to a few million
  * multiply-adds) skip BLAS for lib/smm.c, whose AVX2 blocks need no
  * packing of A and no call overhead (MIM_SMM=0 turns it off, for the
@@ -13,15 +21,15 @@
  *
  * MIM_GEMM_THREADS=blas in the environment (or mim_gemm_blas_threads(1))
  * has the library's own threads run a large product whole instead:
- * OpenBLAS's, and in bf16 oneDNN's OpenMP team. A switch for the bench
- * (bench/README.md): on 2 cores either is slower than the pool's cut
- * (bench/RESULTS.md).
+ * oneDNN's OpenMP team (OpenBLAS's threads with its sgemm). A switch for
+ * the bench (bench/README.md): on 2 cores it is slower than the pool's
+ * cut (bench/RESULTS.md).
  *
  * A block of C depends only on its own rows and columns of the operands,
- * but OpenBLAS does not sum every element in the same order whatever the
+ * but neither library sums every element in the same order whatever the
  * shape of the call: edge rows of a block can take another path. So a
  * product cut in blocks agrees with the uncut product to the last bit or
- * so, not exactly (for a 1160x576x192 product, 14547 of its 668160
+ * so, not exactly (OpenBLAS, a 1160x576x192 product: 14547 of its 668160
  * elements differ, in the last place; a 1152x768x192 one is identical).
  * The cut depends only on the shape and mim_threads(): results are the
  * same from run to run for a given thread count.
@@ -67,6 +75,37 @@ use_smm(void)
 		smm_mode = !(s && strcmp(s, "0") == 0);
 	}
 	return smm_mode;
+}
+
+static int sgemm_mode = -1;	/* enum mim_sgemm */
+static pthread_once_t sgemm_once = PTHREAD_ONCE_INIT;
+
+static void
+sgemm_env(void)
+{
+	const char *s = getenv("MIM_SGEMM");
+
+	if (sgemm_mode < 0)
+		sgemm_mode = s && !strcmp(s, "openblas") ? MIM_SGEMM_OPENBLAS : MIM_SGEMM_ONEDNN;
+}
+
+void
+mim_gemm_set_sgemm(enum mim_sgemm b)
+{
+	sgemm_mode = b;
+}
+
+enum mim_sgemm
+mim_gemm_sgemm(void)
+{
+	pthread_once(&sgemm_once, sgemm_env);
+	return sgemm_mode;
+}
+
+const char *
+mim_sgemm_name(enum mim_sgemm b)
+{
+	return b == MIM_SGEMM_OPENBLAS ? "openblas" : "onednn";
 }
 
 static enum mim_precision precision = MIM_PREC_FP32;
@@ -154,6 +193,9 @@ leaf(const struct operands *o, int m0, int n0, int k0, int M, int N, int K, floa
 	if ((double)M * N * K <= SMALL_MACS && use_smm() &&
 	    mim_smm(ta, tb, M, N, K, alpha, A, o->lda, B, o->ldb, beta, C, ldc))
 		return;
+	if (mim_gemm_sgemm() == MIM_SGEMM_ONEDNN &&
+	    dnn_sgemm(ta, tb, M, N, K, alpha, A, o->lda, B, o->ldb, beta, C, ldc) == 0)
+		return;	/* (else OpenBLAS: the same product) */
 	cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
 	    tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, o->lda, B, o->ldb,
 	    beta, C, ldc);
@@ -648,11 +690,9 @@ product(int ta, int tb, int M, int N, int K, float alpha, const float *A, int ld
 		int bt = whole ? 1 : nt;
 		if (!pool_in_job())
 			pool_set_blas_threads(bt);
-		if (o.bf16)
-			dnn_set_threads(bt);
+		dnn_set_threads(bt);
 		leaf(&o, 0, 0, 0, M, N, K, alpha, beta, C, ldc, bias);
-		if (o.bf16)
-			dnn_set_threads(1);
+		dnn_set_threads(1);
 		if (epi)
 			epi(ctx, 0, M, 0, N);
 	} else {

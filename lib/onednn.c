@@ -1,11 +1,12 @@
-/* onednn.c -- the bf16 backend of mim_gemm (lib/gemm.c): products of
- * bfloat16 operands accumulated in float, through oneDNN's matmul
- * primitive, which runs them on AMX tiles or AVX512-BF16 dot products,
- * whichever the CPU has (it picks by the CPU's features; DNNL_MAX_CPU_ISA
- * caps it). On an AMX core one thread multiplies bf16 at ~550 GFLOP/s
- * where sgemm reaches ~150 (bench/RESULTS.md).
+/* onednn.c -- oneDNN behind mim_gemm (lib/gemm.c): products of bfloat16
+ * operands accumulated in float, through oneDNN's matmul primitive, which
+ * runs them on AMX tiles or AVX512-BF16 dot products, whichever the CPU
+ * has (it picks by the CPU's features; DNNL_MAX_CPU_ISA caps it); and
+ * float products through its sgemm (JIT kernels for the CPU's ISA). On an
+ * AMX core one thread multiplies bf16 at ~550 GFLOP/s where sgemm reaches
+ * ~150-200 (bench/RESULTS.md).
  *
- * Like sgemm in gemm.c, every call runs on the calling thread alone:
+ * Every call runs on the calling thread alone, as OpenBLAS's sgemm does:
  * gemm.c cuts a large product over the pool. oneDNN (Debian's is built on
  * OpenMP) would otherwise start an OpenMP team inside every pool task, and
  * its threads spin between regions; so each thread that calls in first
@@ -13,7 +14,7 @@
  * the libraries' own threads (MIM_GEMM_THREADS=blas): dnn_set_threads
  * then gives the calling thread a team for the whole product.
  *
- * Primitives are made once per shape (tens of microseconds each: the
+ * The bf16 primitives are made once per shape (tens of microseconds each: the
  * model has a few dozen shapes) and kept in a table that lives as long as
  * the process; they run concurrently from any thread, each call with its
  * own stream and a scratchpad of its thread's (scratchpad mode "user"). */
@@ -299,6 +300,22 @@ dnn_gemm_bf16(int ta, int tb, int M, int N, int K, float alpha, const uint16_t *
 	const struct prim *e = lookup(&k);
 	if (!e || execute(e, A, B, bias, C) < 0)
 		return mim_seterr("oneDNN: cannot run a bf16 product %dx%dx%d", M, N, K);
+	return 0;
+}
+
+/* ---- float products ----------------------------------------------------------- */
+
+int
+dnn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+    const float *B, int ldb, float beta, float *C, int ldc)
+{
+	if (!thread_stream())
+		return mim_seterr("oneDNN: no CPU engine");
+	if (omp_now != omp_want)
+		omp_set_num_threads(omp_now = omp_want);
+	if (dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C,
+	        ldc) != dnnl_success)
+		return mim_seterr("oneDNN: cannot run a float product %dx%dx%d", M, N, K);
 	return 0;
 }
 

@@ -1,4 +1,5 @@
-/* onednn.h -- lib/onednn.c, the bf16 backend of mim_gemm (lib/gemm.c). */
+/* onednn.h -- lib/onednn.c, oneDNN behind mim_gemm (lib/gemm.c): bf16
+ * products, and float ones through its sgemm. */
 #ifndef MIM_ONEDNN_H
 #define MIM_ONEDNN_H
 
@@ -16,6 +17,11 @@ int dnn_bf16(void);
  * mim_gemm, on the calling thread alone. 0, or -1 with the error set. */
 int dnn_gemm_bf16(int ta, int tb, int M, int N, int K, float alpha, const uint16_t *A, int lda,
     const uint16_t *B, int ldb, const float *bias, float beta, float *C, int ldc);
+
+/* the same in float (oneDNN's sgemm: its JIT kernels for the CPU's ISA),
+ * without the bias; 0, or -1 with the error set */
+int dnn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+    const float *B, int ldb, float beta, float *C, int ldc);
 
 /* the OpenMP threads of the calling thread's next products (1: alone) */
 void dnn_set_threads(int n);

@@ -1,8 +1,9 @@
 /* mim/gemm.h -- every matrix product of the library goes through here, so a
  * different backend can replace sgemm without touching the models:
- * OpenBLAS's sgemm (lib/gemm.c, its kernels checked against the CPU in
- * lib/blas.c) or, with the precision set to bf16, oneDNN's bf16 matmul
- * (lib/onednn.c). Row-major, as cblas_sgemm(CblasRowMajor). */
+ * oneDNN's sgemm or OpenBLAS's (lib/gemm.c; OpenBLAS's kernels checked
+ * against the CPU in lib/blas.c) or, with the precision set to bf16,
+ * oneDNN's bf16 matmul (lib/onednn.c). Row-major, as
+ * cblas_sgemm(CblasRowMajor). */
 #ifndef MIM_GEMM_H
 #define MIM_GEMM_H
 
@@ -53,6 +54,20 @@ enum mim_gemm_cut { MIM_CUT_AUTO, MIM_CUT_1D };
 void mim_gemm_set_cut(enum mim_gemm_cut c);
 void mim_gemm_set_grid(const int g[3]);
 void mim_gemm_grid(int M, int N, int K, int epi, int g[3]);
+
+/* The float products' backend: MIM_SGEMM_ONEDNN (the default), oneDNN's
+ * sgemm, whose JIT kernels for the CPU's ISA ran every product shape of
+ * the four models 5-35% faster than OpenBLAS 0.3.21's on one thread (AVX-512,
+ * and level to 11% faster capped at AVX2: bench/RESULTS.md); or
+ * MIM_SGEMM_OPENBLAS, OpenBLAS's sgemm (also MIM_SGEMM=openblas in the
+ * environment). Either way a product is cut over the pool the same way,
+ * each block on one thread; the two differ in the last place. For the
+ * whole process: set it before the work (or between steps, as the bench
+ * does). */
+enum mim_sgemm { MIM_SGEMM_ONEDNN, MIM_SGEMM_OPENBLAS };
+void mim_gemm_set_sgemm(enum mim_sgemm b);
+enum mim_sgemm mim_gemm_sgemm(void);
+const char *mim_sgemm_name(enum mim_sgemm b);
 
 /* bf16: keep x's bfloat16 copy, made by the next product that reads x,
  * for the products after it (x the same stored matrix: pointer, row

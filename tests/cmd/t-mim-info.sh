@@ -107,6 +107,13 @@ check '--system: cpu, flags, openblas core, threads, onednn' \
 	'grep -q "^cpu: " "$T/sys" && grep -q "^flags:" "$T/sys" && grep -q "^openblas: core " "$T/sys" &&
 	 grep -q "^threads: [0-9]" "$T/sys" && grep -q "^onednn: " "$T/sys"'
 expect_fail '--system takes no FILE' 2 'mim-info --system "$T/two.mim"'
+# the float products' library: oneDNN's sgemm, OpenBLAS's with MIM_SGEMM=openblas
+check '--system: float products through oneDNN by default' \
+	'grep -q "^float products: onednn sgemm$" "$T/sys" &&
+	 mim-info --system --json | $PY -c "import json, sys; assert json.load(sys.stdin)[\"sgemm\"] == \"onednn\""'
+check '--system: MIM_SGEMM=openblas is seen' \
+	'MIM_SGEMM=openblas mim-info --system | grep -q "^float products: openblas sgemm$" &&
+	 MIM_SGEMM=openblas mim-info --system --json | $PY -c "import json, sys; assert json.load(sys.stdin)[\"sgemm\"] == \"openblas\""'
 # what the kernels should be on this CPU: SkylakeX with AVX-512, Haswell with AVX2
 want=$(mim-info --system --json | $PY -c '
 import json, sys; f = json.load(sys.stdin)["flags"]

@@ -1,7 +1,8 @@
 /* test_gemm.c -- mim_gemm against a product in double: float and bf16
  * precision, every transpose, alpha and beta, the cut over the pool, the
  * epilogue, batches, the grids of blocks the cut makes (rows, columns,
- * slices of K) at many threads; and OpenBLAS's kernels against the CPU (lib/blas.c).
+ * slices of K) at many threads, through oneDNN's sgemm and OpenBLAS's; and
+ * OpenBLAS's kernels against the CPU (lib/blas.c).
  * t-mim-info.sh runs it again with OpenBLAS made to choose Prescott. */
 #include <stdio.h>
 #include <string.h>
@@ -302,7 +303,7 @@ bias(const char *p)
 }
 
 /* the library's own threads for a whole product (mim_gemm_blas_threads:
- * OpenBLAS's in float, oneDNN's OpenMP team in bf16), at 2 threads, as
+ * oneDNN's OpenMP team, or OpenBLAS's threads with its sgemm), at 2 threads, as
  * right as the pool's cut */
 static void
 libthreads(const char *p)
@@ -320,6 +321,40 @@ libthreads(const char *p)
 	}
 	mim_gemm_blas_threads(0);
 	mim_set_threads(nt);
+}
+
+/* the float products' two backends (mim_gemm_set_sgemm): oneDNN's sgemm
+ * by default, OpenBLAS's on request; both right, and different code: a
+ * sum longer than their blocks of K (both sum a short one in order, to
+ * the same bits) differs in the last place somewhere: the switch works */
+static void
+backends(void)
+{
+	const char *env = getenv("MIM_SGEMM");
+	int M = 577, N = 384, K = 700;
+	float *A = malloc((size_t)M * K * sizeof *A), *B = malloc((size_t)K * N * sizeof *B);
+	float *C[2] = {malloc((size_t)M * N * sizeof(float)), malloc((size_t)M * N * sizeof(float))};
+
+	tap(mim_gemm_sgemm() == (env && !strcmp(env, "openblas") ? MIM_SGEMM_OPENBLAS :
+	    MIM_SGEMM_ONEDNN), "float products through %s sgemm (MIM_SGEMM %s)",
+	    mim_sgemm_name(mim_gemm_sgemm()), env ? env : "unset");
+	fill(A, (size_t)M * K, 11);
+	fill(B, (size_t)K * N, 12);
+	for (int b = 0; b < 2; b++) {
+		mim_gemm_set_sgemm(b ? MIM_SGEMM_OPENBLAS : MIM_SGEMM_ONEDNN);
+		mim_gemm(0, 1, M, N, K, 1, A, K, B, K, 0, C[b], N);
+	}
+	size_t differ = 0;
+	for (size_t i = 0; i < (size_t)M * N; i++)
+		differ += C[0][i] != C[1][i];
+	tap(differ > 0, "oneDNN's and OpenBLAS's sgemm are different code: %zu of %d sums differ",
+	    differ, M * N);
+	mim_gemm_set_sgemm(MIM_SGEMM_OPENBLAS);
+	products("fp32 openblas");
+	grids("fp32 openblas");
+	libthreads("fp32 openblas");
+	mim_gemm_set_sgemm(MIM_SGEMM_ONEDNN);
+	free(A), free(B), free(C[0]), free(C[1]);
 }
 
 /* bf16 copies kept across products (mim_gemm_keep): the same bytes as
@@ -443,6 +478,7 @@ main(void)
 	batch("fp32");
 	libthreads("fp32");
 	bias("fp32");
+	backends();
 
 	if (mim_gemm_set_precision(MIM_PREC_BF16) < 0) {
 		printf("skip - bf16 products: %s\n", mim_errmsg());
