@@ -11,12 +11,12 @@
 # (MIM_GEMM_CUT=1d): gemmcold on weight-gradient and forward shapes (three
 # of them in bf16 too); the training step of vit-tiny and vit-base with the
 # float products through oneDNN's sgemm and OpenBLAS's, taking turns
-# (stepbench --ab-sgemm); then
-# the training step of vit-tiny and swin-base at batch 32, the two taking
-# turns, and swin-base in bf16 (stepbench --ab-cut); vit-base in bf16 with
-# the products cut over the pool against oneDNN's own OpenMP team
-# (stepbench --ab-blas); the thread sweep of vit-tiny at batch 32 (1, 2, 4, ... threads);
-# the four models at batch 32, fp32 and bf16, training step, both sides
+# (stepbench --ab-sgemm); the training step of vit-tiny and swin-base at
+# batch 32, the two cuts taking turns, and swin-base in bf16 (stepbench
+# --ab-cut); vit-base in bf16, and vit-tiny in float, with the products cut
+# over the pool against oneDNN's own OpenMP team (stepbench --ab-blas); the
+# thread sweep of vit-tiny at batch 32 (1, 2, 4, ... threads); the four
+# models at batch 32, fp32 and bf16, training step, both sides
 # (bench/run.sh, one round, encoder columns left out); per-kernel profiles
 # of the base models at batch 32. Whatever finished is packed into
 # OUT.tar.gz with the tables (bench/report.py), also after a time-out.
@@ -85,7 +85,9 @@ SERVER_NT=$NT timeout -k 5 "${SERVER_T_CUT:-200}" sh -c '
 	"$B/stepbench" -t "$SERVER_NT" -b 32 -w 2 -n 6 --ab-cut --precision bf16 swin-base \
 	    >"$1/swin-base-bf16-ab.json"
 	"$B/stepbench" -t "$SERVER_NT" -b 32 -w 1 -n 4 --ab-blas --precision bf16 vit-base \
-	    >"$1/vit-base-bf16-ab-blas.json"' "$TOP" "$R/cut" >"$R/cut.log" 2>&1
+	    >"$1/vit-base-bf16-ab-blas.json"
+	"$B/stepbench" -t "$SERVER_NT" -b 32 -w 1 -n 6 --ab-blas vit-tiny \
+	    >"$1/vit-tiny-ab-blas.json"' "$TOP" "$R/cut" >"$R/cut.log" 2>&1
 log "cut done: rc $?"
 }
 

@@ -2,9 +2,9 @@
  * thread pool.
  *
  * Float products run on oneDNN's sgemm (dnn_sgemm, lib/onednn.c) by
- * default: its JIT kernels for the CPU's ISA ran every product shape of
- * the four models as fast as OpenBLAS 0.3.21's sgemm or faster, most of
- * them by 15-30% (bench/RESULTS.md, 2026-12-05). OpenBLAS's stays one
+ * default: its JIT kernels for the CPU's ISA ran most product shapes of
+ * the four models 5-34% faster than OpenBLAS 0.3.21's sgemm, none slower
+ * by more than 1% (mim/gemm.h; bench/RESULTS.md, 2026-12-05). OpenBLAS's stays one
  * switch away (mim_gemm_set_sgemm, MIM_SGEMM=openblas), and takes a
  * product that oneDNN refuses.
  *

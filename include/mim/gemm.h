@@ -56,9 +56,11 @@ void mim_gemm_set_grid(const int g[3]);
 void mim_gemm_grid(int M, int N, int K, int epi, int g[3]);
 
 /* The float products' backend: MIM_SGEMM_ONEDNN (the default), oneDNN's
- * sgemm, whose JIT kernels for the CPU's ISA ran every product shape of
- * the four models 5-35% faster than OpenBLAS 0.3.21's on one thread (AVX-512,
- * and level to 11% faster capped at AVX2: bench/RESULTS.md); or
+ * sgemm, whose JIT kernels for the CPU's ISA ran 11 of 16 product shapes
+ * of the four models 5-34% faster than OpenBLAS 0.3.21's on one thread,
+ * two 3-4%, three level within 1% (AVX-512, operands cold; the level ones
+ * Swin's stage-0 products of 73,728 rows: bench/RESULTS.md), and capped
+ * at AVX2 level to 11% faster; or
  * MIM_SGEMM_OPENBLAS, OpenBLAS's sgemm (also MIM_SGEMM=openblas in the
  * environment). Either way a product is cut over the pool the same way,
  * each block on one thread; the two differ in the last place. For the
