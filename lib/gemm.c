@@ -148,6 +148,17 @@ mim_precision_name(enum mim_precision p)
 	return p == MIM_PREC_BF16 ? "bf16" : "fp32";
 }
 
+/* Whether oneDNN's sgemm runs a float product. Not one with a transposed
+ * A whose rows lie a multiple of 2 KB apart (lda 1024, 1536, 2048 floats:
+ * Swin's widest weight gradients): oneDNN 2.6 reads that 15-25% slower
+ * than OpenBLAS does, on a few cache sets (a copy at a padded stride
+ * brought it level with OpenBLAS, not past it: bench/RESULTS.md). */
+static int
+onednn_takes(int ta, int lda)
+{
+	return mim_gemm_sgemm() == MIM_SGEMM_ONEDNN && !(ta && lda % 512 == 0);
+}
+
 /* The operands of a product: float as given, or rounded to bfloat16
  * (bf16 set) into buffers with row lengths lda, ldb. */
 struct operands {
@@ -193,7 +204,7 @@ leaf(const struct operands *o, int m0, int n0, int k0, int M, int N, int K, floa
 	if ((double)M * N * K <= SMALL_MACS && use_smm() &&
 	    mim_smm(ta, tb, M, N, K, alpha, A, o->lda, B, o->ldb, beta, C, ldc))
 		return;
-	if (mim_gemm_sgemm() == MIM_SGEMM_ONEDNN &&
+	if (onednn_takes(ta, o->lda) &&
 	    dnn_sgemm(ta, tb, M, N, K, alpha, A, o->lda, B, o->ldb, beta, C, ldc) == 0)
 		return;	/* (else OpenBLAS: the same product) */
 	cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
