@@ -7,13 +7,13 @@
 #
 # In order, each part under its own time limit so that one slow part costs
 # only itself: the machine (lscpu, mim-info --system, PyTorch's parallel
-# info); the products' cut against the old one-dimensional cut
-# (MIM_GEMM_CUT=1d): gemmcold on weight-gradient and forward shapes (three
-# of them in bf16 too); the training step of vit-tiny and vit-base with the
+# info); the training step of vit-tiny and vit-base at batch 32 with the
 # float products through oneDNN's sgemm and OpenBLAS's, taking turns
-# (stepbench --ab-sgemm); the training step of vit-tiny and swin-base at
-# batch 32, the two cuts taking turns, and swin-base in bf16 (stepbench
-# --ab-cut); vit-base in bf16, and vit-tiny in float, with the products cut
+# (stepbench --ab-sgemm); the products' cut against the old
+# one-dimensional cut (MIM_GEMM_CUT=1d): gemmcold on weight-gradient and
+# forward shapes (three of them in bf16 too), the training step of
+# vit-tiny and swin-base at batch 32, the two cuts taking turns, and
+# swin-base in bf16 (stepbench --ab-cut); vit-base in bf16, and vit-tiny in float, with the products cut
 # over the pool against oneDNN's own OpenMP team (stepbench --ab-blas); the
 # thread sweep of vit-tiny at batch 32 (1, 2, 4, ... threads); the four
 # models at batch 32, fp32 and bf16, training step, both sides
@@ -57,10 +57,14 @@ log "machine"
 part() { case " ${SERVER_PARTS:-cut sweep rows profile} " in *" $1 "*) return 0 ;; esac; return 1; }
 
 part cut && {
-log "cut: the grid against the 1-D cut, $NT threads"
+log "cut: oneDNN's sgemm against OpenBLAS's; the grid against the 1-D cut, $NT threads"
 mkdir -p "$R/cut"
 SERVER_NT=$NT timeout -k 5 "${SERVER_T_CUT:-200}" sh -c '
 	B=$0/libexec/bench
+	# float products: the sgemm of oneDNN (the default) against that of OpenBLAS
+	for m in vit-tiny vit-base; do
+		"$B/stepbench" -t "$SERVER_NT" -b 32 -w 1 -n 4 --ab-sgemm "$m" >"$1/$m-ab-sgemm.json"
+	done
 	# weight gradients (M N K = out, in, tokens at batch 32) and forward products
 	for s in "--dw 768 192 4640" "--dw 384 96 73728" "--dw 384 128 73728" "--dw 3072 768 4640" \
 	    "--dw 2048 512 4608" "1160 768 3072" "4640 576 192" "73728 384 96" \
@@ -70,10 +74,6 @@ SERVER_NT=$NT timeout -k 5 "${SERVER_T_CUT:-200}" sh -c '
 			"$B/gemmcold" -t "$SERVER_NT" $o $s 8 | sed "s/^{/{\"cut\":\"$c\",/"
 		done
 	done >"$1/gemmcold.jsonl"
-	# float products: the sgemm of oneDNN (the default) against that of OpenBLAS
-	for m in vit-tiny vit-base; do
-		"$B/stepbench" -t "$SERVER_NT" -b 32 -w 1 -n 4 --ab-sgemm "$m" >"$1/$m-ab-sgemm.json"
-	done
 	for m in vit-tiny swin-base; do
 		for r in 1 2; do
 			for c in 1d auto; do
