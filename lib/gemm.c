@@ -4,8 +4,9 @@
  * Float products run on oneDNN's sgemm (dnn_sgemm, lib/onednn.c) by
  * default: its JIT kernels for the CPU's ISA ran most product shapes of
  * the four models 5-34% faster than OpenBLAS 0.3.21's sgemm, none slower
- * by more than 1% (mim/gemm.h; bench/RESULTS.md, 2026-12-05). OpenBLAS's stays one
- * switch away (mim_gemm_set_sgemm, MIM_SGEMM=openblas), and takes a
+ * by more than 1% (mim/gemm.h; bench/RESULTS.md, 2026-12-05), once the
+ * strides it reads slowly go to OpenBLAS (onednn_takes). OpenBLAS's stays
+ * one switch away (mim_gemm_set_sgemm, MIM_SGEMM=openblas), and takes a
  * product that oneDNN refuses.
  *
  * Threads: one knob, mim_threads(), and one set of threads: the pool
@@ -701,7 +702,7 @@ product(int ta, int tb, int M, int N, int K, float alpha, const float *A, int ld
 		int bt = whole ? 1 : nt;
 		if (!pool_in_job())
 			pool_set_blas_threads(bt);
-		dnn_set_threads(bt);
+		dnn_set_threads(pool_in_job() ? 1 : bt);
 		leaf(&o, 0, 0, 0, M, N, K, alpha, beta, C, ldc, bias);
 		dnn_set_threads(1);
 		if (epi)

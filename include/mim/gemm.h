@@ -60,9 +60,10 @@ void mim_gemm_grid(int M, int N, int K, int epi, int g[3]);
  * of the four models 5-34% faster than OpenBLAS 0.3.21's on one thread,
  * two 3-4%, three level within 1% (AVX-512, operands cold; the level ones
  * Swin's stage-0 products of 73,728 rows: bench/RESULTS.md), and capped
- * at AVX2 level to 11% faster; or
+ * at AVX2 level to 49% faster; a transposed A at a stride of a multiple
+ * of 2 KB, which it reads slowly, goes to OpenBLAS anyway. Or
  * MIM_SGEMM_OPENBLAS, OpenBLAS's sgemm (also MIM_SGEMM=openblas in the
- * environment). Either way a product is cut over the pool the same way,
+ * environment; any other value: oneDNN). Either way a product is cut over the pool the same way,
  * each block on one thread; the two differ in the last place. For the
  * whole process: set it before the work (or between steps, as the bench
  * does). */
