@@ -368,7 +368,6 @@ backends(void)
 	free(Aw), free(Cw[0]), free(Cw[1]), free(Rw);
 	mim_gemm_set_sgemm(MIM_SGEMM_OPENBLAS);
 	products("fp32 openblas");
-	grids("fp32 openblas");
 	libthreads("fp32 openblas");
 	mim_gemm_set_sgemm(MIM_SGEMM_ONEDNN);
 	free(A), free(B), free(C[0]), free(C[1]);
