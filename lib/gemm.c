@@ -258,15 +258,7 @@ conv_task(void *p, int i)
 		    c->cols, c->fast);
 		if (r % c->ch == 0)
 			memset(s, 0, (size_t)c->cols * sizeof *s);
-		int j = 0;
-		for (; j + 4 <= c->cols; j += 4) {
-			v4d a;
-			memcpy(&a, s + j, sizeof a);
-			a += vload4d(x + j);
-			memcpy(s + j, &a, sizeof a);
-		}
-		for (; j < c->cols; j++)
-			s[j] += x[j];
+		vadd_to_d(s, x, c->cols);
 	}
 }
 
@@ -699,10 +691,10 @@ product(int ta, int tb, int M, int N, int K, float alpha, const float *A, int ld
 
 	if (whole || pool_blas_threaded()) {
 		/* one call: single-threaded BLAS, or OpenBLAS's (oneDNN's) threads */
-		int bt = whole ? 1 : nt;
+		int bt = whole || pool_in_job() ? 1 : nt;
 		if (!pool_in_job())
 			pool_set_blas_threads(bt);
-		dnn_set_threads(pool_in_job() ? 1 : bt);
+		dnn_set_threads(bt);
 		leaf(&o, 0, 0, 0, M, N, K, alpha, beta, C, ldc, bias);
 		dnn_set_threads(1);
 		if (epi)

@@ -14,10 +14,11 @@
  * the libraries' own threads (MIM_GEMM_THREADS=blas): dnn_set_threads
  * then gives the calling thread a team for the whole product.
  *
- * The bf16 primitives are made once per shape (tens of microseconds each: the
- * model has a few dozen shapes) and kept in a table that lives as long as
- * the process; they run concurrently from any thread, each call with its
- * own stream and a scratchpad of its thread's (scratchpad mode "user"). */
+ * The bf16 primitives are made once per shape (tens of microseconds
+ * each: the model has a few dozen shapes) and kept in a table that lives
+ * as long as the process; they run concurrently from any thread, each
+ * call with its own stream and a scratchpad of its thread's (scratchpad
+ * mode "user"). */
 #include <dnnl.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -234,6 +235,18 @@ lookup(const struct key *k)
 	return e;
 }
 
+/* the calling thread's stream made, and its OpenMP count the one wanted
+ * (dnn_set_threads); 0, or -1 with the error set */
+static int
+enter(void)
+{
+	if (!thread_stream())
+		return mim_seterr("oneDNN: no CPU engine");
+	if (omp_now != omp_want)
+		omp_set_num_threads(omp_now = omp_want);
+	return 0;
+}
+
 static int
 execute(const struct prim *e, const uint16_t *A, const uint16_t *B, const float *bias, float *C)
 {
@@ -292,11 +305,9 @@ dnn_gemm_bf16(int ta, int tb, int M, int N, int K, float alpha, const uint16_t *
 	k.alpha = alpha;
 	k.beta = beta;
 	k.bias = bias != NULL;
-	k.nthr = omp_want;
-	if (!thread_stream())
-		return mim_seterr("oneDNN: no CPU engine");
-	if (omp_now != omp_want)	/* (primitives are made for a count: it is in the key) */
-		omp_set_num_threads(omp_now = omp_want);
+	k.nthr = omp_want;	/* (primitives are made for a count) */
+	if (enter() < 0)
+		return -1;
 	const struct prim *e = lookup(&k);
 	if (!e || execute(e, A, B, bias, C) < 0)
 		return mim_seterr("oneDNN: cannot run a bf16 product %dx%dx%d", M, N, K);
@@ -309,10 +320,8 @@ int
 dnn_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
     const float *B, int ldb, float beta, float *C, int ldc)
 {
-	if (!thread_stream())
-		return mim_seterr("oneDNN: no CPU engine");
-	if (omp_now != omp_want)
-		omp_set_num_threads(omp_now = omp_want);
+	if (enter() < 0)
+		return -1;
 	if (dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C,
 	        ldc) != dnnl_success)
 		return mim_seterr("oneDNN: cannot run a float product %dx%dx%d", M, N, K);

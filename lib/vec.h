@@ -85,6 +85,22 @@ vsum4d(v4d v)
 	return (v[0] + v[1]) + (v[2] + v[3]);
 }
 
+/* acc[0..n) += x[0..n), widened to double: one row of a column sum (the
+ * same order wherever it is summed, so two places give the same bytes) */
+VINLINE void
+vadd_to_d(double *acc, const float *x, int n)
+{
+	int i = 0;
+	for (; i + 4 <= n; i += 4) {
+		v4d a;
+		memcpy(&a, acc + i, sizeof a);
+		a += vload4d(x + i);
+		memcpy(acc + i, &a, sizeof a);
+	}
+	for (; i < n; i++)
+		acc[i] += x[i];
+}
+
 /* y[0..n) += x[0..n) */
 VINLINE void
 vadd_to(float *y, const float *x, size_t n)

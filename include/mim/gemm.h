@@ -63,10 +63,10 @@ void mim_gemm_grid(int M, int N, int K, int epi, int g[3]);
  * at AVX2 level to 49% faster; a transposed A at a stride of a multiple
  * of 2 KB, which it reads slowly, goes to OpenBLAS anyway. Or
  * MIM_SGEMM_OPENBLAS, OpenBLAS's sgemm (also MIM_SGEMM=openblas in the
- * environment; any other value: oneDNN). Either way a product is cut over the pool the same way,
- * each block on one thread; the two differ in the last place. For the
- * whole process: set it before the work (or between steps, as the bench
- * does). */
+ * environment; any other value: oneDNN). Either way a product is cut over
+ * the pool the same way, each block on one thread; the two differ in the
+ * last place. For the whole process: set it before the work (or between
+ * steps, as the bench does). */
 enum mim_sgemm { MIM_SGEMM_ONEDNN, MIM_SGEMM_OPENBLAS };
 void mim_gemm_set_sgemm(enum mim_sgemm b);
 enum mim_sgemm mim_gemm_sgemm(void);

@@ -92,20 +92,10 @@ sum_rows(struct dbsum *s, int m0, int m1, int n0, int n1)
 		return;		/* a block of columns: db is summed apart */
 	for (int c0 = m0; c0 < m1; c0 += CH) {
 		double *acc = s->part + (size_t)(c0 / CH) * s->OC;
-		int c1 = c0 + CH < m1 ? c0 + CH : m1, OC = s->OC, OC4 = OC & ~3;
-		memset(acc, 0, (size_t)OC * sizeof *acc);
-		for (int r = c0; r < c1; r++) {
-			const float *row = s->dout + (size_t)r * OC;
-			int c = 0;
-			for (; c < OC4; c += 4) {
-				v4d a;
-				memcpy(&a, acc + c, sizeof a);
-				a += vload4d(row + c);
-				memcpy(acc + c, &a, sizeof a);
-			}
-			for (; c < OC; c++)
-				acc[c] += row[c];
-		}
+		int c1 = c0 + CH < m1 ? c0 + CH : m1;
+		memset(acc, 0, (size_t)s->OC * sizeof *acc);
+		for (int r = c0; r < c1; r++)
+			vadd_to_d(acc, s->dout + (size_t)r * s->OC, s->OC);
 		s->seen[c0 / CH] = 1;
 	}
 }
