@@ -6,7 +6,8 @@
  * goes. Prints one JSON object on stdout; --profile adds a table on stderr.
  *
  *   stepbench [-t threads] [-b batch] [-s img_size] [-w warmup] [-n steps]
- *             [--encode] [--profile] [--ab-blas | --ab-cut | --ab-sgemm] [--precision P] PRESET
+ *             [--encode] [--profile] [--ab-blas | --ab-cut | --ab-sgemm] [--precision P]
+ *             [--forecast T] PRESET
  *
  * --ab-blas alternates steps between products cut over libmim's pool and
  * the libraries' own threads (mim_gemm_blas_threads: OpenBLAS's, oneDNN's
@@ -18,6 +19,14 @@
  * oneDNN's sgemm, the default, and OpenBLAS's).
  *
  * --precision bf16: the products in bfloat16 (mim_gemm_set_precision).
+ *
+ * --forecast T: what T threads would make of the step on a machine with T
+ * cores, from this one (mim_pool_forecast): the work cut for T threads,
+ * its tasks run and timed one by one on one thread, then dealt out to T
+ * as the pool deals them. The JSON adds forecast_s (the median step
+ * forecast) and jobs (pool jobs a step); the profile adds each kernel's
+ * forecast ms and the speed-up that is (its serial ms over them). A
+ * ceiling: no cost for waking threads and no memory bandwidth shared.
  *
  * The image is N(0,1) noise and the mask random at the model's patch size
  * (ratio 0.6): the image content does not change the work. */
@@ -47,7 +56,7 @@ die(const char *what)
 int
 main(int argc, char **argv)
 {
-	int threads = 0, B = 8, S = 192, warm = 2, n = 5, encode = 0, profile = 0, ab = 0;
+	int threads = 0, B = 8, S = 192, warm = 2, n = 5, encode = 0, profile = 0, ab = 0, fc = 0;
 	const char *preset = NULL;
 
 	for (int i = 1; i < argc; i++) {
@@ -72,6 +81,8 @@ main(int argc, char **argv)
 			ab = 2;
 		else if (!strcmp(a, "--ab-sgemm"))
 			ab = 3;
+		else if (!strcmp(a, "--forecast") && i + 1 < argc)
+			fc = atoi(argv[++i]);
 		else if (!strcmp(a, "--precision") && i + 1 < argc) {
 			int pr = mim_precision_parse(argv[++i]);
 			if (pr < 0 || mim_gemm_set_precision((enum mim_precision)pr) < 0) {
@@ -84,13 +95,19 @@ main(int argc, char **argv)
 			preset = a;
 		else {
 			fprintf(stderr, "usage: stepbench [-t threads] [-b batch] [-s img_size] "
-			    "[-w warmup] [-n steps] [--encode] [--profile] [--ab-blas | --ab-cut | --ab-sgemm] [--precision P] PRESET\n");
+			    "[-w warmup] [-n steps] [--encode] [--profile] [--ab-blas | --ab-cut | --ab-sgemm] [--precision P] "
+			    "[--forecast T] PRESET\n");
 			return 2;
 		}
 	}
-	if (!preset || B < 1 || n < 1 || warm < 0) {
-		fprintf(stderr, "stepbench: need a preset, batch >= 1, steps >= 1\n");
+	if (!preset || B < 1 || n < 1 || warm < 0 || fc < 0 || (fc && (ab || threads))) {
+		fprintf(stderr, "stepbench: need a preset, batch >= 1, steps >= 1; "
+		    "--forecast T (T >= 1) without -t or --ab-*\n");
 		return 2;
+	}
+	if (fc) {
+		threads = fc;
+		mim_pool_forecast(1);
 	}
 	if (threads > 0)
 		mim_set_threads(threads);
@@ -134,6 +151,8 @@ main(int argc, char **argv)
 	if (!encode && !t)
 		die("train");
 	double *dt = malloc((size_t)n * sizeof *dt), *dtb = malloc((size_t)n * sizeof *dtb);
+	double *dtf = malloc((size_t)n * sizeof *dtf);
+	long jobs0 = 0, jobs = 0;
 	int na = 0, nb = 0;
 	double cputot = 0, cpub = 0;
 	for (int s = 0; s < warm + n; s++) {
@@ -148,6 +167,7 @@ main(int argc, char **argv)
 			mim_prof_enable(1);
 		}
 		double t0 = now(), c0 = clk(CLOCK_PROCESS_CPUTIME_ID);
+		double sv0 = mim_pool_forecast_saved(&jobs0);
 		if (encode) {
 			if (mim_encode(m, B, img, mask, lat) < 0)
 				die("encode");
@@ -160,10 +180,13 @@ main(int argc, char **argv)
 			cputot += clk(CLOCK_PROCESS_CPUTIME_ID) - c0;
 		else if (s >= warm)
 			cpub += clk(CLOCK_PROCESS_CPUTIME_ID) - c0;
+		double d = now() - t0, sv = mim_pool_forecast_saved(&jobs);
 		if (s >= warm && ab && s % 2)
-			dtb[nb++] = now() - t0;
-		else if (s >= warm)
-			dt[na++] = now() - t0;
+			dtb[nb++] = d;
+		else if (s >= warm) {
+			dtf[na] = d - (sv - sv0);
+			dt[na++] = d;
+		}
 	}
 	if (ab) {
 		qsort(dtb, (size_t)nb, sizeof *dtb, cmpd);
@@ -178,34 +201,60 @@ main(int argc, char **argv)
 	for (int s = 0; s < n; s++)
 		tot += dt[s];
 	qsort(dt, (size_t)n, sizeof *dt, cmpd);
+	qsort(dtf, (size_t)n, sizeof *dtf, cmpd);
 	double med = n % 2 ? dt[n / 2] : (dt[n / 2 - 1] + dt[n / 2]) / 2;
+	double fmed = n % 2 ? dtf[n / 2] : (dtf[n / 2 - 1] + dtf[n / 2]) / 2;
 	printf("{\"model\":\"%s\",\"batch\":%d,\"img_size\":%d,\"threads\":%d,\"mode\":\"%s\","
-	    "\"steps\":%d,\"median_s\":%.6f,\"min_s\":%.6f,\"img_per_s\":%.3f,\"cpu_s\":%.6f}\n",
+	    "\"steps\":%d,\"median_s\":%.6f,\"min_s\":%.6f,\"img_per_s\":%.3f,\"cpu_s\":%.6f",
 	    preset, B, S, mim_threads(), encode ? "encode" : "step", n, med, dt[0], B / med,
 	    cputot / n);
+	if (fc)
+		printf(",\"forecast_threads\":%d,\"forecast_s\":%.6f,\"forecast_img_per_s\":%.3f,"
+		    "\"jobs\":%ld", fc, fmed, B / fmed, jobs - jobs0);
+	printf("}\n");
 	if (profile) {
 		struct mim_prof_entry e[128];
 		int ne = mim_prof_get(e, 128);
 		double sum = 0, csum = 0;
 		ne = ne > 128 ? 128 : ne;
 		qsort(e, (size_t)ne, sizeof *e, cmpe);
-		fprintf(stderr, "%-22s %9s %6s %9s %7s %8s\n", "kernel", "ms/step", "%",
+		double ftot = 0, fsum = 0;
+		for (int s = 0; s < n; s++)
+			ftot += dtf[s];
+		fprintf(stderr, "%-22s %9s %6s %9s %7s %8s", "kernel", "ms/step", "%",
 		    "cpu-ms", "calls", "GFLOP/s");
+		if (fc)
+			fprintf(stderr, " %9s %6s %6s", "fc-ms", "fc-%", "x");
+		fprintf(stderr, "\n");
 		for (int i = 0; i < ne; i++) {
 			sum += e[i].seconds;
 			csum += e[i].cpu;
-			fprintf(stderr, "%-22s %9.2f %6.1f %9.2f %7ld %8.1f\n", e[i].name,
+			fsum += e[i].forecast;
+			fprintf(stderr, "%-22s %9.2f %6.1f %9.2f %7ld %8.1f", e[i].name,
 			    1e3 * e[i].seconds / n, 100 * e[i].seconds / tot, 1e3 * e[i].cpu / n,
 			    e[i].calls / n,
 			    e[i].seconds > 0 ? e[i].flops / e[i].seconds / 1e9 : 0);
+			if (fc)
+				fprintf(stderr, " %9.2f %6.1f %6.2f", 1e3 * e[i].forecast / n,
+				    100 * e[i].forecast / ftot,
+				    e[i].forecast > 0 ? e[i].seconds / e[i].forecast : 0);
+			fprintf(stderr, "\n");
 		}
-		fprintf(stderr, "%-22s %9.2f %6.1f %9.2f\n", "(untimed)", 1e3 * (tot - sum) / n,
+		fprintf(stderr, "%-22s %9.2f %6.1f %9.2f", "(untimed)", 1e3 * (tot - sum) / n,
 		    100 * (tot - sum) / tot, 1e3 * (cputot - csum) / n);
-		fprintf(stderr, "%-22s %9.2f %6.1f %9.2f\n", "step (mean)", 1e3 * tot / n, 100.0,
+		if (fc)
+			fprintf(stderr, "                   %9.2f %6.1f", 1e3 * (ftot - fsum) / n,
+			    100 * (ftot - fsum) / ftot);
+		fprintf(stderr, "\n%-22s %9.2f %6.1f %9.2f", "step (mean)", 1e3 * tot / n, 100.0,
 		    1e3 * cputot / n);
+		if (fc)
+			fprintf(stderr, "                   %9.2f %6.1f %6.2f", 1e3 * ftot / n, 100.0,
+			    tot / ftot);
+		fprintf(stderr, "\n");
 	}
 	free(dt);
 	free(dtb);
+	free(dtf);
 	free(img);
 	free(mask);
 	free(lat);

@@ -194,6 +194,63 @@ worker(void *arg)
 	return NULL;
 }
 
+/* ---- the forecast (mim_pool_forecast) ----------------------------------
+ * A job's tasks run one after another on the caller, each timed, and are
+ * dealt out on paper as the pool deals them: task i, in ticket order, to
+ * whichever of the nt threads is free first. The job would take the
+ * latest of those threads' finishing times; fc_saved adds up what that
+ * saves on running its tasks in a row. */
+
+static int forecast;
+static double fc_saved;
+static long fc_jobs;
+
+void
+mim_pool_forecast(int on)
+{
+	forecast = on;
+}
+
+double
+mim_pool_forecast_saved(long *jobs)
+{
+	if (jobs)
+		*jobs = fc_jobs;
+	return fc_saved;
+}
+
+static void
+run_forecast(int n, int nt, void (*fn)(void *, int), void *ctx)
+{
+	static double fin[1024];	/* each thread's finishing time */
+	double sum = 0, last = 0;
+	int k = nt < 1024 ? nt : 1024;
+
+	memset(fin, 0, (size_t)k * sizeof *fin);
+	if (openblas_get_num_threads() != 1)
+		openblas_set_num_threads(1);
+	in_job = 1;
+	long t0 = nanos();
+	for (int i = 0; i < n; i++) {
+		fn(ctx, i);
+		long t1 = nanos();	/* (one reading a task: the clock's
+					 * cost goes with the tasks) */
+		double d = (t1 - t0) * 1e-9;
+		t0 = t1;
+		int b = 0;
+		for (int j = 1; j < k; j++)
+			if (fin[j] < fin[b])
+				b = j;
+		fin[b] += d;
+		sum += d;
+		if (fin[b] > last)
+			last = fin[b];
+	}
+	in_job = 0;
+	fc_saved += sum - last;
+	fc_jobs++;
+}
+
 void
 mim_parallel(int n, void (*fn)(void *ctx, int i), void *ctx)
 {
@@ -204,6 +261,10 @@ mim_parallel(int n, void (*fn)(void *ctx, int i), void *ctx)
 	if (nt == 1 || n == 1 || in_job) {
 		for (int i = 0; i < n; i++)
 			fn(ctx, i);
+		return;
+	}
+	if (forecast) {
+		run_forecast(n, nt, fn, ctx);
 		return;
 	}
 	/* every thread of the job calls BLAS single-threaded: set before the

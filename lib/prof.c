@@ -3,6 +3,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "mim/pool.h"
 #include "mim/prof.h"
 
 #define MAXENT 96
@@ -13,6 +14,7 @@ static _Thread_local int depth;		/* nesting of open timers */
 static struct mim_prof_entry ent[MAXENT];
 static int nent;
 static double cpu0;	/* process CPU time at the outermost begin */
+static double saved0;	/* mim_pool_forecast_saved there */
 
 static double
 clk(clockid_t id)
@@ -50,6 +52,7 @@ mim_prof_begin_(void)
 	if (!mine || depth++ > 0)
 		return -1;
 	cpu0 = clk(CLOCK_PROCESS_CPUTIME_ID);
+	saved0 = mim_pool_forecast_saved(NULL);
 	return clk(CLOCK_MONOTONIC);
 }
 
@@ -73,6 +76,7 @@ mim_prof_end_(const char *name, double t0, double flops)
 	}
 	ent[i].seconds += t - t0;
 	ent[i].cpu += c - cpu0;
+	ent[i].forecast += t - t0 - (mim_pool_forecast_saved(NULL) - saved0);
 	ent[i].flops += flops;
 	ent[i].calls++;
 }

@@ -24,4 +24,17 @@ int mim_thread_index(void);
  * measuring one against the other (bench/). */
 void mim_gemm_blas_threads(int on);
 
+/* A forecast for a machine with more cores than this one (bench/stepbench
+ * --forecast): with on = 1, every job runs its tasks one after another on
+ * the calling thread, each timed, the work cut as for mim_threads()
+ * threads (the same results as that many threads give), and the pool
+ * adds up what those threads would have saved by running them at once:
+ * each task, in the order the pool hands them out, to the thread that
+ * is free first (no cost for waking threads, no memory bandwidth shared).
+ * mim_pool_forecast_saved returns those seconds (and the number of jobs
+ * so far in *jobs, if not NULL); a run's wall time less them is the
+ * forecast. For one thread (the one that called it on) at a time. */
+void mim_pool_forecast(int on);
+double mim_pool_forecast_saved(long *jobs);
+
 #endif

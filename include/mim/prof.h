@@ -22,6 +22,8 @@ struct mim_prof_entry {
 	double seconds;		/* wall time, outermost calls only */
 	double cpu;		/* CPU time of the whole process (every thread,
 				 * BLAS's included) during those calls */
+	double forecast;	/* the wall time mim_pool_forecast gives for
+				 * those calls (= seconds when it is off) */
 	double flops;		/* floating-point operations of those calls (the
 				 * products' 2MNK; 0 for elementwise kernels) */
 	long calls;

@@ -1,0 +1,166 @@
+/* test_pool.c -- the pool's forecast (mim_pool_forecast, bench/stepbench
+ * --forecast): the work cut for T threads gives the bytes T threads give,
+ * and the time it says T threads save is the pool's deal of the tasks'
+ * own times (task i, in order, to the thread free first). */
+#include <string.h>
+#include <time.h>
+
+#include "mim.h"
+#include "mim/kern.h"
+#include "tap.h"
+
+static double
+secs(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+/* a weight gradient (K every row): sliced along K at 4 threads, so its
+ * bytes are not those of one thread; and LayerNorm's backward, whose
+ * column sums are summed in chunks over the pool */
+static void
+work(float *dw, float *ln, const float *x, const float *y, int M, int N, int K, int R, int C)
+{
+	mim_gemm(1, 0, M, N, K, 1.0f, x, M, y, N, 0.0f, dw, N);
+	float *w = ln + R * C, *db = w + C, *dwl = db + C, *mean = dwl + C, *rstd = mean + R;
+	for (int c = 0; c < C; c++)
+		w[c] = 1 + 0.01f * c, db[c] = dwl[c] = 0;
+	for (int r = 0; r < R; r++)
+		mean[r] = 0.01f * (r % 7), rstd[r] = 1 + 0.001f * (r % 5);
+	memset(ln, 0, (size_t)R * C * sizeof *ln);
+	layernorm_backward(ln, dwl, db, y, x, w, mean, rstd, R, C);
+}
+
+static void
+same_bytes(void)
+{
+	enum { M = 48, N = 40, K = 8192, R = 1200, C = 96 };
+	float *x = malloc((size_t)K * M * 4), *y = malloc((size_t)K * N * 4);
+	size_t nl = (size_t)R * C + 3 * C + 2 * R;
+	float *dw[3], *ln[3];
+	unsigned u = 5;
+	for (int i = 0; i < K * M; i++) {
+		u = u * 1103515245u + 12345u;
+		x[i] = ldexpf((float)(u >> 9 & 0xffff) / 65536.0f - 0.5f, (int)(u >> 26) % 24 - 12);
+	}
+	for (int i = 0; i < K * N; i++) {
+		u = u * 1103515245u + 12345u;
+		y[i] = (float)(u >> 9 & 0xffff) / 65536.0f - 0.5f;
+	}
+	int nt = mim_threads();
+	for (int k = 0; k < 3; k++) {
+		dw[k] = malloc((size_t)M * N * 4);
+		ln[k] = malloc(nl * 4);
+		mim_set_threads(k == 0 ? 1 : 4);
+		mim_pool_forecast(k == 2);
+		work(dw[k], ln[k], x, y, M, N, K, R, C);
+	}
+	mim_pool_forecast(0);
+	mim_set_threads(nt);
+	int g[3];
+	mim_set_threads(4);
+	mim_gemm_grid(M, N, K, 0, g);
+	mim_set_threads(nt);
+	tap(g[2] > 1 && memcmp(dw[0], dw[1], (size_t)M * N * 4) != 0,
+	    "the weight gradient at 4 threads is cut along K (%dx%dx%d): not one thread's bytes",
+	    g[0], g[1], g[2]);
+	tap(memcmp(dw[1], dw[2], (size_t)M * N * 4) == 0 && memcmp(ln[1], ln[2], nl * 4) == 0,
+	    "forecast for 4 threads: the bytes of 4 threads (the product, LayerNorm's backward)");
+	for (int k = 0; k < 3; k++)
+		free(dw[k]), free(ln[k]);
+	free(x), free(y);
+}
+
+/* tasks that spin for given times and note what they took */
+struct spin {
+	double want[16], took[16];
+	int nested;
+};
+
+static void
+inner(void *p, int i)
+{
+	(void)p, (void)i;
+}
+
+static void
+spin(void *p, int i)
+{
+	struct spin *s = p;
+	double t0 = secs(), t;
+
+	if (s->nested)
+		mim_parallel(3, inner, NULL);	/* on this thread: no job of its own */
+	while ((t = secs()) - t0 < s->want[i])
+		;
+	s->took[i] = t - t0;
+}
+
+/* the pool's deal on paper: the tasks' times saved by nt threads */
+static double
+deal(const double *d, int n, int nt)
+{
+	double fin[16] = {0}, sum = 0, last = 0;
+
+	for (int i = 0; i < n; i++) {
+		int b = 0;
+		for (int j = 1; j < nt; j++)
+			if (fin[j] < fin[b])
+				b = j;
+		fin[b] += d[i];
+		sum += d[i];
+		last = fmax(last, fin[b]);
+	}
+	return sum - last;
+}
+
+static void
+saved(void)
+{
+	enum { n = 10 };
+	struct spin s = {.nested = 1};
+	for (int i = 0; i < n; i++)
+		s.want[i] = 2e-4 * (1 + i % 3) + (i == 7 ? 1e-3 : 0);
+	int nt = mim_threads(), ok = 0;
+	double got = 0, want = 0, sum = 0;
+	long j0, j1;
+	mim_set_threads(4);
+	/* (a task preempted between its end and the pool's clock reading
+	 * would be longer there than here: up to three tries) */
+	for (int k = 0; k < 3 && !ok; k++) {
+		mim_pool_forecast(1);
+		double s0 = mim_pool_forecast_saved(&j0);
+		mim_parallel(n, spin, &s);
+		got = mim_pool_forecast_saved(&j1) - s0;
+		mim_pool_forecast(0);
+		want = deal(s.took, n, 4);
+		sum = 0;
+		for (int i = 0; i < n; i++)
+			sum += s.took[i];
+		ok = fabs(got - want) < 0.02 * sum + 2e-5 && j1 == j0 + 1;
+	}
+	tap(ok, "10 tasks dealt to 4 threads: %.3f ms saved of %.3f, the deal of the tasks' own "
+	    "times %.3f; one job counted (the nested call runs in its task)", 1e3 * got, 1e3 * sum,
+	    1e3 * want);
+	double s0 = mim_pool_forecast_saved(&j0);
+	mim_parallel(n, spin, &s);
+	tap(mim_pool_forecast_saved(&j1) == s0 && j1 == j0, "forecast off: nothing added");
+	mim_set_threads(1);
+	mim_pool_forecast(1);
+	s0 = mim_pool_forecast_saved(&j0);
+	mim_parallel(n, spin, &s);
+	mim_pool_forecast(0);
+	tap(mim_pool_forecast_saved(&j1) == s0 && j1 == j0, "one thread: no job, nothing saved");
+	mim_set_threads(nt);
+}
+
+int
+main(void)
+{
+	same_bytes();
+	saved();
+	return tap_done();
+}
