@@ -31,6 +31,10 @@
 void kern_for(size_t n, size_t grain, void (*fn)(void *ctx, size_t lo, size_t hi),
     void *ctx);
 
+/* x[0..n) = 0 over the pool: the backward passes' buffers of tens of MB,
+ * which one thread takes milliseconds to clear */
+void kern_zero(float *x, size_t n);
+
 /* ---- lib/kern/linear.c: y = x W^T + b ------------------------------------- */
 
 /* out (R,OC) = inp (R,IC) @ w^T + b; w (OC,IC) as nn.Linear; b (OC) or NULL */

@@ -45,14 +45,15 @@ typedef float kern_row_fn(void *ctx, size_t r, int c0, int w, float *t, float *u
 /* Column sums in double over R rows whose terms row() gives: acc[c] +=
  * sum_r t_r[c] * k_r, and acc2 likewise with u (acc2 NULL: no second
  * sum; acc NULL: t is summed but not stored). Parallel over blocks of 64
- * columns and chunks of 256 rows, each column summed in row order within
- * a chunk and the chunks' sums added in order: the result does not depend
- * on threads. (Blocks of columns alone kept all but 2 of 16 threads idle
+ * columns and chunks of rows (256, or fewer where R is a few thousand:
+ * parallel.c's chunk_rows, a function of R alone), each column summed in
+ * row order within a chunk and the chunks' sums added in order: the
+ * result does not depend on threads. (Blocks of columns alone kept all but 2 of 16 threads idle
  * on a C = 96 LayerNorm's dw and db.) */
 void kern_colsums(float *acc, float *acc2, size_t R, int C, kern_row_fn *row, void *ctx);
 
 /* Rows' work and column sums in one pass over them: fn(ctx, r0, r1, s, u)
- * does rows [r0, r1) (chunks of kern_colsums's 256, over the pool) and
+ * does rows [r0, r1) (kern_colsums's chunks, over the pool) and
  * adds their terms to s[0..C) and u[0..C) (zeroed; doubles, row by row,
  * as kern_dacc); then acc[c] += the chunks' s[c] in order, acc2 with u
  * (either NULL): kern_colsums's sums, without a second pass over data the

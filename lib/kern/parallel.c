@@ -43,12 +43,36 @@ kern_for(size_t n, size_t grain, void (*fn)(void *ctx, size_t lo, size_t hi), vo
 	mim_parallel((int)((n + r.per - 1) / r.per), range_job, &r);
 }
 
+static void
+zero_range(void *p, size_t lo, size_t hi)
+{
+	memset((float *)p + lo, 0, (hi - lo) * sizeof(float));
+}
+
+void
+kern_zero(float *x, size_t n)
+{
+	kern_for(n, (size_t)1 << 15, zero_range, x);
+}
+
 #define CS_W 64		/* columns per block */
-#define CS_R 256	/* rows per chunk: fixed, so that the sums do not depend on the threads */
+
+/* rows a chunk of the column sums: fixed by R alone, so that the sums do
+ * not depend on the threads; 256 where there are many rows, down to 32
+ * so that a few thousand (ViT's 4640 tokens at batch 32, Swin's last
+ * stages) still make 60 or so chunks for many threads, where chunks of
+ * 256 made 18-19: two rounds of 16 threads, the second mostly idle */
+static size_t
+chunk_rows(size_t R)
+{
+	size_t r = (R / 64 + 15) / 16 * 16;
+
+	return r < 32 ? 32 : r > 256 ? 256 : r;
+}
 
 struct colsum {
 	float *acc, *acc2;
-	size_t R;
+	size_t R, rows;	/* rows a chunk */
 	int C, nblk;
 	kern_row_fn *row;
 	void *ctx;
@@ -96,7 +120,8 @@ static void
 colsum_job(void *p, int i)
 {
 	const struct colsum *j = p;
-	size_t ch = (size_t)(i / j->nblk), r0 = ch * CS_R, r1 = r0 + CS_R < j->R ? r0 + CS_R : j->R;
+	size_t ch = (size_t)(i / j->nblk), r0 = ch * j->rows;
+	size_t r1 = r0 + j->rows < j->R ? r0 + j->rows : j->R;
 	int c0 = i % j->nblk * CS_W, w = j->C - c0 < CS_W ? j->C - c0 : CS_W;
 	double s[CS_W], u[CS_W];
 
@@ -134,29 +159,55 @@ chunk_sums(size_t nch, int C)
 	return cs_buf;
 }
 
+struct addch {
+	float *acc, *acc2;
+	const double *part;	/* (nch, 2, C) */
+	size_t nch;
+	int C;
+};
+
+/* columns [c0, c1) of add_chunks, 64 at a time */
+static void
+add_cols(void *p, size_t c0, size_t c1)
+{
+	const struct addch *j = p;
+	double s[CS_W], u[CS_W];
+
+	for (size_t b = c0; b < c1; b += CS_W) {
+		int w = c1 - b < CS_W ? (int)(c1 - b) : CS_W;
+		for (int c = 0; c < w; c++)
+			s[c] = u[c] = 0;
+		for (size_t ch = 0; ch < j->nch; ch++) {
+			const double *ps = j->part + ch * 2 * j->C + b, *pu = ps + j->C;
+			for (int c = 0; c < w; c++) {
+				s[c] += ps[c];
+				u[c] += pu[c];
+			}
+		}
+		for (int c = 0; c < w; c++) {
+			if (j->acc)
+				j->acc[b + c] += (float)s[c];
+			if (j->acc2)
+				j->acc2[b + c] += (float)u[c];
+		}
+	}
+}
+
 /* acc[c] += the chunks' sums in order (acc2 with the second): the same
- * sums at any thread count */
+ * sums at any thread count; over the pool by columns */
 static void
 add_chunks(float *acc, float *acc2, const double *part, size_t nch, int C)
 {
-	for (int c = 0; c < C; c++) {
-		double s = 0, u = 0;
-		for (size_t ch = 0; ch < nch; ch++) {
-			s += part[ch * 2 * C + c];
-			u += part[ch * 2 * C + C + c];
-		}
-		if (acc)
-			acc[c] += (float)s;
-		if (acc2)
-			acc2[c] += (float)u;
-	}
+	struct addch j = {acc, acc2, part, nch, C};
+
+	kern_for((size_t)C, CS_W, add_cols, &j);
 }
 
 void
 kern_colsums(float *acc, float *acc2, size_t R, int C, kern_row_fn *row, void *ctx)
 {
-	size_t nch = (R + CS_R - 1) / CS_R;
-	struct colsum j = {acc, acc2, R, C, (C + CS_W - 1) / CS_W, row, ctx, NULL};
+	size_t rows = chunk_rows(R), nch = (R + rows - 1) / rows;
+	struct colsum j = {acc, acc2, R, rows, C, (C + CS_W - 1) / CS_W, row, ctx, NULL};
 
 	if (R == 0)
 		return;
@@ -171,7 +222,7 @@ kern_colsums(float *acc, float *acc2, size_t R, int C, kern_row_fn *row, void *c
 }
 
 struct rowsums {
-	size_t R;
+	size_t R, rows;
 	int C;
 	kern_chunk_fn *fn;
 	void *ctx;
@@ -182,7 +233,7 @@ static void
 rowsums_job(void *p, int i)
 {
 	const struct rowsums *j = p;
-	size_t r0 = (size_t)i * CS_R, r1 = r0 + CS_R < j->R ? r0 + CS_R : j->R;
+	size_t r0 = (size_t)i * j->rows, r1 = r0 + j->rows < j->R ? r0 + j->rows : j->R;
 	double *s = j->part + (size_t)i * 2 * j->C;
 
 	memset(s, 0, 2 * (size_t)j->C * sizeof *s);
@@ -192,8 +243,8 @@ rowsums_job(void *p, int i)
 int
 kern_rows_colsums(float *acc, float *acc2, size_t R, int C, kern_chunk_fn *fn, void *ctx)
 {
-	size_t nch = (R + CS_R - 1) / CS_R;
-	struct rowsums j = {R, C, fn, ctx, NULL};
+	size_t rows = chunk_rows(R), nch = (R + rows - 1) / rows;
+	struct rowsums j = {R, rows, C, fn, ctx, NULL};
 
 	if (R == 0)
 		return 0;

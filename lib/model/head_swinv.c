@@ -505,7 +505,7 @@ swinv_forward(const struct mim_model *m, int B, const float *latent, float *pred
 		/* patch expanding: Linear(C,2C), quarters to 2x2 tokens, LN(C/2) */
 		int T = B * t->L, C = t->C;
 		linear_forward(y.e[j], x, mim_pw(m, t->redw), NULL, T, C, 2 * C);
-		memset(y.u[j], 0, (size_t)T * 2 * C * sizeof(float));
+		kern_zero(y.u[j], (size_t)T * 2 * C);
 		patchmerge_backward(y.u[j], y.e[j], B, 2 * t->res, 2 * t->res, C / 2);
 		layernorm_forward(y.in[j + 1], y.um[j], y.ur[j], y.u[j], mim_pw(m, t->mnw),
 		    mim_pw(m, t->mnb), 4 * T, C / 2, eps);
@@ -538,7 +538,7 @@ swinv_backward(struct mim_model *m, int B, const float *dpred, float *scratch,
 	linear_backward(y.bs.dxn, mim_pg(m, v.pw), mim_pg(m, v.pb), y.dec, y.fo,
 	    mim_pw(m, v.pw), T, v.E, v.O);
 	block_act(&v, &y, B, S - 1, t->depth - 1, &a);
-	memset(dx, 0, (size_t)T * v.E * sizeof(float));
+	kern_zero(dx, (size_t)T * v.E);
 	layernorm_backward(dx, mim_pg(m, v.nw), mim_pg(m, v.nb), y.bs.dxn, a.out,
 	    mim_pw(m, v.nw), y.fm, y.fr, T, v.E);
 	for (int j = S - 1; j >= 0; j--) {
@@ -555,7 +555,7 @@ swinv_backward(struct mim_model *m, int B, const float *dpred, float *scratch,
 		int Tu = B * u->L, C = u->C;
 		float *du = y.bs.dy, *de = y.bs.dao;
 		block_act(&v, &y, B, j - 1, u->depth - 1, &a);
-		memset(du, 0, (size_t)Tu * 2 * C * sizeof(float));
+		kern_zero(du, (size_t)Tu * 2 * C);
 		layernorm_backward(du, mim_pg(m, u->mnw), mim_pg(m, u->mnb), dx, y.u[j - 1],
 		    mim_pw(m, u->mnw), y.um[j - 1], y.ur[j - 1], 4 * Tu, C / 2);
 		patchmerge_forward(de, du, B, 2 * u->res, 2 * u->res, C / 2);

@@ -514,12 +514,6 @@ mim_head(struct mim_model *m, int B, const float *latent, float *pred)
 	return 0;
 }
 
-static void
-zero_floats(void *p, size_t lo, size_t hi)
-{
-	memset((float *)p + lo, 0, (hi - lo) * sizeof(float));
-}
-
 /* the start of a training pass: m->g allocated and zeroed (over the pool:
  * one thread writes about 10 GB/s, a base model's gradients are 350 MB),
  * the buffers of batch B planned; NULL with the error set */
@@ -545,7 +539,7 @@ grad_begin(struct mim_model *m, int B)
 	if (!(w = work_plan(m, B, 1)))
 		return NULL;
 	double t = MIM_PROF_BEGIN();
-	kern_for(m->nw, (size_t)1 << 18, zero_floats, m->g);
+	kern_zero(m->g, m->nw);
 	MIM_PROF_END("grad zero", t, 0);
 	return w;
 }

@@ -572,7 +572,7 @@ swin_backward(struct mim_model *m, const float *dlatent)
 
 	/* latent (B,F,h,w) -> rows, then the final norm */
 	transpose_backward(p->bs.dy, v->F, (size_t)t->L * v->F, dlatent, B, t->L, v->F);
-	memset(dx, 0, (size_t)B * t->L * t->C * sizeof(float));
+	kern_zero(dx, (size_t)B * t->L * t->C);
 	layernorm_backward(dx, mim_pg(m, v->nw), mim_pg(m, v->nb), p->bs.dy,
 	    p->st[ns - 1].blk[t->depth - 1].out, mim_pw(m, v->nw), p->fm, p->fr,
 	    B * t->L, v->F);
@@ -589,10 +589,10 @@ swin_backward(struct mim_model *m, const float *dlatent)
 		int T4 = B * t->L, C4 = 4 * u->C;
 		linear_backward(p->bs.dxn, mim_pg(m, u->redw), NULL, dx, ua->mln,
 		    mim_pw(m, u->redw), T4, C4, 2 * u->C);
-		memset(p->bs.dy, 0, (size_t)T4 * C4 * sizeof(float));
+		kern_zero(p->bs.dy, (size_t)T4 * C4);
 		layernorm_backward(p->bs.dy, mim_pg(m, u->mnw), mim_pg(m, u->mnb), p->bs.dxn, ua->mg,
 		    mim_pw(m, u->mnw), ua->mm, ua->mr, T4, C4);
-		memset(dx2, 0, (size_t)B * u->L * u->C * sizeof(float));
+		kern_zero(dx2, (size_t)B * u->L * u->C);
 		patchmerge_backward(dx2, p->bs.dy, B, u->res, u->res, u->C);
 		float *sw = dx;
 		dx = dx2;
@@ -610,7 +610,7 @@ swin_backward(struct mim_model *m, const float *dlatent)
 	    p->hasmask ? p->mask : NULL, B, L0, E);
 	float *dpe = dx2;
 	if (v->pnw >= 0) {
-		memset(dx, 0, (size_t)T0 * E * sizeof(float));
+		kern_zero(dx, (size_t)T0 * E);
 		layernorm_backward(dx, mim_pg(m, v->pnw), mim_pg(m, v->pnb), dx2, p->x0,
 		    mim_pw(m, v->pnw), p->pm, p->pr, T0, E);
 		dpe = dx;

@@ -579,7 +579,7 @@ vit_backward(struct mim_model *m, const float *dlatent)
 		memset(dfin + (size_t)b * N * C, 0, (size_t)C * sizeof(float));
 	transpose_backward(dfin + C, C, (size_t)N * C, dlatent, B, v->T, C);
 	if (v->nw >= 0) {
-		memset(dres, 0, (size_t)BN * C * sizeof(float));
+		kern_zero(dres, (size_t)BN * C);
 		layernorm_backward(dres, mim_pg(m, v->nw), mim_pg(m, v->nb), p->dln, p->xL,
 		    mim_pw(m, v->nw), p->meanf, p->rstdf, BN, C);
 	}

@@ -35,8 +35,8 @@ L(void)
 	return s;
 }
 
-/* More rows than a chunk of the column sums (256; 1000 = 3 whole and a
- * part) and a tail of columns: dw and db against double sums, the same
+/* More rows than a chunk of the column sums (32 rows for 1000: 31 whole
+ * and a part; parallel.c's chunk_rows) and a tail of columns: dw and db against double sums, the same
  * bytes at 1, 2 and 3 threads, and dinp as the small case's rows. */
 static void
 chunks(void)
@@ -72,7 +72,7 @@ chunks(void)
 		e = fmax(e, fmax(fabs(dw[0][c] - sw), fabs(db[0][c] - sb)));
 		mx = fmax(mx, fmax(fabs(sw), fabs(sb)));
 	}
-	tap(e / mx < 1e-5, "1000 rows (chunks of 256): dw, db against double sums, rel err %.1e", e / mx);
+	tap(e / mx < 1e-5, "1000 rows (chunks of 32): dw, db against double sums, rel err %.1e", e / mx);
 	int same = 1;
 	for (int t = 1; t < 3; t++)
 		same &= !memcmp(dx[0], dx[t], RR * CC * 4) && !memcmp(dw[0], dw[t], CC * 4) &&

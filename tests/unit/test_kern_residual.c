@@ -25,7 +25,7 @@ L(void)
 	return s;
 }
 
-/* 5 samples of 250 rows (1250: chunks of 256 cut samples), 70 columns
+/* 5 samples of 250 rows (1250: chunks of 32 cut samples), 70 columns
  * (a block of 64 and a tail), drop path: dgamma against double sums, dy
  * and dgamma the same bytes at 1, 2 and 3 threads */
 static void
@@ -62,7 +62,7 @@ chunks(void)
 	for (int r = 0; r < R; r++)
 		for (int c = 0; c < CC; c++)
 			ey = fmax(ey, fabs(dy[0][r * CC + c] - d[r * CC + c] * (kept[r / NN] / 0.8) * g[c]));
-	tap(e / mx < 1e-5 && ey < 1e-6, "1250 rows (chunks of 256): dgamma against double sums "
+	tap(e / mx < 1e-5 && ey < 1e-6, "1250 rows (chunks of 32): dgamma against double sums "
 	    "(rel err %.1e), dy (%.1e)", e / mx, ey);
 	int same = 1;
 	for (int t = 1; t < 3; t++)
