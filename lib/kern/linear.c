@@ -113,12 +113,7 @@ sum_finish(struct dbsum *s, float *db)
 		kern_colsum(db, s->dout, (size_t)s->R, s->OC, (size_t)s->OC);
 		return;
 	}
-	for (int c = 0; c < s->OC; c++) {
-		double t = 0;
-		for (int k = 0; k < nch; k++)
-			t += s->part[(size_t)k * s->OC + c];
-		db[c] += (float)t;
-	}
+	kern_add_chunks(db, s->part, (size_t)nch, s->OC, (size_t)s->OC);
 }
 
 /* kept: dout was kept for the products just now (bf16), its copy not yet

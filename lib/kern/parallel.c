@@ -160,47 +160,47 @@ chunk_sums(size_t nch, int C)
 }
 
 struct addch {
-	float *acc, *acc2;
-	const double *part;	/* (nch, 2, C) */
-	size_t nch;
-	int C;
+	float *acc;
+	const double *part;
+	size_t nch, stride;
 };
 
-/* columns [c0, c1) of add_chunks, 64 at a time */
+/* columns [c0, c1) of kern_add_chunks, 64 at a time */
 static void
 add_cols(void *p, size_t c0, size_t c1)
 {
 	const struct addch *j = p;
-	double s[CS_W], u[CS_W];
+	double s[CS_W];
 
 	for (size_t b = c0; b < c1; b += CS_W) {
 		int w = c1 - b < CS_W ? (int)(c1 - b) : CS_W;
 		for (int c = 0; c < w; c++)
-			s[c] = u[c] = 0;
+			s[c] = 0;
 		for (size_t ch = 0; ch < j->nch; ch++) {
-			const double *ps = j->part + ch * 2 * j->C + b, *pu = ps + j->C;
-			for (int c = 0; c < w; c++) {
+			const double *ps = j->part + ch * j->stride + b;
+			for (int c = 0; c < w; c++)
 				s[c] += ps[c];
-				u[c] += pu[c];
-			}
 		}
-		for (int c = 0; c < w; c++) {
-			if (j->acc)
-				j->acc[b + c] += (float)s[c];
-			if (j->acc2)
-				j->acc2[b + c] += (float)u[c];
-		}
+		for (int c = 0; c < w; c++)
+			j->acc[b + c] += (float)s[c];
 	}
 }
 
-/* acc[c] += the chunks' sums in order (acc2 with the second): the same
- * sums at any thread count; over the pool by columns */
+void
+kern_add_chunks(float *acc, const double *part, size_t nch, int C, size_t stride)
+{
+	struct addch j = {acc, part, nch, stride};
+
+	if (acc)
+		kern_for((size_t)C, CS_W, add_cols, &j);
+}
+
+/* acc[c] += the chunks' sums (nch, 2, C) in order, acc2 with the second */
 static void
 add_chunks(float *acc, float *acc2, const double *part, size_t nch, int C)
 {
-	struct addch j = {acc, acc2, part, nch, C};
-
-	kern_for((size_t)C, CS_W, add_cols, &j);
+	kern_add_chunks(acc, part, nch, C, 2 * (size_t)C);
+	kern_add_chunks(acc2, part + C, nch, C, 2 * (size_t)C);
 }
 
 void
