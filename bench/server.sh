@@ -15,17 +15,21 @@
 # vit-tiny and swin-base at batch 32, the two cuts taking turns, and
 # swin-base in bf16 (stepbench --ab-cut); vit-base in bf16, and vit-tiny in float, with the products cut
 # over the pool against oneDNN's own OpenMP team (stepbench --ab-blas); the
+# step of vit-tiny and swin-tiny at batch 32 profiled on all cores beside
+# its forecast (stepbench --forecast: the work's division alone), joined
+# kernel by kernel (bench/fcjoin.awk); the
 # thread sweep of vit-tiny at batch 32 (1, 2, 4, ... threads); the four
 # models at batch 32, fp32 and bf16, training step, both sides
 # (bench/run.sh, one round, encoder columns left out); per-kernel profiles
 # of the base models at batch 32. Whatever finished is packed into
 # OUT.tar.gz with the tables (bench/report.py), also after a time-out.
 #
-# Environment: SERVER_PARTS (words of: cut sweep rows profile; default all
-# four), SERVER_THREADS (default: all CPUs), SERVER_MODELS (default
+# Environment: SERVER_PARTS (words of: cut forecast sweep rows profile;
+# default all five), SERVER_THREADS (default: all CPUs), SERVER_MODELS (default
 # the four, base ones first), SERVER_PROFILE (models to profile, default vit-base
-# swin-base), SERVER_T_CUT, SERVER_T_SWEEP, SERVER_T_ROWS, SERVER_T_PROFILE
-# (seconds, default 200, 110, 330, 60); BENCH_PYTHON as for run.sh.
+# swin-base), SERVER_T_CUT, SERVER_T_FORECAST, SERVER_T_SWEEP, SERVER_T_ROWS,
+# SERVER_T_PROFILE (seconds, default 200, 60, 110, 330, 60); BENCH_PYTHON as
+# for run.sh.
 set -u
 cd "$(dirname "$0")/.."
 TOP=$(pwd)
@@ -54,7 +58,7 @@ log "machine"
 	$PY -c 'import torch; print("torch", torch.__version__); print(torch.__config__.parallel_info()); print(torch.backends.cpu.get_cpu_capability() if hasattr(torch.backends, "cpu") else "")'
 } >"$R/machine.txt" 2>&1
 
-part() { case " ${SERVER_PARTS:-cut sweep rows profile} " in *" $1 "*) return 0 ;; esac; return 1; }
+part() { case " ${SERVER_PARTS:-cut forecast sweep rows profile} " in *" $1 "*) return 0 ;; esac; return 1; }
 
 part cut && {
 log "cut: oneDNN's sgemm against OpenBLAS's; the grid against the 1-D cut, $NT threads"
@@ -89,6 +93,21 @@ SERVER_NT=$NT timeout -k 5 "${SERVER_T_CUT:-200}" sh -c '
 	"$B/stepbench" -t "$SERVER_NT" -b 32 -w 1 -n 6 --ab-blas vit-tiny \
 	    >"$1/vit-tiny-ab-blas.json"' "$TOP" "$R/cut" >"$R/cut.log" 2>&1
 log "cut done: rc $?"
+}
+
+part forecast && {
+log "forecast against measured, vit-tiny and swin-tiny batch 32, $NT threads"
+mkdir -p "$R/forecast"
+SERVER_NT=$NT timeout -k 5 "${SERVER_T_FORECAST:-60}" sh -c '
+	B=$0/libexec/bench
+	for m in vit-tiny swin-tiny; do
+		"$B/stepbench" -t "$SERVER_NT" -b 32 -w 1 -n 2 --profile "$m" \
+		    >"$1/$m-measured.json" 2>"$1/$m-measured.txt"
+		"$B/stepbench" --forecast "$SERVER_NT" -b 32 -w 1 -n 2 --profile "$m" \
+		    >"$1/$m-forecast.json" 2>"$1/$m-forecast.txt"
+		"$0/bench/fcjoin.awk" "$1/$m-measured.txt" "$1/$m-forecast.txt" >"$1/$m.md"
+	done' "$TOP" "$R/forecast" >"$R/forecast.log" 2>&1
+log "forecast done: rc $?"
 }
 
 part sweep && {
