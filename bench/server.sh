@@ -28,7 +28,7 @@
 # default all five), SERVER_THREADS (default: all CPUs), SERVER_MODELS (default
 # the four, base ones first), SERVER_PROFILE (models to profile, default vit-base
 # swin-base), SERVER_T_CUT, SERVER_T_FORECAST, SERVER_T_SWEEP, SERVER_T_ROWS,
-# SERVER_T_PROFILE (seconds, default 200, 60, 110, 330, 60); BENCH_PYTHON as
+# SERVER_T_PROFILE (seconds, default 200, 90, 110, 330, 60); BENCH_PYTHON as
 # for run.sh.
 set -u
 cd "$(dirname "$0")/.."
@@ -98,7 +98,7 @@ log "cut done: rc $?"
 part forecast && {
 log "forecast against measured, vit-tiny and swin-tiny batch 32, $NT threads"
 mkdir -p "$R/forecast"
-SERVER_NT=$NT timeout -k 5 "${SERVER_T_FORECAST:-60}" sh -c '
+SERVER_NT=$NT timeout -k 5 "${SERVER_T_FORECAST:-90}" sh -c '
 	B=$0/libexec/bench
 	for m in vit-tiny swin-tiny; do
 		"$B/stepbench" -t "$SERVER_NT" -b 32 -w 1 -n 2 --profile "$m" \
