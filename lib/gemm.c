@@ -420,6 +420,30 @@ kept_copy(struct conv *c, int *made)
 	return y;
 }
 
+uint16_t *
+mim_gemm_kept_fill(const float *x, int rows, int cols)
+{
+	struct kept *e;
+	uint16_t *y = NULL;
+
+	if (!nkept || !x || rows <= 0 || cols <= 0)
+		return NULL;
+	pthread_mutex_lock(&kept_mu);
+	e = find(x);
+	if (e && !e->rows && fit(e, (size_t)rows * cols)) {
+		e->ldx = cols, e->rows = rows, e->cols = cols;
+		y = e->y;
+	}
+	pthread_mutex_unlock(&kept_mu);
+	return y;
+}
+
+void
+mim_gemm_round(uint16_t *y, size_t ldy, const float *x, size_t ldx, int rows, int cols)
+{
+	dnn_to_bf16(x, ldx, y, ldy, rows, cols, mim_cpu()->avx512_bf16);
+}
+
 int
 mim_gemm_keep_colsums(const float *x, int rows, int cols, int ch, double *sums)
 {

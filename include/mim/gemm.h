@@ -8,6 +8,7 @@
 #define MIM_GEMM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "mim/pool.h"
 
@@ -91,6 +92,16 @@ void mim_gemm_drop(const float *x);
  * pass that reads dout anyway, not one more). 0, or -1 and nothing done
  * (x not kept, its copy made already, fp32, no memory). */
 int mim_gemm_keep_colsums(const float *x, int rows, int cols, int ch, double *sums);
+/* bf16: the producer of a kept matrix x (rows x cols, packed) makes its
+ * copy while it writes x, from the rows still in its cache, instead of the
+ * first product reading x back: mim_gemm_kept_fill returns the copy's
+ * buffer (rows x cols) when x is kept and its copy not yet made, x's copy
+ * from now on, which the caller must fill whole with mim_gemm_round
+ * before any product reads x; NULL otherwise (fp32, x not kept or made
+ * already, no memory: write x alone). mim_gemm_round: y (ldy) = x (ldx)
+ * rounded to bfloat16 the way the products round their operands. */
+uint16_t *mim_gemm_kept_fill(const float *x, int rows, int cols);
+void mim_gemm_round(uint16_t *y, size_t ldy, const float *x, size_t ldx, int rows, int cols);
 /* The bytes held for kept copies, in use or not: a dropped copy's buffer
  * waits for the same x to be kept again. */
 size_t mim_gemm_kept_bytes(void);

@@ -8,6 +8,7 @@
 
 #include <math.h>
 
+#include "mim/gemm.h"
 #include "mim/kern.h"
 #include "kern_int.h"
 
@@ -18,6 +19,7 @@ struct ln {
 	float eps;
 	const int *idx;		/* row r of out reads row src(r) of inp */
 	int L;
+	uint16_t *yb;		/* forward: out's kept bf16 copy, made here */
 };
 
 /* the input (and input-gradient) row of row r: r itself, or through the
@@ -72,6 +74,12 @@ fwd_rows(void *p, size_t lo, size_t hi)
 			j->mean[r] = mf;
 			j->rstd[r] = rs;
 		}
+		/* the copy of 16 rows at a time, while they are in cache */
+		if (j->yb && ((r + 1) % 16 == 0 || r + 1 == hi)) {
+			size_t r0 = r - r % 16 < lo ? lo : r - r % 16;
+			mim_gemm_round(j->yb + r0 * C, (size_t)C, j->out + r0 * C, (size_t)C,
+			    (int)(r + 1 - r0), C);
+		}
 	}
 }
 
@@ -79,8 +87,10 @@ void
 ln_forward_idx(float *out, float *mean, float *rstd, const float *inp,
     const float *w, const float *b, int R, int C, float eps, const int *idx, int L)
 {
+	/* (bf16 training: out is a Linear's input, kept; its copy made here) */
 	struct ln j = {.out = out, .mean = mean, .rstd = rstd, .inp = inp, .w = w,
-	    .b = b, .R = R, .C = C, .eps = eps, .idx = idx, .L = L};
+	    .b = b, .R = R, .C = C, .eps = eps, .idx = idx, .L = L,
+	    .yb = mim_gemm_kept_fill(out, R, C)};
 	kern_for((size_t)R, 1 + 4096 / (size_t)C, fwd_rows, &j);
 }
 

@@ -19,6 +19,7 @@
 
 #include <stdlib.h>
 
+#include "mim/gemm.h"
 #include "mim/kern.h"
 #include "kern_int.h"
 
@@ -45,6 +46,7 @@ struct actblk {
 	struct dbsum *db;
 	const float *b;		/* forward: the bias, added here */
 	int train;		/* forward: pre becomes gelu' */
+	uint16_t *yb;		/* forward: out's kept bf16 copy, made here */
 };
 
 static void
@@ -60,6 +62,8 @@ gelu_block(void *p, int m0, int m1, int n0, int n1)
 			gelu_dgelu_span(a->out + o, a->pre + o, a->pre + o, (size_t)(n1 - n0));
 		else
 			gelu_span(a->out + o, a->pre + o, (size_t)(n1 - n0));
+		if (a->yb)
+			mim_gemm_round(a->yb + o, 0, a->out + o, 0, 1, n1 - n0);
 	}
 }
 
@@ -69,7 +73,8 @@ linear_gelu_forward(float *dg, float *out, const float *inp, const float *w,
 {
 	double prof_t_ = MIM_PROF_BEGIN();
 	float *y = dg ? dg : out;
-	struct actblk a = {y, out, NULL, OC, NULL, b, dg != NULL};
+	/* (bf16 training: out is fc2's input, kept; its copy made here) */
+	struct actblk a = {y, out, NULL, OC, NULL, b, dg != NULL, mim_gemm_kept_fill(out, R, OC)};
 	mim_gemm_ex(0, 1, R, OC, IC, 1.0f, inp, IC, w, IC, 0.0f, y, OC,
 	    gelu_block, &a);
 	MIM_PROF_END("linear+gelu fwd", prof_t_, 2.0 * R * IC * OC);
@@ -162,7 +167,7 @@ linear_gelu_backward(float *dpre, float *dw, float *db, const float *dout,
 {
 	double fl = 2.0 * R * IC * OC, t = MIM_PROF_BEGIN();
 	struct dbsum s = {0};
-	struct actblk a = {NULL, dpre, dg, IC, db ? &s : NULL, NULL, 0};
+	struct actblk a = {NULL, dpre, dg, IC, db ? &s : NULL, NULL, 0, NULL};
 
 	int kept = dw ? mim_gemm_keep(dout) : 0;	/* bf16: rounded once for both */
 	if (db)

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "mim.h"
+#include "mim/kern.h"
 #include "tap.h"
 
 /* deterministic values in [-1, 1) */
@@ -468,6 +469,56 @@ keep(void)
 	free(A), free(B), free(B2), free(c0), free(c1), free(c2);
 }
 
+/* a kept matrix's copy made by the kernel that writes it
+ * (mim_gemm_kept_fill): LayerNorm's output (300 rows: groups of 16 and a
+ * tail, over the pool) and fc1's GELU; the product that reads it finds
+ * the copy made (mim_gemm_keep_colsums: -1, where it would make it) and
+ * gives the bytes of rounding anew */
+static void
+filled(void)
+{
+	enum { R = 300, C = 128, O = 384, N = 256 };
+	float *x = malloc(R * C * 4), *y = malloc(R * C * 4), *g = malloc(C * 4), *b = malloc(C * 4);
+	float *mean = malloc(R * 4), *rstd = malloc(R * 4), *W = malloc(N * O * 4);
+	float *W1 = malloc(O * C * 4), *b1 = malloc(O * 4), *dg = malloc(R * O * 4);
+	float *h = malloc(R * O * 4), *p[2], *q[2];
+	double *sums = malloc((R / 32 + 1) * O * sizeof *sums);
+	int made[2];
+	for (int i = 0; i < R * C; i++)
+		x[i] = (float)((i * 37 % 101) - 50) / 7.0f;
+	for (int i = 0; i < C; i++)
+		g[i] = 1 + 0.01f * i, b[i] = 0.02f * (i % 7);
+	for (int i = 0; i < N * O; i++)
+		W[i] = (float)((i * 53 % 97) - 48) / 90.0f;
+	for (int i = 0; i < O * C; i++)
+		W1[i] = (float)((i * 29 % 89) - 44) / 80.0f;
+	for (int i = 0; i < O; i++)
+		b1[i] = 0.01f * (i % 13) - 0.05f;
+	mim_gemm_drop(NULL);
+	for (int k = 0; k < 2; k++) {	/* rounded by the product, then by the kernel */
+		p[k] = malloc(R * N * 4), q[k] = malloc(R * N * 4);
+		if (k)
+			mim_gemm_keep(y);
+		layernorm_forward(y, mean, rstd, x, g, b, R, C, 1e-5f);
+		made[0] = mim_gemm_keep_colsums(y, R, C, 32, sums);
+		mim_gemm(0, 1, R, N, C, 1, y, C, W, C, 0, p[k], N);
+		if (k)
+			mim_gemm_keep(h);
+		linear_gelu_forward(dg, h, y, W1, b1, R, C, O);
+		made[1] = mim_gemm_keep_colsums(h, R, O, 32, sums);
+		mim_gemm(0, 1, R, N, O, 1, h, O, W, O, 0, q[k], N);
+		mim_gemm_drop(NULL);
+	}
+	tap(made[0] < 0 && !memcmp(p[0], p[1], R * N * 4),
+	    "LayerNorm's output kept: its copy made as it is written, the bytes of rounding anew");
+	tap(made[1] < 0 && !memcmp(q[0], q[1], R * N * 4),
+	    "fc1's GELU kept: its copy made in the product's epilogue, the bytes of rounding anew");
+	free(x), free(y), free(g), free(b), free(mean), free(rstd), free(W), free(W1), free(b1);
+	free(dg), free(h), free(sums);
+	for (int k = 0; k < 2; k++)
+		free(p[k]), free(q[k]);
+}
+
 int
 main(void)
 {
@@ -509,6 +560,7 @@ main(void)
 	libthreads("bf16");
 	bias("bf16");
 	keep();
+	filled();
 	tap(mim_gemm_set_precision(MIM_PREC_FP32) == 0 && mim_gemm_precision() == MIM_PREC_FP32,
 	    "back to float");
 	double rerr, e = check(0, 0, 64, 48, 40, 1, 0, &rerr);
