@@ -532,10 +532,10 @@ vit_forward(struct mim_model *m, int B, const float *img, const uint8_t *mask,
 		/* MLP branch: fc1 and GELU fused (inference: in place, a is h) */
 		layernorm_forward(p->ln, y->mean2, y->rstd2, x1, mim_pw(m, b->n2w),
 		    mim_pw(m, b->n2b), BN, C, eps);
+		if (train)	/* (kept first: the GELU's epilogue makes its copy) */
+			mim_gemm_keep(y->a);
 		linear_gelu_forward(train ? y->h : NULL, y->a, p->ln, mim_pw(m, b->fc1w),
 		    mim_pw(m, b->fc1b), BN, C, F);
-		if (train)
-			mim_gemm_keep(y->a);
 		linear_forward(y->m, y->a, mim_pw(m, b->fc2w), mim_pw(m, b->fc2b), BN, F, C);
 		float *xo = !train ? X : l + 1 < v->L ? p->lay[l + 1].x : p->xL;
 		residual_forward(xo, x1, y->m, mim_pw(m, b->g2), k2, keep, B, N, C);
