@@ -292,6 +292,9 @@ static struct kept {
 	int ldx, rows, cols;	/* the copy's source, once made (rows 0: not yet) */
 	uint16_t *y;
 	size_t cap;
+	double *sums;		/* mim_gemm_kept_fill_sums: chunk column sums */
+	size_t scap;
+	int sch;		/* their chunk (rows); 0: none made */
 } kept[KEEP_MAX];
 static pthread_mutex_t kept_mu = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic int nkept;	/* entries in use: with none, no product takes the lock */
@@ -333,6 +336,7 @@ mim_gemm_keep(const float *x)
 	if (e) {
 		e->x = x;
 		e->rows = 0;
+		e->sch = 0;
 		nkept++;
 		r = 1;
 	}
@@ -421,21 +425,53 @@ kept_copy(struct conv *c, int *made)
 }
 
 uint16_t *
-mim_gemm_kept_fill(const float *x, int rows, int cols)
+mim_gemm_kept_fill_sums(const float *x, int rows, int cols, int ch, double **sums)
 {
 	struct kept *e;
 	uint16_t *y = NULL;
+	size_t ns = ch > 0 ? (size_t)(rows + ch - 1) / ch * cols : 0;
 
 	if (!nkept || !x || rows <= 0 || cols <= 0)
 		return NULL;
 	pthread_mutex_lock(&kept_mu);
 	e = find(x);
-	if (e && !e->rows && fit(e, (size_t)rows * cols)) {
+	if (e && !e->rows && ns > e->scap) {
+		free(e->sums);
+		e->scap = 0;
+		if ((e->sums = malloc(ns * sizeof *e->sums)))
+			e->scap = ns;
+	}
+	if (e && !e->rows && e->scap >= ns && fit(e, (size_t)rows * cols)) {
 		e->ldx = cols, e->rows = rows, e->cols = cols;
+		e->sch = ch > 0 ? ch : 0;
 		y = e->y;
+		if (sums)
+			*sums = ch > 0 ? e->sums : NULL;
 	}
 	pthread_mutex_unlock(&kept_mu);
 	return y;
+}
+
+uint16_t *
+mim_gemm_kept_fill(const float *x, int rows, int cols)
+{
+	return mim_gemm_kept_fill_sums(x, rows, cols, 0, NULL);
+}
+
+const double *
+mim_gemm_kept_sums(const float *x, int rows, int cols, int ch)
+{
+	struct kept *e;
+	const double *s = NULL;
+
+	if (!nkept || !x)
+		return NULL;
+	pthread_mutex_lock(&kept_mu);
+	e = find(x);
+	if (e && e->rows == rows && e->cols == cols && e->ldx == cols && e->sch == ch && ch > 0)
+		s = e->sums;
+	pthread_mutex_unlock(&kept_mu);
+	return s;
 }
 
 void

@@ -102,6 +102,13 @@ int mim_gemm_keep_colsums(const float *x, int rows, int cols, int ch, double *su
  * rounded to bfloat16 the way the products round their operands. */
 uint16_t *mim_gemm_kept_fill(const float *x, int rows, int cols);
 void mim_gemm_round(uint16_t *y, size_t ldy, const float *x, size_t ldx, int rows, int cols);
+/* ... and with x's column sums by chunks of ch rows, as
+ * mim_gemm_keep_colsums makes them (in double, row after row from 0 at
+ * each chunk's first row), into *sums ((rows + ch - 1) / ch x cols, held
+ * with the copy), which the caller fills too; mim_gemm_kept_sums then
+ * returns them, until x is dropped (NULL: none made with that chunk). */
+uint16_t *mim_gemm_kept_fill_sums(const float *x, int rows, int cols, int ch, double **sums);
+const double *mim_gemm_kept_sums(const float *x, int rows, int cols, int ch);
 /* The bytes held for kept copies, in use or not: a dropped copy's buffer
  * waits for the same x to be kept again. */
 size_t mim_gemm_kept_bytes(void);

@@ -18,6 +18,7 @@
  * added in order afterwards, so the result does not depend on the threads. */
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "mim/gemm.h"
 #include "mim/kern.h"
@@ -46,7 +47,8 @@ struct actblk {
 	struct dbsum *db;
 	const float *b;		/* forward: the bias, added here */
 	int train;		/* forward: pre becomes gelu' */
-	uint16_t *yb;		/* forward: out's kept bf16 copy, made here */
+	uint16_t *yb;		/* out's kept bf16 copy, made here */
+	double *ys;		/* backward: with out's chunk column sums */
 };
 
 static void
@@ -74,7 +76,8 @@ linear_gelu_forward(float *dg, float *out, const float *inp, const float *w,
 	double prof_t_ = MIM_PROF_BEGIN();
 	float *y = dg ? dg : out;
 	/* (bf16 training: out is fc2's input, kept; its copy made here) */
-	struct actblk a = {y, out, NULL, OC, NULL, b, dg != NULL, mim_gemm_kept_fill(out, R, OC)};
+	struct actblk a = {y, out, NULL, OC, NULL, b, dg != NULL, mim_gemm_kept_fill(out, R, OC),
+	    NULL};
 	mim_gemm_ex(0, 1, R, OC, IC, 1.0f, inp, IC, w, IC, 0.0f, y, OC,
 	    gelu_block, &a);
 	MIM_PROF_END("linear+gelu fwd", prof_t_, 2.0 * R * IC * OC);
@@ -84,6 +87,7 @@ linear_gelu_forward(float *dg, float *out, const float *inp, const float *w,
  * input-gradient product */
 struct dbsum {
 	double *part;		/* (chunks, OC) */
+	double *mem;		/* part, when it is ours to free */
 	unsigned char *seen;	/* (chunks) */
 	const float *dout;
 	int R, OC, N;		/* N: columns of the product's C */
@@ -112,7 +116,7 @@ sum_finish(struct dbsum *s, float *db)
 {
 	int nch = (s->R + CH - 1) / CH, all = s->part != NULL;
 
-	for (int k = 0; all && k < nch; k++)
+	for (int k = 0; all && !s->done && k < nch; k++)
 		all = s->seen[k];
 	if (!all) {
 		kern_colsum(db, s->dout, (size_t)s->R, s->OC, (size_t)s->OC);
@@ -121,23 +125,30 @@ sum_finish(struct dbsum *s, float *db)
 	kern_add_chunks(db, s->part, (size_t)nch, s->OC, (size_t)s->OC);
 }
 
-/* kept: dout was kept for the products just now (bf16), its copy not yet
- * made: the pass that makes it sums the chunks too, in the same order
- * (mim_gemm_keep_colsums), and the product's blocks need not read dout
- * again. (The product keeps its epilogue all the same, so that it is cut
- * as without: MIM_BF16_KEEP=0 gives the same bytes.) */
+/* kept: dout is kept for the products (bf16): the chunks' sums made
+ * with its copy by the kernel that wrote it (linear_gelu_backward's dpre,
+ * mim_gemm_kept_sums), or else by the pass that makes the copy now, in
+ * the same order (mim_gemm_keep_colsums); either way the product's blocks
+ * need not read dout again. (The product keeps its epilogue all the same,
+ * so that it is cut as without: MIM_BF16_KEEP=0 gives the same bytes.) */
 static void
 sum_init(struct dbsum *s, const float *dout, int R, int OC, int N, int kept)
 {
 	size_t nch = ((size_t)R + CH - 1) / CH;
+	const double *made = kept >= 0 ? mim_gemm_kept_sums(dout, R, OC, CH) : NULL;
 
 	s->dout = dout;
 	s->R = R;
 	s->OC = OC;
 	s->N = N;
-	s->part = malloc(nch * OC * sizeof *s->part + nch);
+	if (made) {
+		s->part = (double *)made;
+		s->done = 1;
+		return;
+	}
+	s->part = s->mem = malloc(nch * OC * sizeof *s->part + nch);
 	s->seen = s->part ? (unsigned char *)(s->part + nch * OC) : NULL;
-	s->done = s->part && kept == 1 && mim_gemm_keep_colsums(dout, R, OC, CH, s->part) == 0;
+	s->done = s->part && kept >= 0 && mim_gemm_keep_colsums(dout, R, OC, CH, s->part) == 0;
 	if (s->seen)
 		memset(s->seen, s->done, nch);
 }
@@ -158,6 +169,13 @@ dgelu_block(void *p, int m0, int m1, int n0, int n1)
 	for (int r = m0; r < m1; r++) {
 		size_t o = (size_t)r * a->ld + n0;
 		vmul_to(a->out + o, a->dg + o, (size_t)(n1 - n0));
+		if (a->yb) {	/* dpre kept: its copy and chunk sums, made here */
+			double *cs = a->ys + (size_t)(r / CH) * a->ld + n0;
+			mim_gemm_round(a->yb + o, 0, a->out + o, 0, 1, n1 - n0);
+			if (r % CH == 0)
+				memset(cs, 0, (size_t)(n1 - n0) * sizeof *cs);
+			vadd_to_d(cs, a->out + o, n1 - n0);
+		}
 	}
 }
 
@@ -167,15 +185,18 @@ linear_gelu_backward(float *dpre, float *dw, float *db, const float *dout,
 {
 	double fl = 2.0 * R * IC * OC, t = MIM_PROF_BEGIN();
 	struct dbsum s = {0};
-	struct actblk a = {NULL, dpre, dg, IC, db ? &s : NULL, NULL, 0, NULL};
+	struct actblk a = {NULL, dpre, dg, IC, db ? &s : NULL, NULL, 0, NULL, NULL};
 
+	/* (bf16: dpre kept by the caller for fc1's backward: its copy and
+	 * bias-gradient chunks made here) */
+	a.yb = mim_gemm_kept_fill_sums(dpre, R, IC, CH, &a.ys);
 	int kept = dw ? mim_gemm_keep(dout) : 0;	/* bf16: rounded once for both */
 	if (db)
 		sum_init(&s, dout, R, OC, IC, kept);
 	mim_gemm_ex(0, 0, R, IC, OC, 1.0f, dout, OC, w, IC, 0.0f, dpre, IC, dgelu_block, &a);
 	if (db) {
 		sum_finish(&s, db);
-		free(s.part);
+		free(s.mem);
 	}
 	MIM_PROF_END("linear+gelu bwd dx", t, fl);
 	linear_backward(NULL, dw, NULL, dout, act, w, R, IC, OC);
@@ -201,7 +222,7 @@ linear_backward(float *dinp, float *dw, float *db, const float *dout,
 		    db ? dx_block : NULL, db ? &s : NULL);
 		if (db) {
 			sum_finish(&s, db);
-			free(s.part);
+			free(s.mem);
 			db = NULL;
 		}
 		MIM_PROF_END("linear bwd dx", t, fl);

@@ -228,10 +228,12 @@ swin_block_backward(struct mim_model *m, const struct sstage *t, const struct sb
 		residual_backward(s->dy, NULL, dx, NULL, NULL, kept1, a->keep[1], B, L, C);
 		dt = s->dy;
 	}
+	mim_gemm_keep(s->dh);	/* bf16: rounded by the GELU's backward */
 	linear_gelu_backward(s->dh, mim_pg(m, k->fc2w), mim_pg(m, k->fc2b), dt, a->h2, a->h1,
 	    mim_pw(m, k->fc2w), T, Hd, C);
 	linear_backward(s->dxn, mim_pg(m, k->fc1w), mim_pg(m, k->fc1b), s->dh, a->xn,
 	    mim_pw(m, k->fc1w), T, C, Hd);
+	mim_gemm_drop(s->dh);
 	layernorm_backward(dx, mim_pg(m, k->n2w), mim_pg(m, k->n2b), s->dxn, a->xm,
 	    mim_pw(m, k->n2w), a->m2, a->r2, T, C);
 	/* xm = x + drop_path(reverse(proj(ao) + pb)): the branch gradient is

@@ -599,6 +599,7 @@ vit_backward(struct mim_model *m, const float *dlatent)
 		/* x_out = x1 + dp(gamma_2 * m): dres is d x_out, and stays d x1 */
 		residual_backward(p->dsm, mim_pg(m, b->g2), dres, y->m, mim_pw(m, b->g2),
 		    k2, keep, B, N, C);
+		mim_gemm_keep(p->dhq);	/* bf16: rounded by the GELU's backward */
 		linear_gelu_backward(p->dhq, mim_pg(m, b->fc2w), mim_pg(m, b->fc2b), p->dsm, y->a,
 		    y->h, mim_pw(m, b->fc2w), BN, F, C);
 		residual_forward(p->x1, y->x, y->y, mim_pw(m, b->g1), k1, keep, B, N, C);
@@ -606,6 +607,7 @@ vit_backward(struct mim_model *m, const float *dlatent)
 		    mim_pw(m, b->n2b), BN, C, eps);	/* x1, norm2 output again */
 		linear_backward(p->dln, mim_pg(m, b->fc1w), mim_pg(m, b->fc1b), p->dhq, p->ln,
 		    mim_pw(m, b->fc1w), BN, C, F);
+		mim_gemm_drop(p->dhq);
 		layernorm_backward(dres, mim_pg(m, b->n2w), mim_pg(m, b->n2b), p->dln, p->x1,
 		    mim_pw(m, b->n2w), y->mean2, y->rstd2, BN, C);
 		/* x1 = x + dp(gamma_1 * y): dres is d x1, and stays d x */

@@ -513,6 +513,31 @@ filled(void)
 	    "LayerNorm's output kept: its copy made as it is written, the bytes of rounding anew");
 	tap(made[1] < 0 && !memcmp(q[0], q[1], R * N * 4),
 	    "fc1's GELU kept: its copy made in the product's epilogue, the bytes of rounding anew");
+	/* backward: fc1's output gradient (the GELU backward's dpre) kept: its
+	 * copy and its bias-gradient chunks made by that kernel; fc1's
+	 * backward then gives the bytes it gives without */
+	float *dout = malloc(R * N * 4), *dpre = malloc(R * O * 4), *dw2 = malloc(N * O * 4);
+	float *db2 = malloc(N * 4), *dx1[2], *dw1[2], *db1[2];
+	int handed[2];
+	for (int i = 0; i < R * N; i++)
+		dout[i] = (float)((i * 31 % 83) - 41) / 50.0f;
+	for (int k = 0; k < 2; k++) {
+		dx1[k] = calloc(R * C, 4), dw1[k] = calloc(O * C, 4), db1[k] = calloc(O, 4);
+		memset(dw2, 0, N * O * 4), memset(db2, 0, N * 4);
+		if (k)
+			mim_gemm_keep(dpre);
+		linear_gelu_backward(dpre, dw2, db2, dout, h, dg, W, R, O, N);
+		handed[k] = mim_gemm_kept_sums(dpre, R, O, MIM_GEMM_ROWS) != NULL;
+		linear_backward(dx1[k], dw1[k], db1[k], dpre, y, W1, R, C, O);
+		mim_gemm_drop(NULL);
+	}
+	tap(!handed[0] && handed[1] && !memcmp(dx1[0], dx1[1], R * C * 4) &&
+	    !memcmp(dw1[0], dw1[1], O * C * 4) && !memcmp(db1[0], db1[1], O * 4),
+	    "fc1's output gradient kept: its copy and bias chunks made by the GELU's backward, "
+	    "fc1's gradients the bytes of rounding anew");
+	free(dout), free(dpre), free(dw2), free(db2);
+	for (int k = 0; k < 2; k++)
+		free(dx1[k]), free(dw1[k]), free(db1[k]);
 	free(x), free(y), free(g), free(b), free(mean), free(rstd), free(W), free(W1), free(b1);
 	free(dg), free(h), free(sums);
 	for (int k = 0; k < 2; k++)
