@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mim/gemm.h"
 #include "mim/kern.h"
 #include "kern_int.h"
 
@@ -67,6 +68,7 @@ use_amx(int N, int D)
 
 struct at {
 	float *out, *P, *qkv, *work, *dqkv;
+	uint16_t *yb;		/* forward: out's kept bf16 copy, made here */
 	const float *qb, *vb, *bias, *mask, *dout, *cqkv;
 	int nW, B, N, C, Hh, D, amx;
 	float scale;
@@ -98,24 +100,25 @@ fwd_job(void *p, int i)
 		if (j->vb)
 			vadd_to(vr, j->vb + h * D, (size_t)D);
 	}
-	float *o = j->out + (size_t)b * N * C + (size_t)h * D;
+	size_t oo = (size_t)b * N * C + (size_t)h * D;
+	float *o = j->out + oo;
 	if (j->amx) {
 		attn_amx_forward(q, k, v, 3 * C, N, D, j->bias ? j->bias + (size_t)h * NN : NULL,
 		    j->mask ? j->mask + (size_t)(b % j->nW) * NN : NULL, S, o, C);
-		return;
-	}
-	if (fused && attn512_ok(N, D)) {
+	} else if (fused && attn512_ok(N, D)) {
 		attn512_forward(q, k, v, 3 * C, N, D, j->bias ? j->bias + (size_t)h * NN : NULL,
 		    j->mask ? j->mask + (size_t)(b % j->nW) * NN : NULL, S, o, C);
-		return;
+	} else {
+		mim_gemm(0, 1, N, N, D, 1.0f, q, 3 * C, k, 3 * C, 0.0f, S, N);
+		if (j->bias)
+			vadd_to(S, j->bias + (size_t)h * NN, NN);
+		if (j->mask)
+			vadd_to(S, j->mask + (size_t)(b % j->nW) * NN, NN);
+		softmax_rows(S, N, N);
+		mim_gemm(0, 0, N, D, N, 1.0f, S, N, v, 3 * C, 0.0f, o, C);
 	}
-	mim_gemm(0, 1, N, N, D, 1.0f, q, 3 * C, k, 3 * C, 0.0f, S, N);
-	if (j->bias)
-		vadd_to(S, j->bias + (size_t)h * NN, NN);
-	if (j->mask)
-		vadd_to(S, j->mask + (size_t)(b % j->nW) * NN, NN);
-	softmax_rows(S, N, N);
-	mim_gemm(0, 0, N, D, N, 1.0f, S, N, v, 3 * C, 0.0f, o, C);
+	if (j->yb)	/* the head's columns of the kept copy, while in cache */
+		mim_gemm_round(j->yb + oo, (size_t)C, o, (size_t)C, N, D);
 }
 
 void
@@ -126,7 +129,8 @@ attention_forward(float *out, float *P, float *qkv, const float *q_bias,
 	double prof_t_ = MIM_PROF_BEGIN();
 	struct at j = {.out = out, .P = P, .qkv = qkv, .work = work, .qb = q_bias,
 	    .vb = v_bias, .bias = bias, .mask = mask, .nW = nW > 0 ? nW : 1, .B = B,
-	    .N = N, .C = C, .Hh = Hh, .D = C / Hh, .amx = use_amx(N, C / Hh), .scale = scale};
+	    .N = N, .C = C, .Hh = Hh, .D = C / Hh, .amx = use_amx(N, C / Hh), .scale = scale,
+	    .yb = mim_gemm_kept_fill(out, B * N, C)};	/* (bf16: out is proj's input, kept) */
 	mim_parallel(B * Hh, fwd_job, &j);
 	MIM_PROF_END("attention fwd", prof_t_, 4.0 * B * Hh * N * N * (C / Hh));
 }

@@ -513,10 +513,10 @@ vit_forward(struct mim_model *m, int B, const float *img, const uint8_t *mask,
 			}
 			bias = p->bbias;
 		}
+		if (train)	/* bf16: rounded once (by the attention), for the forward and dw */
+			mim_gemm_keep(y->att);
 		attention_forward(y->att, y->P, y->qkv, mim_pw(m, b->qb), mim_pw(m, b->vb),
 		    bias, NULL, 1, B, N, C, Hh, scale, p->work);
-		if (train)	/* bf16: rounded once, for the forward and dw */
-			mim_gemm_keep(y->att);
 		linear_forward(y->y, y->att, mim_pw(m, b->projw), mim_pw(m, b->projb), BN, C, C);
 		/* drop path: the block's DropPath module draws anew on each call */
 		float *k1 = NULL, *k2 = NULL, keep = 1;

@@ -538,6 +538,30 @@ filled(void)
 	free(dout), free(dpre), free(dw2), free(db2);
 	for (int k = 0; k < 2; k++)
 		free(dx1[k]), free(dw1[k]), free(db1[k]);
+	/* attention's output (proj's input): each head's columns rounded by
+	 * its job (16 windows of 36 tokens, 4 heads of 32) */
+	enum { AB = 16, AN = 36, AC = 128, AH = 4 };
+	float *qkv0 = malloc(AB * AN * 3 * AC * 4), *qkv = malloc(AB * AN * 3 * AC * 4);
+	float *ao = malloc(AB * AN * AC * 4), *P = malloc((size_t)AB * AH * AN * AN * 4);
+	float *work = malloc(attention_work(AN) * 4), *Wp = malloc(AC * AC * 4), *o2[2];
+	for (int i = 0; i < AB * AN * 3 * AC; i++)
+		qkv0[i] = (float)((i * 41 % 103) - 51) / 40.0f;
+	for (int i = 0; i < AC * AC; i++)
+		Wp[i] = (float)((i * 23 % 79) - 39) / 60.0f;
+	for (int k = 0; k < 2; k++) {
+		o2[k] = malloc(AB * AN * AC * 4);
+		memcpy(qkv, qkv0, AB * AN * 3 * AC * 4);
+		if (k)
+			mim_gemm_keep(ao);
+		attention_forward(ao, P, qkv, NULL, NULL, NULL, NULL, 1, AB, AN, AC, AH,
+		    0.1767767f, work);
+		made[0] = mim_gemm_keep_colsums(ao, AB * AN, AC, 32, sums);
+		mim_gemm(0, 1, AB * AN, AC, AC, 1, ao, AC, Wp, AC, 0, o2[k], AC);
+		mim_gemm_drop(NULL);
+	}
+	tap(made[0] < 0 && !memcmp(o2[0], o2[1], AB * AN * AC * 4),
+	    "attention's output kept: its copy made by the heads, the bytes of rounding anew");
+	free(qkv0), free(qkv), free(ao), free(P), free(work), free(Wp), free(o2[0]), free(o2[1]);
 	free(x), free(y), free(g), free(b), free(mean), free(rstd), free(W), free(W1), free(b1);
 	free(dg), free(h), free(sums);
 	for (int k = 0; k < 2; k++)
