@@ -253,12 +253,9 @@ conv_task(void *p, int i)
 	}
 	for (int r = lo; r < hi; r++) {		/* (lo is a multiple of ch) */
 		const float *x = c->x + (size_t)r * c->ldx;
-		double *s = c->sums + (size_t)(r / c->ch) * c->cols;
 		dnn_to_bf16(x, (size_t)c->ldx, c->y + (size_t)r * c->cols, (size_t)c->cols, 1,
 		    c->cols, c->fast);
-		if (r % c->ch == 0)
-			memset(s, 0, (size_t)c->cols * sizeof *s);
-		vadd_to_d(s, x, c->cols);
+		vchunk_add_d(c->sums, (size_t)c->cols, r, c->ch, x, c->cols);
 	}
 }
 
@@ -435,18 +432,16 @@ mim_gemm_kept_fill_sums(const float *x, int rows, int cols, int ch, double **sum
 		return NULL;
 	pthread_mutex_lock(&kept_mu);
 	e = find(x);
-	if (e && !e->rows && ns > e->scap) {
+	if (e && !e->rows && ns > e->scap) {	/* (kept with the entry, as y) */
 		free(e->sums);
-		e->scap = 0;
-		if ((e->sums = malloc(ns * sizeof *e->sums)))
-			e->scap = ns;
+		e->scap = (e->sums = malloc(ns * sizeof *e->sums)) ? ns : 0;
 	}
 	if (e && !e->rows && e->scap >= ns && fit(e, (size_t)rows * cols)) {
 		e->ldx = cols, e->rows = rows, e->cols = cols;
 		e->sch = ch > 0 ? ch : 0;
 		y = e->y;
 		if (sums)
-			*sums = ch > 0 ? e->sums : NULL;
+			*sums = e->sch ? e->sums : NULL;
 	}
 	pthread_mutex_unlock(&kept_mu);
 	return y;

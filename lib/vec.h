@@ -85,20 +85,44 @@ vsum4d(v4d v)
 	return (v[0] + v[1]) + (v[2] + v[3]);
 }
 
-/* acc[0..n) += x[0..n), widened to double: one row of a column sum (the
- * same order wherever it is summed, so two places give the same bytes) */
+/* acc[0..n) += (double)x[0..n) * k: one row of a column sum in double,
+ * in the same order wherever a sum is taken, so that two places give the
+ * same bytes */
 VINLINE void
-vadd_to_d(double *acc, const float *x, int n)
+vacc_d(double *acc, const float *x, double k, int n)
 {
 	int i = 0;
+	v4d k4 = {k, k, k, k};
 	for (; i + 4 <= n; i += 4) {
 		v4d a;
 		memcpy(&a, acc + i, sizeof a);
-		a += vload4d(x + i);
+		a += vload4d(x + i) * k4;
 		memcpy(acc + i, &a, sizeof a);
 	}
 	for (; i < n; i++)
-		acc[i] += x[i];
+		acc[i] += (double)x[i] * k;
+}
+
+/* vacc_d with k = 1 (x * 1.0 is x exactly) */
+VINLINE void
+vadd_to_d(double *acc, const float *x, int n)
+{
+	vacc_d(acc, x, 1.0, n);
+}
+
+/* row r of column sums by chunks of ch rows: chunk r / ch's sums (at
+ * sums + (r / ch) * ld) += x[0..n), zeroed at the chunk's first row. A
+ * bias gradient's chunk sums are made where its rows are at hand (the
+ * pass rounding them to bf16, the product's epilogue, the GELU backward):
+ * this one order everywhere keeps them the same bytes */
+VINLINE void
+vchunk_add_d(double *sums, size_t ld, int r, int ch, const float *x, int n)
+{
+	double *s = sums + (size_t)(r / ch) * ld;
+
+	if (r % ch == 0)
+		memset(s, 0, (size_t)n * sizeof *s);
+	vadd_to_d(s, x, n);
 }
 
 /* y[0..n) += x[0..n) */

@@ -55,7 +55,7 @@ void kern_colsums(float *acc, float *acc2, size_t R, int C, kern_row_fn *row, vo
 /* Rows' work and column sums in one pass over them: fn(ctx, r0, r1, s, u)
  * does rows [r0, r1) (kern_colsums's chunks, over the pool) and
  * adds their terms to s[0..C) and u[0..C) (zeroed; doubles, row by row,
- * as kern_dacc); then acc[c] += the chunks' s[c] in order, acc2 with u
+ * as vacc_d); then acc[c] += the chunks' s[c] in order, acc2 with u
  * (either NULL): kern_colsums's sums, without a second pass over data the
  * row work read already. -1 when out of memory (nothing done). */
 typedef void kern_chunk_fn(void *ctx, size_t r0, size_t r1, double *s, double *u);
@@ -67,22 +67,6 @@ int kern_rows_colsums(float *acc, float *acc2, size_t R, int C, kern_chunk_fn *f
  * pool by blocks of columns (one thread did 2304 chunks of a Swin
  * stage-0 bias gradient, 4.5 ms, while the other 15 waited). */
 void kern_add_chunks(float *acc, const double *part, size_t nch, int C, size_t stride);
-
-/* s[0..n) += (double)t[0..n) * k */
-static inline void
-kern_dacc(double *s, const float *t, double k, int n)
-{
-	int c = 0;
-	v4d k4 = {k, k, k, k};
-	for (; c + 4 <= n; c += 4) {
-		v4d a;
-		memcpy(&a, s + c, sizeof a);
-		a += vload4d(t + c) * k4;
-		memcpy(s + c, &a, sizeof a);
-	}
-	for (; c < n; c++)
-		s[c] += (double)t[c] * k;
-}
 
 /* kern_colsums of a strided matrix: acc[c] += sum_r x[r*ld + c], c < C,
  * r < R. */

@@ -121,8 +121,8 @@ bwd_chunk(void *p, size_t r0, size_t r1, double *s, double *u)
 			float t[8];
 			for (c = 0; c + 8 <= C; c += 8) {
 				vstore(t, vload(dy + c) * ((vload(x + c) - m8) * r8));
-				kern_dacc(s + c, t, 1, 8);
-				kern_dacc(u + c, dy + c, 1, 8);
+				vadd_to_d(s + c, t, 8);
+				vadd_to_d(u + c, dy + c, 8);
 			}
 			for (; c < C; c++) {
 				s[c] += (double)(dy[c] * ((x[c] - m) * rs));

@@ -18,7 +18,6 @@
  * added in order afterwards, so the result does not depend on the threads. */
 
 #include <stdlib.h>
-#include <string.h>
 
 #include "mim/gemm.h"
 #include "mim/kern.h"
@@ -99,13 +98,9 @@ sum_rows(struct dbsum *s, int m0, int m1, int n0, int n1)
 {
 	if (!s || !s->part || s->done || n0 != 0 || n1 != s->N)
 		return;		/* a block of columns: db is summed apart */
-	for (int c0 = m0; c0 < m1; c0 += CH) {
-		double *acc = s->part + (size_t)(c0 / CH) * s->OC;
-		int c1 = c0 + CH < m1 ? c0 + CH : m1;
-		memset(acc, 0, (size_t)s->OC * sizeof *acc);
-		for (int r = c0; r < c1; r++)
-			vadd_to_d(acc, s->dout + (size_t)r * s->OC, s->OC);
-		s->seen[c0 / CH] = 1;
+	for (int r = m0; r < m1; r++) {	/* (m0 is a multiple of CH) */
+		vchunk_add_d(s->part, (size_t)s->OC, r, CH, s->dout + (size_t)r * s->OC, s->OC);
+		s->seen[r / CH] = 1;
 	}
 }
 
@@ -170,11 +165,8 @@ dgelu_block(void *p, int m0, int m1, int n0, int n1)
 		size_t o = (size_t)r * a->ld + n0;
 		vmul_to(a->out + o, a->dg + o, (size_t)(n1 - n0));
 		if (a->yb) {	/* dpre kept: its copy and chunk sums, made here */
-			double *cs = a->ys + (size_t)(r / CH) * a->ld + n0;
 			mim_gemm_round(a->yb + o, 0, a->out + o, 0, 1, n1 - n0);
-			if (r % CH == 0)
-				memset(cs, 0, (size_t)(n1 - n0) * sizeof *cs);
-			vadd_to_d(cs, a->out + o, n1 - n0);
+			vchunk_add_d(a->ys + n0, (size_t)a->ld, r, CH, a->out + o, n1 - n0);
 		}
 	}
 }

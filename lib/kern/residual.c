@@ -130,7 +130,7 @@ bwd_chunk(void *p, size_t r0, size_t r1, double *s, double *u)
 			int w = C - c0 < 64 ? C - c0 : 64;
 			float k = gamma_row(&j->g, r, c0, w, t, NULL);
 			if (k != 0)
-				kern_dacc(s + c0, t, k, w);
+				vacc_d(s + c0, t, k, w);
 		}
 }
 
