@@ -60,11 +60,19 @@ log "machine"
 
 part() { case " ${SERVER_PARTS:-cut forecast sweep rows profile} " in *" $1 "*) return 0 ;; esac; return 1; }
 
+# timed NAME LIMIT SCRIPT: SCRIPT by sh under timeout LIMIT, with $B the
+# bench programs, $0 the bundle, $1 the part's folder $R/NAME and
+# $SERVER_NT the threads; its output in $R/NAME.log
+timed() {
+	mkdir -p "$R/$1"
+	SERVER_NT=$NT timeout -k 5 "$2" sh -c "B=\$0/libexec/bench
+$3" "$TOP" "$R/$1" >"$R/$1.log" 2>&1
+	log "$1 done: rc $?"
+}
+
 part cut && {
 log "cut: oneDNN's sgemm against OpenBLAS's; the grid against the 1-D cut, $NT threads"
-mkdir -p "$R/cut"
-SERVER_NT=$NT timeout -k 5 "${SERVER_T_CUT:-200}" sh -c '
-	B=$0/libexec/bench
+timed cut "${SERVER_T_CUT:-200}" '
 	# float products: the sgemm of oneDNN (the default) against that of OpenBLAS
 	for m in vit-tiny vit-base; do
 		"$B/stepbench" -t "$SERVER_NT" -b 32 -w 1 -n 4 --ab-sgemm "$m" >"$1/$m-ab-sgemm.json"
@@ -91,23 +99,19 @@ SERVER_NT=$NT timeout -k 5 "${SERVER_T_CUT:-200}" sh -c '
 	"$B/stepbench" -t "$SERVER_NT" -b 32 -w 1 -n 4 --ab-blas --precision bf16 vit-base \
 	    >"$1/vit-base-bf16-ab-blas.json"
 	"$B/stepbench" -t "$SERVER_NT" -b 32 -w 1 -n 6 --ab-blas vit-tiny \
-	    >"$1/vit-tiny-ab-blas.json"' "$TOP" "$R/cut" >"$R/cut.log" 2>&1
-log "cut done: rc $?"
+	    >"$1/vit-tiny-ab-blas.json"'
 }
 
 part forecast && {
 log "forecast against measured, vit-tiny and swin-tiny batch 32, $NT threads"
-mkdir -p "$R/forecast"
-SERVER_NT=$NT timeout -k 5 "${SERVER_T_FORECAST:-90}" sh -c '
-	B=$0/libexec/bench
+timed forecast "${SERVER_T_FORECAST:-90}" '
 	for m in vit-tiny swin-tiny; do
 		"$B/stepbench" -t "$SERVER_NT" -b 32 -w 1 -n 2 --profile "$m" \
 		    >"$1/$m-measured.json" 2>"$1/$m-measured.txt"
 		"$B/stepbench" --forecast "$SERVER_NT" -b 32 -w 1 -n 2 --profile "$m" \
 		    >"$1/$m-forecast.json" 2>"$1/$m-forecast.txt"
 		"$0/bench/fcjoin.awk" "$1/$m-measured.txt" "$1/$m-forecast.txt" >"$1/$m.md"
-	done' "$TOP" "$R/forecast" >"$R/forecast.log" 2>&1
-log "forecast done: rc $?"
+	done'
 }
 
 part sweep && {
