@@ -48,8 +48,8 @@ typedef float kern_row_fn(void *ctx, size_t r, int c0, int w, float *t, float *u
  * columns and chunks of rows (256, or fewer where R is a few thousand:
  * parallel.c's chunk_rows, a function of R alone), each column summed in
  * row order within a chunk and the chunks' sums added in order: the
- * result does not depend on threads. (Blocks of columns alone kept all but 2 of 16 threads idle
- * on a C = 96 LayerNorm's dw and db.) */
+ * result does not depend on threads. (Blocks of columns alone kept all
+ * but 2 of 16 threads idle on a C = 96 LayerNorm's dw and db.) */
 void kern_colsums(float *acc, float *acc2, size_t R, int C, kern_row_fn *row, void *ctx);
 
 /* Rows' work and column sums in one pass over them: fn(ctx, r0, r1, s, u)
