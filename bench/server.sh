@@ -7,7 +7,9 @@
 #
 # In order, each part under its own time limit so that one slow part costs
 # only itself: the machine (lscpu, mim-info --system, PyTorch's parallel
-# info); the training step of vit-tiny and vit-base at batch 32 with the
+# info); what a job of the pool costs (bench/poolbench.c at 2, 4, ... all
+# cores) and the step of vit-tiny at batch 32 with the workers spinning
+# 50, 300 (the default) and 2000 us before they sleep (MIM_SPIN_US); the training step of vit-tiny and vit-base at batch 32 with the
 # float products through oneDNN's sgemm and OpenBLAS's, taking turns
 # (stepbench --ab-sgemm); the products' cut against the old
 # one-dimensional cut (MIM_GEMM_CUT=1d): gemmcold on weight-gradient and
@@ -24,12 +26,12 @@
 # of the base models at batch 32. Whatever finished is packed into
 # OUT.tar.gz with the tables (bench/report.py), also after a time-out.
 #
-# Environment: SERVER_PARTS (words of: cut forecast sweep rows profile;
-# default all five), SERVER_THREADS (default: all CPUs), SERVER_MODELS (default
+# Environment: SERVER_PARTS (words of: pool cut forecast sweep rows profile;
+# default all six), SERVER_THREADS (default: all CPUs), SERVER_MODELS (default
 # the four, base ones first), SERVER_PROFILE (models to profile, default vit-base
-# swin-base), SERVER_T_CUT, SERVER_T_FORECAST, SERVER_T_SWEEP, SERVER_T_ROWS,
-# SERVER_T_PROFILE (seconds, default 200, 90, 110, 330, 60); BENCH_PYTHON as
-# for run.sh.
+# swin-base), SERVER_T_POOL, SERVER_T_CUT, SERVER_T_FORECAST, SERVER_T_SWEEP,
+# SERVER_T_ROWS, SERVER_T_PROFILE (seconds, default 45, 150, 90, 110, 330, 40);
+# BENCH_PYTHON as for run.sh.
 set -u
 cd "$(dirname "$0")/.."
 TOP=$(pwd)
@@ -58,7 +60,7 @@ log "machine"
 	$PY -c 'import torch; print("torch", torch.__version__); print(torch.__config__.parallel_info()); print(torch.backends.cpu.get_cpu_capability() if hasattr(torch.backends, "cpu") else "")'
 } >"$R/machine.txt" 2>&1
 
-part() { case " ${SERVER_PARTS:-cut forecast sweep rows profile} " in *" $1 "*) return 0 ;; esac; return 1; }
+part() { case " ${SERVER_PARTS:-pool cut forecast sweep rows profile} " in *" $1 "*) return 0 ;; esac; return 1; }
 
 # timed NAME LIMIT SCRIPT: SCRIPT by sh under timeout LIMIT, with $B the
 # bench programs, $0 the bundle, $1 the part's folder $R/NAME and
@@ -70,9 +72,31 @@ $3" "$TOP" "$R/$1" >"$R/$1.log" 2>&1
 	log "$1 done: rc $?"
 }
 
+part pool && {
+log "pool: a job's cost, and the workers' spin before they sleep, $NT threads"
+timed pool "${SERVER_T_POOL:-45}" '
+	# jobs of one 20 us task a thread, 5 us of the caller between them
+	t=2
+	while :; do
+		[ "$t" -lt "$SERVER_NT" ] || t=$SERVER_NT
+		for sp in 50 300; do
+			MIM_SPIN_US=$sp "$B/poolbench" -t "$t" -j 5000 -w 20 -g 5 |
+			    sed "s/^{/{\"spin_us\":$sp,/"
+		done
+		[ "$t" -lt "$SERVER_NT" ] || break
+		t=$((t * 2))
+	done >"$1/poolbench.jsonl"
+	for r in 1 2; do
+		for sp in 50 300 2000; do
+			MIM_SPIN_US=$sp "$B/stepbench" -t "$SERVER_NT" -b 32 -w 1 -n 3 vit-tiny |
+			    sed "s/^{/{\"spin_us\":$sp,/"
+		done
+	done >"$1/spin.jsonl"'
+}
+
 part cut && {
 log "cut: oneDNN's sgemm against OpenBLAS's; the grid against the 1-D cut, $NT threads"
-timed cut "${SERVER_T_CUT:-200}" '
+timed cut "${SERVER_T_CUT:-150}" '
 	# float products: the sgemm of oneDNN (the default) against that of OpenBLAS
 	for m in vit-tiny vit-base; do
 		"$B/stepbench" -t "$SERVER_NT" -b 32 -w 1 -n 4 --ab-sgemm "$m" >"$1/$m-ab-sgemm.json"
@@ -132,7 +156,7 @@ log "rows done: rc $?"
 
 part profile || exit 0
 mkdir -p "$R/profile"
-end=$(( $(date +%s) + ${SERVER_T_PROFILE:-60} ))
+end=$(( $(date +%s) + ${SERVER_T_PROFILE:-40} ))
 for m in ${SERVER_PROFILE:-vit-base swin-base}; do
 	for pr in fp32 bf16; do
 		left=$(( end - $(date +%s) ))

@@ -77,26 +77,65 @@ pool_blas_threaded(void)
  * A job is n tasks; the caller and the workers claim them one at a time
  * from a ticket that carries the job's generation, so a worker that is late
  * can never take a task of the next job. Between jobs a worker watches for
- * the next one for a short while (SPIN_NS: the model's loops follow each
- * other within microseconds, and waking a sleeping thread costs tens of
- * microseconds, more in a virtual machine), then sleeps on a condition
+ * the next one for a while (SPIN_NS, MIM_SPIN_US: the model's loops follow
+ * each other within microseconds, and waking a sleeping thread costs tens
+ * of microseconds, more in a virtual machine), then sleeps on a condition
  * variable; the caller waits for the last task the same way. Nothing spins
- * longer than that: a busy machine loses at most SPIN_NS per job. */
+ * longer than that: a busy machine loses at most SPIN_NS per job. 300 us:
+ * a worker whose task ends early in a job, or who waits out the caller's
+ * serial set-up between two, should not have gone to sleep when the next
+ * job comes (2 threads, batch 32, context switches a step: vit-tiny 143
+ * at 50 us, 42 at 300; swin-tiny 290 and 130; PyTorch's OpenMP spins for
+ * milliseconds).
+ *
+ * No lock on the way in or out of a job: the job is published in one of
+ * two slots (gen & 1) before its generation, and read from there without
+ * the mutex, which all the workers would otherwise take at once at every
+ * job's start (on a contended glibc mutex the losers sleep in the kernel
+ * and are woken one after another: at 16 threads a chain of wake-ups a
+ * job). A worker so late that the slot it reads is being rewritten for job
+ * gen + 2 reads a ticket of gen + 1 or later and takes no task (drain). The
+ * mutex is taken only to sleep and to wake sleepers, who say so first
+ * (sleepers, waiting: seq_cst, against the generation or the count of
+ * tasks left, so a wake-up is never missed). */
 
-#define SPIN_NS 50000
+#define SPIN_NS 300000
 
+/* SPIN_NS, or MIM_SPIN_US (0 to 100000) in nanoseconds */
+static long
+spin_ns(void)
+{
+	static long ns = -1;
+
+	if (ns < 0) {
+		const char *s = getenv("MIM_SPIN_US");
+		char *end;
+		long us = s && *s ? strtol(s, &end, 10) : -1;
+		ns = us >= 0 && us <= 100000 && !*end ? us * 1000 : SPIN_NS;
+	}
+	return ns;
+}
+
+struct slot {
+	_Atomic(void (*)(void *, int)) fn;
+	_Atomic(void *) ctx;
+	atomic_int n, nt;	/* tasks, threads that may take part */
+};
+
+/* (what every thread polls, what the threads claiming tasks write, and
+ * what the last of them writes, each on its own cache line, so that a
+ * claim does not take the line the others wait on) */
 static struct {
 	pthread_mutex_t mu;
 	pthread_cond_t work, done;
 	int nworkers;		/* threads started (excluding the caller) */
-	atomic_long gen;	/* job generation */
-	/* the job (written under mu, with gen) */
-	void (*fn)(void *, int);
-	void *ctx;
-	int n, nt;		/* tasks, threads that may take part */
-	atomic_ullong ticket;	/* gen << 32 | next task */
-	atomic_int left;	/* tasks not finished */
-	int waiting;		/* the caller sleeps on done */
+	atomic_int sleepers;	/* workers asleep on work, or about to be */
+	atomic_int waiting;	/* the caller sleeps on done, or is about to */
+	_Alignas(64) atomic_long gen;	/* job generation */
+	struct slot job[2];	/* job gen is in job[gen & 1] */
+	_Alignas(64) atomic_ullong ticket;	/* gen << 32 | next task */
+	_Alignas(64) atomic_int left;	/* tasks not finished */
+	char pad[60];
 } pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER,
     .done = PTHREAD_COND_INITIALIZER};
 
@@ -117,17 +156,17 @@ relax(void)
 #endif
 }
 
-/* Wait up to SPIN_NS for *v to differ from old (1), or give up (0). */
+/* Wait up to spin_ns() for *v to differ from old (1), or give up (0). */
 static int
 spin_long(atomic_long *v, long old)
 {
-	long t0 = nanos();
+	long t0 = nanos(), lim = spin_ns();
 
 	for (int k = 1;; k++) {
 		if (atomic_load_explicit(v, memory_order_acquire) != old)
 			return 1;
 		relax();
-		if (k % 64 == 0 && nanos() - t0 > SPIN_NS)
+		if (k % 64 == 0 && nanos() - t0 > lim)
 			return 0;
 	}
 }
@@ -135,13 +174,13 @@ spin_long(atomic_long *v, long old)
 static int
 spin_zero(atomic_int *v)
 {
-	long t0 = nanos();
+	long t0 = nanos(), lim = spin_ns();
 
 	for (int k = 1;; k++) {
 		if (atomic_load_explicit(v, memory_order_acquire) == 0)
 			return 1;
 		relax();
-		if (k % 64 == 0 && nanos() - t0 > SPIN_NS)
+		if (k % 64 == 0 && nanos() - t0 > lim)
 			return 0;
 	}
 }
@@ -158,10 +197,9 @@ drain(long g, void (*fn)(void *, int), void *ctx, int n)
 		if (!atomic_compare_exchange_weak(&pool.ticket, &tk, tk + 1))
 			continue;	/* tk now holds the current ticket */
 		fn(ctx, (int)(tk & 0xffffffff));
-		if (atomic_fetch_sub_explicit(&pool.left, 1, memory_order_acq_rel) == 1) {
+		if (atomic_fetch_sub(&pool.left, 1) == 1 && atomic_load(&pool.waiting)) {
 			pthread_mutex_lock(&pool.mu);
-			if (pool.waiting)
-				pthread_cond_broadcast(&pool.done);
+			pthread_cond_broadcast(&pool.done);
 			pthread_mutex_unlock(&pool.mu);
 		}
 		tk = atomic_load(&pool.ticket);
@@ -178,16 +216,21 @@ worker(void *arg)
 	for (;;) {
 		if (!spin_long(&pool.gen, seen)) {
 			pthread_mutex_lock(&pool.mu);
+			atomic_fetch_add(&pool.sleepers, 1);
 			while (atomic_load(&pool.gen) == seen)
 				pthread_cond_wait(&pool.work, &pool.mu);
+			atomic_fetch_sub(&pool.sleepers, 1);
 			pthread_mutex_unlock(&pool.mu);
 		}
-		pthread_mutex_lock(&pool.mu);
 		seen = atomic_load(&pool.gen);
-		void (*fn)(void *, int) = pool.fn;
-		void *ctx = pool.ctx;
-		int n = pool.n, nt = pool.nt;
-		pthread_mutex_unlock(&pool.mu);
+		struct slot *j = &pool.job[seen & 1];
+		void (*fn)(void *, int) = atomic_load_explicit(&j->fn, memory_order_relaxed);
+		void *ctx = atomic_load_explicit(&j->ctx, memory_order_relaxed);
+		int n = atomic_load_explicit(&j->n, memory_order_relaxed);
+		int nt = atomic_load_explicit(&j->nt, memory_order_relaxed);
+		/* (the slot's stores are release: whatever of a later job was
+		 * read here, drain then sees that job's ticket or a later one) */
+		atomic_thread_fence(memory_order_acquire);
 		if (tindex < nt)
 			drain(seen, fn, ctx, n);
 	}
@@ -272,34 +315,41 @@ mim_parallel(int n, void (*fn)(void *ctx, int i), void *ctx)
 	int blas = openblas_get_num_threads();
 	if (blas != 1)
 		openblas_set_num_threads(1);
-	pthread_mutex_lock(&pool.mu);
-	while (pool.nworkers < nt - 1) {
-		pthread_t t;
-		pthread_attr_t at;
-		pthread_attr_init(&at);
-		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-		if (pthread_create(&t, &at, worker, (void *)(long)(pool.nworkers + 1)))
-			break;
-		pool.nworkers++;
+	if (pool.nworkers < nt - 1) {
+		pthread_mutex_lock(&pool.mu);
+		while (pool.nworkers < nt - 1) {
+			pthread_t t;
+			pthread_attr_t at;
+			pthread_attr_init(&at);
+			pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+			if (pthread_create(&t, &at, worker, (void *)(long)(pool.nworkers + 1)))
+				break;
+			pool.nworkers++;
+		}
+		pthread_mutex_unlock(&pool.mu);
 	}
 	long g = atomic_load(&pool.gen) + 1;
-	pool.fn = fn;
-	pool.ctx = ctx;
-	pool.n = n;
-	pool.nt = nt;
+	struct slot *j = &pool.job[g & 1];
+	atomic_store_explicit(&j->fn, fn, memory_order_release);
+	atomic_store_explicit(&j->ctx, ctx, memory_order_release);
+	atomic_store_explicit(&j->n, n, memory_order_release);
+	atomic_store_explicit(&j->nt, nt, memory_order_release);
 	atomic_store(&pool.left, n);
 	atomic_store(&pool.ticket, (unsigned long long)(g & 0xffffffff) << 32);
 	atomic_store(&pool.gen, g);
-	pthread_cond_broadcast(&pool.work);
-	pthread_mutex_unlock(&pool.mu);
+	if (atomic_load(&pool.sleepers)) {
+		pthread_mutex_lock(&pool.mu);
+		pthread_cond_broadcast(&pool.work);
+		pthread_mutex_unlock(&pool.mu);
+	}
 	in_job = 1;	/* the caller works too */
 	drain(g, fn, ctx, n);
 	if (!spin_zero(&pool.left)) {
 		pthread_mutex_lock(&pool.mu);
-		pool.waiting = 1;
+		atomic_store(&pool.waiting, 1);
 		while (atomic_load(&pool.left) > 0)
 			pthread_cond_wait(&pool.done, &pool.mu);
-		pool.waiting = 0;
+		atomic_store(&pool.waiting, 0);
 		pthread_mutex_unlock(&pool.mu);
 	}
 	in_job = 0;

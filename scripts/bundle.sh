@@ -46,7 +46,7 @@ take_libs() {
 
 MIM_BUILD=$build "$top/scripts/benchprogs.sh"
 mkdir -p "$root/libexec/bench"
-for p in sgemm stepbench gemmcold; do
+for p in sgemm stepbench gemmcold poolbench; do
 	cp "$build/bench/$p" "$root/libexec/bench/"
 	take_libs "$build/bench/$p"
 done

@@ -1,7 +1,10 @@
-/* test_pool.c -- the pool's forecast (mim_pool_forecast, bench/stepbench
- * --forecast): the work cut for T threads gives the bytes T threads give,
- * and the time it says T threads save is the pool's deal of the tasks'
- * own times (task i, in order, to the thread free first). */
+/* test_pool.c -- the pool (lib/pool.c): every task of every job runs
+ * once, and has run when mim_parallel returns, however the threads come
+ * late or sleep between jobs; and its forecast (mim_pool_forecast,
+ * bench/stepbench --forecast): the work cut for T threads gives the bytes
+ * T threads give, and the time it says T threads save is the pool's deal
+ * of the tasks' own times (task i, in order, to the thread free first). */
+#include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 
@@ -157,9 +160,103 @@ saved(void)
 	mim_set_threads(nt);
 }
 
+/* jobs back to back, of 1 to 13 tasks, at 2 to 5 threads (more threads
+ * than this machine's cores: workers preempted anywhere, late for a job
+ * or for its slot), some after a pause long enough for the workers to
+ * sleep; each task counts itself in its job's row */
+enum { JOBS = 30000, TMAX = 13 };
+
+struct count {
+	atomic_int (*seen)[TMAX];
+	int job;
+};
+
+static void
+count(void *p, int i)
+{
+	const struct count *c = p;
+
+	atomic_fetch_add(&c->seen[c->job][i], 1);
+}
+
+static void
+every_task_once(void)
+{
+	atomic_int (*seen)[TMAX] = calloc(JOBS, sizeof *seen);
+	int nt = mim_threads(), bad = -1, late = -1;
+	double t0 = secs();
+
+	for (int k = 0; k < JOBS; k++) {
+		int n = 1 + k % TMAX;
+		struct count c = {seen, k};
+		if (k % 500 == 0)
+			mim_set_threads(2 + k / 500 % 4);
+		if (k % 97 == 0) {	/* past the workers' spin (20 us, main) */
+			struct timespec ts = {0, 200000};
+			nanosleep(&ts, NULL);
+		}
+		mim_parallel(n, count, &c);
+		for (int i = 0; i < n && late < 0; i++)
+			if (atomic_load(&seen[k][i]) != 1)
+				late = k;
+	}
+	for (int k = 0; k < JOBS && bad < 0; k++)
+		for (int i = 0; i < TMAX; i++)
+			if (atomic_load(&seen[k][i]) != (i < 1 + k % TMAX))
+				bad = k;
+	mim_set_threads(nt);
+	tap(late < 0 && bad < 0, "%d jobs of 1-%d tasks at 2-5 threads, some after a sleep: each "
+	    "task once, done when mim_parallel returns (first wrong job: %d at return, %d at the "
+	    "end; %.2f s)", JOBS, TMAX, late, bad, secs() - t0);
+	free(seen);
+}
+
+/* tasks that note the thread that ran them */
+struct who {
+	atomic_int ran[4];
+};
+
+static void
+who(void *p, int i)
+{
+	struct who *w = p;
+	double t0 = secs();
+
+	while (secs() - t0 < 2e-3)
+		;
+	atomic_store(&w->ran[i], mim_thread_index());
+}
+
+/* workers asleep (the caller away for longer than their spin) are woken
+ * by the next job and take part in it */
+static void
+woken(void)
+{
+	int nt = mim_threads(), ok = 0, other = 0;
+
+	mim_set_threads(2);
+	for (int k = 0; k < 3 && !ok; k++) {
+		struct who w = {0};
+		struct timespec ts = {0, 2000000};
+		nanosleep(&ts, NULL);
+		mim_parallel(4, who, &w);
+		for (int i = 0; i < 4; i++)
+			other += atomic_load(&w.ran[i]) != 0;
+		ok = other > 0;
+	}
+	mim_set_threads(nt);
+	tap(ok, "after 2 ms without a job, a job of 4 tasks of 2 ms at 2 threads: %d run by the "
+	    "worker, woken", other);
+}
+
 int
 main(void)
 {
+	/* (a short spin: waits that end spinning and waits that sleep, both
+	 * ways of waking, in one run; read at the pool's first wait) */
+	setenv("MIM_SPIN_US", "20", 1);
+	every_task_once();
+	woken();
 	same_bytes();
 	saved();
 	return tap_done();
