@@ -46,15 +46,24 @@ dsum(const float *x, int C)
 	return vsum4d(a + b) + t;
 }
 
+#define STAGE 4096	/* floats of rows staged on the stack for the copy */
+
 static void
 fwd_rows(void *p, size_t lo, size_t hi)
 {
 	const struct ln *j = p;
 	int C = j->C, c;
+	/* bf16 training: out is a Linear's input, read only through its
+	 * kept copy (the product, the weight gradient), so the rows go to
+	 * the stack, G at a time, and from there into the copy; else into
+	 * out, and the copy (if any) from there every 16 rows */
+	float stage[STAGE];
+	size_t G = j->yb && C <= STAGE ? (size_t)(STAGE / C < 16 ? STAGE / C : 16) : 16;
+	int staged = j->yb && C <= STAGE;
 
 	for (size_t r = lo; r < hi; r++) {
 		const float *x = j->inp + src(j, r) * C;
-		float *y = j->out + r * C;
+		float *y = staged ? stage + (r - lo) % G * C : j->out + r * C;
 		double m = dsum(x, C) / C, v = 0;
 		v4d va = {0, 0, 0, 0}, md = {m, m, m, m};
 		for (c = 0; c + 4 <= C; c += 4) {
@@ -74,11 +83,11 @@ fwd_rows(void *p, size_t lo, size_t hi)
 			j->mean[r] = mf;
 			j->rstd[r] = rs;
 		}
-		/* the copy of 16 rows at a time, while they are in cache */
-		if (j->yb && ((r + 1) % 16 == 0 || r + 1 == hi)) {
-			size_t r0 = r - r % 16 < lo ? lo : r - r % 16;
-			mim_gemm_round(j->yb + r0 * C, (size_t)C, j->out + r0 * C, (size_t)C,
-			    (int)(r + 1 - r0), C);
+		/* the copy of G rows at a time, while they are in cache */
+		if (j->yb && ((r + 1 - lo) % G == 0 || r + 1 == hi)) {
+			size_t r0 = r - (r - lo) % G;
+			mim_gemm_round(j->yb + r0 * C, (size_t)C, staged ? stage : j->out + r0 * C,
+			    (size_t)C, (int)(r + 1 - r0), C);
 		}
 	}
 }
