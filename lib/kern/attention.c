@@ -74,6 +74,24 @@ struct at {
 	float scale;
 };
 
+/* the calling thread's buffer for one head's output, n floats; NULL when
+ * out of memory */
+static _Thread_local float *hbuf;
+static _Thread_local size_t hcap;
+
+static float *
+head_buffer(size_t n)
+{
+	if (n > hcap) {
+		free(hbuf);
+		hcap = 0;
+		if (!(hbuf = malloc(n * sizeof *hbuf)))
+			return NULL;
+		hcap = n;
+	}
+	return hbuf;
+}
+
 static void
 fwd_job(void *p, int i)
 {
@@ -101,13 +119,19 @@ fwd_job(void *p, int i)
 			vadd_to(vr, j->vb + h * D, (size_t)D);
 	}
 	size_t oo = (size_t)b * N * C + (size_t)h * D;
-	float *o = j->out + oo;
+	/* bf16 training: out is proj's input, read only through its kept
+	 * copy, so the head's output goes to a buffer of the thread and from
+	 * there into the copy's columns; else into out's */
+	float *o = j->yb ? head_buffer((size_t)N * D) : NULL;
+	int ldo = o ? D : C;
+	if (!o)
+		o = j->out + oo;
 	if (j->amx) {
 		attn_amx_forward(q, k, v, 3 * C, N, D, j->bias ? j->bias + (size_t)h * NN : NULL,
-		    j->mask ? j->mask + (size_t)(b % j->nW) * NN : NULL, S, o, C);
+		    j->mask ? j->mask + (size_t)(b % j->nW) * NN : NULL, S, o, ldo);
 	} else if (fused && attn512_ok(N, D)) {
 		attn512_forward(q, k, v, 3 * C, N, D, j->bias ? j->bias + (size_t)h * NN : NULL,
-		    j->mask ? j->mask + (size_t)(b % j->nW) * NN : NULL, S, o, C);
+		    j->mask ? j->mask + (size_t)(b % j->nW) * NN : NULL, S, o, ldo);
 	} else {
 		mim_gemm(0, 1, N, N, D, 1.0f, q, 3 * C, k, 3 * C, 0.0f, S, N);
 		if (j->bias)
@@ -115,10 +139,10 @@ fwd_job(void *p, int i)
 		if (j->mask)
 			vadd_to(S, j->mask + (size_t)(b % j->nW) * NN, NN);
 		softmax_rows(S, N, N);
-		mim_gemm(0, 0, N, D, N, 1.0f, S, N, v, 3 * C, 0.0f, o, C);
+		mim_gemm(0, 0, N, D, N, 1.0f, S, N, v, 3 * C, 0.0f, o, ldo);
 	}
 	if (j->yb)	/* the head's columns of the kept copy, while in cache */
-		mim_gemm_round(j->yb + oo, (size_t)C, o, (size_t)C, N, D);
+		mim_gemm_round(j->yb + oo, (size_t)C, o, (size_t)ldo, N, D);
 }
 
 void
