@@ -76,20 +76,13 @@ struct at {
 
 /* the calling thread's buffer for one head's output, n floats; NULL when
  * out of memory */
-static _Thread_local float *hbuf;
+static _Thread_local void *hbuf;
 static _Thread_local size_t hcap;
 
 static float *
 head_buffer(size_t n)
 {
-	if (n > hcap) {
-		free(hbuf);
-		hcap = 0;
-		if (!(hbuf = malloc(n * sizeof *hbuf)))
-			return NULL;
-		hcap = n;
-	}
-	return hbuf;
+	return kern_grow(&hbuf, &hcap, n * sizeof(float));
 }
 
 static void

@@ -68,6 +68,11 @@ int kern_rows_colsums(float *acc, float *acc2, size_t R, int C, kern_chunk_fn *f
  * stage-0 bias gradient, 4.5 ms, while the other 15 waited). */
 void kern_add_chunks(float *acc, const double *part, size_t nch, int C, size_t stride);
 
+/* a buffer kept by its owner (a thread's, for its next call) grown to n
+ * bytes at least, its contents not kept: *buf, or NULL when out of
+ * memory (*cap then 0) */
+void *kern_grow(void **buf, size_t *cap, size_t n);
+
 /* kern_colsums of a strided matrix: acc[c] += sum_r x[r*ld + c], c < C,
  * r < R. */
 void kern_colsum(float *acc, const float *x, size_t R, int C, size_t ld);

@@ -141,22 +141,26 @@ colsum_job(void *p, int i)
 
 /* the chunks' partial sums (nch, 2, C), kept by the thread for its next
  * call; NULL when out of memory */
-static _Thread_local double *cs_buf;
+static _Thread_local void *cs_buf;
 static _Thread_local size_t cs_cap;
 
 static double *
 chunk_sums(size_t nch, int C)
 {
-	size_t n = nch * 2 * (size_t)C;
+	return kern_grow(&cs_buf, &cs_cap, nch * 2 * (size_t)C * sizeof(double));
+}
 
-	if (n > cs_cap) {
-		free(cs_buf);
-		cs_cap = 0;
-		if (!(cs_buf = malloc(n * sizeof *cs_buf)))
+void *
+kern_grow(void **buf, size_t *cap, size_t n)
+{
+	if (n > *cap) {
+		free(*buf);
+		*cap = 0;
+		if (!(*buf = malloc(n)))
 			return NULL;
-		cs_cap = n;
+		*cap = n;
 	}
-	return cs_buf;
+	return *buf;
 }
 
 struct addch {
