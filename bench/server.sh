@@ -8,7 +8,7 @@
 # In order, each part under its own time limit so that one slow part costs
 # only itself: the machine (lscpu, mim-info --system, PyTorch's parallel
 # info); what a job of the pool costs (bench/poolbench.c at 2, 4, ... all
-# cores) and the step of vit-tiny at batch 32 with the workers spinning
+# cores, one task a thread and 6144 short ones) and the step of vit-tiny at batch 32 with the workers spinning
 # 50, 300 (the default) and 2000 us before they sleep (MIM_SPIN_US); the training step of vit-tiny and vit-base at batch 32 with the
 # float products through oneDNN's sgemm and OpenBLAS's, taking turns
 # (stepbench --ab-sgemm); the products' cut against the old
@@ -75,7 +75,8 @@ $3" "$TOP" "$R/$1" >"$R/$1.log" 2>&1
 part pool && {
 log "pool: a job's cost, and the workers' spin before they sleep, $NT threads"
 timed pool "${SERVER_T_POOL:-45}" '
-	# jobs of one 20 us task a thread, 5 us of the caller between them
+	# jobs of one 20 us task a thread, 5 us of the caller between them;
+	# and of 6144 tasks of 2 us (Swin-T stage 0 attention, batch 32)
 	t=2
 	while :; do
 		[ "$t" -lt "$SERVER_NT" ] || t=$SERVER_NT
@@ -83,6 +84,7 @@ timed pool "${SERVER_T_POOL:-45}" '
 			MIM_SPIN_US=$sp "$B/poolbench" -t "$t" -j 5000 -w 20 -g 5 |
 			    sed "s/^{/{\"spin_us\":$sp,/"
 		done
+		"$B/poolbench" -t "$t" -n 6144 -j 20 -w 2
 		[ "$t" -lt "$SERVER_NT" ] || break
 		t=$((t * 2))
 	done >"$1/poolbench.jsonl"
