@@ -50,7 +50,7 @@ static const char usage_text[] =
 "  -e, --epochs N          passes over the input, default 1 (0: without end)\n"
 "      --shuffle K         shuffle buffer of K samples (0: input order)\n"
 "      --seed N            default 0; fixes order, crops and flips\n"
-"  -j, --threads N         decoding threads (default MIM_THREADS or CPUs)\n"
+"  -j, --threads N         decoding threads (default MIM_THREADS or one a core)\n"
 "      --max-inflight N    samples being decoded and results waiting their\n"
 "                          turn hold at most N bytes (or K, M, G), default 1G\n"
 "      --shard-index I     take part I of --shard-count N parts\n"

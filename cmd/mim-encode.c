@@ -26,7 +26,7 @@ static const char usage_text[] =
 "  -p, --pool mean    average over positions: 'latent' is [B,C]\n"
 "      --precision P  fp32 (default) or bf16: products in bfloat16, summed in\n"
 "                     float (AMX or AVX512-BF16), the rest in float\n"
-"  -t, --threads N    threads (default MIM_THREADS or all CPUs)\n"
+"  -t, --threads N    threads (default MIM_THREADS or a thread a core)\n"
 "  -h, --help         this help\n";
 
 /* what is in flight, global so that an exit through die() leaves nothing

@@ -20,7 +20,7 @@ static const char usage_text[] =
 "resolution (mim-loss(1)) predicts [B,C,h*s/d,w*s/d]: C = 3 pixels, 3K bin\n"
 "or K colour logits.\n"
 "  -c, --ckpt FILE    the model checkpoint (mim-ckpt(1))\n"
-"  -t, --threads N    threads (default MIM_THREADS or all CPUs)\n"
+"  -t, --threads N    threads (default MIM_THREADS or a thread a core)\n"
 "  -h, --help         this help\n";
 
 /* what is in flight, global so that an exit through die() leaves nothing

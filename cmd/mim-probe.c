@@ -39,7 +39,7 @@ static const char usage_text[] =
 "                         acc1 (train, %), lr, and with --val val_loss,\n"
 "                         val_acc1, val_acc5 (mim-view --curve --field)\n"
 "  -q, --quiet            no progress on stderr\n"
-"  -t, --threads N        threads (default MIM_THREADS or all CPUs)\n"
+"  -t, --threads N        threads (default MIM_THREADS or a thread a core)\n"
 "  -h, --help             this help\n";
 
 enum { O_LR = 256, O_WARM, O_MOM, O_WD, O_SEED, O_LOG, O_VAL };

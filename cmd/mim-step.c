@@ -64,7 +64,7 @@ static const char usage_text[] =
 "                         loss) to OUT ('-': stdout) and exit\n"
 "      --mpi, --no-mpi    data-parallel over MPI: on, off (default: on when\n"
 "                         started by mpirun/mpiexec)\n"
-"  -t, --threads N        threads (default $MIM_THREADS, else all cores; a\n"
+"  -t, --threads N        threads (default $MIM_THREADS, else a thread a core; a\n"
 "                         rank: its cores, or its share of the node's)\n"
 "  -q, --quiet            no progress lines, no final 'saved' line\n"
 "  -h, --help             this help\n";

@@ -8,7 +8,9 @@
  * as they would otherwise spin (sched_yield) for a while after every
  * product and take a core from the pool's next loop. */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -25,6 +27,86 @@ static _Thread_local int in_job;
 
 static int nthreads;	/* 0: not decided yet */
 
+/* whether CPU c is in the list "0-3,8,10-11" (sysfs's format) */
+static int
+in_list(const char *s, int c)
+{
+	while (*s) {
+		char *e;
+		long a = strtol(s, &e, 10), b = a;
+		if (e == s)
+			return 0;
+		if (*e == '-')
+			b = strtol(e + 1, &e, 10);
+		if (c >= a && c <= b)
+			return 1;
+		s = *e == ',' ? e + 1 : e;
+		if (*s == '\n')
+			break;
+	}
+	return 0;
+}
+
+int
+pool_cores(const char *sys, const cpu_set_t *set)
+{
+	int n = 0;
+
+	for (int c = 0; c < CPU_SETSIZE; c++) {
+		if (!CPU_ISSET(c, set))
+			continue;
+		/* counted at the first CPU of its core that the set has */
+		char path[256], list[256];
+		snprintf(path, sizeof path, "%s/devices/system/cpu/cpu%d/topology/thread_siblings_list",
+		    sys, c);
+		FILE *f = fopen(path, "r");
+		int first = 1;
+		if (f && fgets(list, sizeof list, f))
+			for (int o = 0; o < c && first; o++)
+				first = !(CPU_ISSET(o, set) && in_list(list, o));
+		if (f)
+			fclose(f);
+		n += first;
+	}
+	return n;
+}
+
+int
+pool_quota(const char *sys)
+{
+	char path[256];
+	long long q, per;
+	int n = 0;
+
+	snprintf(path, sizeof path, "%s/fs/cgroup/cpu.max", sys);
+	FILE *f = fopen(path, "r");
+	if (f && fscanf(f, "%lld %lld", &q, &per) == 2 && q > 0 && per > 0)
+		n = (int)((q + per - 1) / per);
+	if (f)
+		fclose(f);
+	return n;
+}
+
+/* the default: a thread a core of the CPUs this process may run on (its
+ * affinity: taskset, a cgroup's cpuset, a batch system's share), the
+ * second thread of a core left out as PyTorch does (two threads of one
+ * core share its multiply units), at most the cgroup's CPU quota */
+static int
+default_threads(void)
+{
+	cpu_set_t set;
+	int n = 0;
+
+	if (sched_getaffinity(0, sizeof set, &set) == 0)
+		n = pool_cores("/sys", &set);
+	if (n < 1)
+		n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+	int q = pool_quota("/sys");
+	if (q > 0 && q < n)
+		n = q;
+	return n < 1 ? 1 : n > 1024 ? 1024 : n;
+}
+
 int
 mim_threads(void)
 {
@@ -39,9 +121,7 @@ mim_threads(void)
 			n = 0;
 	}
 	if (n <= 0)
-		n = sysconf(_SC_NPROCESSORS_ONLN);
-	if (n <= 0)
-		n = 1;
+		n = default_threads();
 	mim_set_threads((int)n);
 	return nthreads;
 }

@@ -107,6 +107,12 @@ check '--system: cpu, flags, openblas core, threads, onednn' \
 	'grep -q "^cpu: " "$T/sys" && grep -q "^flags:" "$T/sys" && grep -q "^openblas: core " "$T/sys" &&
 	 grep -q "^threads: [0-9]" "$T/sys" && grep -q "^onednn: " "$T/sys"'
 expect_fail '--system takes no FILE' 2 'mim-info --system "$T/two.mim"'
+# the default thread count: the CPUs the process may run on (taskset), one
+# a core; MIM_THREADS over it
+check '--system: one thread under taskset -c 0' \
+	'(unset MIM_THREADS; taskset -c 0 mim-info --system) | grep -q "^threads: 1$"'
+check '--system: MIM_THREADS=3 under taskset -c 0 is 3' \
+	'MIM_THREADS=3 taskset -c 0 mim-info --system | grep -q "^threads: 3$"'
 # the float products' library: oneDNN's sgemm, OpenBLAS's with MIM_SGEMM=openblas
 check '--system: float products through oneDNN by default' \
 	'grep -q "^float products: onednn sgemm$" "$T/sys" &&

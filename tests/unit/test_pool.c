@@ -8,8 +8,12 @@
 #include <string.h>
 #include <time.h>
 
+#include <stdio.h>
+#include <sys/stat.h>
+
 #include "mim.h"
 #include "mim/kern.h"
+#include "../../lib/pool_int.h"	/* pool_cores, pool_quota */
 #include "tap.h"
 
 static double
@@ -249,12 +253,90 @@ woken(void)
 	    "worker, woken", other);
 }
 
+/* a sysfs under dir: cpu c's siblings list sib[c] (NULL: no topology) */
+static void
+fake_sys(const char *dir, const char *const *sib, int n, const char *cpumax)
+{
+	char p[512];
+
+	for (int c = 0; c < n; c++) {
+		snprintf(p, sizeof p, "mkdir -p %s/devices/system/cpu/cpu%d/topology", dir, c);
+		if (system(p) != 0)
+			return;
+		snprintf(p, sizeof p, "%s/devices/system/cpu/cpu%d/topology/thread_siblings_list",
+		    dir, c);
+		if (sib[c]) {
+			FILE *f = fopen(p, "w");
+			fprintf(f, "%s\n", sib[c]);
+			fclose(f);
+		} else {
+			remove(p);
+		}
+	}
+	snprintf(p, sizeof p, "mkdir -p %s/fs/cgroup", dir);
+	if (system(p) != 0)
+		return;
+	snprintf(p, sizeof p, "%s/fs/cgroup/cpu.max", dir);
+	if (cpumax) {
+		FILE *f = fopen(p, "w");
+		fprintf(f, "%s\n", cpumax);
+		fclose(f);
+	} else {
+		remove(p);
+	}
+}
+
+static cpu_set_t
+cpus(const char *s)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	for (; *s; s++)
+		CPU_SET(*s - '0', &set);
+	return set;
+}
+
+/* the default thread count: a thread a core of the process's CPUs, at
+ * most the cgroup's quota */
+static void
+default_count(void)
+{
+	char dir[] = "/tmp/mim-sysXXXXXX";
+	if (!mkdtemp(dir)) {
+		tap(0, "mkdtemp");
+		return;
+	}
+	/* two cores of two threads each (CPUs 0 and 2 one core, 1 and 3 the
+	 * other), CPUs 4 and 5 cores of one, CPU 6 without topology, CPUs 7
+	 * and 8 one core again (a range) */
+	const char *sib[] = {"0,2", "1,3", "0,2", "1,3", "4", "5-5", NULL, "7-8", "7-8"};
+	fake_sys(dir, sib, 9, "250000 100000");
+	cpu_set_t a = cpus("0123"), b = cpus("02"), c = cpus("23"), d = cpus("012345678");
+	int na = pool_cores(dir, &a), nb = pool_cores(dir, &b), nc = pool_cores(dir, &c),
+	    nd = pool_cores(dir, &d);
+	tap(na == 2 && nb == 1 && nc == 2 && nd == 6, "cores of CPUs 0-3 (two threads a core): %d, "
+	    "of 0 and 2 (one core): %d, of 2 and 3: %d, of 0-8: %d (want 2 1 2 6)", na, nb, nc, nd);
+	int q1 = pool_quota(dir);
+	fake_sys(dir, sib, 0, "max 100000");
+	int q2 = pool_quota(dir);
+	fake_sys(dir, sib, 0, NULL);
+	int q3 = pool_quota(dir);
+	tap(q1 == 3 && q2 == 0 && q3 == 0, "cgroup quota 250000/100000: %d CPUs, max: %d, none: %d "
+	    "(want 3 0 0)", q1, q2, q3);
+	char rm[600];
+	snprintf(rm, sizeof rm, "rm -rf %s", dir);
+	if (system(rm) != 0)
+		tap(0, "rm %s", dir);
+}
+
 int
 main(void)
 {
 	/* (a short spin: waits that end spinning and waits that sleep, both
 	 * ways of waking, in one run; read at the pool's first wait) */
 	setenv("MIM_SPIN_US", "20", 1);
+	default_count();
 	every_task_once();
 	woken();
 	same_bytes();
