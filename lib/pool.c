@@ -87,12 +87,10 @@ pool_quota(const char *sys)
 	return n;
 }
 
-/* the default: a thread a core of the CPUs this process may run on (its
- * affinity: taskset, a cgroup's cpuset, a batch system's share), the
- * second thread of a core left out as PyTorch does (two threads of one
- * core share its multiply units), at most the cgroup's CPU quota */
-static int
-default_threads(void)
+/* the default thread count: the second thread of a core left out as
+ * PyTorch does (two threads of one core share its multiply units) */
+int
+mim_cores(void)
 {
 	cpu_set_t set;
 	int n = 0;
@@ -121,7 +119,7 @@ mim_threads(void)
 			n = 0;
 	}
 	if (n <= 0)
-		n = default_threads();
+		n = mim_cores();
 	mim_set_threads((int)n);
 	return nthreads;
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "mim/pool.h"
 #include "step/dp.h"
 
 int dp_rank = 0, dp_world = 1;
@@ -166,7 +167,7 @@ dp_threads(void)
 	if (sched_getaffinity(0, sizeof set, &set) == 0)
 		n = CPU_COUNT(&set);
 	if (n >= 1 && n < online)
-		return n;
-	n = (int)(online / dp_local_size());
+		return mim_cores();	/* bound: its cores */
+	n = mim_cores() / dp_local_size();
 	return n < 1 ? 1 : n;
 }

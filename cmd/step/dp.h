@@ -26,7 +26,8 @@ int dp_init(enum dp_mode mode);
 int dp_on(void);
 /* Threads of a rank that neither --threads nor MIM_THREADS sets: the
  * cores mpirun bound it to, or when it is not bound (--bind-to none) an
- * equal share of the node's cores. 0 without MPI or with MIM_THREADS. */
+ * equal share of the node's cores (mim_cores: a core's second hardware
+ * thread left out). 0 without MPI or with MIM_THREADS. */
 int dp_threads(void);
 /* Ranks on this node (OMPI_COMM_WORLD_LOCAL_SIZE; dp_world if unknown). */
 int dp_local_size(void);
