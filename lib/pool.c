@@ -1,12 +1,14 @@
-/* pool.c -- the library's threads: one knob, mim_threads(), and one set
- * of threads, the pool below, whose workers sleep on a condition variable
- * between jobs (after a short wait for the next one). The pool also owns OpenBLAS's own thread count (gemm.c
- * calls BLAS, but the count is global): 1 while a job runs, since any
- * task may call sgemm, and OpenBLAS's threads for a large product only
- * when they are asked for (MIM_GEMM_THREADS=blas, mim_gemm_blas_threads;
- * in bf16 it gives oneDNN's OpenMP team the product: lib/onednn.c),
- * as they would otherwise spin (sched_yield) for a while after every
- * product and take a core from the pool's next loop. */
+/* pool.c -- the library's threads: one knob, mim_threads() (by default a
+ * thread a core of the CPUs the process may run on: mim_cores()), and one
+ * set of threads, the pool below, whose workers sleep on a condition
+ * variable between jobs (after a wait for the next one). The pool also
+ * owns OpenBLAS's own thread count (gemm.c calls BLAS, but the count is
+ * global): 1 while a job runs, since any task may call sgemm, and
+ * OpenBLAS's threads for a large product only when they are asked for
+ * (MIM_GEMM_THREADS=blas, mim_gemm_blas_threads; in bf16 it gives oneDNN's
+ * OpenMP team the product: lib/onednn.c), as they would otherwise spin
+ * (sched_yield) for a while after every product and take a core from the
+ * pool's next loop. */
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -154,11 +156,12 @@ pool_blas_threaded(void)
 /* ---- thread pool ----------------------------------------------------------
  * A job is n tasks; the caller and the workers claim them (a run of them
  * at a time, claim()) from a ticket that carries the job's generation, so
- * a worker that is late can never take a task of the next job. Between jobs a worker watches for
- * the next one for a while (SPIN_NS, MIM_SPIN_US: the model's loops follow
- * each other within microseconds, and waking a sleeping thread costs tens
- * of microseconds, more in a virtual machine), then sleeps on a condition
- * variable; the caller waits for the last task the same way. Nothing spins
+ * a worker that is late can never take a task of the next job. Between
+ * jobs a worker watches for the next one for a while (SPIN_NS,
+ * MIM_SPIN_US: the model's loops follow each other within microseconds,
+ * and waking a sleeping thread costs tens of microseconds, more in a
+ * virtual machine), then sleeps on a condition variable; the caller waits
+ * for the last task the same way. Nothing spins
  * longer than that: a busy machine loses at most SPIN_NS per job. 300 us:
  * a worker whose task ends early in a job, or who waits out the caller's
  * serial set-up between two, should not have gone to sleep when the next
@@ -332,11 +335,11 @@ worker(void *arg)
 }
 
 /* ---- the forecast (mim_pool_forecast) ----------------------------------
- * A job's tasks run one after another on the caller, each claim's (claim())
- * timed, and are dealt out on paper as the pool deals them: claim by
- * claim, in ticket order, to whichever of the nt threads is free first. The job would take the
- * latest of those threads' finishing times; fc_saved adds up what that
- * saves on running its tasks in a row. */
+ * A job's tasks run one after another on the caller, each claim's
+ * (claim()) timed, and are dealt out on paper as the pool deals them:
+ * claim by claim, in ticket order, to whichever of the nt threads is free
+ * first. The job would take the latest of those threads' finishing times;
+ * fc_saved adds up what that saves on running its tasks in a row. */
 
 static int forecast;
 static double fc_saved;
