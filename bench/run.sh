@@ -25,7 +25,7 @@
 #
 # Environment:
 #   BENCH_BATCHES   batch sizes (default "8 32")
-#   BENCH_THREADS   threads for both sides (default: all CPUs)
+#   BENCH_THREADS   threads for both sides (default: mim's, a thread a core)
 #   BENCH_ROUNDS    rounds per row, the two sides taking turns; each side's
 #                   figure is its best round (default 2)
 #   BENCH_WARMUP, BENCH_STEPS   steps before timing / timed (default 2 and 5
@@ -69,7 +69,9 @@ IMAGES=${BENCH_IMAGES:-/usr/share/wallpapers}
 [ -d "$IMAGES" ] || [ -z "$BUNDLE" ] || IMAGES=$TOP/bench/images
 MODELS=${*:-vit-tiny swin-tiny vit-base swin-base}
 BATCHES=${BENCH_BATCHES:-8 32}
-NT=${BENCH_THREADS:-$(nproc)}
+# mim's own default: a thread a core of the CPUs this process may use
+NT=${BENCH_THREADS:-$(env -u MIM_THREADS "$BIN/mim-info" --system | sed -n 's/^threads: //p')}
+NT=${NT:-$(nproc)}
 ROUNDS=${BENCH_ROUNDS:-2}
 SKIP=${BENCH_SKIP:-}
 if [ -z "${BENCH_PRECISIONS:-}" ] && "$BIN/mim-info" --system | grep -q 'bf16 products yes'; then

@@ -27,7 +27,7 @@
 # OUT.tar.gz with the tables (bench/report.py), also after a time-out.
 #
 # Environment: SERVER_PARTS (words of: pool cut forecast sweep rows profile;
-# default all six), SERVER_THREADS (default: all CPUs), SERVER_MODELS (default
+# default all six), SERVER_THREADS (default: mim's, a thread a core), SERVER_MODELS (default
 # the four, base ones first), SERVER_PROFILE (models to profile, default vit-base
 # swin-base), SERVER_T_POOL, SERVER_T_CUT, SERVER_T_FORECAST, SERVER_T_SWEEP,
 # SERVER_T_ROWS, SERVER_T_PROFILE (seconds, default 45, 150, 90, 110, 330, 40);
@@ -36,10 +36,12 @@ set -u
 cd "$(dirname "$0")/.."
 TOP=$(pwd)
 out=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
-NT=${SERVER_THREADS:-$(nproc)}
 PY=${BENCH_PYTHON:-python3}
 R=$(mktemp -d)
 export LD_LIBRARY_PATH="$TOP/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# mim's own default: a thread a core of the CPUs this process may use
+NT=${SERVER_THREADS:-$(env -u MIM_THREADS "$TOP/bin/mim-info" --system | sed -n 's/^threads: //p')}
+NT=${NT:-$(nproc)}
 log() { echo "# server.sh: $* ($(date -u +%H:%M:%S))" >&2; }
 
 pack() {
