@@ -1,6 +1,8 @@
-/* test_pool.c -- the pool (lib/pool.c): every task of every job runs
- * once, and has run when mim_parallel returns, however the threads come
- * late or sleep between jobs; and its forecast (mim_pool_forecast,
+/* test_pool.c -- the pool (lib/pool.c): its default thread count (a
+ * thread a core of the process's CPUs, at most a cgroup's quota, on a
+ * fake sysfs); every task of every job runs once, and has run when
+ * mim_parallel returns, however the threads come late or sleep between
+ * jobs; and its forecast (mim_pool_forecast,
  * bench/stepbench --forecast): the work cut for T threads gives the bytes
  * T threads give, and the time it says T threads save is the pool's deal
  * of the tasks' own times (task i, in order, to the thread free first: 10
