@@ -58,8 +58,8 @@ fwd_rows(void *p, size_t lo, size_t hi)
 	 * the stack, G at a time, and from there into the copy; else into
 	 * out, and the copy (if any) from there every 16 rows */
 	float stage[STAGE];
-	size_t G = j->yb && C <= STAGE ? (size_t)(STAGE / C < 16 ? STAGE / C : 16) : 16;
 	int staged = j->yb && C <= STAGE;
+	size_t G = staged && STAGE / C < 16 ? (size_t)(STAGE / C) : 16;
 
 	for (size_t r = lo; r < hi; r++) {
 		const float *x = j->inp + src(j, r) * C;

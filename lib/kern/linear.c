@@ -62,23 +62,23 @@ gelu_block(void *p, int m0, int m1, int n0, int n1)
 		size_t o = (size_t)r * a->ld + n0;
 		if (a->b)
 			vadd_to(a->pre + o, a->b + n0, (size_t)(n1 - n0));
-		if (a->train && a->yb) {
+		if (a->yb) {
 			/* bf16 training: the GELU's output is read only through
 			 * its kept copy (fc2's product and weight gradient),
 			 * so the float goes no further than the stack */
 			for (int c = 0; c < n1 - n0; c += SPAN) {
 				int w = n1 - n0 - c < SPAN ? n1 - n0 - c : SPAN;
-				gelu_dgelu_span(t, a->pre + o + c, a->pre + o + c, (size_t)w);
+				if (a->train)
+					gelu_dgelu_span(t, a->pre + o + c, a->pre + o + c, (size_t)w);
+				else
+					gelu_span(t, a->pre + o + c, (size_t)w);
 				mim_gemm_round(a->yb + o + c, 0, t, 0, 1, w);
 			}
-			continue;
-		}
-		if (a->train)
+		} else if (a->train) {
 			gelu_dgelu_span(a->out + o, a->pre + o, a->pre + o, (size_t)(n1 - n0));
-		else
+		} else {
 			gelu_span(a->out + o, a->pre + o, (size_t)(n1 - n0));
-		if (a->yb)
-			mim_gemm_round(a->yb + o, 0, a->out + o, 0, 1, n1 - n0);
+		}
 	}
 }
 
