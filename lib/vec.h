@@ -70,13 +70,20 @@ vstore_n(float *p, v8f v, int n)
 typedef float v4f __attribute__((vector_size(16)));
 typedef double v4d __attribute__((vector_size(32)));
 
-/* 4 floats at p widened to doubles */
+/* 4 floats at p widened to doubles (exactly). With AVX one vcvtps2pd
+ * from memory: GCC 12 lowers __builtin_convertvector to two 2-lane
+ * conversions, a second load and an insert, and every double sum of the
+ * library (column sums, LayerNorm's moments) is bound by this */
 VINLINE v4d
 vload4d(const float *p)
 {
+#if defined(__AVX__)
+	return (v4d)_mm256_cvtps_pd(_mm_loadu_ps(p));
+#else
 	v4f v;
 	memcpy(&v, p, sizeof v);
 	return __builtin_convertvector(v, v4d);
+#endif
 }
 
 VINLINE double
