@@ -55,6 +55,7 @@
 #include "mim/gemm.h"
 #include "mim/prof.h"
 #include "mim/stream.h"
+#include "amx.h"
 #include "blas.h"
 #include "onednn.h"
 #include "vec.h"
@@ -160,12 +161,40 @@ onednn_takes(int ta, int lda)
 	return mim_gemm_sgemm() == MIM_SGEMM_ONEDNN && !(ta && lda % 512 == 0);
 }
 
-/* The operands of a product: float as given, or rounded to bfloat16
- * (bf16 set) into buffers with row lengths lda, ldb. */
+/* The operands of a product: float as given (bf16 0), or rounded to
+ * bfloat16 into buffers with row lengths lda, ldb (1: for oneDNN; 2: for
+ * lib/amx.c, op(A) row-major and B as amx_pack lays it out, ldb its
+ * pairs a row). */
 struct operands {
 	int bf16, ta, tb, lda, ldb;
 	const void *A, *B;
 };
+
+static int amx_mode = -1;	/* mim_gemm_set_amx; -1: MIM_GEMM_AMX not read yet */
+
+void
+mim_gemm_set_amx(int on)
+{
+	amx_mode = on;
+}
+
+int
+mim_gemm_amx(void)
+{
+	if (amx_mode < 0) {
+		const char *s = getenv("MIM_GEMM_AMX");
+		amx_mode = !(s && strcmp(s, "0") == 0);
+	}
+	return amx_mode && amx_ready();
+}
+
+/* whether lib/amx.c runs this bf16 product */
+static int
+use_amx(int ta, int N, int K, float alpha, float beta)
+{
+	return alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && amx_takes(ta, N, K) &&
+	    mim_gemm_amx();
+}
 
 /* op(A) rows [m0, m0+M) x columns [k0, k0+K) times op(B) rows [k0, k0+K)
  * x columns [n0, n0+N) of o, into C; bias (its columns [n0, n0+N), with
@@ -183,6 +212,24 @@ leaf(const struct operands *o, int m0, int n0, int k0, int M, int N, int K, floa
 		for (int i = 0; i < M; i++)
 			memcpy(C + (size_t)i * ldc, bias + n0, (size_t)N * sizeof *C);
 		beta = 1;
+	}
+	if (o->bf16 == 2) {	/* (ta 0; k0 a multiple of 64, n0 of 16) */
+		const uint16_t *A = (const uint16_t *)o->A + (size_t)m0 * o->lda + k0;
+		const uint32_t *V = (const uint32_t *)o->B + (size_t)k0 / 2 * o->ldb + n0;
+		if (amx_gemm(M, N, K, A, o->lda, V, o->ldb, bias ? bias + n0 : NULL, beta != 0,
+		        C, ldc) == 0)
+			return;
+		/* (out of memory: the same sums in float, slowly) */
+		for (int i = 0; i < M; i++)
+			for (int j = 0; j < N; j++) {
+				float s = 0;
+				for (int k = 0; k < K; k++)
+					s += mim_bf16_to_f32(A[(size_t)i * o->lda + k]) *
+					    mim_bf16_to_f32((uint16_t)(V[(size_t)k / 2 * o->ldb + j] >> 16 * (k % 2)));
+				float *c = &C[(size_t)i * ldc + j];
+				*c = s + (bias ? bias[n0 + j] : beta == 0 ? 0 : *c);
+			}
+		return;
 	}
 	if (o->bf16) {
 		const uint16_t *A = (const uint16_t *)o->A + ao, *B = (const uint16_t *)o->B + bo;
@@ -486,6 +533,21 @@ mim_gemm_keep_colsums(const float *x, int rows, int cols, int ch, double *sums)
 	return made ? 0 : -1;
 }
 
+/* whether x has a kept copy (made or to be made): its floats may not be
+ * written (a producer that makes the copy need not) */
+static int
+is_kept(const float *x)
+{
+	int k;
+
+	if (!nkept)
+		return 0;
+	pthread_mutex_lock(&kept_mu);
+	k = find(x) != NULL;
+	pthread_mutex_unlock(&kept_mu);
+	return k;
+}
+
 /* rows x cols floats at stride ldx into buffer i, packed, or x's kept copy;
  * NULL when out of memory */
 static const uint16_t *
@@ -502,6 +564,41 @@ to_bf16(int i, const float *x, int ldx, int rows, int cols)
 	c.y = y;
 	conv_all(&c);
 	return y;
+}
+
+/* op(B) (K,N) packed for lib/amx.c into buffer 1: (K/2, N) pairs, over
+ * the pool in rows of 16 pairs when large; NULL when out of memory */
+struct pairs {
+	uint32_t *V;
+	const float *B;
+	int ldb, tb, K, N, per;
+};
+
+static void
+pairs_task(void *p, int i)
+{
+	const struct pairs *j = p;
+	int k0 = i * j->per, k1 = k0 + j->per < j->K / 2 ? k0 + j->per : j->K / 2;
+
+	amx_pack(j->V, j->N, j->B, j->ldb, j->tb, j->K, j->N, k0, k1);
+}
+
+static const uint32_t *
+to_pairs(const float *B, int ldb, int tb, int K, int N)
+{
+	uint32_t *V = (uint32_t *)buffer(1, (size_t)K * N);	/* (K/2 x N pairs) */
+	struct pairs j = {V, B, ldb, tb, K, N, K / 2};
+
+	if (!V)
+		return NULL;
+	if ((size_t)K * N >= 1 << 16 && !pool_in_job() && mim_threads() > 1) {
+		int tasks = (K / 2 + 15) / 16;
+		j.per = 16 * ((tasks + 2 * mim_threads() - 1) / (2 * mim_threads()));
+		mim_parallel((K / 2 + j.per - 1) / j.per, pairs_task, &j);
+	} else {
+		pairs_task(&j, 0);
+	}
+	return V;
 }
 
 /* ---- the cut ------------------------------------------------------------------
@@ -736,11 +833,18 @@ product(int ta, int tb, int M, int N, int K, float alpha, const float *A, int ld
 
 	mim_blas_setup();
 	if (precision == MIM_PREC_BF16 && ((double)M * N * K > SMALL_MACS || !use_smm())) {
-		/* op(A) and op(B) as stored (transposed or not), packed */
+		/* op(A) and op(B) as stored (transposed or not), packed; for
+		 * lib/amx.c op(B) in its pairs */
 		const uint16_t *a = to_bf16(0, A, lda, ta ? K : M, ta ? M : K);
-		const uint16_t *b = to_bf16(1, B, ldb, tb ? N : K, tb ? K : N);
-		if (a && b)	/* (else float, rather than fail) */
-			o = (struct operands){1, ta, tb, ta ? M : K, tb ? K : N, a, b};
+		if (use_amx(ta, N, K, alpha, beta) && !is_kept(B)) {
+			const uint32_t *v = to_pairs(B, ldb, tb, K, N);
+			if (a && v)	/* (else float, rather than fail) */
+				o = (struct operands){2, ta, tb, K, N, a, v};
+		} else {
+			const uint16_t *b = to_bf16(1, B, ldb, tb ? N : K, tb ? K : N);
+			if (a && b)
+				o = (struct operands){1, ta, tb, ta ? M : K, tb ? K : N, a, b};
+		}
 	}
 	int whole = shared_whole(M, N, K, nt);
 

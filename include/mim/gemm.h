@@ -73,6 +73,17 @@ void mim_gemm_set_sgemm(enum mim_sgemm b);
 enum mim_sgemm mim_gemm_sgemm(void);
 const char *mim_sgemm_name(enum mim_sgemm b);
 
+/* bf16: the products whose op(A) is not transposed (a Linear's forward and
+ * input gradient; N a multiple of 16, K of 32, alpha 1, beta 0 or 1) on
+ * AMX tiles by lib/amx.c, where the CPU has AMX-BF16: 1 (the default),
+ * or 0, oneDNN's matmul as for every other bf16 product (also
+ * MIM_GEMM_AMX=0 in the environment). Both sum the bf16 products in
+ * float; they differ in the last place. For the bench and the tests. */
+void mim_gemm_set_amx(int on);
+/* 1 when those bf16 products go to lib/amx.c: set (above) and the CPU and
+ * Linux allow the tiles; else 0 (oneDNN). */
+int mim_gemm_amx(void);
+
 /* bf16: keep x's bfloat16 copy, made by the next product that reads x,
  * for the products after it (x the same stored matrix: pointer, row
  * length and shape), until mim_gemm_drop(x); NULL drops every kept copy.

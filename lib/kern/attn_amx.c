@@ -22,8 +22,8 @@
  * cut off (masked) before the softmax and the padded rows of any result
  * are never stored.
  *
- * AMX state: the process asks Linux for it once (arch_prctl
- * ARCH_REQ_XCOMP_PERM); each head loads its tile configuration and
+ * AMX state: the process asks Linux for it once (amx_ready, lib/amx.c:
+ * arch_prctl ARCH_REQ_XCOMP_PERM); each head loads its tile configuration and
  * releases the tiles at the end, since oneDNN on the same threads loads
  * its own. Built for any target through function attributes; attention.c
  * calls it only where attn_amx_ok says the CPU and the OS allow it. */
@@ -35,20 +35,14 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && \
     (defined(__clang__) || __GNUC__ >= 11)
 #include <immintrin.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
+#include "../amx.h"
+#include "../amxtile.h"
 #include "../tr8.h"
 #include "smax16.h"
 
-#define AMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl," \
-	"avx512bf16,avx2,fma")))
-
 #define NPMAX 224	/* N padded to 16 (and to 32 as K): ViT's 145 at 192 px, 197 at 224 */
 #define DPMAX 64	/* D padded to 32 */
-
-#define ARCH_REQ_XCOMP_PERM 0x1023
-#define XFEATURE_XTILEDATA 18
 
 /* the operands of one head (sizes for N 145 -> 160, D 64):
  * qa   A (Np, Dp) bf16: q forward, dO backward
@@ -65,20 +59,6 @@ static _Thread_local uint32_t vb[NPMAX / 2 * DPMAX] __attribute__((aligned(64)))
 static _Thread_local float sb[32 * NPMAX] __attribute__((aligned(64)));
 static _Thread_local float ob[16 * 16] __attribute__((aligned(64)));
 
-/* LDTILECFG's 64 bytes: palette 1, tiles 0-7 all 16 rows of 64 bytes
- * (16 floats, 32 bf16 or 16 pairs) */
-struct tilecfg {
-	uint8_t palette, start_row, reserved[14];
-	uint16_t colsb[16];
-	uint8_t rows[16];
-};
-
-static const struct tilecfg cfg __attribute__((aligned(64))) = {
-	.palette = 1,
-	.colsb = {64, 64, 64, 64, 64, 64, 64, 64},
-	.rows = {16, 16, 16, 16, 16, 16, 16, 16},
-};
-
 static int
 up(int x, int m)
 {
@@ -88,14 +68,7 @@ up(int x, int m)
 int
 attn_amx_ok(int N, int D)
 {
-	static int have = -1;
-
-	if (have < 0) {
-		const struct mim_cpu *c = mim_cpu();
-		have = c->amx_bf16 && c->avx512_bf16 && c->avx512 &&
-		    syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
-	}
-	return have && N >= 1 && N <= NPMAX && D % 16 == 0 && D >= 16 && D <= DPMAX;
+	return amx_ready() && N >= 1 && N <= NPMAX && D % 16 == 0 && D >= 16 && D <= DPMAX;
 }
 
 /* the first n of 16 lanes (none for n <= 0) */
@@ -104,10 +77,6 @@ lanes(int n)
 {
 	return (__mmask16)(n >= 16 ? 0xffff : n <= 0 ? 0 : (1u << n) - 1);
 }
-
-/* tiles' loads read memory the asm does not name: a barrier so that the
- * packing is stored before them */
-#define BARRIER() __asm__ volatile("" ::: "memory")
 
 /* tile t of C, tile row i (C's rows 16i..) and column j, to C (ldc floats
  * apart) times alpha; only rows under M (through ob where some are not, or
@@ -142,22 +111,7 @@ blk(int r2, int c2, int i, int j, int kt, const char *A, size_t lda, const char 
 		if (c2)
 			_tile_zero(3);
 	}
-	for (int k = 0; k < kt; k++) {
-		const char *ak = a + 64 * k, *bk = b + (size_t)16 * k * ldb;
-		_tile_loadd(4, ak, lda);
-		_tile_loadd(6, bk, ldb);
-		if (c2)
-			_tile_loadd(7, bk + 64, ldb);
-		_tile_dpbf16ps(0, 4, 6);
-		if (c2)
-			_tile_dpbf16ps(1, 4, 7);
-		if (r2) {
-			_tile_loadd(5, ak + 16 * lda, lda);
-			_tile_dpbf16ps(2, 5, 6);
-			if (c2)
-				_tile_dpbf16ps(3, 5, 7);
-		}
-	}
+	amx_dot(r2, c2, kt, a, lda, b, ldb);
 	STORE(0, i, j);
 	if (c2)
 		STORE(1, i, j + 1);
@@ -287,7 +241,7 @@ attn_amx_forward(const float *q, const float *k, const float *v, ptrdiff_t ld,
 {
 	int Np = up(N, 16), Kp = up(N, 32), Dp = up(D, 32), nv = Np / 16;
 
-	_tile_loadconfig(&cfg);
+	_tile_loadconfig(&amx_cfg);
 	rows_bf16(qa, Dp, q, ld, N, D, Np, Dp);
 	rows_bf16((uint16_t *)tb, Dp, k, ld, N, D, Np, Dp);
 	tr_dw(kb, Np, tb, Dp / 2, Np, Dp / 2);
@@ -320,7 +274,7 @@ attn_amx_backward(const float *q, const float *k, const float *v, ptrdiff_t ld,
 {
 	int Np = up(N, 16), Kp = up(N, 32), Dp = up(D, 32), nv = Np / 16, l = (int)ld;
 
-	_tile_loadconfig(&cfg);
+	_tile_loadconfig(&amx_cfg);
 	/* dv = P^T dO: A = P^T, the pairs of P's rows transposed */
 	vnni(tb, Np, P, N, N, N, Kp / 2, Np);
 	tr_dw((uint32_t *)pa, Kp / 2, tb, Np, Kp / 2, Np);

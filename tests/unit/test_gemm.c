@@ -1,7 +1,8 @@
 /* test_gemm.c -- mim_gemm against a product in double: float and bf16
  * precision, every transpose, alpha and beta, the cut over the pool, the
  * epilogue, batches, the grids of blocks the cut makes (rows, columns,
- * slices of K) at many threads, through oneDNN's sgemm and OpenBLAS's; and
+ * slices of K) at many threads, through oneDNN's sgemm and OpenBLAS's;
+ * the AMX tiles' kernel (lib/amx.c) on its own and behind mim_gemm; and
  * OpenBLAS's kernels against the CPU (lib/blas.c).
  * t-mim-info.sh runs it again with OpenBLAS made to choose Prescott. */
 #include <stdio.h>
@@ -9,6 +10,7 @@
 
 #include "mim.h"
 #include "mim/kern.h"
+#include "../../lib/amx.h"	/* amx_ready, amx_pack, amx_gemm */
 #include "tap.h"
 
 /* deterministic values in [-1, 1) */
@@ -568,6 +570,131 @@ filled(void)
 		free(p[k]), free(q[k]);
 }
 
+/* lib/amx.c's kernel on its own: the pairs exact (each float rounded to
+ * nearest even), and C from 0, the bias or C itself against the double
+ * sums of the rounded operands, on shapes that leave tails (rows past a
+ * multiple of 32 or 16, a last single column tile, several panels), with
+ * padded strides; nothing written past M rows or N columns */
+static void
+amx_kernel(void)
+{
+	static const int sh[][3] = {
+		{1, 16, 32}, {37, 48, 64}, {45, 16, 96}, {64, 96, 32}, {100, 592, 96},
+		{33, 32, 1024}, {70, 1056, 640},
+	};
+
+	for (size_t s = 0; s < sizeof sh / sizeof *sh; s++)
+		for (int tb = 0; tb < 2; tb++) {
+			int M = sh[s][0], N = sh[s][1], K = sh[s][2];
+			int lda = K + 16, ldb = tb ? K + 3 : N + 5, ldv = N + 16, ldc = N + 7;
+			size_t nb = (size_t)(tb ? N : K) * ldb, nc = (size_t)(M + 1) * ldc;
+			float *Af = malloc((size_t)M * K * sizeof *Af), *B = malloc(nb * sizeof *B);
+			float *bias = malloc((size_t)N * sizeof *bias), *C = malloc(nc * sizeof *C);
+			uint16_t *A = malloc((size_t)M * lda * sizeof *A);
+			uint32_t *V = malloc((size_t)K / 2 * ldv * sizeof *V);
+			double *R = malloc(nc * sizeof *R);
+
+			fill(Af, (size_t)M * K, 31 + M);
+			fill(B, nb, 32 + N);
+			fill(bias, (size_t)N, 33);
+			for (int i = 0; i < M; i++)
+				for (int k = 0; k < K; k++)
+					A[(size_t)i * lda + k] = mim_f32_to_bf16(Af[(size_t)i * K + k]);
+			/* in two calls where there are two rows of 16 pairs */
+			int half = K / 2 > 16 ? K / 2 / 32 * 16 : K / 2;
+			if (half == 0)
+				half = 16;
+			amx_pack(V, ldv, B, ldb, tb, K, N, 0, half);
+			if (half < K / 2)
+				amx_pack(V, ldv, B, ldb, tb, K, N, half, K / 2);
+			int exact = 1;
+			for (int k = 0; k < K; k++)
+				for (int n = 0; n < N; n++) {
+					float b = tb ? B[(size_t)n * ldb + k] : B[(size_t)k * ldb + n];
+					uint16_t w = (uint16_t)(V[(size_t)k / 2 * ldv + n] >> 16 * (k % 2));
+					exact &= w == mim_f32_to_bf16(b);
+				}
+			tap(exact, "amx_pack %d x %d tb %d: the pairs, each float rounded to nearest even",
+			    K, N, tb);
+			for (int mode = 0; mode < 3; mode++) {	/* 0, the bias, C */
+				fill(C, nc, 34 + mode);
+				for (int i = 0; i <= M; i++)
+					for (int j = 0; j < ldc; j++) {
+						float c = C[(size_t)i * ldc + j];
+						double r = mode == 2 ? c : mode == 1 ? bias[j < N ? j : 0] : 0;
+						for (int k = 0; i < M && j < N && k < K; k++) {
+							float b = tb ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
+							r += (double)mim_bf16_to_f32(A[(size_t)i * lda + k]) *
+							    mim_bf16_to_f32(mim_f32_to_bf16(b));
+						}
+						R[(size_t)i * ldc + j] = i < M && j < N ? r : c;
+					}
+				int rc = amx_gemm(M, N, K, A, lda, V, ldv, mode == 1 ? bias : NULL, mode == 2,
+				    C, ldc);
+				int outside = 1;	/* the padding columns and the row past M */
+				for (int i = 0; i <= M; i++)
+					for (int j = 0; j < ldc; j++)
+						if (i == M || j >= N)
+							outside &= C[(size_t)i * ldc + j] == (float)R[(size_t)i * ldc + j];
+				double e = relnorm(C, R, M, N, ldc);
+				tap(rc == 0 && e < 1e-6 && outside,
+				    "amx_gemm %dx%dx%d tb %d from %s: error %.2e, nothing written outside C",
+				    M, N, K, tb, mode == 0 ? "0" : mode == 1 ? "the bias" : "C", e);
+			}
+			free(Af), free(B), free(bias), free(C), free(A), free(V), free(R);
+		}
+}
+
+/* bf16 products that lib/amx.c takes (op(A) as stored, N a multiple of 16,
+ * K of 32) through mim_gemm, with its kernel and with oneDNN's matmul
+ * (mim_gemm_set_amx 0): each within float's sums of the rounded operands,
+ * the two within the last places of each other; with the bias; cut into
+ * columns and into slices of K (grids forced at 4 threads) */
+static void
+amx_products(void)
+{
+	static const int sh[][3] = {{1160, 96, 64}, {301, 48, 320}, {700, 400, 128}};	/* (over 4M multiply-adds: bf16) */
+
+	for (size_t s = 0; s < sizeof sh / sizeof *sh; s++)
+		for (int tb = 0; tb < 2; tb++)
+			for (int beta = 0; beta < 2; beta++) {
+				int M = sh[s][0], N = sh[s][1], K = sh[s][2];
+				double e[2], r[2];
+				for (int a = 0; a < 2; a++) {
+					mim_gemm_set_amx(a);
+					e[a] = check(0, tb, M, N, K, 1, (float)beta, &r[a]);
+				}
+				mim_gemm_set_amx(1);
+				tap(r[0] < 1e-5 && r[1] < 1e-5 && fabs(e[0] - e[1]) < 1e-5 * e[0],
+				    "bf16 %dx%dx%d tb %d beta %d: AMX tiles %.2e, oneDNN %.2e against the rounded "
+				    "operands", M, N, K, tb, beta, r[1], r[0]);
+			}
+	int M = 577, N = 384, K = 256;
+	float *A = malloc((size_t)M * K * sizeof *A), *W = malloc((size_t)N * K * sizeof *W);
+	float *b = malloc((size_t)N * sizeof *b), *C = malloc((size_t)M * N * sizeof *C);
+	double *R = malloc((size_t)M * N * sizeof *R);
+	fill(A, (size_t)M * K, 41);
+	fill(W, (size_t)N * K, 42);
+	fill(b, (size_t)N, 43);
+	for (int i = 0; i < M; i++)
+		for (int j = 0; j < N; j++)
+			R[(size_t)i * N + j] = b[j];
+	ref(0, 1, M, N, K, 1, A, K, W, K, 1, R, N, 1);
+	int nt = mim_threads();
+	static const int grid[][3] = {{0, 0, 0}, {1, 2, 1}, {2, 2, 1}, {1, 1, 4}, {2, 1, 2}};
+	mim_set_threads(4);
+	for (size_t g = 0; g < sizeof grid / sizeof *grid; g++) {
+		mim_gemm_set_grid(grid[g][0] ? grid[g] : NULL);
+		mim_gemm_bias(0, 1, M, N, K, A, K, W, K, b, C, N);
+		double e = relnorm(C, R, M, N, N);
+		tap(e < 1e-5, "bf16 bias %dx%dx%d on AMX tiles, grid %dx%dx%d: error %.2e against "
+		    "the rounded operands", M, N, K, grid[g][0], grid[g][1], grid[g][2], e);
+	}
+	mim_gemm_set_grid(NULL);
+	mim_set_threads(nt);
+	free(A), free(W), free(b), free(C), free(R);
+}
+
 int
 main(void)
 {
@@ -610,6 +737,12 @@ main(void)
 	bias("bf16");
 	keep();
 	filled();
+	if (amx_ready()) {
+		amx_kernel();
+		amx_products();
+	} else {
+		printf("skip - no AMX tiles here (CPU or Linux): lib/amx.c not run\n");
+	}
 	tap(mim_gemm_set_precision(MIM_PREC_FP32) == 0 && mim_gemm_precision() == MIM_PREC_FP32,
 	    "back to float");
 	double rerr, e = check(0, 0, 64, 48, 40, 1, 0, &rerr);
