@@ -6,7 +6,8 @@
  * goes. Prints one JSON object on stdout; --profile adds a table on stderr.
  *
  *   stepbench [-t threads] [-b batch] [-s img_size] [-w warmup] [-n steps]
- *             [--encode] [--profile] [--ab-blas | --ab-cut | --ab-sgemm] [--precision P]
+ *             [--encode] [--profile] [--ab-blas | --ab-cut | --ab-sgemm | --ab-amx]
+ *             [--precision P]
  *             [--forecast T] PRESET
  *
  * --ab-blas alternates steps between products cut over libmim's pool and
@@ -16,7 +17,9 @@
  * the same between the products' grid (the default) and the
  * one-dimensional cut (MIM_CUT_1D), with the CPU time of each side;
  * --ab-sgemm between the float products' backends (mim_gemm_set_sgemm:
- * oneDNN's sgemm, the default, and OpenBLAS's).
+ * oneDNN's sgemm, the default, and OpenBLAS's); --ab-amx between the bf16
+ * products on AMX tiles by lib/amx.c (the default) and oneDNN's matmul for
+ * all of them (mim_gemm_set_amx 0; with --precision bf16).
  *
  * --precision bf16: the products in bfloat16 (mim_gemm_set_precision).
  *
@@ -81,6 +84,8 @@ main(int argc, char **argv)
 			ab = 2;
 		else if (!strcmp(a, "--ab-sgemm"))
 			ab = 3;
+		else if (!strcmp(a, "--ab-amx"))
+			ab = 4;
 		else if (!strcmp(a, "--forecast") && i + 1 < argc)
 			fc = atoi(argv[++i]);
 		else if (!strcmp(a, "--precision") && i + 1 < argc) {
@@ -95,7 +100,7 @@ main(int argc, char **argv)
 			preset = a;
 		else {
 			fprintf(stderr, "usage: stepbench [-t threads] [-b batch] [-s img_size] "
-			    "[-w warmup] [-n steps] [--encode] [--profile] [--ab-blas | --ab-cut | --ab-sgemm] [--precision P] "
+			    "[-w warmup] [-n steps] [--encode] [--profile] [--ab-blas | --ab-cut | --ab-sgemm | --ab-amx] [--precision P] "
 			    "[--forecast T] PRESET\n");
 			return 2;
 		}
@@ -162,6 +167,8 @@ main(int argc, char **argv)
 			mim_gemm_set_cut(s % 2 ? MIM_CUT_1D : MIM_CUT_AUTO);
 		else if (ab == 3)
 			mim_gemm_set_sgemm(s % 2 ? MIM_SGEMM_OPENBLAS : MIM_SGEMM_ONEDNN);
+		else if (ab == 4)
+			mim_gemm_set_amx(!(s % 2));
 		if (profile && s == warm) {
 			mim_prof_reset();
 			mim_prof_enable(1);
@@ -191,7 +198,8 @@ main(int argc, char **argv)
 	if (ab) {
 		qsort(dtb, (size_t)nb, sizeof *dtb, cmpd);
 		double mb = nb % 2 ? dtb[nb / 2] : (dtb[nb / 2 - 1] + dtb[nb / 2]) / 2;
-		const char *k = ab == 1 ? "blas_threads" : ab == 2 ? "cut_1d" : "sgemm_openblas";
+		const char *k = ab == 1 ? "blas_threads" : ab == 2 ? "cut_1d" : ab == 3 ?
+		    "sgemm_openblas" : "amx_off";
 		printf("{\"%s_median_s\":%.6f,\"%s_img_per_s\":%.3f,\"%s_cpu_s\":%.6f,\"steps\":%d}\n",
 		    k, mb, k, B / mb, k, nb ? cpub / nb : 0, nb);
 		n = na;
