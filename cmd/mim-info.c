@@ -19,8 +19,9 @@ static const char usage_text[] =
 "  -j, --json   one JSON object per frame, one per line\n"
 "  -s, --system the machine instead: CPU, its instruction sets, OpenBLAS's\n"
 "               kernels (and whether mim corrected the library's choice),\n"
-"               threads, oneDNN and whether bf16 products can run, and\n"
-"               which library runs the float products\n"
+"               threads, oneDNN and whether bf16 products can run, which\n"
+"               library runs the float products, and whether a Linear's\n"
+"               bf16 products run on AMX tiles (MIM_GEMM_AMX=0: oneDNN)\n"
 "  -h, --help   this help\n";
 
 struct stats {
@@ -154,6 +155,8 @@ print_system(int json)
 		    json_string_value(json_object_get(dn, "isa")),
 		    json_is_true(json_object_get(dn, "bf16")) ? "yes" : "no");
 		printf("float products: %s sgemm\n", mim_sgemm_name(mim_gemm_sgemm()));
+		printf("bf16 linear products: %s\n", mim_gemm_amx() ? "amx tiles (lib/amx.c)" :
+		    "onednn matmul");
 	}
 	json_decref(o);
 	free(js);

@@ -42,6 +42,7 @@ mim_system_json(void)
 	json_object_set_new(dn, "bf16", json_boolean(dnn_bf16()));
 	json_object_set_new(o, "onednn", dn);
 	json_object_set_new(o, "sgemm", json_string(mim_sgemm_name(mim_gemm_sgemm())));
+	json_object_set_new(o, "bf16_linear", json_string(mim_gemm_amx() ? "amx" : "onednn"));
 	json_object_set_new(o, "threads", json_integer(mim_threads()));
 	json_object_set_new(o, "precision", json_string(mim_precision_name(mim_gemm_precision())));
 	char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);

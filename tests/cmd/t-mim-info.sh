@@ -120,6 +120,15 @@ check '--system: float products through oneDNN by default' \
 check '--system: MIM_SGEMM=openblas is seen' \
 	'MIM_SGEMM=openblas mim-info --system | grep -q "^float products: openblas sgemm$" &&
 	 MIM_SGEMM=openblas mim-info --system --json | $PY -c "import json, sys; assert json.load(sys.stdin)[\"sgemm\"] == \"openblas\""'
+# the bf16 Linear products: AMX tiles where the CPU has them, oneDNN with
+# MIM_GEMM_AMX=0 (or without AMX)
+check '--system: bf16 linear products on AMX tiles where the CPU has AMX' \
+	'amx=$(mim-info --system --json | $PY -c "import json, sys; print(int(json.load(sys.stdin)[\"flags\"][\"amx_bf16\"]))")
+	 if [ "$amx" = 1 ]; then grep -q "^bf16 linear products: amx tiles (lib/amx.c)$" "$T/sys"
+	 else grep -q "^bf16 linear products: onednn matmul$" "$T/sys"; fi'
+check '--system: MIM_GEMM_AMX=0 is seen' \
+	'MIM_GEMM_AMX=0 mim-info --system | grep -q "^bf16 linear products: onednn matmul$" &&
+	 MIM_GEMM_AMX=0 mim-info --system --json | $PY -c "import json, sys; assert json.load(sys.stdin)[\"bf16_linear\"] == \"onednn\""'
 # what the kernels should be on this CPU: SkylakeX with AVX-512, Haswell with AVX2
 want=$(mim-info --system --json | $PY -c '
 import json, sys; f = json.load(sys.stdin)["flags"]
