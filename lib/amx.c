@@ -6,12 +6,13 @@
  * layout, for every block of the product (lib/gemm.c).
  *
  * oneDNN 2.6's matmul (Debian 12's; lib/onednn.c) runs the others. For
- * these it was measured against this file on a 2-core Sapphire Rapids, a
- * thread each, operands in bf16 (bench/RESULTS.md): Swin-T's stage-0
- * shapes, 36864 rows and K 96, ran at 220-360 GFLOP/s in oneDNN (it
- * packs B again in every call, and its small-K kernels store C far more
- * slowly than the tiles compute), 640-740 here; ViT-B's 2304 x 768 x 768,
- * 765 against 1450.
+ * these it was measured against this file on a 2-core Xeon (family 6
+ * model 207), a thread each, operands in bf16 (bench/RESULTS.md): with
+ * K up to 256 this is the faster, by 1.1-2.9x (Swin-T's stage-0 shapes,
+ * 36864 rows and K 96, 220-360 GFLOP/s in oneDNN, which packs B again in
+ * every call, against 640-740 here); with K 768 and beyond, where A's 32
+ * rows of K no longer fit L1 beside the rest, oneDNN is (5-30% in calls
+ * taking turns), so amx_takes leaves those to it (AMX_KMAX).
  *
  * C's blocks of 32 x 32 floats are four 16 x 16 float tiles (0-3), summed
  * over K 32 at a time: two 16 x 32 bf16 tiles of A's rows (4, 5) times two
@@ -37,7 +38,7 @@
 int
 amx_takes(int ta, int N, int K)
 {
-	return !ta && N > 0 && N % 16 == 0 && K > 0 && K % 32 == 0;
+	return !ta && N > 0 && N % 16 == 0 && K > 0 && K % 32 == 0 && K <= AMX_KMAX;
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && \

@@ -646,14 +646,15 @@ amx_kernel(void)
 }
 
 /* bf16 products that lib/amx.c takes (op(A) as stored, N a multiple of 16,
- * K of 32) through mim_gemm, with its kernel and with oneDNN's matmul
+ * K of 32 up to AMX_KMAX) through mim_gemm, with its kernel and with oneDNN's matmul
  * (mim_gemm_set_amx 0): each within float's sums of the rounded operands,
  * the two within the last places of each other; with the bias; cut into
  * columns and into slices of K (grids forced at 4 threads) */
 static void
 amx_products(void)
 {
-	static const int sh[][3] = {{1160, 96, 64}, {301, 48, 320}, {700, 400, 128}};	/* (over 4M multiply-adds: bf16) */
+	/* (over 4M multiply-adds, so bf16; K up to 256) */
+	static const int sh[][3] = {{1160, 96, 64}, {301, 64, 224}, {700, 400, 128}};
 
 	for (size_t s = 0; s < sizeof sh / sizeof *sh; s++)
 		for (int tb = 0; tb < 2; tb++)
