@@ -7,12 +7,13 @@
  *
  * oneDNN 2.6's matmul (Debian 12's; lib/onednn.c) runs the others. For
  * these it was measured against this file on a 2-core Xeon (family 6
- * model 207), a thread each, operands in bf16 (bench/RESULTS.md): with
- * K up to 256 this is the faster, by 1.1-2.9x (Swin-T's stage-0 shapes,
- * 36864 rows and K 96, 220-360 GFLOP/s in oneDNN, which packs B again in
- * every call, against 640-740 here); with K 768 and beyond, where A's 32
- * rows of K no longer fit L1 beside the rest, oneDNN is (5-30% in calls
- * taking turns), so amx_takes leaves those to it (AMX_KMAX).
+ * model 207), a thread each, operands in bf16 (bench/RESULTS.md): in
+ * cache, this ran 1.3-2.9x oneDNN's rate (Swin-T's stage-0 shapes,
+ * 36864 rows and K 96: 360 GFLOP/s in oneDNN, which packs B again in
+ * every call, against 690-730 here); with A and C out of cache, in calls
+ * taking turns, level to 1.5x with K up to 256, and 5-30% behind with K
+ * 768 and beyond, where A's 32 rows of K no longer fit L1 beside the
+ * rest: amx_takes leaves those to oneDNN (AMX_KMAX).
  *
  * C's blocks of 32 x 32 floats are four 16 x 16 float tiles (0-3), summed
  * over K 32 at a time: two 16 x 32 bf16 tiles of A's rows (4, 5) times two
