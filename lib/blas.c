@@ -49,6 +49,8 @@ extern char *openblas_get_config(void);
  * one CPU (then there is nothing to choose) */
 extern void gotoblas_dynamic_init(void) __attribute__((weak));
 extern void gotoblas_dynamic_quit(void) __attribute__((weak));
+extern void *blas_memory_alloc(int) __attribute__((weak));
+extern void blas_memory_free(void *) __attribute__((weak));
 
 static struct mim_cpu cpu;
 static int cpu_done;
@@ -145,10 +147,24 @@ static struct mim_blas blas;
 static int blas_done;
 
 /* Have OpenBLAS choose its kernels again with OPENBLAS_CORETYPE=core for
- * the moment of the choice (user: the user's value, or NULL). */
+ * the moment of the choice (user: the user's value, or NULL).
+ *
+ * OpenBLAS's threads are running by then: its constructor starts them,
+ * and each allocates its buffer as it starts (blas_memory_alloc). The
+ * process's first allocation, under OpenBLAS's lock, chooses the kernels
+ * itself if it finds none chosen, and one that came between
+ * gotoblas_dynamic_quit and gotoblas_dynamic_init here chose without our
+ * OPENBLAS_CORETYPE, beside our choice: 2 of 300 starts of mim-info
+ * --system were left on Prescott's kernels, 4 crashed in
+ * gotoblas_dynamic_init on OpenBLAS's thread (and the suite's programs
+ * with them, now and then). So the first allocation is made here, first:
+ * after it no allocation chooses, and threads still starting wait on the
+ * lock for it. */
 static void
 choose(const char *core, const char *user)
 {
+	if (blas_memory_alloc && blas_memory_free)
+		blas_memory_free(blas_memory_alloc(0));
 	gotoblas_dynamic_quit();
 	setenv("OPENBLAS_CORETYPE", core, 1);
 	gotoblas_dynamic_init();
