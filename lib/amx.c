@@ -120,7 +120,7 @@ pack_cols(uint32_t *V, int ldv, const float *B, int ldb, int N, int k0, int k1)
 }
 
 void
-amx_pack(uint32_t *V, int ldv, const float *B, int ldb, int tb, int K, int N, int k0, int k1)
+amx_pack(uint32_t *V, int ldv, const float *B, int ldb, int tb, int N, int k0, int k1)
 {
 	if (tb)
 		pack_cols(V, ldv, B, ldb, N, k0, k1);
@@ -272,7 +272,7 @@ amx_ready(void)
 }
 
 void
-amx_pack(uint32_t *V, int ldv, const float *B, int ldb, int tb, int K, int N, int k0, int k1)
+amx_pack(uint32_t *V, int ldv, const float *B, int ldb, int tb, int N, int k0, int k1)
 {
 }
 

@@ -23,8 +23,8 @@ int amx_takes(int ta, int N, int K);
  * B (K,N) rows ldb apart, or tb: B (N,K), op(B) its transpose. Rows
  * [k0, k1) of V only (multiples of 16, or k1 = K/2), for the pool; N a
  * multiple of 16 and K of 32. */
-void amx_pack(uint32_t *V, int ldv, const float *B, int ldb, int tb, int K, int N,
-    int k0, int k1);
+void amx_pack(uint32_t *V, int ldv, const float *B, int ldb, int tb, int N, int k0,
+    int k1);
 
 /* C (M,N) rows ldc apart = A (M,K) bf16 rows lda apart @ V (K/2,N) pairs
  * rows ldv apart (amx_pack), summed in float on the tiles, K in order;

@@ -196,6 +196,21 @@ use_amx(int ta, int N, int K, float alpha, float beta)
 	    mim_gemm_amx();
 }
 
+/* element (r, c) of op(A) (w 0) or op(B) (w 1) of bf16 operands o, as a
+ * float: where they are stored transposed or not, or as lib/amx.c's
+ * pairs (B of bf16 2) */
+static float
+bf16_at(const struct operands *o, int w, int r, int c)
+{
+	const uint16_t *x = w ? o->B : o->A;
+	int t = w ? o->tb : o->ta, ld = w ? o->ldb : o->lda;
+
+	if (w && o->bf16 == 2)
+		return mim_bf16_to_f32((uint16_t)(((const uint32_t *)o->B)[(size_t)r / 2 * ld + c] >>
+		    16 * (r % 2)));
+	return mim_bf16_to_f32(t ? x[(size_t)c * ld + r] : x[(size_t)r * ld + c]);
+}
+
 /* op(A) rows [m0, m0+M) x columns [k0, k0+K) times op(B) rows [k0, k0+K)
  * x columns [n0, n0+N) of o, into C; bias (its columns [n0, n0+N), with
  * alpha 1 and beta 0): added to every row, as addmm adds it (float: C
@@ -219,30 +234,18 @@ leaf(const struct operands *o, int m0, int n0, int k0, int M, int N, int K, floa
 		if (amx_gemm(M, N, K, A, o->lda, V, o->ldb, bias ? bias + n0 : NULL, beta != 0,
 		        C, ldc) == 0)
 			return;
-		/* (out of memory: the same sums in float, slowly) */
-		for (int i = 0; i < M; i++)
-			for (int j = 0; j < N; j++) {
-				float s = 0;
-				for (int k = 0; k < K; k++)
-					s += mim_bf16_to_f32(A[(size_t)i * o->lda + k]) *
-					    mim_bf16_to_f32((uint16_t)(V[(size_t)k / 2 * o->ldb + j] >> 16 * (k % 2)));
-				float *c = &C[(size_t)i * ldc + j];
-				*c = s + (bias ? bias[n0 + j] : beta == 0 ? 0 : *c);
-			}
-		return;
-	}
-	if (o->bf16) {
+	} else if (o->bf16) {
 		const uint16_t *A = (const uint16_t *)o->A + ao, *B = (const uint16_t *)o->B + bo;
 		if (dnn_gemm_bf16(ta, tb, M, N, K, alpha, A, o->lda, B, o->ldb, bias ? bias + n0 : NULL,
 		        beta, C, ldc) == 0)
 			return;
-		/* (oneDNN out of memory: the same sums in float, slowly) */
+	}
+	if (o->bf16) {	/* (out of memory: the same sums in float, slowly) */
 		for (int i = 0; i < M; i++)
 			for (int j = 0; j < N; j++) {
 				float s = 0;
 				for (int k = 0; k < K; k++)
-					s += mim_bf16_to_f32(A[ta ? (size_t)k * o->lda + i : (size_t)i * o->lda + k]) *
-					    mim_bf16_to_f32(B[tb ? (size_t)j * o->ldb + k : (size_t)k * o->ldb + j]);
+					s += bf16_at(o, 0, m0 + i, k0 + k) * bf16_at(o, 1, k0 + k, n0 + j);
 				float *c = &C[(size_t)i * ldc + j];
 				*c = alpha * s + (bias ? bias[n0 + j] : beta == 0 ? 0 : beta * *c);
 			}
@@ -580,7 +583,7 @@ pairs_task(void *p, int i)
 	const struct pairs *j = p;
 	int k0 = i * j->per, k1 = k0 + j->per < j->K / 2 ? k0 + j->per : j->K / 2;
 
-	amx_pack(j->V, j->N, j->B, j->ldb, j->tb, j->K, j->N, k0, k1);
+	amx_pack(j->V, j->N, j->B, j->ldb, j->tb, j->N, k0, k1);
 }
 
 static const uint32_t *

@@ -604,9 +604,9 @@ amx_kernel(void)
 			int half = K / 2 > 16 ? K / 2 / 32 * 16 : K / 2;
 			if (half == 0)
 				half = 16;
-			amx_pack(V, ldv, B, ldb, tb, K, N, 0, half);
+			amx_pack(V, ldv, B, ldb, tb, N, 0, half);
 			if (half < K / 2)
-				amx_pack(V, ldv, B, ldb, tb, K, N, half, K / 2);
+				amx_pack(V, ldv, B, ldb, tb, N, half, K / 2);
 			int exact = 1;
 			for (int k = 0; k < K; k++)
 				for (int n = 0; n < N; n++) {
