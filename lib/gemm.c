@@ -45,7 +45,15 @@
  * more CPU time in a vit-base step). Attention's own products take AMX
  * without oneDNN instead: lib/kern/attn_amx.c runs a head's six in bf16
  * on AMX tiles, for N over 64 (vit-base: attention about 20% less time);
- * Swin's windows of 36 stay in float, where AMX is slower. */
+ * Swin's windows of 36 stay in float, where AMX is slower.
+ *
+ * mim_gemm_sums hands C's sums to an epilogue that writes all that
+ * follows from them (the GELU's): a block that lib/amx.c runs is computed
+ * a strip of rows at a time into a buffer of the thread (STRIP_BYTES, in
+ * L2) and handed from there, so C itself is never stored (a store that
+ * misses the cache reads the line first: on the 2-core Xeon, 8 GB/s of
+ * plain stores against 13-25 of reads); other blocks are computed into C
+ * and handed from it. The same sums either way, to the bit. */
 #include <cblas.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -604,6 +612,49 @@ to_pairs(const float *B, int ldb, int tb, int K, int N)
 	return V;
 }
 
+/* ---- an epilogue that owns C (mim_gemm_sums) ------------------------------------ */
+
+/* the calling thread's strip of C's sums for lib/amx.c */
+static _Thread_local float *stripbuf;
+static _Thread_local size_t stripcap;
+
+#define STRIP_BYTES (256 * 1024)	/* a strip of C's sums, for L2 */
+
+/* rows [m0, m0+M) x columns [n0, n0+N) of the product (alpha 1, beta 0,
+ * the sum over all of K), handed to own: in strips through a buffer of
+ * the thread for lib/amx.c's tiles, so that C's memory is never written,
+ * else computed into C and handed from there */
+static void
+leaf_own(const struct operands *o, int m0, int n0, int M, int N, int K, float *C, int ldc,
+    const float *bias, mim_gemm_sums_fn own, void *ctx)
+{
+	int done = 0;
+
+	if (o->bf16 == 2) {
+		int sr = STRIP_BYTES / (int)(N * sizeof(float)) / MIM_GEMM_ROWS * MIM_GEMM_ROWS;
+		sr = sr < MIM_GEMM_ROWS ? MIM_GEMM_ROWS : sr;
+		if ((size_t)sr * N > stripcap) {
+			free(stripbuf);
+			stripcap = (stripbuf = malloc((size_t)sr * N * sizeof *stripbuf)) ?
+			    (size_t)sr * N : 0;
+		}
+		const uint32_t *V = (const uint32_t *)o->B + n0;
+		for (; stripcap && done < M; done += sr) {
+			int nr = M - done < sr ? M - done : sr;
+			const uint16_t *A = (const uint16_t *)o->A + (size_t)(m0 + done) * o->lda;
+			if (amx_gemm(nr, N, K, A, o->lda, V, o->ldb, bias ? bias + n0 : NULL, 0,
+			        stripbuf, N) < 0)
+				break;
+			own(ctx, stripbuf, N, m0 + done, m0 + done + nr, n0, n0 + N);
+		}
+	}
+	if (done < M) {
+		float *c = C + (size_t)(m0 + done) * ldc + n0;
+		leaf(o, m0 + done, n0, 0, M - done, N, K, 1, 0, c, ldc, bias);
+		own(ctx, c, ldc, m0 + done, m0 + M, n0, n0 + N);
+	}
+}
+
 /* ---- the cut ------------------------------------------------------------------
  * A product shared by nt threads is cut into a grid of gm x gn x gk blocks,
  * at most nt of them: gm blocks of rows of C (each a multiple of
@@ -730,6 +781,7 @@ struct split {
 				 * M x N each */
 	const float *bias;	/* added by the blocks of K's first slice */
 	void (*epi)(void *, int, int, int, int);
+	mim_gemm_sums_fn own;	/* mim_gemm_sums: the epilogue owns C */
 	void *ctx;
 };
 
@@ -748,7 +800,9 @@ split_task(void *p, int i)
 	int m0 = im * g->pm, n0 = in * g->pn, k0 = ik * g->pk;
 	int m1 = min(m0 + g->pm, s->M), n1 = min(n0 + g->pn, s->N), k1 = min(k0 + g->pk, s->K);
 
-	if (ik == 0)
+	if (s->own)
+		leaf_own(s->o, m0, n0, m1 - m0, n1 - n0, s->K, s->C, s->ldc, s->bias, s->own, s->ctx);
+	else if (ik == 0)
 		leaf(s->o, m0, n0, k0, m1 - m0, n1 - n0, k1 - k0, s->alpha, s->beta,
 		    s->C + (size_t)m0 * s->ldc + n0, s->ldc, s->bias);
 	else
@@ -817,7 +871,7 @@ mim_gemm_grid(int M, int N, int K, int epi, int g[3])
 static void
 product(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
     const float *B, int ldb, float beta, float *C, int ldc, const float *bias,
-    void (*epi)(void *ctx, int m0, int m1, int n0, int n1), void *ctx)
+    void (*epi)(void *ctx, int m0, int m1, int n0, int n1), mim_gemm_sums_fn own, void *ctx)
 {
 	if (M <= 0 || N <= 0)
 		return;
@@ -828,6 +882,8 @@ product(int ta, int tb, int M, int N, int K, float alpha, const float *A, int ld
 				    beta * C[(size_t)i * ldc + j];
 		if (epi)
 			epi(ctx, 0, M, 0, N);
+		if (own)
+			own(ctx, C, ldc, 0, M, 0, N);
 		return;
 	}
 	double t = MIM_PROF_BEGIN(), flops = 2.0 * M * N * K;
@@ -857,13 +913,16 @@ product(int ta, int tb, int M, int N, int K, float alpha, const float *A, int ld
 		if (!pool_in_job())
 			pool_set_blas_threads(bt);
 		dnn_set_threads(bt);
-		leaf(&o, 0, 0, 0, M, N, K, alpha, beta, C, ldc, bias);
+		if (own)
+			leaf_own(&o, 0, 0, M, N, K, C, ldc, bias, own, ctx);
+		else
+			leaf(&o, 0, 0, 0, M, N, K, alpha, beta, C, ldc, bias);
 		dnn_set_threads(1);
 		if (epi)
 			epi(ctx, 0, M, 0, N);
 	} else {
-		struct split s = {M, N, K, ldc, plan(M, N, K, nt, epi != NULL), alpha, beta, &o, C,
-		    NULL, bias, epi, ctx};
+		struct split s = {M, N, K, ldc, plan(M, N, K, nt, epi || own), alpha, beta, &o, C,
+		    NULL, bias, epi, own, ctx};
 		if (s.g.gk > 1 && !(s.part = partials((size_t)(s.g.gk - 1) * M * N)))
 			s.g = plan(M, N, K, nt, 1);	/* (no memory: the 1-D cut) */
 		mim_parallel(s.g.gm * s.g.gn * s.g.gk, split_task, &s);
@@ -878,14 +937,21 @@ mim_gemm_ex(int ta, int tb, int M, int N, int K, float alpha, const float *A,
     int lda, const float *B, int ldb, float beta, float *C, int ldc,
     void (*epi)(void *ctx, int m0, int m1, int n0, int n1), void *ctx)
 {
-	product(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL, epi, ctx);
+	product(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL, epi, NULL, ctx);
+}
+
+void
+mim_gemm_sums(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B,
+    int ldb, const float *bias, float *C, int ldc, mim_gemm_sums_fn own, void *ctx)
+{
+	product(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, bias, NULL, own, ctx);
 }
 
 void
 mim_gemm_bias(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B,
     int ldb, const float *bias, float *C, int ldc)
 {
-	product(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, bias, NULL, NULL);
+	product(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, bias, NULL, NULL, NULL);
 }
 
 void

@@ -143,6 +143,28 @@ vadd_to(float *y, const float *x, size_t n)
 		y[i] += x[i];
 }
 
+/* y[0..n) = a[0..n) + b[0..n) */
+VINLINE void
+vsum(float *y, const float *a, const float *b, size_t n)
+{
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		vstore(y + i, vload(a + i) + vload(b + i));
+	for (; i < n; i++)
+		y[i] = a[i] + b[i];
+}
+
+/* y[0..n) = a[0..n) * b[0..n) */
+VINLINE void
+vprod(float *y, const float *a, const float *b, size_t n)
+{
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		vstore(y + i, vload(a + i) * vload(b + i));
+	for (; i < n; i++)
+		y[i] = a[i] * b[i];
+}
+
 /* y[0..n) *= x[0..n) */
 VINLINE void
 vmul_to(float *y, const float *x, size_t n)

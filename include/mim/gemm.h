@@ -42,6 +42,19 @@ void mim_gemm_ex(int ta, int tb, int M, int N, int K, float alpha,
     const float *A, int lda, const float *B, int ldb, float beta, float *C,
     int ldc, void (*epi)(void *ctx, int m0, int m1, int n0, int n1), void *ctx);
 
+/* C = op(A) @ op(B) (+ bias in every row), its sums handed to
+ * own(ctx, c, ldc, m0, m1, n0, n1) block by block, as mim_gemm_ex's
+ * epilogue, with c the block's first sum (row m0, column n0) and its rows
+ * ldc apart: C itself, or a buffer of the thread (bf16 on AMX tiles: strips
+ * of rows in L2), when C's memory is left unwritten. For an epilogue that
+ * writes everything that follows from the sums itself (fc1's GELU in
+ * training, fc2's GELU backward). */
+typedef void (*mim_gemm_sums_fn)(void *ctx, const float *c, int ldc, int m0, int m1, int n0,
+    int n1);
+void mim_gemm_sums(int ta, int tb, int M, int N, int K, const float *A, int lda,
+    const float *B, int ldb, const float *bias, float *C, int ldc, mim_gemm_sums_fn own,
+    void *ctx);
+
 /* How a product is shared by the pool's threads (lib/gemm.c, "the cut"):
  * MIM_CUT_AUTO, a grid of blocks of rows, columns and slices of K chosen
  * by a cost model per shape; MIM_CUT_1D, blocks of the longer side of C

@@ -2,11 +2,15 @@
  * inp (R,IC), w (OC,IC), b (OC), out (R,OC). linear_forward is
  * mim_gemm_bias: the bias first and the product added to it, as PyTorch's
  * addmm does (in bf16 oneDNN adds it to its float sums as it stores them).
- * linear_gelu_forward (fc1) adds it to each block of the product in the
- * epilogue instead, with the GELU, while the block is in cache: a pass
- * less over the widest activation of a block (the sum differs from
- * addmm's where OpenBLAS cuts K into more than one block: the bias then
- * comes last rather than first). In training it keeps GELU's derivative
+ * linear_gelu_forward (fc1) adds it to the product's sums in the
+ * epilogue instead, with the GELU (the sum differs from addmm's where
+ * OpenBLAS cuts K into more than one block: the bias then comes last
+ * rather than first). The epilogue takes the sums from mim_gemm_sums:
+ * in bf16 on AMX tiles a strip of rows at a time from a buffer in L2, so
+ * that the product's float output is never stored, nor read back; the
+ * GELU's epilogues write only what is read later (Swin-T's stage-0 fc1 at
+ * batch 32, 73728 x 384: 113 MB of sums that went to memory and back;
+ * bench/RESULTS.md). In training it keeps GELU's derivative
  * at each element rather than the element itself: the erf and the
  * exponential are computed once, in the forward, and the backward's
  * epilogue is a product (on Swin-T's stage 0, K = 96, the backward's
@@ -37,10 +41,12 @@ linear_forward(float *out, const float *inp, const float *w, const float *b,
 	MIM_PROF_END("linear fwd", prof_t_, 2.0 * R * IC * OC);
 }
 
-/* GELU on a block of the fc1 product: rows [m0,m1) x columns [n0,n1) */
+/* the GELU's epilogues: the fc1 product's sums (forward), fc2's input
+ * gradient's (backward) */
 struct dbsum;
 struct actblk {
-	float *pre, *out;	/* forward: the product's buffer, gelu's */
+	float *pre, *out;	/* forward: gelu' (training) and gelu's output;
+				 * backward: out the GELU's input gradient */
 	const float *dg;	/* backward: gelu' at the GELU's input */
 	int ld;
 	struct dbsum *db;
@@ -50,34 +56,38 @@ struct actblk {
 	double *ys;		/* backward: with out's chunk column sums */
 };
 
-#define SPAN 512	/* columns at a time through a buffer on the stack */
+#define SPAN 512	/* columns at a time through buffers on the stack */
 
+/* GELU on the sums at c (rows ldc apart) of fc1's rows [m0,m1) x columns
+ * [n0,n1), plus the bias (mim_gemm_sums: c is pre's own place, or the
+ * thread's buffer, pre not written by the product) */
 static void
-gelu_block(void *p, int m0, int m1, int n0, int n1)
+gelu_sums(void *p, const float *c, int ldc, int m0, int m1, int n0, int n1)
 {
 	const struct actblk *a = p;
-	float t[SPAN];
+	float x[SPAN], t[SPAN];
 
 	for (int r = m0; r < m1; r++) {
+		const float *cr = c + (size_t)(r - m0) * ldc;
 		size_t o = (size_t)r * a->ld + n0;
-		if (a->b)
-			vadd_to(a->pre + o, a->b + n0, (size_t)(n1 - n0));
-		if (a->yb) {
-			/* bf16 training: the GELU's output is read only through
-			 * its kept copy (fc2's product and weight gradient),
-			 * so the float goes no further than the stack */
-			for (int c = 0; c < n1 - n0; c += SPAN) {
-				int w = n1 - n0 - c < SPAN ? n1 - n0 - c : SPAN;
-				if (a->train)
-					gelu_dgelu_span(t, a->pre + o + c, a->pre + o + c, (size_t)w);
-				else
-					gelu_span(t, a->pre + o + c, (size_t)w);
-				mim_gemm_round(a->yb + o + c, 0, t, 0, 1, w);
+		for (int j = 0; j < n1 - n0; j += SPAN) {
+			int w = n1 - n0 - j < SPAN ? n1 - n0 - j : SPAN;
+			const float *in = cr + j;
+			if (a->b) {
+				vsum(x, in, a->b + n0 + j, (size_t)w);
+				in = x;
 			}
-		} else if (a->train) {
-			gelu_dgelu_span(a->out + o, a->pre + o, a->pre + o, (size_t)(n1 - n0));
-		} else {
-			gelu_span(a->out + o, a->pre + o, (size_t)(n1 - n0));
+			/* bf16 training: the GELU's output is read only
+			 * through its kept copy (fc2's product and weight
+			 * gradient), so the float goes no further than the
+			 * stack */
+			float *g = a->yb ? t : a->out + o + j;
+			if (a->train)
+				gelu_dgelu_span(g, a->pre + o + j, in, (size_t)w);
+			else
+				gelu_span(g, in, (size_t)w);
+			if (a->yb)
+				mim_gemm_round(a->yb + o + j, 0, t, 0, 1, w);
 		}
 	}
 }
@@ -91,8 +101,7 @@ linear_gelu_forward(float *dg, float *out, const float *inp, const float *w,
 	/* (bf16 training: out is fc2's input, kept; its copy made here) */
 	struct actblk a = {y, out, NULL, OC, NULL, b, dg != NULL, mim_gemm_kept_fill(out, R, OC),
 	    NULL};
-	mim_gemm_ex(0, 1, R, OC, IC, 1.0f, inp, IC, w, IC, 0.0f, y, OC,
-	    gelu_block, &a);
+	mim_gemm_sums(0, 1, R, OC, IC, inp, IC, w, IC, NULL, y, OC, gelu_sums, &a);
 	MIM_PROF_END("linear+gelu fwd", prof_t_, 2.0 * R * IC * OC);
 }
 
@@ -168,19 +177,28 @@ dx_block(void *p, int m0, int m1, int n0, int n1)
 	sum_rows(p, m0, m1, n0, n1);
 }
 
-/* dpre = d act * gelu'(pre) on a block of the fc2 input-gradient product */
+/* dpre = d act * gelu'(pre) from the sums at c of the fc2 input-gradient
+ * product (d act), rows [m0,m1) x columns [n0,n1); with dpre kept (bf16)
+ * only its copy and chunk sums are made, the float going no further than
+ * the stack: fc1's backward reads the two alone */
 static void
-dgelu_block(void *p, int m0, int m1, int n0, int n1)
+dgelu_sums(void *p, const float *c, int ldc, int m0, int m1, int n0, int n1)
 {
 	const struct actblk *a = p;
+	float t[SPAN];
 
 	sum_rows(a->db, m0, m1, n0, n1);
 	for (int r = m0; r < m1; r++) {
+		const float *cr = c + (size_t)(r - m0) * ldc;
 		size_t o = (size_t)r * a->ld + n0;
-		vmul_to(a->out + o, a->dg + o, (size_t)(n1 - n0));
-		if (a->yb) {	/* dpre kept: its copy and chunk sums, made here */
-			mim_gemm_round(a->yb + o, 0, a->out + o, 0, 1, n1 - n0);
-			vchunk_add_d(a->ys + n0, (size_t)a->ld, r, CH, a->out + o, n1 - n0);
+		for (int j = 0; j < n1 - n0; j += SPAN) {
+			int w = n1 - n0 - j < SPAN ? n1 - n0 - j : SPAN;
+			float *d = a->yb ? t : a->out + o + j;
+			vprod(d, cr + j, a->dg + o + j, (size_t)w);
+			if (a->yb) {
+				mim_gemm_round(a->yb + o + j, 0, t, 0, 1, w);
+				vchunk_add_d(a->ys + n0 + j, (size_t)a->ld, r, CH, t, w);
+			}
 		}
 	}
 }
@@ -199,7 +217,7 @@ linear_gelu_backward(float *dpre, float *dw, float *db, const float *dout,
 	int kept = dw ? mim_gemm_keep(dout) : 0;	/* bf16: rounded once for both */
 	if (db)
 		sum_init(&s, dout, R, OC, IC, kept);
-	mim_gemm_ex(0, 0, R, IC, OC, 1.0f, dout, OC, w, IC, 0.0f, dpre, IC, dgelu_block, &a);
+	mim_gemm_sums(0, 0, R, IC, OC, dout, OC, w, IC, NULL, dpre, IC, dgelu_sums, &a);
 	if (db) {
 		sum_finish(&s, db);
 		free(s.mem);

@@ -169,6 +169,76 @@ epilogue(const char *p)
 	free(sum);
 }
 
+/* mim_gemm_sums: the sums handed to the epilogue, copied out of c by it */
+struct handed {
+	float *D;		/* the copies */
+	unsigned char *seen;	/* times each element was handed */
+	int N, bad;		/* bad: a block whose rows start off MIM_GEMM_ROWS */
+};
+
+static void
+take(void *p, const float *c, int ldc, int m0, int m1, int n0, int n1)
+{
+	struct handed *h = p;
+
+	if (n0 == 0 && m0 % MIM_GEMM_ROWS != 0)
+		h->bad = 1;
+	for (int i = m0; i < m1; i++)
+		for (int j = n0; j < n1; j++) {
+			h->D[(size_t)i * h->N + j] = c[(size_t)(i - m0) * ldc + (j - n0)];
+			h->seen[(size_t)i * h->N + j]++;
+		}
+}
+
+/* The sums mim_gemm_sums hands its epilogue are mim_gemm_bias's (or
+ * mim_gemm's) to the bit, each element once, at 1 and 2 threads; and where
+ * lib/amx.c runs the product (bf16, op(A) as stored, N a multiple of 16,
+ * K of 32 up to 256) they come through the thread's strips, C's memory
+ * left as it was. Shapes: a tail of rows (700 = 21 x 32 + 28); two panels
+ * of columns in a strip (N 768); N not a multiple of 16 (oneDNN or
+ * float); one on the calling thread. */
+static void
+handed(const char *p)
+{
+	static const int sh[][3] = {{700, 384, 96}, {1000, 768, 192}, {700, 300, 64}, {60, 48, 32}};
+	int nt = mim_threads(), bf = mim_gemm_precision() == MIM_PREC_BF16;
+
+	for (size_t s = 0; s < sizeof sh / sizeof *sh; s++)
+		for (int t = 1; t <= 2; t++)
+			for (int wb = 0; wb < 2; wb++) {
+				int M = sh[s][0], N = sh[s][1], K = sh[s][2];
+				size_t mn = (size_t)M * N;
+				float *A = malloc((size_t)M * K * sizeof *A), *W = malloc((size_t)N * K * sizeof *W);
+				float *b = malloc((size_t)N * sizeof *b), *R = malloc(mn * sizeof *R);
+				float *C = malloc(mn * sizeof *C);
+				struct handed h = {malloc(mn * sizeof(float)), calloc(mn, 1), N, 0};
+				fill(A, (size_t)M * K, 51 + (unsigned)s);
+				fill(W, (size_t)N * K, 52);
+				fill(b, (size_t)N, 53);
+				mim_set_threads(t);
+				if (wb)
+					mim_gemm_bias(0, 1, M, N, K, A, K, W, K, b, R, N);
+				else
+					mim_gemm(0, 1, M, N, K, 1, A, K, W, K, 0, R, N);
+				for (size_t i = 0; i < mn; i++)
+					C[i] = -7.5f;
+				mim_gemm_sums(0, 1, M, N, K, A, K, W, K, wb ? b : NULL, C, N, take, &h);
+				mim_set_threads(nt);
+				int once = 1, same = memcmp(h.D, R, mn * sizeof *R) == 0, kept = 1;
+				for (size_t i = 0; i < mn; i++) {
+					once &= h.seen[i] == 1;
+					kept &= C[i] == -7.5f;
+				}
+				int tiles = bf && amx_ready() && amx_takes(0, N, K) &&
+				    (double)M * N * K > 4.0 * 1024 * 1024;
+				tap(same && once && !h.bad && (!tiles || kept),
+				    "%s mim_gemm_sums %dx%dx%d%s, %d thread%s: the sums handed are the "
+				    "product's bits, each once%s", p, M, N, K, wb ? " + bias" : "", t,
+				    t > 1 ? "s" : "", tiles ? ", C's memory untouched (AMX strips)" : "");
+				free(A), free(W), free(b), free(R), free(C), free(h.D), free(h.seen);
+			}
+}
+
 /* the cut at 16 threads (on any machine: the pool only runs the blocks):
  * forced grids of rows, columns and slices of K, uneven on purpose, every
  * transpose, beta 0 and 1; then the cost model's own choice for a weight
@@ -718,6 +788,7 @@ main(void)
 	tap(mim_gemm_precision() == MIM_PREC_FP32, "float products by default");
 	products("fp32");
 	epilogue("fp32");
+	handed("fp32");
 	grids("fp32");
 	batch("fp32");
 	libthreads("fp32");
@@ -732,6 +803,7 @@ main(void)
 	}
 	products("bf16");
 	epilogue("bf16");
+	handed("bf16");
 	grids("bf16");
 	batch("bf16");
 	libthreads("bf16");
