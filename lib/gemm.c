@@ -48,12 +48,12 @@
  * Swin's windows of 36 stay in float, where AMX is slower.
  *
  * mim_gemm_sums hands C's sums to an epilogue that writes all that
- * follows from them (the GELU's): a block that lib/amx.c runs is computed
- * a strip of rows at a time into a buffer of the thread (STRIP_BYTES, in
- * L2) and handed from there, so C itself is never stored (a store that
- * misses the cache reads the line first: on the 2-core Xeon, 8 GB/s of
- * plain stores against 13-25 of reads); other blocks are computed into C
- * and handed from it. The same sums either way, to the bit. */
+ * follows from them (the GELU's): in bf16 a block is computed a strip of
+ * rows at a time (STRIP_BYTES, for L2) into a buffer of the thread, one
+ * call of the backend a strip, and handed from there, so C itself is
+ * never stored (a store that misses the cache reads the line first: on
+ * the 2-core Xeon, 8 GB/s of plain stores against 13-25 of reads) nor
+ * read back. */
 #include <cblas.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -614,39 +614,47 @@ to_pairs(const float *B, int ldb, int tb, int K, int N)
 
 /* ---- an epilogue that owns C (mim_gemm_sums) ------------------------------------ */
 
-/* the calling thread's strip of C's sums for lib/amx.c */
+/* the calling thread's strip of C's sums */
 static _Thread_local float *stripbuf;
 static _Thread_local size_t stripcap;
 
 #define STRIP_BYTES (256 * 1024)	/* a strip of C's sums, for L2 */
+#define STRIP_ROWS 128			/* at least, a call of a library */
 
 /* rows [m0, m0+M) x columns [n0, n0+N) of the product (alpha 1, beta 0,
- * the sum over all of K), handed to own: in strips through a buffer of
- * the thread for lib/amx.c's tiles, so that C's memory is never written,
- * else computed into C and handed from there */
+ * the sum over all of K), handed to own. In bf16 a strip of rows at a
+ * time through a buffer of the thread, so that C's memory is never
+ * written: each strip one call of lib/amx.c (B packed once a product) or
+ * of oneDNN's matmul, which packs op(B) again in every call, so at least
+ * STRIP_ROWS rows a call there. Float products, and any without memory
+ * for the buffer, are computed into C and handed from there: through
+ * oneDNN's sgemm, which packs op(B) in float, strips lost up to 10% on
+ * Swin-T's stage-2 fc1 (4608 x 1536 x 384) and won as much on stage 0,
+ * within the noise of the machine they were measured on (bench/RESULTS.md). */
 static void
 leaf_own(const struct operands *o, int m0, int n0, int M, int N, int K, float *C, int ldc,
     const float *bias, mim_gemm_sums_fn own, void *ctx)
 {
-	int done = 0;
+	int done = 0, sr = STRIP_BYTES / (int)(N * sizeof(float)) / MIM_GEMM_ROWS * MIM_GEMM_ROWS;
+	int least = o->bf16 == 2 ? MIM_GEMM_ROWS : STRIP_ROWS;
 
-	if (o->bf16 == 2) {
-		int sr = STRIP_BYTES / (int)(N * sizeof(float)) / MIM_GEMM_ROWS * MIM_GEMM_ROWS;
-		sr = sr < MIM_GEMM_ROWS ? MIM_GEMM_ROWS : sr;
-		if ((size_t)sr * N > stripcap) {
-			free(stripbuf);
-			stripcap = (stripbuf = malloc((size_t)sr * N * sizeof *stripbuf)) ?
-			    (size_t)sr * N : 0;
-		}
-		const uint32_t *V = (const uint32_t *)o->B + n0;
-		for (; stripcap && done < M; done += sr) {
-			int nr = M - done < sr ? M - done : sr;
+	sr = sr < least ? least : sr;
+	if (o->bf16 && (size_t)sr * N > stripcap) {
+		free(stripbuf);
+		stripcap = (stripbuf = malloc((size_t)sr * N * sizeof *stripbuf)) ? (size_t)sr * N : 0;
+	}
+	for (; o->bf16 && stripcap >= (size_t)sr * N && done < M; done += sr) {
+		int nr = M - done < sr ? M - done : sr;
+		if (o->bf16 == 2) {
 			const uint16_t *A = (const uint16_t *)o->A + (size_t)(m0 + done) * o->lda;
+			const uint32_t *V = (const uint32_t *)o->B + n0;
 			if (amx_gemm(nr, N, K, A, o->lda, V, o->ldb, bias ? bias + n0 : NULL, 0,
 			        stripbuf, N) < 0)
 				break;
-			own(ctx, stripbuf, N, m0 + done, m0 + done + nr, n0, n0 + N);
+		} else {
+			leaf(o, m0 + done, n0, 0, nr, N, K, 1, 0, stripbuf, N, bias);
 		}
+		own(ctx, stripbuf, N, m0 + done, m0 + done + nr, n0, n0 + N);
 	}
 	if (done < M) {
 		float *c = C + (size_t)(m0 + done) * ldc + n0;

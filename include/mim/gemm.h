@@ -45,10 +45,14 @@ void mim_gemm_ex(int ta, int tb, int M, int N, int K, float alpha,
 /* C = op(A) @ op(B) (+ bias in every row), its sums handed to
  * own(ctx, c, ldc, m0, m1, n0, n1) block by block, as mim_gemm_ex's
  * epilogue, with c the block's first sum (row m0, column n0) and its rows
- * ldc apart: C itself, or a buffer of the thread (bf16 on AMX tiles: strips
- * of rows in L2), when C's memory is left unwritten. For an epilogue that
- * writes everything that follows from the sums itself (fc1's GELU in
- * training, fc2's GELU backward). */
+ * ldc apart: in bf16 a strip of rows computed into a buffer of the
+ * thread (for L2), C's memory left unwritten; in float (or without memory
+ * for the buffer) C itself. For an epilogue that writes everything that follows from the
+ * sums itself (fc1's GELU, fc2's GELU backward): the sums are not stored
+ * to memory and read back. They are mim_gemm_bias's (mim_gemm's without
+ * bias) to the bit on lib/amx.c's tiles, and where a library sums a row
+ * the same way whatever rows come with it in a call (oneDNN's and
+ * OpenBLAS's, on every shape tried). */
 typedef void (*mim_gemm_sums_fn)(void *ctx, const float *c, int ldc, int m0, int m1, int n0,
     int n1);
 void mim_gemm_sums(int ta, int tb, int M, int N, int K, const float *A, int lda,

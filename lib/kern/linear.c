@@ -5,9 +5,9 @@
  * linear_gelu_forward (fc1) adds it to the product's sums in the
  * epilogue instead, with the GELU (the sum differs from addmm's where
  * OpenBLAS cuts K into more than one block: the bias then comes last
- * rather than first). The epilogue takes the sums from mim_gemm_sums:
- * in bf16 on AMX tiles a strip of rows at a time from a buffer in L2, so
- * that the product's float output is never stored, nor read back; the
+ * rather than first). The epilogue takes the sums from mim_gemm_sums,
+ * a strip of rows at a time from a buffer in L2, so that the product's
+ * float output is never stored, nor read back; the
  * GELU's epilogues write only what is read later (Swin-T's stage-0 fc1 at
  * batch 32, 73728 x 384: 113 MB of sums that went to memory and back;
  * bench/RESULTS.md). In training it keeps GELU's derivative
