@@ -50,9 +50,9 @@ void mim_gemm_ex(int ta, int tb, int M, int N, int K, float alpha,
  * for the buffer) C itself. For an epilogue that writes everything that follows from the
  * sums itself (fc1's GELU, fc2's GELU backward): the sums are not stored
  * to memory and read back. They are mim_gemm_bias's (mim_gemm's without
- * bias) to the bit on lib/amx.c's tiles, and where a library sums a row
- * the same way whatever rows come with it in a call (oneDNN's and
- * OpenBLAS's, on every shape tried). */
+ * bias) to the bit in float and on lib/amx.c's tiles; oneDNN's bf16
+ * matmul, called a strip at a time, may sum a long K another way for
+ * fewer rows (at K 1536, in the last place). */
 typedef void (*mim_gemm_sums_fn)(void *ctx, const float *c, int ldc, int m0, int m1, int n0,
     int n1);
 void mim_gemm_sums(int ta, int tb, int M, int N, int K, const float *A, int lda,

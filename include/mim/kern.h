@@ -175,6 +175,15 @@ size_t attention_work(int N);
  * NULL (no drop path, keep ignored). out may alias x. */
 void residual_forward(float *out, const float *x, const float *y, const float *gamma,
     const float *kept, float keep, int B, int N, int C);
+/* The same with y = inp @ w^T + b, inp (B*N, IC), w (C, IC), b (C) (a
+ * Linear): the residual takes each strip of the product's rows as it is
+ * summed (mim_gemm_sums), so in bf16 y is never stored; tmp (B*N, C)
+ * holds it in float. The same bytes as linear_forward then
+ * residual_forward, but for the last place of a bf16 product on oneDNN
+ * (mim_gemm_sums). out must not alias inp. */
+void linear_residual_forward(float *out, const float *x, const float *inp, const float *w,
+    const float *b, int IC, const float *gamma, const float *kept, float keep, int B, int N,
+    int C, float *tmp);
 /* dy (B,N,C) = d out/d y * dout, OVERWRITTEN; dgamma (C) +=. The gradient
  * of x is dout itself (the identity): nothing to do. */
 void residual_backward(float *dy, float *dgamma, const float *dout, const float *y,

@@ -43,6 +43,15 @@ void window_gather(float *out, const float *x, const int *idx, const float *kept
  * NULL, out may be x, idx NULL is the identity (a plain residual add). */
 void window_reverse_add(float *out, const float *x, const float *y, const float *bias,
     const float *kept, float keep, const int *idx, int B, int L, int C);
+/* The same with y = inp @ w^T, inp (B*L, IC), w (C, IC) (a Linear
+ * without its bias; bias added here, as above): the add takes each strip
+ * of the product's rows as it is summed (mim_gemm_sums), so in bf16 y is
+ * never stored; tmp (B*L, C) holds it in float. The same bytes as
+ * linear_forward then window_reverse_add, but for the last place of a
+ * bf16 product on oneDNN (mim_gemm_sums). */
+void linear_reverse_add(float *out, const float *x, const float *inp, const float *w, int IC,
+    const float *bias, const float *kept, float keep, const int *idx, int B, int L, int C,
+    float *tmp);
 
 /* LayerNorm of the gathered rows: out[b,t] = LN(x[b,idx[t]]) * w + b_,
  * biased variance, rstd = 1/sqrt(var+eps). mean, rstd (B*L) by output row.

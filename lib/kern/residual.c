@@ -3,6 +3,7 @@
  * drop_path(t) = t.div(keep) * kept[b]  (timm, per sample). Without drop
  * path (kept NULL) it is x + gamma * y, without layer scale x + y. */
 
+#include "mim/gemm.h"
 #include "mim/kern.h"
 #include "kern_int.h"
 
@@ -13,41 +14,48 @@ struct rs {
 	int N, C;
 };
 
+/* out's row r, columns [c0, c0 + n): x + drop_path(gamma * y), y that
+ * row's columns */
+static void
+fwd_row(const struct rs *j, size_t r, const float *y, int c0, int n)
+{
+	const float *x = j->x + r * j->C + c0, *g = j->gamma ? j->gamma + c0 : NULL;
+	float *o = j->out + r * j->C + c0;
+	float k = j->kept ? j->kept[r / (size_t)j->N] : 1.0f;
+	v8f k8 = vdup(k), kp8 = vdup(j->keep);
+	int c, n8 = n & ~7;
+
+	/* the four cases keep the official order of roundings */
+	if (j->kept && g) {
+		for (c = 0; c < n8; c += 8)
+			vstore(o + c, vload(x + c) + (vload(g + c) * vload(y + c)) / kp8 * k8);
+		for (; c < n; c++)
+			o[c] = x[c] + (g[c] * y[c]) / j->keep * k;
+	} else if (j->kept) {
+		for (c = 0; c < n8; c += 8)
+			vstore(o + c, vload(x + c) + vload(y + c) / kp8 * k8);
+		for (; c < n; c++)
+			o[c] = x[c] + y[c] / j->keep * k;
+	} else if (g) {
+		for (c = 0; c < n8; c += 8)
+			vstore(o + c, vload(x + c) + vload(g + c) * vload(y + c));
+		for (; c < n; c++)
+			o[c] = x[c] + g[c] * y[c];
+	} else {
+		for (c = 0; c < n8; c += 8)
+			vstore(o + c, vload(x + c) + vload(y + c));
+		for (; c < n; c++)
+			o[c] = x[c] + y[c];
+	}
+}
+
 static void
 fwd(void *p, size_t lo, size_t hi)
 {
 	const struct rs *j = p;
-	int C = j->C, C8 = C & ~7;
 
-	for (size_t r = lo; r < hi; r++) {
-		const float *x = j->x + r * C, *y = j->y + r * C, *g = j->gamma;
-		float *o = j->out + r * C;
-		float k = j->kept ? j->kept[r / (size_t)j->N] : 1.0f;
-		v8f k8 = vdup(k), kp8 = vdup(j->keep);
-		int c;
-		/* the four cases keep the official order of roundings */
-		if (j->kept && g) {
-			for (c = 0; c < C8; c += 8)
-				vstore(o + c, vload(x + c) + (vload(g + c) * vload(y + c)) / kp8 * k8);
-			for (; c < C; c++)
-				o[c] = x[c] + (g[c] * y[c]) / j->keep * k;
-		} else if (j->kept) {
-			for (c = 0; c < C8; c += 8)
-				vstore(o + c, vload(x + c) + vload(y + c) / kp8 * k8);
-			for (; c < C; c++)
-				o[c] = x[c] + y[c] / j->keep * k;
-		} else if (g) {
-			for (c = 0; c < C8; c += 8)
-				vstore(o + c, vload(x + c) + vload(g + c) * vload(y + c));
-			for (; c < C; c++)
-				o[c] = x[c] + g[c] * y[c];
-		} else {
-			for (c = 0; c < C8; c += 8)
-				vstore(o + c, vload(x + c) + vload(y + c));
-			for (; c < C; c++)
-				o[c] = x[c] + y[c];
-		}
-	}
+	for (size_t r = lo; r < hi; r++)
+		fwd_row(j, r, j->y + r * j->C, 0, j->C);
 }
 
 void
@@ -59,6 +67,28 @@ residual_forward(float *out, const float *x, const float *y, const float *gamma,
 	    .keep = keep, .N = N, .C = C};
 	kern_for((size_t)B * N, 1 + 8192 / (size_t)C, fwd, &j);
 	MIM_PROF_END("residual fwd", prof_t_, 0);
+}
+
+/* the residual on the product's sums at c, rows [m0, m1) x columns [n0, n1) */
+static void
+fwd_sums(void *p, const float *c, int ldc, int m0, int m1, int n0, int n1)
+{
+	const struct rs *j = p;
+
+	for (int r = m0; r < m1; r++)
+		fwd_row(j, (size_t)r, c + (size_t)(r - m0) * ldc, n0, n1 - n0);
+}
+
+void
+linear_residual_forward(float *out, const float *x, const float *inp, const float *w,
+    const float *b, int IC, const float *gamma, const float *kept, float keep, int B, int N,
+    int C, float *tmp)
+{
+	double prof_t_ = MIM_PROF_BEGIN();
+	struct rs j = {.out = out, .x = x, .gamma = gamma, .kept = kept, .keep = keep, .N = N,
+	    .C = C};
+	mim_gemm_sums(0, 1, B * N, C, IC, inp, IC, w, IC, b, tmp, C, fwd_sums, &j);
+	MIM_PROF_END("linear+residual fwd", prof_t_, 2.0 * B * N * IC * C);
 }
 
 static void

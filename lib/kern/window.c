@@ -140,25 +140,32 @@ window_gather(float *out, const float *x, const int *idx, const float *kept,
 	MIM_PROF_END("window gather", prof_t_, 0);
 }
 
+/* out's row of window-order row r, columns [n0, n1): x + drop_path(y +
+ * bias), y that row's columns */
+static void
+revadd_row(const struct rowjob *j, int r, const float *y, int n0, int n1)
+{
+	size_t s = src_row(j, r) * j->C + n0;
+	float *o = j->out + s;
+	const float *x = j->x + s, *bias = j->b ? j->b + n0 : NULL;
+	int b = r / j->L;
+
+	if (bias)
+		for (int c = 0; c < n1 - n0; c++)
+			o[c] = x[c] + DP(j, y[c] + bias[c], b);
+	else
+		for (int c = 0; c < n1 - n0; c++)
+			o[c] = x[c] + DP(j, y[c], b);
+}
+
 static void
 revadd_task(void *ctx, int k)
 {
 	struct rowjob *j = ctx;
 	int lo = k * j->per, hi = lo + j->per < j->rows ? lo + j->per : j->rows;
-	int C = j->C;
 
-	for (int r = lo; r < hi; r++) {
-		size_t s = src_row(j, r) * C;
-		float *o = j->out + s;
-		const float *x = j->x + s, *y = j->y + (size_t)r * C, *bias = j->b;
-		int b = r / j->L;
-		if (bias)
-			for (int c = 0; c < C; c++)
-				o[c] = x[c] + DP(j, y[c] + bias[c], b);
-		else
-			for (int c = 0; c < C; c++)
-				o[c] = x[c] + DP(j, y[c], b);
-	}
+	for (int r = lo; r < hi; r++)
+		revadd_row(j, r, j->y + (size_t)r * j->C, 0, j->C);
 }
 
 void
@@ -171,6 +178,29 @@ window_reverse_add(float *out, const float *x, const float *y, const float *bias
 
 	rows_run(B * L, C, revadd_task, &j);
 	MIM_PROF_END("window reverse_add", prof_t_, 0);
+}
+
+/* the add on the product's sums at c, rows [m0, m1) x columns [n0, n1) */
+static void
+revadd_sums(void *ctx, const float *c, int ldc, int m0, int m1, int n0, int n1)
+{
+	const struct rowjob *j = ctx;
+
+	for (int r = m0; r < m1; r++)
+		revadd_row(j, r, c + (size_t)(r - m0) * ldc, n0, n1);
+}
+
+void
+linear_reverse_add(float *out, const float *x, const float *inp, const float *w, int IC,
+    const float *bias, const float *kept, float keep, const int *idx, int B, int L, int C,
+    float *tmp)
+{
+	double prof_t_ = MIM_PROF_BEGIN();
+	struct rowjob j = {.out = out, .x = x, .b = bias, .kept = kept,
+	    .keep = keep, .idx = idx, .B = B, .L = L, .C = C};
+
+	mim_gemm_sums(0, 1, B * L, C, IC, inp, IC, w, IC, NULL, tmp, C, revadd_sums, &j);
+	MIM_PROF_END("linear+reverse_add fwd", prof_t_, 2.0 * B * L * IC * C);
 }
 
 /* ---- LayerNorm through the permutation -----------------------------------

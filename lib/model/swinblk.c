@@ -200,18 +200,18 @@ swin_block_forward(const struct mim_model *m, const struct sstage *t, const stru
 	relpos_forward(s->bias, mim_pw(m, k->table), k->relidx, N, t->nH);
 	attention_forward(a->ao, a->att, a->qkv, NULL, NULL, s->bias, k->mask, k->nW, Bw, N,
 	    C, t->nH, 1.0f / sqrtf((float)t->D), s->work);
-	linear_forward(s->tmp, a->ao, mim_pw(m, k->projw), NULL, T, C, C);
-	/* xm = x + drop_path(roll(reverse(proj), +shift)): one pass */
-	window_reverse_add(a->xm, a->x, s->tmp, mim_pw(m, k->projb), kept0, a->keep[0],
-	    k->idx, B, L, C);
+	/* xm = x + drop_path(roll(reverse(proj(ao)), +shift)): the add on the
+	 * product's rows as they are summed */
+	linear_reverse_add(a->xm, a->x, a->ao, mim_pw(m, k->projw), C, mim_pw(m, k->projb), kept0,
+	    a->keep[0], k->idx, B, L, C, s->tmp);
 	/* out = xm + drop_path(fc2(gelu(fc1(norm2(xm))))) */
 	layernorm_forward(a->xn, a->m2, a->r2, a->xm, mim_pw(m, k->n2w), mim_pw(m, k->n2b),
 	    T, C, eps);
 	/* fc1 and GELU fused (inference: in place, h2 is h1) */
 	linear_gelu_forward(a->h2 != a->h1 ? a->h1 : NULL, a->h2, a->xn, mim_pw(m, k->fc1w),
 	    mim_pw(m, k->fc1b), T, C, t->Hd);
-	linear_forward(s->tmp, a->h2, mim_pw(m, k->fc2w), mim_pw(m, k->fc2b), T, t->Hd, C);
-	residual_forward(a->out, a->xm, s->tmp, NULL, kept1, a->keep[1], B, L, C);
+	linear_residual_forward(a->out, a->xm, a->h2, mim_pw(m, k->fc2w), mim_pw(m, k->fc2b), t->Hd,
+	    NULL, kept1, a->keep[1], B, L, C, s->tmp);
 }
 
 void

@@ -195,8 +195,8 @@ take(void *p, const float *c, int ldc, int m0, int m1, int n0, int n1)
  * threads: to the bit where lib/amx.c runs the product (bf16, op(A) as
  * stored, N a multiple of 16, K of 32 up to 256), whose sums do not depend
  * on the rows around them; through oneDNN's bf16 matmul within a few ulp,
- * since a library may sum a block's edge rows another way (it did not on
- * the machine this was written on). In bf16 the strips go through the
+ * since it may sum K another way for fewer rows (not on these shapes; at
+ * K 1536 it did: test_kern_fused). In bf16 the strips go through the
  * thread's buffer and C's memory is left as it was.
  * Shapes: a tail of rows (700 = 21 x 32 + 28); two panels of columns in a
  * strip (N 768); N not a multiple of 16 (oneDNN or float); one on the

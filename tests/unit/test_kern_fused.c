@@ -3,12 +3,15 @@
  * through the small-product backend (lib/smm.c), with an epilogue, against
  * a double reference in every transpose; the bias gradient summed inside
  * the input-gradient product; Linear+GELU forward and backward against the
- * unfused kernels, byte for byte; 1 and 2 threads alike. (A product cut
+ * unfused kernels, byte for byte; Swin's proj + window reverse-add and
+ * fc2 + residual against the unfused pairs, in float and bf16; 1 and 2
+ * threads alike. (A product cut
  * into blocks of columns is not always bitwise the uncut one: OpenBLAS's
  * edge kernels round differently. Each thread count is still
  * deterministic, which is what the library promises.) */
 #include "mim.h"
 #include "mim/kern.h"
+#include "mim/swin.h"
 #include "gradcheck.h"
 
 static void
@@ -105,6 +108,66 @@ gemm_case(int M, int N, int K, const char *what, int same1)
 		}
 }
 
+/* linear_reverse_add and linear_residual_forward against linear_forward
+ * then window_reverse_add / residual_forward: 4 samples of 24 x 24 tokens
+ * in shifted windows of 6, with drop path (samples 1 and 3 dropped) and
+ * without: C 96 and K 96 (strips of 672 rows in bf16, on lib/amx.c's
+ * tiles or oneDNN's matmul), C 384 and K 1536 (strips of 160, oneDNN).
+ * The same bytes in float and on the tiles; through oneDNN, whose sums
+ * over a long K can depend on how many rows a call has (the fused kernels
+ * run it a strip of rows a call), within a few ulp. */
+static void
+fused_adds(const char *p)
+{
+	enum { B = 4, H = 24, L = H * H, R = B * L, CM = 384 };
+	int idx[L], bf = mim_gemm_precision() == MIM_PREC_BF16, nt = mim_threads();
+	float kept[B] = {1, 0, 1, 0};
+
+	window_index(idx, H, H, 6, 3);
+	for (int IC = 96, C = 96; IC <= 1536; IC *= 16, C = CM)
+		for (int dp = 0; dp < 2; dp++)
+			for (int t = 1; t <= 2; t++) {
+				float *inp = malloc((size_t)R * IC * 4), *w = malloc((size_t)C * IC * 4);
+				float *b = malloc(C * 4), *x = malloc(R * CM * 4), *y = malloc(R * CM * 4);
+				float *o[4], *tmp = malloc(R * CM * 4);
+				for (int i = 0; i < 4; i++)
+					o[i] = malloc(R * CM * 4);
+				fill(inp, (size_t)R * IC, 21), fill(w, (size_t)C * IC, 22);
+				fill(b, C, 23), fill(x, R * C, 24);
+				mim_set_threads(t);
+				const float *k = dp ? kept : NULL;
+				linear_forward(y, inp, w, NULL, R, IC, C);
+				window_reverse_add(o[0], x, y, b, k, 0.75f, idx, B, L, C);
+				linear_reverse_add(o[1], x, inp, w, IC, b, k, 0.75f, idx, B, L, C, tmp);
+				linear_forward(y, inp, w, b, R, IC, C);
+				residual_forward(o[2], x, y, NULL, k, 0.75f, B, L, C);
+				linear_residual_forward(o[3], x, inp, w, b, IC, NULL, k, 0.75f, B, L, C,
+				    tmp);
+				mim_set_threads(nt);
+				for (int f = 0; f < 2; f++) {
+					int differ = 0;
+					double worst = 0, top = 0;
+					for (int i = 0; i < R * C; i++) {
+						float u = o[2 * f][i], v = o[2 * f + 1][i];
+						differ += u != v;
+						worst = fmax(worst, fabs((double)u - v));
+						top = fmax(top, fabs(u));
+					}
+					worst /= top;	/* (of the largest: x + y cancels) */
+					int exact = !bf || (IC <= 256 && mim_gemm_amx());
+					tap(exact ? differ == 0 : worst < 1e-5,
+					    "%s %s, K %d%s, %d thread%s: %d of %d differ from the unfused "
+					    "pair (by %.1e of the largest)%s", p,
+					    f ? "linear+residual" : "linear+reverse_add", IC,
+					    dp ? ", drop path" : "", t, t > 1 ? "s" : "", differ, R * C, worst,
+					    exact ? ", none may" : "");
+				}
+				free(inp), free(w), free(b), free(x), free(y), free(tmp);
+				for (int i = 0; i < 4; i++)
+					free(o[i]);
+			}
+}
+
 int
 main(void)
 {
@@ -168,5 +231,17 @@ main(void)
 	free(x), free(w), free(b), free(dout), free(dx), free(db1), free(db2), free(dw);
 	free(h1), free(a1), free(h2), free(a2), free(g2), free(pre);
 	free(w2), free(d2), free(dp1), free(dp2), free(dw1), free(dw2), free(dbb1), free(dbb2);
+
+	fused_adds("fp32");
+	if (mim_gemm_set_precision(MIM_PREC_BF16) == 0) {
+		fused_adds("bf16");
+		if (mim_gemm_amx()) {
+			mim_gemm_set_amx(0);
+			fused_adds("bf16 oneDNN");
+			mim_gemm_set_amx(1);
+		}
+	} else {
+		printf("skip - bf16: %s\n", mim_errmsg());
+	}
 	return tap_done();
 }
