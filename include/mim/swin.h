@@ -34,7 +34,10 @@ void window_mask(float *mask, int H, int W, int ws, int shift);
 
 /* out[b,t] = x[b,idx[t]] * kept[b] / keep: (B,L,C) <- (B,L,C). kept (B)
  * 0/1 per sample, or NULL for a plain gather (keep unused then). idx NULL
- * is the identity. Also the backward of window_reverse_add's y. */
+ * is the identity. Also the backward of window_reverse_add's y. In bf16,
+ * with out kept (mim_gemm_keep: the output gradient of a Linear), out's
+ * copy and chunk sums are made here instead, and out's floats are not
+ * written. */
 void window_gather(float *out, const float *x, const int *idx, const float *kept,
     float keep, int B, int L, int C);
 /* out[b,idx[t]] = x[b,idx[t]] + drop_path(y[b,t] + bias): window reverse,

@@ -80,6 +80,8 @@ struct rowjob {
 	const int *idx;
 	int B, L, C, per, rows;
 	float keep;
+	uint16_t *yb;		/* gather: out's kept bf16 copy, made here */
+	double *ys;		/* and its chunk column sums */
 };
 
 static void
@@ -96,6 +98,8 @@ rows_run(int rows, int C, void (*fn)(void *, int), struct rowjob *j)
 		tasks = 1;
 	j->rows = rows;
 	j->per = (rows + tasks - 1) / tasks;
+	if (j->ys)	/* whole chunks of sums a task */
+		j->per = (j->per + MIM_GEMM_ROWS - 1) / MIM_GEMM_ROWS * MIM_GEMM_ROWS;
 	mim_parallel((rows + j->per - 1) / j->per, fn, j);
 }
 
@@ -109,18 +113,32 @@ src_row(const struct rowjob *j, int r)
 /* drop path factor of sample b: timm computes (v / keep) * kept[b] */
 #define DP(j, v, b) ((j)->kept ? (v) / (j)->keep * (j)->kept[b] : (v))
 
+#define SPAN 512	/* columns at a time through the stack */
+
 static void
 gather_task(void *ctx, int k)
 {
 	struct rowjob *j = ctx;
 	int lo = k * j->per, hi = lo + j->per < j->rows ? lo + j->per : j->rows;
 	int C = j->C;
+	float t[SPAN];
 
 	for (int r = lo; r < hi; r++) {
 		const float *x = j->x + src_row(j, r) * C;
 		float *o = j->out + (size_t)r * C;
-		if (j->kept) {
-			int b = r / j->L;
+		int b = r / j->L;
+		if (j->yb) {
+			/* bf16: out is read only through its kept copy and
+			 * chunk sums (a Linear's output gradient): the float
+			 * goes no further than the stack */
+			for (int c0 = 0; c0 < C; c0 += SPAN) {
+				int w = C - c0 < SPAN ? C - c0 : SPAN;
+				for (int c = 0; c < w; c++)
+					t[c] = DP(j, x[c0 + c], b);
+				mim_gemm_round(j->yb + (size_t)r * C + c0, 0, t, 0, 1, w);
+				vchunk_add_d(j->ys + c0, (size_t)C, r, MIM_GEMM_ROWS, t, w);
+			}
+		} else if (j->kept) {
 			for (int c = 0; c < C; c++)
 				o[c] = DP(j, x[c], b);
 		} else
@@ -136,6 +154,8 @@ window_gather(float *out, const float *x, const int *idx, const float *kept,
 	struct rowjob j = {.out = out, .x = x, .idx = idx, .kept = kept,
 	    .keep = keep, .B = B, .L = L, .C = C};
 
+	/* (bf16, out kept by the caller: its copy and chunk sums made here) */
+	j.yb = mim_gemm_kept_fill_sums(out, B * L, C, MIM_GEMM_ROWS, &j.ys);
 	rows_run(B * L, C, gather_task, &j);
 	MIM_PROF_END("window gather", prof_t_, 0);
 }

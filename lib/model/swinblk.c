@@ -238,9 +238,11 @@ swin_block_backward(struct mim_model *m, const struct sstage *t, const struct sb
 	    mim_pw(m, k->n2w), a->m2, a->r2, T, C);
 	/* xm = x + drop_path(reverse(proj(ao) + pb)): the branch gradient is
 	 * dx read through the window order */
+	mim_gemm_keep(s->dy);	/* bf16: rounded, its bias sums made, by the gather */
 	window_gather(s->dy, dx, k->idx, kept0, a->keep[0], B, L, C);
 	linear_backward(s->dao, mim_pg(m, k->projw), mim_pg(m, k->projb), s->dy, a->ao,
 	    mim_pw(m, k->projw), T, C, C);
+	mim_gemm_drop(s->dy);
 	attention_backward(s->dqkv, NULL, NULL, a->att, s->dao, a->qkv, Bw, N, C, t->nH,
 	    1.0f / sqrtf((float)t->D), s->work);
 	/* the logit gradients, summed over windows, are the bias gradient */

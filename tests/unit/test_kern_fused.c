@@ -168,6 +168,46 @@ fused_adds(const char *p)
 			}
 }
 
+/* bf16: window_gather into a kept matrix (a Linear's output gradient)
+ * makes its copy and chunk sums and leaves its floats alone: a product
+ * reading it gives the bytes of one reading the plain gather's output,
+ * the sums are those of its rows, 32 at a time, in order */
+static void
+gather_fill(void)
+{
+	enum { B = 3, H = 12, L = H * H, R = B * L, C = 96, N = 128 };	/* (over 4M MACs: bf16) */
+	int idx[L];
+	float kept[B] = {1, 0, 1};
+	float *x = malloc(R * C * 4), *ref = malloc(R * C * 4), *out = malloc(R * C * 4);
+	float *w = malloc(C * N * 4), *c1 = malloc(R * N * 4), *c2 = malloc(R * N * 4);
+
+	window_index(idx, H, H, 6, 3);
+	fill(x, R * C, 31), fill(w, C * N, 32);
+	window_gather(ref, x, idx, kept, 0.75f, B, L, C);
+	for (int i = 0; i < R * C; i++)
+		out[i] = -3.5f;
+	mim_gemm_keep(out);
+	window_gather(out, x, idx, kept, 0.75f, B, L, C);
+	const double *sums = mim_gemm_kept_sums(out, R, C, MIM_GEMM_ROWS);
+	int untouched = 1, same = sums != NULL;
+	for (int i = 0; i < R * C; i++)
+		untouched &= out[i] == -3.5f;
+	for (int k = 0; same && k * MIM_GEMM_ROWS < R; k++)
+		for (int c = 0; c < C; c++) {
+			double t = 0;
+			for (int r = k * MIM_GEMM_ROWS; r < R && r < (k + 1) * MIM_GEMM_ROWS; r++)
+				t += ref[r * C + c];
+			same &= sums[k * C + c] == t;
+		}
+	mim_gemm(0, 0, R, N, C, 1, out, C, w, N, 0, c1, N);
+	mim_gemm(0, 0, R, N, C, 1, ref, C, w, N, 0, c2, N);
+	mim_gemm_drop(out);
+	tap(untouched && same && memcmp(c1, c2, R * N * 4) == 0,
+	    "bf16 window_gather into a kept matrix: its copy (a product's bytes) and chunk "
+	    "sums made there, its floats not written");
+	free(x), free(ref), free(out), free(w), free(c1), free(c2);
+}
+
 int
 main(void)
 {
@@ -235,6 +275,7 @@ main(void)
 	fused_adds("fp32");
 	if (mim_gemm_set_precision(MIM_PREC_BF16) == 0) {
 		fused_adds("bf16");
+		gather_fill();
 		if (mim_gemm_amx()) {
 			mim_gemm_set_amx(0);
 			fused_adds("bf16 oneDNN");
