@@ -132,17 +132,6 @@ vchunk_add_d(double *sums, size_t ld, int r, int ch, const float *x, int n)
 	vadd_to_d(s, x, n);
 }
 
-/* y[0..n) += x[0..n) */
-VINLINE void
-vadd_to(float *y, const float *x, size_t n)
-{
-	size_t i = 0;
-	for (; i + 8 <= n; i += 8)
-		vstore(y + i, vload(y + i) + vload(x + i));
-	for (; i < n; i++)
-		y[i] += x[i];
-}
-
 /* y[0..n) = a[0..n) + b[0..n) */
 VINLINE void
 vsum(float *y, const float *a, const float *b, size_t n)
@@ -154,6 +143,13 @@ vsum(float *y, const float *a, const float *b, size_t n)
 		y[i] = a[i] + b[i];
 }
 
+/* y[0..n) += x[0..n) */
+VINLINE void
+vadd_to(float *y, const float *x, size_t n)
+{
+	vsum(y, y, x, n);
+}
+
 /* y[0..n) = a[0..n) * b[0..n) */
 VINLINE void
 vprod(float *y, const float *a, const float *b, size_t n)
@@ -163,17 +159,6 @@ vprod(float *y, const float *a, const float *b, size_t n)
 		vstore(y + i, vload(a + i) * vload(b + i));
 	for (; i < n; i++)
 		y[i] = a[i] * b[i];
-}
-
-/* y[0..n) *= x[0..n) */
-VINLINE void
-vmul_to(float *y, const float *x, size_t n)
-{
-	size_t i = 0;
-	for (; i + 8 <= n; i += 8)
-		vstore(y + i, vload(y + i) * vload(x + i));
-	for (; i < n; i++)
-		y[i] *= x[i];
 }
 
 /* lanes of a where cond (a v8i of -1 / 0), else b */
