@@ -46,6 +46,13 @@
 #   BENCH_PRECISIONS  fp32 and/or bf16 (default "fp32 bf16" where the CPU has
 #                   AMX or AVX512-BF16, else fp32): mim's --precision and
 #                   PyTorch's torch.autocast(bfloat16), each row per precision
+#   BENCH_TORCH_CORETYPE  OPENBLAS_CORETYPE for PyTorch's runs. Default:
+#                   the core mim's own check chose where it corrected the
+#                   OpenBLAS model table (Debian's PyTorch runs Debian's
+#                   OpenBLAS, and on a CPU newer than its table runs the
+#                   Prescott kernels too: 70 against 328 GFLOP/s at 1024^2
+#                   on an Emerald Rapids); "as-is" leaves PyTorch's BLAS as
+#                   it comes. A user's OPENBLAS_CORETYPE is kept either way.
 # Writes BENCH_OUT/rows.jsonl, BENCH_OUT/table.md (also printed), profiles
 # and the raw logs.
 set -eu
@@ -78,6 +85,12 @@ if [ -z "${BENCH_PRECISIONS:-}" ] && "$BIN/mim-info" --system | grep -q 'bf16 pr
 	BENCH_PRECISIONS="fp32 bf16"
 fi
 PRECS=${BENCH_PRECISIONS:-fp32}
+# the anchor's BLAS: the kernels mim's correction gave mim (see above)
+TCORE=${BENCH_TORCH_CORETYPE:-}
+if [ -z "$TCORE" ] && [ -z "${OPENBLAS_CORETYPE:-}" ]; then
+	TCORE=$("$BIN/mim-info" --system | sed -n 's/^openblas: core \([A-Za-z0-9]*\) (corrected by mim.*/\1/p')
+fi
+[ "$TCORE" != as-is ] || TCORE=
 OUT=${BENCH_OUT:-$TOP/bench/out/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 W=$(mktemp -d)
@@ -112,6 +125,11 @@ load() { cut -d' ' -f1 /proc/loadavg; }
 	echo "cc: $(cc --version 2>/dev/null | head -1 || echo none)"
 	echo "openblas: $(dpkg-query -W -f '${Version}' libopenblas0-pthread 2>/dev/null || echo '?')"
 	echo "torch: $($PY -c 'import torch; print(torch.__version__)' 2>/dev/null || echo none)"
+	if [ -n "$TCORE" ]; then
+		echo "torch blas: OPENBLAS_CORETYPE=$TCORE (the core mim corrected its own OpenBLAS to)"
+	else
+		echo "torch blas: as it comes${OPENBLAS_CORETYPE:+ (OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE)}"
+	fi
 	echo "threads: $NT"
 	echo "precisions: $PRECS"
 	echo "mim-info --system: $("$BIN/mim-info" --system --json)"
@@ -180,7 +198,8 @@ torch_run() {
 	best_ips=-1
 	for pol in ${BENCH_OMP:-PASSIVE ACTIVE}; do
 		log "$m batch $B $pr round $r: PyTorch $1, OMP_WAIT_POLICY=$pol, load $(load)"
-		OMP_WAIT_POLICY=$pol $TIME -f '%M %e %U %S' -o "$W/torch.time.$pol" \
+		OMP_WAIT_POLICY=$pol env ${TCORE:+OPENBLAS_CORETYPE=$TCORE} \
+		    $TIME -f '%M %e %U %S' -o "$W/torch.time.$pol" \
 		    $PY bench/torch_step.py --ckpt "$ck" --stream "$s" --mode "$1" --threads "$NT" \
 		    --precision "$pr" --warmup "$wu" --steps "$st" >"$W/torch.json.$pol"
 		# kept as it comes, so that a run cut short still shows it
