@@ -309,12 +309,9 @@ conv_task(void *p, int i)
 		    (size_t)c->cols, hi - lo, c->cols, c->fast);
 		return;
 	}
-	for (int r = lo; r < hi; r++) {		/* (lo is a multiple of ch) */
-		const float *x = c->x + (size_t)r * c->ldx;
-		dnn_to_bf16(x, (size_t)c->ldx, c->y + (size_t)r * c->cols, (size_t)c->cols, 1,
-		    c->cols, c->fast);
-		vchunk_add_d(c->sums, (size_t)c->cols, r, c->ch, x, c->cols);
-	}
+	for (int r = lo; r < hi; r++)		/* (lo is a multiple of ch) */
+		mim_gemm_round_sums(c->y + (size_t)r * c->cols, c->sums, c->cols, r, c->ch,
+		    c->x + (size_t)r * c->ldx, c->cols);
 }
 
 /* c->x into c->y: over the pool when large */
@@ -531,6 +528,13 @@ void
 mim_gemm_round(uint16_t *y, size_t ldy, const float *x, size_t ldx, int rows, int cols)
 {
 	dnn_to_bf16(x, ldx, y, ldy, rows, cols, mim_cpu()->avx512_bf16);
+}
+
+void
+mim_gemm_round_sums(uint16_t *y, double *sums, int cols, int r, int ch, const float *x, int n)
+{
+	dnn_to_bf16(x, 0, y, 0, 1, n, mim_cpu()->avx512_bf16);
+	vchunk_add_d(sums, (size_t)cols, r, ch, x, n);
 }
 
 int

@@ -134,8 +134,14 @@ void mim_gemm_round(uint16_t *y, size_t ldy, const float *x, size_t ldx, int row
  * mim_gemm_keep_colsums makes them (in double, row after row from 0 at
  * each chunk's first row), into *sums ((rows + ch - 1) / ch x cols, held
  * with the copy), which the caller fills too; mim_gemm_kept_sums then
- * returns them, until x is dropped (NULL: none made with that chunk). */
+ * returns them, until x is dropped (NULL: none made with that chunk).
+ * mim_gemm_round_sums fills both a span of row r at a time: y (row r's
+ * copy, from some column) = x (n floats) rounded, and x added to the
+ * chunk sums of the same columns (sums: their first row, rows cols
+ * apart), in that order, so that each row comes after the row before it. */
 uint16_t *mim_gemm_kept_fill_sums(const float *x, int rows, int cols, int ch, double **sums);
+void mim_gemm_round_sums(uint16_t *y, double *sums, int cols, int r, int ch, const float *x,
+    int n);
 const double *mim_gemm_kept_sums(const float *x, int rows, int cols, int ch);
 /* The bytes held for kept copies, in use or not: a dropped copy's buffer
  * waits for the same x to be kept again. */

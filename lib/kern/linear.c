@@ -195,10 +195,8 @@ dgelu_sums(void *p, const float *c, int ldc, int m0, int m1, int n0, int n1)
 			int w = n1 - n0 - j < SPAN ? n1 - n0 - j : SPAN;
 			float *d = a->yb ? t : a->out + o + j;
 			vprod(d, cr + j, a->dg + o + j, (size_t)w);
-			if (a->yb) {
-				mim_gemm_round(a->yb + o + j, 0, t, 0, 1, w);
-				vchunk_add_d(a->ys + n0 + j, (size_t)a->ld, r, CH, t, w);
-			}
+			if (a->yb)
+				mim_gemm_round_sums(a->yb + o + j, a->ys + n0 + j, a->ld, r, CH, t, w);
 		}
 	}
 }

@@ -135,8 +135,8 @@ gather_task(void *ctx, int k)
 				int w = C - c0 < SPAN ? C - c0 : SPAN;
 				for (int c = 0; c < w; c++)
 					t[c] = DP(j, x[c0 + c], b);
-				mim_gemm_round(j->yb + (size_t)r * C + c0, 0, t, 0, 1, w);
-				vchunk_add_d(j->ys + c0, (size_t)C, r, MIM_GEMM_ROWS, t, w);
+				mim_gemm_round_sums(j->yb + (size_t)r * C + c0, j->ys + c0, C, r,
+				    MIM_GEMM_ROWS, t, w);
 			}
 		} else if (j->kept) {
 			for (int c = 0; c < C; c++)
