@@ -52,7 +52,7 @@
 #                   OpenBLAS, and on a CPU newer than its table runs the
 #                   Prescott kernels too: 70 against 328 GFLOP/s at 1024^2
 #                   on an Emerald Rapids); "as-is" leaves PyTorch's BLAS as
-#                   it comes. A user's OPENBLAS_CORETYPE is kept either way.
+#                   it comes. Unset, a user's OPENBLAS_CORETYPE is kept.
 # Writes BENCH_OUT/rows.jsonl, BENCH_OUT/table.md (also printed), profiles
 # and the raw logs.
 set -eu
@@ -76,19 +76,21 @@ IMAGES=${BENCH_IMAGES:-/usr/share/wallpapers}
 [ -d "$IMAGES" ] || [ -z "$BUNDLE" ] || IMAGES=$TOP/bench/images
 MODELS=${*:-vit-tiny swin-tiny vit-base swin-base}
 BATCHES=${BENCH_BATCHES:-8 32}
-# mim's own default: a thread a core of the CPUs this process may use
-NT=${BENCH_THREADS:-$(env -u MIM_THREADS "$BIN/mim-info" --system | sed -n 's/^threads: //p')}
+# the machine as mim sees it: its threads by default (a thread a core of
+# the CPUs this process may use), bf16 products, OpenBLAS's kernels
+SYS=$(env -u MIM_THREADS "$BIN/mim-info" --system)
+NT=${BENCH_THREADS:-$(echo "$SYS" | sed -n 's/^threads: //p')}
 NT=${NT:-$(nproc)}
 ROUNDS=${BENCH_ROUNDS:-2}
 SKIP=${BENCH_SKIP:-}
-if [ -z "${BENCH_PRECISIONS:-}" ] && "$BIN/mim-info" --system | grep -q 'bf16 products yes'; then
+if [ -z "${BENCH_PRECISIONS:-}" ] && echo "$SYS" | grep -q 'bf16 products yes'; then
 	BENCH_PRECISIONS="fp32 bf16"
 fi
 PRECS=${BENCH_PRECISIONS:-fp32}
 # the anchor's BLAS: the kernels mim's correction gave mim (see above)
 TCORE=${BENCH_TORCH_CORETYPE:-}
 if [ -z "$TCORE" ] && [ -z "${OPENBLAS_CORETYPE:-}" ]; then
-	TCORE=$("$BIN/mim-info" --system | sed -n 's/^openblas: core \([A-Za-z0-9]*\) (corrected by mim.*/\1/p')
+	TCORE=$(echo "$SYS" | sed -n 's/^openblas: core \([A-Za-z0-9]*\) (corrected by mim.*/\1/p')
 fi
 [ "$TCORE" != as-is ] || TCORE=
 OUT=${BENCH_OUT:-$TOP/bench/out/$(date +%Y%m%d-%H%M%S)}
