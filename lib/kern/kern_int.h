@@ -17,6 +17,10 @@
 #include "mim/stream.h"
 #include "../vec.h"
 
+/* columns at a time through buffers on a kernel's stack (a row of a
+ * product's sums, rounded or summed before it goes further) */
+#define SPAN 512
+
 /* GELU of n contiguous floats on the calling thread (gelu.c), and its
  * backward (as gelu_forward / gelu_backward, the same bytes); out may be
  * inp, dinp may be dout. */

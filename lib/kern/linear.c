@@ -56,8 +56,6 @@ struct actblk {
 	double *ys;		/* backward: with out's chunk column sums */
 };
 
-#define SPAN 512	/* columns at a time through buffers on the stack */
-
 /* GELU on the sums at c (rows ldc apart) of fc1's rows [m0,m1) x columns
  * [n0,n1), plus the bias (mim_gemm_sums: c is pre's own place, or the
  * thread's buffer, pre not written by the product) */

@@ -113,8 +113,6 @@ src_row(const struct rowjob *j, int r)
 /* drop path factor of sample b: timm computes (v / keep) * kept[b] */
 #define DP(j, v, b) ((j)->kept ? (v) / (j)->keep * (j)->kept[b] : (v))
 
-#define SPAN 512	/* columns at a time through the stack */
-
 static void
 gather_task(void *ctx, int k)
 {
