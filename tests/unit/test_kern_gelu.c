@@ -62,6 +62,31 @@ main(void)
 	gelu_backward(out, out, x, N);
 	tap(memcmp(out, dx, sizeof dx) == 0, "backward in place (dinp aliases dout)");
 
+	/* finite inputs too large to square in float (x^2 past FLT_MAX from
+	 * 1.8e19): gelu' is 1 or 0, not NaN, at both widths */
+	{
+		float big[16] = {1.9e19f, -1.9e19f, 1e30f, -1e30f, 3e38f, -3e38f, 13.5f, -13.5f,
+		    1e19f, -1e19f, 9e18f, -9e18f, 20.0f, -20.0f, 1e10f, -1e10f};
+		float gb[16], db[16], ones[16];
+		for (int i = 0; i < 16; i++)
+			ones[i] = 1.0f;
+		int bad = 0;
+		for (int w = 0; w < 2; w++) {
+			gelu_set_wide(!w);
+			gelu_backward(db, ones, big, 16);
+			for (int i = 0; i < 16; i++)
+				bad += db[i] != (big[i] > 0 ? 1.0f : 0.0f);
+			gelu_dgelu_span(gb, db, big, 16);
+			for (int i = 0; i < 16; i++)
+				bad += db[i] != (big[i] > 0 ? 1.0f : 0.0f);
+			gelu_forward(gb, big, 16);
+			for (int i = 0; i < 16; i++)
+				bad += gb[i] != (big[i] > 0 ? big[i] : 0.0f);
+		}
+		gelu_set_wide(1);
+		tap(bad == 0, "huge finite inputs (to 3e38): gelu x or 0 and gelu' 1 or 0 (%d wrong)", bad);
+	}
+
 	/* 16 lanes (AVX-512) against 8: the same bits, on floats spread over
 	 * every exponent and sign (NaN aside), spans of odd lengths */
 	size_t n = (size_t)1 << 22;
