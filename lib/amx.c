@@ -220,7 +220,7 @@ amx_gemm(int M, int N, int K, const uint16_t *A, int lda, const uint32_t *V, int
 		if (n > padcap) {
 			free(pad);
 			padcap = 0;
-			if (!(pad = malloc(n * sizeof *pad)))
+			if (!(pad = aligned_alloc(64, (n * sizeof *pad + 63) & ~(size_t)63)))
 				return -1;
 			padcap = n;
 		}

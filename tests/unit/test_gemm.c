@@ -579,6 +579,22 @@ filled(void)
 	for (int i = 0; i < O; i++)
 		b1[i] = 0.01f * (i % 13) - 0.05f;
 	mim_gemm_drop(NULL);
+	{	/* on a 64-byte boundary, as the tiles read them (malloc gives
+		 * 16: a large block starts 16 bytes into a page); eight copies
+		 * of odd sizes, kept at once */
+		float *big[8];
+		int odd = 0;
+		for (int i = 0; i < 8; i++) {
+			big[i] = calloc((size_t)(4096 + 8 * i) * 96, 4);
+			mim_gemm_keep(big[i]);
+			uint16_t *yb = mim_gemm_kept_fill(big[i], 4096 + 8 * i, 96 - 8 * (i % 2));
+			odd += !yb || (uintptr_t)yb % 64 != 0;
+		}
+		tap(odd == 0, "kept copies start on a 64-byte boundary (%d of 8 do not)", odd);
+		mim_gemm_drop(NULL);
+		for (int i = 0; i < 8; i++)
+			free(big[i]);
+	}
 	for (int k = 0; k < 2; k++) {	/* rounded by the product, then by the kernel */
 		p[k] = malloc(R * N * 4), q[k] = malloc(R * N * 4);
 		if (k)
