@@ -2,11 +2,13 @@
  * cache and cold: how much of the gap between a training step's products
  * and the sgemm ceiling is the memory traffic of their operands.
  *
- *   gemmcold [-t threads] [--dw] [--bf16] [--1d | -g GM,GN,GK] M N K [sets]
+ *   gemmcold [-t threads] [--dw] [--bf16 [--kept]] [--1d | -g GM,GN,GK] M N K [sets]
  *
  * C (M,N) = A (M,K) @ B^T (N,K), as linear_forward calls it; --dw: C =
  * A^T (K,M) @ B (K,N), as linear_backward's weight gradient does. --bf16:
- * the operands rounded to bfloat16 (oneDNN), as --precision bf16. --1d:
+ * the operands rounded to bfloat16 (oneDNN), as --precision bf16; with
+ * --kept, rounded once (mim_gemm_keep: op(A), and with --dw op(B) too), as
+ * a training step keeps a Linear's input and output gradient. --1d:
  * the product cut in one dimension (MIM_CUT_1D); -g: cut into that grid
  * of blocks (mim_gemm_set_grid); else mim_gemm's own choice. "hot": the
  * same A, B, C again and again (best of 30: all in cache after the first);
@@ -51,7 +53,7 @@ main(int argc, char **argv)
 	int i = 1, sets = 40;
 	unsigned seed = 1;
 
-	int dw = 0;
+	int dw = 0, kept = 0;
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		int g[3];
 		if (strcmp(argv[i], "-t") == 0 && i + 1 < argc) {
@@ -60,6 +62,8 @@ main(int argc, char **argv)
 			dw = 1;
 		} else if (strcmp(argv[i], "--bf16") == 0) {
 			mim_gemm_set_precision(MIM_PREC_BF16);
+		} else if (strcmp(argv[i], "--kept") == 0) {
+			kept = 1;
 		} else if (strcmp(argv[i], "--1d") == 0) {
 			mim_gemm_set_cut(MIM_CUT_1D);
 		} else if (strcmp(argv[i], "-g") == 0 && i + 1 < argc &&
@@ -71,7 +75,8 @@ main(int argc, char **argv)
 		}
 	}
 	if (argc - i < 3) {
-		fprintf(stderr, "usage: gemmcold [-t threads] [--dw] [--bf16] [--1d | -g GM,GN,GK] M N K [sets]\n");
+		fprintf(stderr, "usage: gemmcold [-t threads] [--dw] [--bf16 [--kept]] [--1d | -g GM,GN,GK] "
+		    "M N K [sets]\n");
 		return 2;
 	}
 	int M = atoi(argv[i]), N = atoi(argv[i + 1]), K = atoi(argv[i + 2]);
@@ -87,6 +92,11 @@ main(int argc, char **argv)
 		A[s] = filled((size_t)M * K, &seed);
 		B[s] = filled((size_t)N * K, &seed);
 		C[s] = filled((size_t)M * N, &seed);
+		if (kept && (mim_gemm_keep(A[s]) < 0 || (dw && mim_gemm_keep(B[s]) < 0))) {
+			fprintf(stderr, "gemmcold: --kept: %d sets are more than mim_gemm_keep holds\n",
+			    sets);
+			return 2;
+		}
 	}
 	double f = 2.0 * M * N * K, hot = 0, cold[6];
 	for (int it = 0; it < 30; it++) {
@@ -102,8 +112,8 @@ main(int argc, char **argv)
 		cold[it] = f * sets / (now() - t) * 1e-9;
 	}
 	qsort(cold, 6, sizeof *cold, cmpd);
-	printf("{\"dw\":%d,\"precision\":\"%s\",\"M\":%d,\"N\":%d,\"K\":%d,\"threads\":%d,\"sets\":%d,\"hot\":%.1f,\"cold\":%.1f,"
-	    "\"cold_mb\":%.0f}\n", dw, mim_precision_name(mim_gemm_precision()), M, N, K, mim_threads(), sets, hot, (cold[2] + cold[3]) / 2,
+	printf("{\"dw\":%d,\"kept\":%d,\"precision\":\"%s\",\"M\":%d,\"N\":%d,\"K\":%d,\"threads\":%d,\"sets\":%d,\"hot\":%.1f,\"cold\":%.1f,"
+	    "\"cold_mb\":%.0f}\n", dw, kept, mim_precision_name(mim_gemm_precision()), M, N, K, mim_threads(), sets, hot, (cold[2] + cold[3]) / 2,
 	    (double)sets * ((double)M * K + (double)N * K + (double)M * N) * 4 / 1048576);
 	return 0;
 }

@@ -10,10 +10,13 @@
  * model 207), a thread each, operands in bf16 (bench/RESULTS.md): in
  * cache, this ran 1.3-2.9x oneDNN's rate (Swin-T's stage-0 shapes,
  * 36864 rows and K 96: 360 GFLOP/s in oneDNN, which packs B again in
- * every call, against 690-730 here); with A and C out of cache, in calls
- * taking turns, level to 1.5x with K up to 256, and 5-30% behind with K
- * 768 and beyond, where A's 32 rows of K no longer fit L1 beside the
- * rest: amx_takes leaves those to oneDNN (AMX_KMAX).
+ * every call, against 690-730 here). At K 768 and beyond it first ran
+ * 5-30% behind and was kept to K 256; that was the operands' placing,
+ * not the kernel: rows 16 bytes off the cache lines (malloc) and V's rows
+ * 4 KB apart (N 1024 and up), all in one set of L1. With both mended
+ * (lib/gemm.c) it ran every shape of the four models ahead of oneDNN,
+ * K 3072 too (2320 x 768 x 3072: 889 against 683 GFLOP/s, one thread),
+ * and it takes every K.
  *
  * C's blocks of 32 x 32 floats are four 16 x 16 float tiles (0-3), summed
  * over K 32 at a time: two 16 x 32 bf16 tiles of A's rows (4, 5) times two
@@ -39,7 +42,7 @@
 int
 amx_takes(int ta, int N, int K)
 {
-	return !ta && N > 0 && N % 16 == 0 && K > 0 && K % 32 == 0 && K <= AMX_KMAX;
+	return !ta && N > 0 && N % 16 == 0 && K > 0 && K % 32 == 0;
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && \
@@ -204,17 +207,24 @@ blk(int r2, int c2, int kt, const char *a, size_t la, const char *b, size_t lb, 
 	}
 }
 
+int
+amx_panel(int K)
+{
+	int np = PANEL_BYTES / (2 * K) / 32 * 32;
+
+	return np < 32 ? 32 : np > PANEL ? PANEL : np;
+}
+
 AMX int
 amx_gemm(int M, int N, int K, const uint16_t *A, int lda, const uint32_t *V, int ldv,
     const float *bias, int beta, float *C, int ldc)
 {
 	int kt = K / 32, init = bias ? 1 : beta ? 2 : 0, tail = M % 32;
-	int np = PANEL_BYTES / (2 * K) / 32 * 32;
+	int np = amx_panel(K);
 	size_t la = (size_t)lda * 2, lb = (size_t)ldv * 4, lc = (size_t)ldc * 4;
 
 	if (M <= 0)
 		return 0;
-	np = np < 32 ? 32 : np > PANEL ? PANEL : np;
 	if (tail) {	/* the last rows, and zeros to 32 */
 		size_t n = (size_t)32 * K;
 		if (n > padcap) {
@@ -269,6 +279,12 @@ int
 amx_ready(void)
 {
 	return 0;
+}
+
+int
+amx_panel(int K)
+{
+	return 32;
 }
 
 void

@@ -12,9 +12,7 @@
 int amx_ready(void);
 
 /* Whether amx_gemm runs C = op(A) op(B) of this shape: op(A) as stored
- * (not transposed), N a multiple of 16, K of 32 and at most AMX_KMAX
- * (past it, oneDNN's matmul was the faster: lib/amx.c). */
-#define AMX_KMAX 256
+ * (not transposed), N a multiple of 16, K of 32 (any K: lib/amx.c). */
 int amx_takes(int ta, int N, int K);
 
 /* op(B) (K,N) float as the tiles read it: V (K/2, N) 32-bit pairs, rows
@@ -25,6 +23,10 @@ int amx_takes(int ta, int N, int K);
  * multiple of 16 and K of 32. */
 void amx_pack(uint32_t *V, int ldv, const float *B, int ldb, int tb, int N, int k0,
     int k1);
+
+/* the columns amx_gemm takes at a time (a panel: V's rows of them, for
+ * all of K, about 1 MB, for L2) */
+int amx_panel(int K);
 
 /* C (M,N) rows ldc apart = A (M,K) bf16 rows lda apart @ V (K/2,N) pairs
  * rows ldv apart (amx_pack), summed in float on the tiles, K in order;

@@ -38,7 +38,10 @@
  * bf16 (mim_gemm_set_precision): a product first rounds op(A) and op(B)
  * to bfloat16, once, into buffers of the calling thread (over the pool
  * when large), then runs as above with oneDNN's bf16 matmul
- * (lib/onednn.c) in place of sgemm on every block. Small products (the
+ * (lib/onednn.c) in place of sgemm on every block; where the CPU has AMX,
+ * a product whose op(A) is not transposed (a Linear's forward and input
+ * gradient) runs on lib/amx.c's tiles instead, op(B) packed once into
+ * its pairs for every block. Small products (the
  * ones lib/smm.c takes) stay in float here: alone AMX runs a 197x64x197
  * product twice as fast, but through oneDNN one call a product the
  * rounding and the calls cost more than that gains (attention took 5-10%
@@ -591,13 +594,24 @@ to_bf16(int i, const float *x, int ldx, int rows, int cols)
 	return y;
 }
 
-/* op(B) (K,N) packed for lib/amx.c into buffer 1: (K/2, N) pairs, over
- * the pool in rows of 16 pairs when large; NULL when out of memory */
+/* op(B) (K,N) packed for lib/amx.c into buffer 1: (K/2, N) pairs, rows
+ * pairs_ld(N) apart, over the pool in rows of 16 pairs when large; NULL
+ * when out of memory. A row is 64 bytes longer than N pairs: a tile
+ * loads 16 rows, and rows 4 KB apart (N 1024, 2048, 3072: ViT-B's fc1)
+ * all fall into one set of L1 (12 ways), rows 2 KB apart into two;
+ * ViT-B's 2320 x 3072 x 768 ran at 455 GFLOP/s on one thread, padded
+ * at 1157 (bench/RESULTS.md). */
 struct pairs {
 	uint32_t *V;
 	const float *B;
 	int ldb, tb, K, N, per;
 };
+
+static int
+pairs_ld(int N)
+{
+	return N + 16;
+}
 
 static void
 pairs_task(void *p, int i)
@@ -605,13 +619,14 @@ pairs_task(void *p, int i)
 	const struct pairs *j = p;
 	int k0 = i * j->per, k1 = k0 + j->per < j->K / 2 ? k0 + j->per : j->K / 2;
 
-	amx_pack(j->V, j->N, j->B, j->ldb, j->tb, j->N, k0, k1);
+	amx_pack(j->V, pairs_ld(j->N), j->B, j->ldb, j->tb, j->N, k0, k1);
 }
 
 static const uint32_t *
 to_pairs(const float *B, int ldb, int tb, int K, int N)
 {
-	uint32_t *V = (uint32_t *)buffer(1, (size_t)K * N);	/* (K/2 x N pairs) */
+	/* (K/2 x pairs_ld(N) pairs) */
+	uint32_t *V = (uint32_t *)buffer(1, (size_t)K * pairs_ld(N));
 	struct pairs j = {V, B, ldb, tb, K, N, K / 2};
 
 	if (!V)
@@ -634,6 +649,7 @@ static _Thread_local size_t stripcap;
 
 #define STRIP_BYTES (256 * 1024)	/* a strip of C's sums, for L2 */
 #define STRIP_ROWS 128			/* at least, a call of a library */
+#define STRIP_V_BYTES (2 << 20)		/* V's bytes (lib/amx.c) for strips by panels */
 
 /* rows [m0, m0+M) x columns [n0, n0+N) of the product (alpha 1, beta 0,
  * the sum over all of K), handed to own. In bf16 a strip of rows at a
@@ -649,31 +665,40 @@ static void
 leaf_own(const struct operands *o, int m0, int n0, int M, int N, int K, float *C, int ldc,
     const float *bias, mim_gemm_sums_fn own, void *ctx)
 {
-	int done = 0, sr = STRIP_BYTES / (int)(N * sizeof(float)) / MIM_GEMM_ROWS * MIM_GEMM_ROWS;
+	/* lib/amx.c, with V past L2: by its panels of columns, strips of rows
+	 * inside, so that a panel's pairs stay in L2 for all the rows (strips
+	 * of all N columns read the whole of V again for each: 4.7 MB for
+	 * every 32 rows of ViT-B's fc1) */
+	int np = o->bf16 == 2 && (size_t)2 * K * N > STRIP_V_BYTES ? amx_panel(K) : N;
 	int least = o->bf16 == 2 ? MIM_GEMM_ROWS : STRIP_ROWS;
 
-	sr = sr < least ? least : sr;
-	if (o->bf16 && (size_t)sr * N > stripcap) {
-		free(stripbuf);
-		stripcap = (stripbuf = amalloc((size_t)sr * N * sizeof *stripbuf)) ? (size_t)sr * N : 0;
-	}
-	for (; o->bf16 && stripcap >= (size_t)sr * N && done < M; done += sr) {
-		int nr = M - done < sr ? M - done : sr;
-		if (o->bf16 == 2) {
-			const uint16_t *A = (const uint16_t *)o->A + (size_t)(m0 + done) * o->lda;
-			const uint32_t *V = (const uint32_t *)o->B + n0;
-			if (amx_gemm(nr, N, K, A, o->lda, V, o->ldb, bias ? bias + n0 : NULL, 0,
-			        stripbuf, N) < 0)
-				break;
-		} else {
-			leaf(o, m0 + done, n0, 0, nr, N, K, 1, 0, stripbuf, N, bias);
+	for (int p0 = 0; p0 < N; p0 += np) {
+		int pw = N - p0 < np ? N - p0 : np, done = 0;
+		int sr = STRIP_BYTES / (int)(pw * sizeof(float)) / MIM_GEMM_ROWS * MIM_GEMM_ROWS;
+		sr = sr < least ? least : sr;
+		if (o->bf16 && (size_t)sr * pw > stripcap) {
+			free(stripbuf);
+			stripcap = (stripbuf = amalloc((size_t)sr * pw * sizeof *stripbuf)) ?
+			    (size_t)sr * pw : 0;
 		}
-		own(ctx, stripbuf, N, m0 + done, m0 + done + nr, n0, n0 + N);
-	}
-	if (done < M) {
-		float *c = C + (size_t)(m0 + done) * ldc + n0;
-		leaf(o, m0 + done, n0, 0, M - done, N, K, 1, 0, c, ldc, bias);
-		own(ctx, c, ldc, m0 + done, m0 + M, n0, n0 + N);
+		for (; o->bf16 && stripcap >= (size_t)sr * pw && done < M; done += sr) {
+			int nr = M - done < sr ? M - done : sr;
+			if (o->bf16 == 2) {
+				const uint16_t *A = (const uint16_t *)o->A + (size_t)(m0 + done) * o->lda;
+				const uint32_t *V = (const uint32_t *)o->B + n0 + p0;
+				if (amx_gemm(nr, pw, K, A, o->lda, V, o->ldb, bias ? bias + n0 + p0 : NULL,
+				        0, stripbuf, pw) < 0)
+					break;
+			} else {
+				leaf(o, m0 + done, n0 + p0, 0, nr, pw, K, 1, 0, stripbuf, pw, bias);
+			}
+			own(ctx, stripbuf, pw, m0 + done, m0 + done + nr, n0 + p0, n0 + p0 + pw);
+		}
+		if (done < M) {
+			float *c = C + (size_t)(m0 + done) * ldc + n0 + p0;
+			leaf(o, m0 + done, n0 + p0, 0, M - done, pw, K, 1, 0, c, ldc, bias);
+			own(ctx, c, ldc, m0 + done, m0 + M, n0 + p0, n0 + p0 + pw);
+		}
 	}
 }
 
@@ -920,7 +945,7 @@ product(int ta, int tb, int M, int N, int K, float alpha, const float *A, int ld
 		if (use_amx(ta, N, K, alpha, beta) && !is_kept(B)) {
 			const uint32_t *v = to_pairs(B, ldb, tb, K, N);
 			if (a && v)	/* (else float, rather than fail) */
-				o = (struct operands){2, ta, tb, K, N, a, v};
+				o = (struct operands){2, ta, tb, K, pairs_ld(N), a, v};
 		} else {
 			const uint16_t *b = to_bf16(1, B, ldb, tb ? N : K, tb ? K : N);
 			if (a && b)

@@ -91,7 +91,7 @@ enum mim_sgemm mim_gemm_sgemm(void);
 const char *mim_sgemm_name(enum mim_sgemm b);
 
 /* bf16: the products whose op(A) is not transposed (a Linear's forward and
- * input gradient; N a multiple of 16, K of 32 up to 256, alpha 1, beta 0
+ * input gradient; N a multiple of 16, K of 32, alpha 1, beta 0
  * or 1) on AMX tiles by lib/amx.c, where the CPU has AMX-BF16: 1 (the default),
  * or 0, oneDNN's matmul as for every other bf16 product (also
  * MIM_GEMM_AMX=0 in the environment). Both sum the bf16 products in

@@ -110,15 +110,15 @@ struct dbsum {
 	double *mem;		/* part, when it is ours to free */
 	unsigned char *seen;	/* (chunks) */
 	const float *dout;
-	int R, OC, N;		/* N: columns of the product's C */
+	int R, OC;
 	int done;		/* bf16: summed by dout's rounding (sum_init) */
 };
 
 static void
 sum_rows(struct dbsum *s, int m0, int m1, int n0, int n1)
 {
-	if (!s || !s->part || s->done || n0 != 0 || n1 != s->N)
-		return;		/* a block of columns: db is summed apart */
+	if (!s || !s->part || s->done || n0 != 0)
+		return;		/* rows summed once: by the block (or panel) of column 0 */
 	for (int r = m0; r < m1; r++) {	/* (m0 is a multiple of CH) */
 		vchunk_add_d(s->part, (size_t)s->OC, r, CH, s->dout + (size_t)r * s->OC, s->OC);
 		s->seen[r / CH] = 1;
@@ -148,7 +148,7 @@ sum_finish(struct dbsum *s, float *db)
  * need not read dout again. (The product keeps its epilogue all the same,
  * so that it is cut as without: MIM_BF16_KEEP=0 gives the same bytes.) */
 static void
-sum_init(struct dbsum *s, const float *dout, int R, int OC, int N, int kept)
+sum_init(struct dbsum *s, const float *dout, int R, int OC, int kept)
 {
 	size_t nch = ((size_t)R + CH - 1) / CH;
 	const double *made = kept >= 0 ? mim_gemm_kept_sums(dout, R, OC, CH) : NULL;
@@ -156,7 +156,6 @@ sum_init(struct dbsum *s, const float *dout, int R, int OC, int N, int kept)
 	s->dout = dout;
 	s->R = R;
 	s->OC = OC;
-	s->N = N;
 	if (made) {
 		s->part = (double *)made;
 		s->done = 1;
@@ -212,7 +211,7 @@ linear_gelu_backward(float *dpre, float *dw, float *db, const float *dout,
 	a.yb = mim_gemm_kept_fill_sums(dpre, R, IC, CH, &a.ys);
 	int kept = dw ? mim_gemm_keep(dout) : 0;	/* bf16: rounded once for both */
 	if (db)
-		sum_init(&s, dout, R, OC, IC, kept);
+		sum_init(&s, dout, R, OC, kept);
 	mim_gemm_sums(0, 0, R, IC, OC, dout, OC, w, IC, NULL, dpre, IC, dgelu_sums, &a);
 	if (db) {
 		sum_finish(&s, db);
@@ -237,7 +236,7 @@ linear_backward(float *dinp, float *dw, float *db, const float *dout,
 	if (dinp) {
 		t = MIM_PROF_BEGIN();
 		if (db)
-			sum_init(&s, dout, R, OC, IC, kept);
+			sum_init(&s, dout, R, OC, kept);
 		mim_gemm_ex(0, 0, R, IC, OC, 1.0f, dout, OC, w, IC, 0.0f, dinp, IC,
 		    db ? dx_block : NULL, db ? &s : NULL);
 		if (db) {

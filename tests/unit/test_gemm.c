@@ -205,7 +205,10 @@ take(void *p, const float *c, int ldc, int m0, int m1, int n0, int n1)
 static void
 handed(const char *p)
 {
-	static const int sh[][3] = {{700, 384, 96}, {1000, 768, 192}, {700, 300, 64}, {60, 48, 32}};
+	/* (the second from last: V past 2 MB in bf16, handed by panels of
+	 * columns) */
+	static const int sh[][3] = {{700, 384, 96}, {1000, 768, 192}, {700, 300, 64},
+	    {130, 2048, 768}, {60, 48, 32}};
 	int nt = mim_threads(), bf = mim_gemm_precision() == MIM_PREC_BF16;
 
 	for (size_t s = 0; s < sizeof sh / sizeof *sh; s++)
@@ -744,15 +747,17 @@ amx_kernel(void)
 }
 
 /* bf16 products that lib/amx.c takes (op(A) as stored, N a multiple of 16,
- * K of 32 up to AMX_KMAX) through mim_gemm, with its kernel and with oneDNN's matmul
+ * K of 32) through mim_gemm, with its kernel and with oneDNN's matmul
  * (mim_gemm_set_amx 0): each within float's sums of the rounded operands,
  * the two within the last places of each other; with the bias; cut into
  * columns and into slices of K (grids forced at 4 threads) */
 static void
 amx_products(void)
 {
-	/* (over 4M multiply-adds, so bf16; K up to 256) */
-	static const int sh[][3] = {{1160, 96, 64}, {301, 64, 224}, {700, 400, 128}};
+	/* (over 4M multiply-adds, so bf16; the last with V's rows padded past
+	 * 4 KB and K past a panel of L1) */
+	static const int sh[][3] = {{1160, 96, 64}, {301, 64, 224}, {700, 400, 128},
+	    {97, 1024, 768}};
 
 	for (size_t s = 0; s < sizeof sh / sizeof *sh; s++)
 		for (int tb = 0; tb < 2; tb++)
