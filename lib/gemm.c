@@ -596,11 +596,12 @@ to_bf16(int i, const float *x, int ldx, int rows, int cols)
 
 /* op(B) (K,N) packed for lib/amx.c into buffer 1: (K/2, N) pairs, rows
  * pairs_ld(N) apart, over the pool in rows of 16 pairs when large; NULL
- * when out of memory. A row is 64 bytes longer than N pairs: a tile
- * loads 16 rows, and rows 4 KB apart (N 1024, 2048, 3072: ViT-B's fc1)
- * all fall into one set of L1 (12 ways), rows 2 KB apart into two;
- * ViT-B's 2320 x 3072 x 768 ran at 455 GFLOP/s on one thread, padded
- * at 1157 (bench/RESULTS.md). */
+ * when out of memory. Where N pairs are a multiple of 4 KB (N 1024, 2048,
+ * 3072: ViT-B's fc1, 4096) a row is 64 bytes longer: a tile loads 16
+ * rows, and rows a multiple of 4 KB apart all fall into one set of L1.
+ * One thread, 2320 x N x 768 (bench/amxbench.c): N 3072 820-835 GFLOP/s,
+ * padded 1226-1248; N 2048 and 4096 as much; N 384, 768 and 2304 ran
+ * 7-12% slower padded (bench/RESULTS.md). */
 struct pairs {
 	uint32_t *V;
 	const float *B;
@@ -610,7 +611,7 @@ struct pairs {
 static int
 pairs_ld(int N)
 {
-	return N + 16;
+	return N % 1024 == 0 ? N + 16 : N;
 }
 
 static void
