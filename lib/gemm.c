@@ -595,23 +595,32 @@ to_bf16(int i, const float *x, int ldx, int rows, int cols)
 }
 
 /* op(B) (K,N) packed for lib/amx.c into buffer 1: (K/2, N) pairs, rows
- * pairs_ld(N) apart, over the pool in rows of 16 pairs when large; NULL
- * when out of memory. Where N pairs are a multiple of 4 KB (N 1024, 2048,
- * 3072: ViT-B's fc1, 4096) a row is 64 bytes longer: a tile loads 16
- * rows, and rows a multiple of 4 KB apart all fall into one set of L1.
- * One thread, 2320 x N x 768 (bench/amxbench.c): N 3072 820-835 GFLOP/s,
- * padded 1226-1248; N 2048 and 4096 as much; N 384, 768 and 2304 ran
- * 7-12% slower padded (bench/RESULTS.md). */
+ * pairs_ld(N, K) apart, over the pool in rows of 16 pairs when large;
+ * NULL when out of memory. */
 struct pairs {
 	uint32_t *V;
 	const float *B;
 	int ldb, tb, K, N, per;
 };
 
+/* V's row length: N pairs, or 16 more where a panel's rows would crowd
+ * into a few sets of L2 (2 MB of 16 ways, 2048 sets, on every CPU with
+ * AMX). Rows L lines apart fall into 2048 / g sets, g = gcd(L, 2048);
+ * a panel w lines wide (amx_panel) with w < g then puts (K/2) g / 2048
+ * lines in each: past 8, half the ways, the rows go a line further apart.
+ * One thread (bench/amxbench.c, bench/RESULTS.md): 2320 x 3072 x 768
+ * 820-835 GFLOP/s, padded 1226-1248; 2320 x 768 x 3072 774-811, padded
+ * 1010-1046; 2304 x 512 x 1536 1117-1165, padded 1554-1572; where the
+ * sets are not crowded (2320 x 768 x 768, 4608 x 256 x 1024) padding lost
+ * 7-12%. */
 static int
-pairs_ld(int N)
+pairs_ld(int N, int K)
 {
-	return N % 1024 == 0 ? N + 16 : N;
+	int L = N * 4 / 64, g = 1, w = amx_panel(K) < N ? amx_panel(K) * 4 / 64 : N * 4 / 64;
+
+	while (g < 2048 && L % (2 * g) == 0)
+		g *= 2;
+	return w < g && (K / 2) * g / 2048 > 8 ? N + 16 : N;
 }
 
 static void
@@ -620,14 +629,14 @@ pairs_task(void *p, int i)
 	const struct pairs *j = p;
 	int k0 = i * j->per, k1 = k0 + j->per < j->K / 2 ? k0 + j->per : j->K / 2;
 
-	amx_pack(j->V, pairs_ld(j->N), j->B, j->ldb, j->tb, j->N, k0, k1);
+	amx_pack(j->V, pairs_ld(j->N, j->K), j->B, j->ldb, j->tb, j->N, k0, k1);
 }
 
 static const uint32_t *
 to_pairs(const float *B, int ldb, int tb, int K, int N)
 {
-	/* (K/2 x pairs_ld(N) pairs) */
-	uint32_t *V = (uint32_t *)buffer(1, (size_t)K * pairs_ld(N));
+	/* (K/2 x pairs_ld(N, K) pairs) */
+	uint32_t *V = (uint32_t *)buffer(1, (size_t)K * pairs_ld(N, K));
 	struct pairs j = {V, B, ldb, tb, K, N, K / 2};
 
 	if (!V)
@@ -946,7 +955,7 @@ product(int ta, int tb, int M, int N, int K, float alpha, const float *A, int ld
 		if (use_amx(ta, N, K, alpha, beta) && !is_kept(B)) {
 			const uint32_t *v = to_pairs(B, ldb, tb, K, N);
 			if (a && v)	/* (else float, rather than fail) */
-				o = (struct operands){2, ta, tb, K, pairs_ld(N), a, v};
+				o = (struct operands){2, ta, tb, K, pairs_ld(N, K), a, v};
 		} else {
 			const uint16_t *b = to_bf16(1, B, ldb, tb ? N : K, tb ? K : N);
 			if (a && b)
