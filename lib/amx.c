@@ -13,11 +13,11 @@
  * every call, against 690-730 here). At K 768 and beyond it first ran
  * 5-30% behind and was kept to K 256; that was the operands' placing,
  * not the kernel: rows 16 bytes off the cache lines (malloc) and V's rows
- * a multiple of 4 KB apart (N 1024, 2048, 3072), all in one set of L1.
- * With both mended (lib/gemm.c) it ran the products of the four models
- * ahead of oneDNN, K 3072 too (bench/amxbench.c, one thread, 2320 x 768 x
- * 3072: 853 against 850 GFLOP/s, 2320 x 3072 x 768 1521 against 945), and
- * it takes every K.
+ * so placed that a panel of them crowds a few sets of L2 (lib/gemm.c's
+ * pairs_ld). With both mended it ran the products of the four models
+ * ahead of oneDNN, K 3072 too (bench/amxbench.c, one thread: 2320 x 768 x
+ * 3072 1010-1070 GFLOP/s against 743-857, 2320 x 3072 x 768 1521 against
+ * 945), and it takes every K.
  *
  * C's blocks of 32 x 32 floats are four 16 x 16 float tiles (0-3), summed
  * over K 32 at a time: two 16 x 32 bf16 tiles of A's rows (4, 5) times two

@@ -612,7 +612,7 @@ struct pairs {
  * 820-835 GFLOP/s, padded 1226-1248; 2320 x 768 x 3072 774-811, padded
  * 1010-1046; 2304 x 512 x 1536 1117-1165, padded 1554-1572; where the
  * sets are not crowded (2320 x 768 x 768, 4608 x 256 x 1024) padding lost
- * 7-12%. */
+ * up to 18%. */
 static int
 pairs_ld(int N, int K)
 {
