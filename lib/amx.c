@@ -14,8 +14,8 @@
  * 5-30% behind and was kept to K 256; that was the operands' placing,
  * not the kernel: rows 16 bytes off the cache lines (malloc) and V's rows
  * so placed that a panel of them crowds a few sets of L2 (lib/gemm.c's
- * pairs_ld). With both mended it ran the products of the four models
- * ahead of oneDNN, K 3072 too (bench/amxbench.c, one thread: 2320 x 768 x
+ * pairs_ld). With both mended it ran every product of the four models
+ * that was measured ahead of oneDNN, K 3072 too (bench/amxbench.c, one thread: 2320 x 768 x
  * 3072 1010-1070 GFLOP/s against 743-857, 2320 x 3072 x 768 1521 against
  * 945), and it takes every K.
  *
