@@ -46,6 +46,17 @@ amx_takes(int ta, int N, int K)
 	return !ta && N > 0 && N % 16 == 0 && K > 0 && K % 32 == 0;
 }
 
+#define PANEL 512		/* columns at most in a panel */
+#define PANEL_BYTES (1 << 20)	/* V's bytes in a panel, about */
+
+int
+amx_panel(int K)
+{
+	int np = PANEL_BYTES / (2 * K) / 32 * 32;
+
+	return np < 32 ? 32 : np > PANEL ? PANEL : np;
+}
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && \
     (defined(__clang__) || __GNUC__ >= 11)
 #include <immintrin.h>
@@ -134,8 +145,6 @@ amx_pack(uint32_t *V, int ldv, const float *B, int ldb, int tb, int N, int k0, i
 
 /* ---- the product ---------------------------------------------------------------- */
 
-#define PANEL 512		/* columns at most in a panel */
-#define PANEL_BYTES (1 << 20)	/* V's bytes in a panel, about */
 
 static _Thread_local float bb[16 * PANEL] __attribute__((aligned(64)));	/* bias rows */
 static _Thread_local float ob[16 * 16] __attribute__((aligned(64)));	/* a tile bounced */
@@ -208,14 +217,6 @@ blk(int r2, int c2, int kt, const char *a, size_t la, const char *b, size_t lb, 
 	}
 }
 
-int
-amx_panel(int K)
-{
-	int np = PANEL_BYTES / (2 * K) / 32 * 32;
-
-	return np < 32 ? 32 : np > PANEL ? PANEL : np;
-}
-
 AMX int
 amx_gemm(int M, int N, int K, const uint16_t *A, int lda, const uint32_t *V, int ldv,
     const float *bias, int beta, float *C, int ldc)
@@ -280,12 +281,6 @@ int
 amx_ready(void)
 {
 	return 0;
-}
-
-int
-amx_panel(int K)
-{
-	return 32;
 }
 
 void

@@ -595,12 +595,12 @@ to_bf16(int i, const float *x, int ldx, int rows, int cols)
 }
 
 /* op(B) (K,N) packed for lib/amx.c into buffer 1: (K/2, N) pairs, rows
- * pairs_ld(N, K) apart, over the pool in rows of 16 pairs when large;
- * NULL when out of memory. */
+ * *ldv = pairs_ld(N, K) apart, over the pool in rows of 16 pairs when
+ * large; NULL when out of memory. */
 struct pairs {
 	uint32_t *V;
 	const float *B;
-	int ldb, tb, K, N, per;
+	int ldb, tb, K, N, ldv, per;
 };
 
 /* V's row length: N pairs, or 16 more where a panel's rows would crowd
@@ -629,15 +629,15 @@ pairs_task(void *p, int i)
 	const struct pairs *j = p;
 	int k0 = i * j->per, k1 = k0 + j->per < j->K / 2 ? k0 + j->per : j->K / 2;
 
-	amx_pack(j->V, pairs_ld(j->N, j->K), j->B, j->ldb, j->tb, j->N, k0, k1);
+	amx_pack(j->V, j->ldv, j->B, j->ldb, j->tb, j->N, k0, k1);
 }
 
 static const uint32_t *
-to_pairs(const float *B, int ldb, int tb, int K, int N)
+to_pairs(const float *B, int ldb, int tb, int K, int N, int *ldv)
 {
-	/* (K/2 x pairs_ld(N, K) pairs) */
-	uint32_t *V = (uint32_t *)buffer(1, (size_t)K * pairs_ld(N, K));
-	struct pairs j = {V, B, ldb, tb, K, N, K / 2};
+	*ldv = pairs_ld(N, K);
+	uint32_t *V = (uint32_t *)buffer(1, (size_t)K * *ldv);	/* (K/2 x *ldv pairs) */
+	struct pairs j = {V, B, ldb, tb, K, N, *ldv, K / 2};
 
 	if (!V)
 		return NULL;
@@ -953,9 +953,10 @@ product(int ta, int tb, int M, int N, int K, float alpha, const float *A, int ld
 		 * lib/amx.c op(B) in its pairs */
 		const uint16_t *a = to_bf16(0, A, lda, ta ? K : M, ta ? M : K);
 		if (use_amx(ta, N, K, alpha, beta) && !is_kept(B)) {
-			const uint32_t *v = to_pairs(B, ldb, tb, K, N);
+			int ldv;
+			const uint32_t *v = to_pairs(B, ldb, tb, K, N, &ldv);
 			if (a && v)	/* (else float, rather than fail) */
-				o = (struct operands){2, ta, tb, K, pairs_ld(N, K), a, v};
+				o = (struct operands){2, ta, tb, K, ldv, a, v};
 		} else {
 			const uint16_t *b = to_bf16(1, B, ldb, tb ? N : K, tb ? K : N);
 			if (a && b)
