@@ -754,8 +754,8 @@ amx_kernel(void)
 static void
 amx_products(void)
 {
-	/* (over 4M multiply-adds, so bf16; the last with V's rows padded past
-	 * 4 KB and K past a panel of L1) */
+	/* (over 4M multiply-adds, so bf16; the last with K past the old limit
+	 * of 256 and V's rows padded by pairs_ld) */
 	static const int sh[][3] = {{1160, 96, 64}, {301, 64, 224}, {700, 400, 128},
 	    {97, 1024, 768}};
 
